@@ -1,0 +1,5 @@
+"""Allow `python -m linegate`."""
+
+from linegate.cli import main
+
+raise SystemExit(main())

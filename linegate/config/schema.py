@@ -1,0 +1,278 @@
+"""Typed, validated, immutable configuration: one pydantic model per TOML table.
+
+Unknown keys are errors (``extra="forbid"``); every model is frozen. Relative paths are resolved
+against the configuration file's directory, passed as the validation context ``base_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+BUILTIN_VIKY = "builtin:viky"
+"""The simulated GenTL producer shipped inside the ``genicam`` package."""
+
+PixelFormat = Literal["Mono8", "RGB8", "BGR8", "RGBa8", "BGRa8"]
+CHANNELS_OF: dict[str, int] = {"Mono8": 1, "RGB8": 3, "BGR8": 3, "RGBa8": 4, "BGRa8": 4}
+
+Milliseconds = Annotated[float, Field(gt=0, le=60_000)]
+NodeValue = int | float | bool | str
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve(value: str | Path, info: ValidationInfo) -> Path:
+    path = Path(os.path.expanduser(str(value)))
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path
+
+
+class InstanceSection(_Section):
+    """Identity of this linegate instance; names its shared-memory segments and log records."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = "linegate"
+
+
+class DeviceSelector(_Section):
+    """Which camera to open: by serial number, user-defined id or enumeration index (exactly one)."""
+
+    serial_number: str | None = None
+    user_id: str | None = None
+    index: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DeviceSelector:
+        given = [k for k in ("serial_number", "user_id", "index") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of serial_number, user_id, index (got {given or 'none'})")
+        return self
+
+
+class CameraSection(_Section):
+    """GenTL producer, device and the GenICam node settings applied at start."""
+
+    cti: str
+    device: DeviceSelector = DeviceSelector(index=0)
+    width: Annotated[int, Field(ge=1, le=16384)]
+    height: Annotated[int, Field(ge=1, le=16384)]
+    pixel_format: PixelFormat = "Mono8"
+    frame_rate_hz: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    exposure_us: Annotated[float, Field(gt=0)] | None = None
+    gain_db: float | None = None
+    trigger_mode: Literal["On", "Off"] | None = None
+    trigger_source: str | None = None
+    nodes: dict[str, NodeValue] = {}
+    """Further nodes set verbatim, after the typed ones; each must exist on the camera."""
+    fetch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
+    buffers: Annotated[int, Field(ge=2, le=256)] = 8
+
+    @field_validator("cti")
+    @classmethod
+    def _cti_exists(cls, value: str, info: ValidationInfo) -> str:
+        if value == BUILTIN_VIKY:
+            return value
+        path = _resolve(value, info)
+        if not path.is_file():
+            raise ValueError(f"GenTL producer file not found: {path}")
+        if path.suffix != ".cti":
+            raise ValueError(f"expected a GenTL producer ending in .cti, got {path.name}")
+        return str(path)
+
+    @property
+    def channels(self) -> int:
+        return CHANNELS_OF[self.pixel_format]
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.width * self.height * self.channels
+
+
+class RingSection(_Section):
+    """Shared-memory frame ring between acquisition and inference."""
+
+    slots: Annotated[int, Field(ge=2, le=1024)] = 8
+    when_full: Literal["drop_newest", "drop_oldest"] = "drop_newest"
+    """drop_newest keeps queued frames and drops the arriving one; drop_oldest overwrites the oldest
+    queued frame that inference has not claimed yet. Either way the dropped frame gets the fail-safe
+    verdict and a log record."""
+    journal_size: Annotated[int, Field(ge=16, le=1_000_000)] = 4096
+
+
+class PreprocessSection(_Section):
+    """Frame to tensor: ROI crop, resize, normalise, channel layout. Built once, applied per frame."""
+
+    roi: tuple[int, int, int, int] | None = None
+    """x, y, width, height in frame pixels; None is the whole frame."""
+    resize: tuple[int, int] | None = None
+    """width, height of the model input; None keeps the ROI size."""
+    interpolation: Literal["area", "nearest", "bilinear"] = "area"
+    color: Literal["gray", "rgb", "bgr"] = "gray"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    dtype: Literal["float32", "float16"] = "float32"
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_positive(cls, v: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if v is not None and (v[0] < 0 or v[1] < 0 or v[2] < 1 or v[3] < 1):
+            raise ValueError(f"roi must be [x >= 0, y >= 0, width >= 1, height >= 1], got {list(v)}")
+        return v
+
+    @field_validator("resize")
+    @classmethod
+    def _resize_positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and (v[0] < 1 or v[1] < 1):
+            raise ValueError(f"resize must be [width >= 1, height >= 1], got {list(v)}")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _std_nonzero(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(s == 0 for s in v):
+            raise ValueError("std must not contain 0")
+        return v
+
+    @model_validator(mode="after")
+    def _per_channel_lengths(self) -> PreprocessSection:
+        n = 1 if self.color == "gray" else 3
+        for key in ("mean", "std"):
+            if len(getattr(self, key)) not in (1, n):
+                raise ValueError(f"{key} needs 1 or {n} values for color={self.color!r}")
+        return self
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+
+class PostprocessSection(_Section):
+    """Classification output to verdict: reject when any listed class reaches its threshold."""
+
+    classes: tuple[str, ...]
+    scores: Literal["probabilities", "logits"] = "probabilities"
+    reject_thresholds: dict[str, Annotated[float, Field(gt=0, le=1)]]
+
+    @model_validator(mode="after")
+    def _thresholds_name_classes(self) -> PostprocessSection:
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be at least 2 unique names, got {list(self.classes)}")
+        unknown = sorted(set(self.reject_thresholds) - set(self.classes))
+        if unknown:
+            raise ValueError(f"reject_thresholds names unknown classes {unknown}; classes are {list(self.classes)}")
+        if not self.reject_thresholds:
+            raise ValueError("reject_thresholds must name at least one class")
+        return self
+
+
+class ModelSection(_Section):
+    """The inspection model: which backend runs which file, and how frames become its input."""
+
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
+    path: Path
+    input_name: str | None = None
+    output_name: str | None = None
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+    warmup_runs: Annotated[int, Field(ge=0, le=10_000)] = 50
+    preprocess: PreprocessSection = PreprocessSection()
+    postprocess: PostprocessSection
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_exists(cls, value: str | Path, info: ValidationInfo) -> Path:
+        path = _resolve(value, info)
+        if not path.is_file():
+            raise ValueError(f"model file not found: {path}")
+        return path
+
+
+class DeadlineSection(_Section):
+    """Each frame's deadline is its acquisition time plus the budget."""
+
+    budget_ms: Milliseconds = 50.0
+    fail_safe: Literal["reject", "pass"] = "reject"
+
+
+class ModbusSection(_Section):
+    """Modbus TCP reject output."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    device_id: Annotated[int, Field(ge=0, le=255)] = 1
+    reject_coil: Annotated[int, Field(ge=0, le=65535)]
+    part_id_register: Annotated[int, Field(ge=0, le=65534)] | None = None
+    """If set, the part id (32 bit, high word first) is written here before each pulse."""
+    timeout_ms: Milliseconds = 20.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+
+
+class PlcSection(_Section):
+    """PLC link: reject pulses, queueing and reconnect policy."""
+
+    protocol: Literal["modbus"] = "modbus"
+    modbus: ModbusSection
+    pulse_ms: Milliseconds = 10.0
+    fire_delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
+    """Time from acquisition to the ejector; the pulse starts then (or at once if already late)."""
+    max_late_ms: Milliseconds = 500.0
+    """A reject that cannot start this long after its due time would hit the wrong part: it is
+    reported undelivered instead."""
+    queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1024
+    drain_timeout_ms: Milliseconds = 2_000.0
+    """On stop, how long pending rejects may still be delivered before they are reported."""
+    reconnect_min_ms: Milliseconds = 100.0
+    reconnect_max_ms: Milliseconds = 5_000.0
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> PlcSection:
+        if self.reconnect_max_ms < self.reconnect_min_ms:
+            raise ValueError("reconnect_max_ms must be >= reconnect_min_ms")
+        return self
+
+
+class LoggingSection(_Section):
+    """Per-frame JSON records to stdout and optionally a file."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    file: Path | None = None
+    queue_size: Annotated[int, Field(ge=16, le=10_000_000)] = 65_536
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _file_path(cls, value: str | Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve(value, info)
+
+
+class Config(_Section):
+    """The whole linegate configuration."""
+
+    instance: InstanceSection = InstanceSection()
+    camera: CameraSection
+    ring: RingSection = RingSection()
+    model: ModelSection
+    deadline: DeadlineSection = DeadlineSection()
+    plc: PlcSection
+    logging: LoggingSection = LoggingSection()
+
+    @model_validator(mode="after")
+    def _geometry_fits(self) -> Config:
+        pre = self.model.preprocess
+        if pre.roi is not None:
+            x, y, w, h = pre.roi
+            if x + w > self.camera.width or y + h > self.camera.height:
+                raise ValueError(
+                    f"model.preprocess.roi {list(pre.roi)} exceeds the camera frame "
+                    f"{self.camera.width}x{self.camera.height}"
+                )
+        if pre.color != "gray" and self.camera.channels == 1:
+            raise ValueError(f"model.preprocess.color={pre.color!r} needs a colour pixel_format, camera gives Mono8")
+        return self
