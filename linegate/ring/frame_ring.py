@@ -1,0 +1,342 @@
+"""Shared-memory frame ring between one producer process and one consumer process.
+
+Slots carry a state word (FREE, WRITING, READY, CLAIMED). State changes happen under one
+cross-process lock held for microseconds; pixels are written and read outside it. The producer
+never waits on the consumer: it takes the lock with a short timeout and, when no slot is free,
+applies the ``when_full`` policy and records the dropped frame's header in a journal that the
+consumer drains, so every acquired frame still gets a verdict. A semaphore counts pending items
+and wakes the consumer (one wake-up per frame).
+
+The segment is a file under /dev/shm with a name derived from the instance, so a restart after
+``kill -9`` finds and removes the stale one: nothing leaks across restarts.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from multiprocessing.synchronize import Lock, Semaphore
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from linegate.errors import RingClosed
+from linegate.ring.layout import (
+    CONTROL,
+    FRAME_HEADER,
+    MAGIC,
+    PIXEL_FORMAT_CODES,
+    DropReason,
+    RingLayout,
+    SlotState,
+)
+
+SHM_DIR = "/dev/shm"
+LOCK_TIMEOUT_S = 0.002
+"""Longest the producer waits for the state lock; the consumer holds it for microseconds, so a
+timeout means the consumer died inside its critical section."""
+
+WhenFull = Literal["drop_newest", "drop_oldest"]
+
+
+def ring_path(instance: str) -> str:
+    """The shared-memory file of *instance*'s frame ring."""
+    return os.path.join(SHM_DIR, f"linegate-{instance}-ring")
+
+
+@dataclass(frozen=True)
+class RingGeometry:
+    """Shape and pixel format of every frame in the ring."""
+
+    height: int
+    width: int
+    channels: int
+    pixel_format: str
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.height * self.width * self.channels
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
+
+
+@dataclass(frozen=True)
+class RingHandle:
+    """Everything a worker process needs to open the ring; passed once at process start."""
+
+    path: str
+    layout: RingLayout
+    geometry: RingGeometry
+    when_full: WhenFull
+    lock: Lock
+    ready: Semaphore
+
+
+@dataclass(frozen=True)
+class FrameMeta:
+    """Header fields of one frame, as copied out of a slot or the drop journal."""
+
+    seq: int
+    frame_id: int
+    part_id: int
+    t_acquired_ns: int
+    t_written_ns: int
+    reason: int = 0
+
+
+class _Mapping:
+    """The mapped segment and numpy views over its regions."""
+
+    def __init__(self, handle: RingHandle, *, create: bool) -> None:
+        self.handle = handle
+        layout = handle.layout
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = os.open(handle.path, flags, 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, layout.total_bytes)
+            elif os.fstat(fd).st_size != layout.total_bytes:
+                raise RingClosed(f"{handle.path}: size does not match the ring layout (stale segment?)")
+            self.mm = mmap.mmap(fd, layout.total_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        buf = memoryview(self.mm)
+        self.control = np.ndarray((), dtype=CONTROL, buffer=buf, offset=0)
+        self.headers = np.ndarray((layout.slots,), dtype=FRAME_HEADER, buffer=buf, offset=layout.headers_offset)
+        self.journal = np.ndarray(
+            (layout.journal_size,), dtype=FRAME_HEADER, buffer=buf, offset=layout.journal_offset
+        )
+        shape = handle.geometry.shape
+        self.pixels: list[npt.NDArray[np.uint8]] = [
+            np.ndarray(shape, dtype=np.uint8, buffer=buf, offset=layout.slot_offset(i)) for i in range(layout.slots)
+        ]
+        if create:
+            self.control[()] = (MAGIC, layout.slots, layout.slot_stride, layout.journal_size, 0, 0, 0, 0)
+        elif int(self.control["magic"]) != MAGIC:
+            raise RingClosed(f"{handle.path}: not a linegate frame ring (bad magic)")
+
+    def close(self) -> None:
+        # Views must go before the mmap can close.
+        del self.control, self.headers, self.journal
+        self.pixels.clear()
+        try:
+            self.mm.close()
+        except BufferError:  # a caller still holds a view; the OS unmaps at exit
+            pass
+
+    def slot_address(self, slot: int) -> int:
+        """Virtual address of a slot's pixels in this process (for pinned-memory registration)."""
+        return int(self.pixels[slot].__array_interface__["data"][0])
+
+
+class FrameRing:
+    """Owner of the segment: creates it (removing a stale one), and unlinks it on close."""
+
+    def __init__(self, handle: RingHandle, mapping: _Mapping, removed_stale: bool) -> None:
+        self.handle = handle
+        self._mapping = mapping
+        self.removed_stale = removed_stale
+
+    @classmethod
+    def create(
+        cls,
+        ctx: BaseContext,
+        *,
+        instance: str,
+        geometry: RingGeometry,
+        slots: int,
+        journal_size: int,
+        when_full: WhenFull,
+        path: str | None = None,
+    ) -> FrameRing:
+        path = path or ring_path(instance)
+        removed_stale = remove_stale(path)
+        layout = RingLayout(slots=slots, frame_bytes=geometry.frame_bytes, journal_size=journal_size)
+        handle = RingHandle(path, layout, geometry, when_full, ctx.Lock(), ctx.Semaphore(0))
+        return cls(handle, _Mapping(handle, create=True), removed_stale)
+
+    def counters(self) -> dict[str, int]:
+        c = self._mapping.control
+        return {
+            "frames_sequenced": int(c["next_seq"]),
+            "journal_written": int(c["journal_written"]),
+            "journal_read": int(c["journal_read"]),
+            "journal_overflow": int(c["journal_overflow"]),
+        }
+
+    def close(self) -> None:
+        self._mapping.close()
+        try:
+            os.unlink(self.handle.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> FrameRing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def remove_stale(path: str) -> bool:
+    """Remove a segment left by a killed run; True if there was one."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class RingProducer:
+    """Acquisition side. ``reserve`` a slot, copy pixels into ``pixels(slot)``, then ``publish``."""
+
+    def __init__(self, handle: RingHandle) -> None:
+        self._m = _Mapping(handle, create=False)
+        self._lock = handle.lock
+        self._ready = handle.ready
+        self._drop_oldest = handle.when_full == "drop_oldest"
+        self._pixel_format = PIXEL_FORMAT_CODES[handle.geometry.pixel_format]
+        g = handle.geometry
+        self._dims = (g.height, g.width, g.channels)
+        self.lock_timeouts = 0
+
+    def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
+        return self._m.pixels[slot]
+
+    def reserve(self, frame_id: int, part_id: int, t_acquired_ns: int) -> tuple[int, int | None]:
+        """Give the next frame a sequence number and a slot: ``(seq, slot)``.
+
+        ``slot`` is None when the frame was dropped: it is then in the journal (ring full), or,
+        if the lock timed out (consumer died mid-update), only counted in ``lock_timeouts`` and the
+        caller must report it itself.
+        """
+        m = self._m
+        if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
+            self.lock_timeouts += 1
+            return -1, None
+        try:
+            seq = int(m.control["next_seq"])
+            m.control["next_seq"] = seq + 1
+            h, w, c = self._dims
+            record = (int(SlotState.WRITING), 0, seq, frame_id, part_id, t_acquired_ns, 0, h, w, c, self._pixel_format)
+            states = m.headers["state"]
+            free = np.flatnonzero(states == SlotState.FREE)
+            if free.size:
+                slot = int(free[0])
+            elif self._drop_oldest and (ready := np.flatnonzero(states == SlotState.READY)).size:
+                slot = int(ready[np.argmin(m.headers["seq"][ready])])
+                self._journal(m.headers[slot], DropReason.OVERWRITTEN)
+            else:
+                entry = np.array(record, dtype=FRAME_HEADER)
+                self._journal(entry, DropReason.RING_FULL)
+                return seq, None
+            m.headers[slot] = record
+            return seq, slot
+        finally:
+            self._lock.release()
+
+    def _journal(self, header: Any, reason: DropReason) -> None:
+        """Append a dropped frame's header (lock held); posts one wake-up for the consumer."""
+        c = self._m.control
+        written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
+        if written - read >= size:
+            c["journal_overflow"] = int(c["journal_overflow"]) + 1
+            return
+        index = written % size
+        self._m.journal[index] = header
+        self._m.journal["reason"][index] = int(reason)
+        c["journal_written"] = written + 1
+        self._ready.release()
+
+    def publish(self, slot: int, t_written_ns: int) -> None:
+        """Mark *slot* ready for inference and wake the consumer."""
+        header = self._m.headers[slot]
+        if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
+            self.lock_timeouts += 1
+            return
+        try:
+            header["t_written_ns"] = t_written_ns
+            header["state"] = int(SlotState.READY)
+        finally:
+            self._lock.release()
+        self._ready.release()
+
+    def close(self) -> None:
+        self._m.close()
+
+
+class RingConsumer:
+    """Inference side: ``wait``, drain the journal, ``claim`` the oldest ready frame, ``release`` it."""
+
+    def __init__(self, handle: RingHandle) -> None:
+        self._m = _Mapping(handle, create=False)
+        self._lock = handle.lock
+        self._ready = handle.ready
+
+    def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
+        return self._m.pixels[slot]
+
+    def slot_address(self, slot: int) -> int:
+        return self._m.slot_address(slot)
+
+    @property
+    def slots(self) -> int:
+        return len(self._m.pixels)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until an item may be pending or *timeout_s* passes; False on timeout."""
+        return bool(self._ready.acquire(timeout=timeout_s))
+
+    def claim(self) -> tuple[int, FrameMeta] | None:
+        """Take the oldest READY slot (lowest sequence); None if there is none."""
+        m = self._m
+        with self._lock:
+            states = m.headers["state"]
+            ready = np.flatnonzero(states == SlotState.READY)
+            if not ready.size:
+                return None
+            slot = int(ready[np.argmin(m.headers["seq"][ready])]) if ready.size > 1 else int(ready[0])
+            header = m.headers[slot]
+            header["state"] = int(SlotState.CLAIMED)
+            meta = _meta(header.item())
+        return slot, meta
+
+    def release(self, slot: int) -> None:
+        """Give a claimed slot back to the producer."""
+        with self._lock:
+            self._m.headers[slot]["state"] = int(SlotState.FREE)
+
+    def drain_journal(self) -> tuple[list[FrameMeta], int]:
+        """Dropped frames since the last call, oldest first, and how many overflowed the journal."""
+        m = self._m
+        with self._lock:
+            c = m.control
+            written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
+            entries = [_meta(m.journal[i % size].item()) for i in range(read, written)]
+            c["journal_read"] = written
+            overflow = int(c["journal_overflow"])
+            c["journal_overflow"] = 0
+        return entries, overflow
+
+    def recover_claimed(self) -> list[FrameMeta]:
+        """Slots a dead consumer left CLAIMED: their frames were in flight. Frees them."""
+        m = self._m
+        with self._lock:
+            claimed = np.flatnonzero(m.headers["state"] == SlotState.CLAIMED)
+            lost = [_meta(m.headers[int(i)].item()) for i in claimed]
+            for i in claimed:
+                m.headers[int(i)]["state"] = int(SlotState.FREE)
+        return lost
+
+    def close(self) -> None:
+        self._m.close()
+
+
+def _meta(fields: tuple[Any, ...]) -> FrameMeta:
+    _state, reason, seq, frame_id, part_id, t_acq, t_written = fields[:7]
+    return FrameMeta(int(seq), int(frame_id), int(part_id), int(t_acq), int(t_written), int(reason))

@@ -1,0 +1,1 @@
+"""Time: clocks, per-frame deadlines and latency statistics."""

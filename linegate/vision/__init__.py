@@ -1,0 +1,1 @@
+"""Frame-to-tensor and scores-to-verdict transforms: pure numpy, built once, applied per frame."""
