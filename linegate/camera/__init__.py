@@ -1,0 +1,1 @@
+"""Frame sources: GenICam cameras through Harvesters, and the pure bookkeeping around them."""

@@ -1,0 +1,231 @@
+"""GenICam cameras through Harvesters over a GenTL producer (the only module importing harvesters).
+
+One long-lived image acquirer per camera: re-creating acquirers leaks memory in Harvesters, so a
+restart is ``stop()``/``start()``, not ``close()``/``open()``. ``fetch`` uses short timeouts because
+Harvesters holds the GIL while it waits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from genicam import gentl
+from harvesters.core import Harvester, ImageAcquirer
+
+from linegate.config.schema import BUILTIN_VIKY, CameraSection, NodeValue
+from linegate.errors import CameraError
+
+FrameCallback = Callable[[npt.NDArray[np.uint8], int, int, int | None], None]
+"""``on_frame(pixels, frame_id, host_receipt_ns, camera_timestamp_ns or None)``."""
+
+# Typed config keys -> GenICam SFNC node names, in the order they must be applied.
+_TYPED_NODES: tuple[tuple[str, str], ...] = (
+    ("pixel_format", "PixelFormat"),
+    ("width", "Width"),
+    ("height", "Height"),
+    ("trigger_source", "TriggerSource"),
+    ("trigger_mode", "TriggerMode"),
+    ("exposure_us", "ExposureTime"),
+    ("gain_db", "Gain"),
+    ("frame_rate_hz", "AcquisitionFrameRate"),
+)
+_GEOMETRY_NODES = ("pixel_format", "width", "height")
+
+
+def producer_path(cti: str) -> str:
+    """Resolve ``builtin:viky`` to the simulated producer inside the genicam package."""
+    if cti == BUILTIN_VIKY:
+        import genicam
+
+        return os.path.join(os.path.dirname(genicam.__file__), "viky.cti")
+    return cti
+
+
+@dataclass
+class CameraInfo:
+    """What was opened and how it was configured."""
+
+    producer: str
+    vendor: str
+    model: str
+    serial_number: str
+    applied: dict[str, NodeValue] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    """Typed settings whose node the camera does not have (not an error: logged)."""
+
+
+class GenICamCamera:
+    """Open, configure, stream and close one camera; ``fetch`` hands frames to a callback."""
+
+    def __init__(self, cfg: CameraSection) -> None:
+        self.cfg = cfg
+        self._harvester: Harvester | None = None
+        self._acquirer: ImageAcquirer | None = None
+        self.timeouts = 0
+        self._timestamps_available = True
+
+    def open(self) -> CameraInfo:
+        """Load the producer, find the device, create the acquirer and apply settings."""
+        path = producer_path(self.cfg.cti)
+        h = Harvester()
+        self._harvester = h
+        try:
+            h.add_file(path, check_existence=True, check_validity=True)
+        except (FileNotFoundError, OSError) as exc:
+            raise CameraError(f"camera.cti: cannot load GenTL producer {path}: {exc}") from exc
+        h.update()
+        if not h.device_info_list:
+            raise CameraError(f"camera.cti: producer {path} reports no devices")
+        key, where = self._search_key()
+        previous = signal.getsignal(signal.SIGINT)
+        try:
+            ia = h.create(key)
+        except (ValueError, IndexError) as exc:
+            found = [d.property_dict.get("serial_number") for d in h.device_info_list]
+            raise CameraError(f"{where}: no unique matching device (serial numbers found: {found})") from exc
+        except gentl.GenericException as exc:
+            raise CameraError(f"{where}: cannot open device: {exc}") from exc
+        finally:
+            # Harvester.create() installs its own SIGINT handler (upstream issue 463).
+            signal.signal(signal.SIGINT, previous)
+        self._acquirer = ia
+        info = ia.device.module
+        camera = CameraInfo(
+            producer=path,
+            vendor=str(_safe(lambda: info.vendor, "")),
+            model=str(_safe(lambda: info.model, "")),
+            serial_number=str(_safe(lambda: info.serial_number, "")),
+        )
+        self._apply_settings(ia, camera)
+        self._verify_geometry(ia)
+        ia.num_buffers = self.cfg.buffers
+        return camera
+
+    def _search_key(self) -> tuple[int | dict[str, str], str]:
+        dev = self.cfg.device
+        if dev.serial_number is not None:
+            return {"serial_number": dev.serial_number}, f"camera.device.serial_number={dev.serial_number!r}"
+        if dev.user_id is not None:
+            return {"user_defined_name": dev.user_id}, f"camera.device.user_id={dev.user_id!r}"
+        assert dev.index is not None
+        return dev.index, f"camera.device.index={dev.index}"
+
+    def _apply_settings(self, ia: ImageAcquirer, info: CameraInfo) -> None:
+        node_map = ia.remote_device.node_map
+        for key, node_name in _TYPED_NODES:
+            value = getattr(self.cfg, key)
+            if value is None:
+                continue
+            if not node_map.has_node(node_name):
+                if key in _GEOMETRY_NODES:
+                    raise CameraError(f"camera.{key}: the camera has no {node_name} node")
+                info.skipped.append(key)
+                continue
+            if key == "frame_rate_hz" and node_map.has_node("AcquisitionFrameRateEnable"):
+                _set(node_map, "AcquisitionFrameRateEnable", True, "camera.frame_rate_hz")
+            _set(node_map, node_name, value, f"camera.{key}")
+            info.applied[node_name] = value
+        for name, value in self.cfg.nodes.items():
+            if not node_map.has_node(name):
+                raise CameraError(f"camera.nodes.{name}: the camera has no such node")
+            _set(node_map, name, value, f"camera.nodes.{name}")
+            info.applied[name] = value
+
+    def _verify_geometry(self, ia: ImageAcquirer) -> None:
+        node_map = ia.remote_device.node_map
+        actual = (node_map.get_node("Width").value, node_map.get_node("Height").value)
+        fmt = node_map.get_node("PixelFormat").value
+        if actual != (self.cfg.width, self.cfg.height) or fmt != self.cfg.pixel_format:
+            raise CameraError(
+                f"camera: asked for {self.cfg.width}x{self.cfg.height} {self.cfg.pixel_format}, "
+                f"camera reports {actual[0]}x{actual[1]} {fmt}"
+            )
+
+    def start(self) -> None:
+        self._require().start()
+
+    def stop(self) -> None:
+        if self._acquirer is not None and self._acquirer.is_acquiring():
+            self._acquirer.stop()
+
+    def fetch(self, on_frame: FrameCallback, timeout_s: float | None = None) -> bool:
+        """Wait up to *timeout_s* for one frame and pass it to *on_frame* while the buffer is held.
+
+        Returns False on timeout (counted in ``timeouts``). The buffer is re-queued when the
+        callback returns, so the callback must copy what it keeps.
+        """
+        ia = self._require()
+        timeout = self.cfg.fetch_timeout_ms / 1000 if timeout_s is None else timeout_s
+        try:
+            with ia.fetch(timeout=timeout) as buffer:
+                t_receipt = time.monotonic_ns()
+                component = buffer.payload.components[0]
+                frame_id = int(buffer.module.frame_id)
+                on_frame(component.data, frame_id, t_receipt, self._camera_timestamp(buffer))
+        except gentl.TimeoutException:
+            self.timeouts += 1
+            return False
+        except gentl.GenericException as exc:
+            raise CameraError(f"camera: fetch failed: {type(exc).__name__}: {exc}") from exc
+        return True
+
+    def _camera_timestamp(self, buffer: Any) -> int | None:
+        if not self._timestamps_available:
+            return None
+        try:
+            return int(buffer.module.timestamp_ns)
+        except gentl.GenericException:
+            self._timestamps_available = False  # e.g. Viky: NotAvailable on every buffer
+            return None
+
+    def close(self) -> None:
+        """Stop and destroy the acquirer and release the producer; safe to call twice."""
+        if self._acquirer is not None:
+            try:
+                self.stop()
+            finally:
+                self._acquirer.destroy()
+                self._acquirer = None
+        if self._harvester is not None:
+            self._harvester.reset()
+            self._harvester = None
+
+    def _require(self) -> ImageAcquirer:
+        if self._acquirer is None:
+            raise CameraError("camera: not open")
+        return self._acquirer
+
+    def __enter__(self) -> GenICamCamera:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _set(node_map: Any, name: str, value: NodeValue, key: str) -> None:
+    node = node_map.get_node(name)
+    try:
+        node.value = value
+    except Exception as exc:  # genapi raises OutOfRange/InvalidArgument/AccessException, all worth a clear message
+        limits = ""
+        lo, hi = _safe(lambda: node.min, None), _safe(lambda: node.max, None)
+        if lo is not None and hi is not None:
+            limits = f" (allowed {lo}..{hi})"
+        symbolics = _safe(lambda: node.symbolics, None)
+        if symbolics:
+            limits = f" (allowed {list(symbolics)})"
+        raise CameraError(f"{key}: camera refused {name}={value!r}{limits}: {type(exc).__name__}") from exc
+
+
+def _safe(read: Callable[[], Any], default: Any) -> Any:
+    try:
+        return read()
+    except Exception:
+        return default

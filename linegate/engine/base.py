@@ -1,0 +1,87 @@
+"""The engine contract: load once, warm up, infer on preallocated buffers, close.
+
+Runners follow Polygraphy's shape: public methods enforce the life cycle, subclasses implement
+``_load``, ``_infer`` and ``_close``. Buffers are bound once at load; ``infer`` only moves data and
+runs, so the per-frame path allocates nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+import numpy.typing as npt
+
+from linegate.config.schema import ModelSection
+from linegate.errors import EngineError
+
+Array = npt.NDArray[np.floating]
+
+
+class Engine(ABC):
+    """One loaded model with one bound input and one bound output buffer."""
+
+    def __init__(self, cfg: ModelSection, input_shape: tuple[int, ...], input_dtype: np.dtype[np.floating]) -> None:
+        self.cfg = cfg
+        self.model_id = cfg.id
+        self.requested_shape = input_shape
+        self.requested_dtype = input_dtype
+        self._loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> None:
+        """Read the model, allocate and bind buffers."""
+        if self._loaded:
+            raise EngineError(f"{self.model_id}: already loaded")
+        try:
+            self._load()
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"{self.cfg.path}: cannot load model {self.model_id!r}: {exc}") from exc
+        self._loaded = True
+
+    @property
+    @abstractmethod
+    def input(self) -> Array:
+        """The bound input tensor; the preprocessor writes each frame here."""
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    @abstractmethod
+    def _infer(self) -> Array: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    def infer(self) -> Array:
+        """Run on the current contents of :attr:`input`; returns the bound output buffer."""
+        if not self._loaded:
+            raise EngineError(f"{self.model_id}: infer() before load()")
+        return self._infer()
+
+    def warm_up(self, runs: int) -> npt.NDArray[np.int64]:
+        """Run *runs* times on the current input; returns each run's duration in ns."""
+        durations = np.zeros(runs, dtype=np.int64)
+        for i in range(runs):
+            t0 = time.monotonic_ns()
+            self.infer()
+            durations[i] = time.monotonic_ns() - t0
+        return durations
+
+    def close(self) -> None:
+        if self._loaded:
+            self._loaded = False
+            self._close()
+
+    def __enter__(self) -> Engine:
+        self.load()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,79 @@
+"""ONNX Runtime on the CPU: the embedded default backend (the only module importing onnxruntime)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from linegate.engine.base import Array, Engine
+from linegate.errors import EngineError
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+class OnnxRuntimeEngine(Engine):
+    """A CPU session with input and output bound once through IOBinding (no per-frame allocation)."""
+
+    _input: Array
+    _output: Array
+
+    def _load(self) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.cfg.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The loop must never sleep-wait inside ORT's thread pool after a run: no spinning either.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(str(self.cfg.path), opts, providers=["CPUExecutionProvider"])
+        inp = _pick(self._session.get_inputs(), self.cfg.input_name, "input")
+        out = _pick(self._session.get_outputs(), self.cfg.output_name, "output")
+        self._check_input(inp)
+        self._input = np.zeros(self.requested_shape, dtype=self.requested_dtype)
+        out_shape = tuple(d if isinstance(d, int) else self.requested_shape[0] for d in out.shape)
+        self._output = np.zeros(out_shape, dtype=_ORT_TYPES.get(out.type, np.float32))
+        self._binding = self._session.io_binding()
+        self._binding.bind_input(
+            inp.name, "cpu", 0, self._input.dtype, list(self._input.shape), self._input.ctypes.data
+        )
+        self._binding.bind_output(
+            out.name, "cpu", 0, self._output.dtype, list(self._output.shape), self._output.ctypes.data
+        )
+        self.input_name, self.output_name = inp.name, out.name
+
+    def _check_input(self, inp: ort.NodeArg) -> None:
+        want = self.requested_shape
+        if len(inp.shape) != len(want) or any(isinstance(d, int) and d != w for d, w in zip(inp.shape, want)):
+            raise EngineError(
+                f"{self.cfg.path}: input {inp.name!r} has shape {inp.shape}, but model.preprocess produces "
+                f"{list(want)}"
+            )
+        dtype = _ORT_TYPES.get(inp.type)
+        if dtype is None or np.dtype(dtype) != self.requested_dtype:
+            raise EngineError(
+                f"{self.cfg.path}: input {inp.name!r} is {inp.type}, model.preprocess.dtype gives "
+                f"{self.requested_dtype}"
+            )
+
+    @property
+    def input(self) -> Array:
+        return self._input
+
+    def _infer(self) -> Array:
+        self._session.run_with_iobinding(self._binding)
+        return self._output
+
+    def _close(self) -> None:
+        del self._binding, self._session
+
+
+def _pick(args: list[ort.NodeArg], name: str | None, kind: str) -> ort.NodeArg:
+    if name is None:
+        if len(args) != 1:
+            names = [a.name for a in args]
+            raise EngineError(f"model has {len(args)} {kind}s {names}; set model.{kind}_name")
+        return args[0]
+    for a in args:
+        if a.name == name:
+            return a
+    raise EngineError(f"model.{kind}_name={name!r} not in the model's {kind}s {[a.name for a in args]}")
