@@ -1,0 +1,118 @@
+"""``linegate demo``: the real pipeline on the simulated camera, with a simulated PLC it starts itself.
+
+The only differences from production are in the configuration: the ``builtin:viky`` producer, the
+demo ONNX model, and a PLC address pointing at the ``linegate plc-sim`` process started here.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import linegate
+from linegate.config import Config, load_config
+from linegate.errors import LinegateError
+
+DEMO_CONFIG = Path(linegate.__file__).resolve().parents[1] / "config" / "demo.toml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PlcSimProcess:
+    """``python -m linegate.plc.sim`` as a child process; collects the coil edges it prints."""
+
+    def __init__(self, port: int, part_id_register: int) -> None:
+        self.port = port
+        self.edges: list[dict[str, Any]] = []
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "linegate.plc.sim", "--port", str(port), "--part-id-register", str(part_id_register)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._listening = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._listening.wait(15):
+            self.stop()
+            raise LinegateError(f"plc-sim did not start listening on 127.0.0.1:{port}")
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "listening":
+                self._listening.set()
+            elif event.get("event") == "coil_edge":
+                self.edges.append(event)
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(2)
+
+    def rising_part_ids(self, coil: int) -> list[int]:
+        return [int(e["part_id"]) for e in self.edges if e["coil"] == coil and e["value"] == 1]
+
+
+def with_plc_port(cfg: Config, port: int) -> Config:
+    """*cfg* with the Modbus peer moved to 127.0.0.1:*port*."""
+    modbus = cfg.plc.modbus.model_copy(update={"host": "127.0.0.1", "port": port})
+    return cfg.model_copy(update={"plc": cfg.plc.model_copy(update={"modbus": modbus})})
+
+
+def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
+    """Run the demo and print a live line each second and a reconciled final summary."""
+    from linegate.pipeline.supervisor import Supervisor, live_line
+    from linegate.report import print_summary
+
+    cfg = load_config(config or DEMO_CONFIG)
+    modbus = cfg.plc.modbus
+    sim = PlcSimProcess(free_port(), modbus.part_id_register or 0)
+    cfg = with_plc_port(cfg, sim.port)
+    log_file.unlink(missing_ok=True)
+    print(
+        f"linegate demo: camera {cfg.camera.width}x{cfg.camera.height} {cfg.camera.pixel_format} "
+        f"(simulated GenTL producer), model {cfg.model.id} ({cfg.model.backend}), budget "
+        f"{cfg.deadline.budget_ms} ms, PLC simulator on 127.0.0.1:{sim.port}, {max_frames} frames",
+        flush=True,
+    )
+    previous: dict[str, int] | None = None
+    last = time.monotonic()
+
+    def tick(snapshot: dict[str, int], elapsed: float) -> None:
+        nonlocal previous, last
+        now = time.monotonic()
+        print(live_line(snapshot, elapsed, previous, now - last), flush=True)
+        previous, last = snapshot, now
+
+    try:
+        summary = Supervisor(cfg, log_file=log_file, log_stdout=False, max_frames=max_frames, on_tick=tick).run()
+    finally:
+        time.sleep(0.2)  # let the simulator print the last edges
+        sim.stop()
+    print_summary(summary, sys.stdout)
+    pulses = sim.rising_part_ids(modbus.reject_coil)
+    delivered = summary.counters["plc_delivered"]
+    print(f"  plc-sim  saw {len(pulses)} reject pulses on coil {modbus.reject_coil} (linegate delivered {delivered})")
+    print(f"  records  {log_file}")
+    if len(pulses) != delivered:
+        print("  MISMATCH the PLC saw a different number of pulses than linegate delivered")
+        return max(summary.exit_code, 1)
+    return summary.exit_code

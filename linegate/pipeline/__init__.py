@@ -1,0 +1,1 @@
+"""The running pipeline: acquisition, inference and PLC worker processes under one supervisor."""

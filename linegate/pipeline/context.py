@@ -1,0 +1,56 @@
+"""What the supervisor hands each worker process at start (picklable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from linegate.config.schema import Config
+from linegate.logs import LineSink, configure_logging, get_logger
+from linegate.pipeline.counters import SharedCounters
+from linegate.pipeline.process import become_worker
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Configuration, shared counters and logging settings common to all workers."""
+
+    cfg: Config
+    counters: SharedCounters
+    log_file: Path | None
+    log_stdout: bool
+    supervisor_pid: int
+
+    def enter(self, role: str) -> tuple[Any, LineSink]:
+        """Turn the current process into the *role* worker; returns its logger and log sink."""
+        become_worker(self.supervisor_pid)
+        import sys
+
+        sink = configure_logging(
+            level=self.cfg.logging.level,
+            file=self.log_file,
+            stream=sys.stdout if self.log_stdout else None,
+            capacity=self.cfg.logging.queue_size,
+            static={"instance": self.cfg.instance.name, "proc": role},
+        )
+        return get_logger(), sink
+
+
+def worker_exit_code(exc: BaseException) -> int:
+    """Exit code of a worker that failed with *exc*: 78 (EX_CONFIG) for configuration problems."""
+    from linegate.errors import ConfigError
+
+    return 78 if isinstance(exc, ConfigError) else 1
+
+
+def run_worker(role: str, errors: Any, main: Any, *args: Any) -> None:
+    """Process target: run *main*, and report a failure as ``(role, exit_code, message)`` on *errors*."""
+    try:
+        main(*args)
+    except BaseException as exc:  # noqa: BLE001 - everything a worker dies of must reach the supervisor
+        code = worker_exit_code(exc)
+        errors.put((role, code, f"{type(exc).__name__}: {exc}"))
+        errors.close()
+        errors.join_thread()
+        raise SystemExit(code) from exc

@@ -1,0 +1,103 @@
+"""Reconciliation counters shared by all worker processes (one writer per counter).
+
+A flat array of int64 in shared memory: each counter is written by exactly one process and read
+by the supervisor for the live summary, STATUS and the final reconciliation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from multiprocessing.context import BaseContext
+from typing import Any
+
+
+class C(IntEnum):
+    """Counter names. The comment says which process writes it."""
+
+    # acquisition
+    ACQUIRED = 0
+    CAMERA_TIMEOUTS = 1
+    CAMERA_LOST = 2  # frame-id gaps: frames the camera numbered but never delivered
+    CAMERA_ERRORS = 3
+    RING_LOCK_TIMEOUTS = 4  # dropped and reported by the acquisition process itself
+    ACQ_HEARTBEAT_NS = 5
+    # inference
+    DECIDED = 10  # frames that reached the model loop (any basis but dropped)
+    DROPPED = 11  # frames the ring dropped, decided fail-safe without the model
+    PASSED = 12
+    REJECTED = 13
+    FAIL_SAFE = 14
+    DEADLINE_MISSED = 15
+    DEADLINE_UNREACHABLE = 16
+    ENGINE_ERRORS = 17
+    LOGGED = 18
+    LOG_DROPPED = 19
+    JOURNAL_OVERFLOW = 20
+    PLC_QUEUED = 21
+    PLC_QUEUE_FULL = 22  # rejects undelivered because the PLC queue was full
+    INFER_HEARTBEAT_NS = 23
+    LATENCY_P50_US = 24
+    LATENCY_P99_US = 25
+    ENGINE_P99_US = 26
+    READY = 27
+    # plc
+    PLC_DELIVERED = 30
+    PLC_UNDELIVERED = 31
+    PLC_RETRIES = 32
+    PLC_RECONNECTS = 33
+    PLC_LATE = 34
+    PLC_CONNECTED = 35
+    PLC_HEARTBEAT_NS = 36
+    PLC_RECEIVED = 37
+
+
+SIZE = max(C) + 1
+
+
+@dataclass(frozen=True)
+class SharedCounters:
+    """Typed access to the shared array; picklable to worker processes at start."""
+
+    array: Any  # multiprocessing.sharedctypes.RawArray of c_int64
+
+    @classmethod
+    def create(cls, ctx: BaseContext) -> SharedCounters:
+        return cls(ctx.RawArray("q", SIZE))
+
+    def add(self, name: C, n: int = 1) -> None:
+        self.array[name] += n
+
+    def set(self, name: C, value: int) -> None:
+        self.array[name] = value
+
+    def get(self, name: C) -> int:
+        return int(self.array[name])
+
+    def snapshot(self) -> dict[str, int]:
+        values = list(self.array)
+        return {c.name.lower(): int(values[c]) for c in C}
+
+
+def reconcile(s: dict[str, int]) -> list[str]:
+    """Broken invariants in a final snapshot; empty when every frame and reject is accounted for.
+
+    acquired = decided + dropped, decided + dropped = logged (one record per frame), and every
+    reject handed to the PLC side was delivered or reported undelivered.
+    """
+    problems = []
+    frames = s["decided"] + s["dropped"]
+    if s["acquired"] != frames + s["ring_lock_timeouts"]:
+        problems.append(f"acquired {s['acquired']} != decided {s['decided']} + dropped {s['dropped']}")
+    if s["logged"] + s["log_dropped"] != frames:
+        problems.append(f"frame records {s['logged']} (+{s['log_dropped']} dropped) != frames {frames}")
+    if s["rejected"] != s["plc_queued"] + s["plc_queue_full"]:
+        problems.append(
+            f"rejects {s['rejected']} != queued {s['plc_queued']} + queue-full {s['plc_queue_full']}"
+        )
+    if s["plc_received"] != s["plc_queued"] or s["plc_queued"] != s["plc_delivered"] + s["plc_undelivered"]:
+        problems.append(
+            f"rejects queued {s['plc_queued']} != received {s['plc_received']} or delivered "
+            f"{s['plc_delivered']} + undelivered {s['plc_undelivered']}"
+        )
+    return problems

@@ -1,0 +1,239 @@
+"""The inference worker: a fixed-deadline loop giving every frame exactly one verdict and one record.
+
+Per frame: claim the oldest ready slot, check the deadline is still reachable, preprocess straight
+from the shared-memory slot into the engine's bound input, free the slot, infer, classify, settle
+against the deadline, hand rejects to the PLC worker without waiting, and log one record. Frames the
+ring dropped arrive through its journal and get the fail-safe verdict and a record too.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Any
+
+import numpy as np
+
+from linegate.config.schema import Config
+from linegate.engine import Engine, create_engine
+from linegate.logs import LineSink, shutdown_logging
+from linegate.pipeline.context import WorkerContext
+from linegate.pipeline.counters import C, SharedCounters
+from linegate.ring import FrameMeta, RingConsumer, RingHandle
+from linegate.timing.deadline import Basis, Deadline, Verdict, settle
+from linegate.timing.latency import LatencyWindow
+from linegate.vision.postprocess import Classifier
+from linegate.vision.preprocess import Preprocessor, build_preprocessor
+
+STATS_PERIOD_NS = 1_000_000_000
+_COUNTER_OF_BASIS = {
+    Basis.DEADLINE_MISSED: C.DEADLINE_MISSED,
+    Basis.DEADLINE_UNREACHABLE: C.DEADLINE_UNREACHABLE,
+    Basis.ENGINE_ERROR: C.ENGINE_ERRORS,
+}
+
+
+def _ms(ns: int) -> float:
+    return round(ns / 1e6, 4)
+
+
+class InferenceLoop:
+    """One step per wake-up of the ring; owns the engine, pre/postprocessing and the hand-off."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        consumer: RingConsumer,
+        engine: Engine,
+        preprocess: Preprocessor,
+        plc_inbox: Any,
+        counters: SharedCounters,
+        log: Any,
+        sink: LineSink,
+    ) -> None:
+        self.consumer = consumer
+        self.engine = engine
+        self.preprocess = preprocess
+        self.classify = Classifier(cfg.model.postprocess)
+        self.plc_inbox = plc_inbox
+        self.counters = counters
+        self.log = log
+        self.sink = sink
+        self.budget_ns = int(cfg.deadline.budget_ms * 1e6)
+        self.fail_safe = Verdict(cfg.deadline.fail_safe)
+        self.model_id = cfg.model.id
+        self.expected_ns = 0
+        self.latency = LatencyWindow()
+        self._next_stats_ns = 0
+
+    def warm_up(self, runs: int) -> dict[str, float]:
+        """Run the whole per-frame path on a blank frame; sets the expected run time (p99)."""
+        blank = np.zeros_like(self.consumer.pixels(0))
+        durations = np.zeros(max(runs, 1), dtype=np.int64)
+        for i in range(durations.size):
+            t0 = time.monotonic_ns()
+            self.preprocess(blank, self.engine.input)
+            self.classify(self.engine.infer())
+            durations[i] = time.monotonic_ns() - t0
+        p50, p99 = np.percentile(durations, [50, 99])
+        self.expected_ns = int(p99)
+        self.counters.set(C.ENGINE_P99_US, int(p99 / 1000))
+        return {"runs": float(durations.size), "p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6}
+
+    def recover(self) -> None:
+        """Frames a previous inference worker held when it died get the fail-safe verdict."""
+        for meta in self.consumer.recover_claimed():
+            self._fail_safe_record(meta, Basis.LOST_IN_FLIGHT, C.DECIDED)
+
+    def step(self) -> None:
+        """Handle what the last wake-up announced: dropped frames first, then one ready frame."""
+        drops, overflow = self.consumer.drain_journal()
+        for meta in drops:
+            self._fail_safe_record(meta, Basis.DROPPED, C.DROPPED)
+        if overflow:
+            self.counters.add(C.JOURNAL_OVERFLOW, overflow)
+            self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
+        claimed = self.consumer.claim()
+        if claimed is not None:
+            self._decide(*claimed)
+
+    def _decide(self, slot: int, meta: FrameMeta) -> None:
+        t_picked = time.monotonic_ns()
+        deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
+        label, score = "", float("nan")
+        t_pre = t_inf = t_post = t_picked
+        if not deadline.worth_starting(t_picked, self.expected_ns):
+            self.consumer.release(slot)
+            verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
+        else:
+            try:
+                self.preprocess(self.consumer.pixels(slot), self.engine.input)
+                t_pre = time.monotonic_ns()
+                self.consumer.release(slot)  # pixels are in the engine input now: free the slot early
+                output = self.engine.infer()
+                t_inf = time.monotonic_ns()
+                decision = self.classify(output)
+                t_post = time.monotonic_ns()
+                verdict, basis = settle(decision.verdict, deadline, t_post, self.fail_safe)
+                label, score = decision.label, decision.score
+            except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
+                self.consumer.release(slot)
+                verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
+                self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
+                t_pre = t_inf = t_post = time.monotonic_ns()
+        self._count(verdict, basis, C.DECIDED)
+        self._hand_off(verdict, meta)
+        t_done = time.monotonic_ns()
+        total = t_done - meta.t_acquired_ns
+        self.latency.add(total)
+        dropped_before = self.sink.dropped_full
+        self.log.info(
+            "frame",
+            seq=meta.seq,
+            frame_id=meta.frame_id,
+            part_id=meta.part_id,
+            t_acquired_ns=meta.t_acquired_ns,
+            t_picked_ns=t_picked,
+            t_done_ns=t_done,
+            write_ms=_ms(meta.t_written_ns - meta.t_acquired_ns),
+            wait_ms=_ms(t_picked - meta.t_acquired_ns),
+            preprocess_ms=_ms(t_pre - t_picked),
+            infer_ms=_ms(t_inf - t_pre),
+            postprocess_ms=_ms(t_post - t_inf),
+            handoff_ms=_ms(t_done - t_post),
+            total_ms=_ms(total),
+            deadline_ms=_ms(self.budget_ns),
+            deadline_met=basis is Basis.MODEL,
+            verdict=verdict.value,
+            basis=basis.value,
+            label=label,
+            score=round(score, 5),
+            model=self.model_id,
+        )
+        self._count_record(dropped_before)
+        if t_done >= self._next_stats_ns:
+            self._publish_stats(t_done)
+
+    def _fail_safe_record(self, meta: FrameMeta, basis: Basis, counter: C) -> None:
+        verdict = self.fail_safe
+        self._count(verdict, basis, counter)
+        self._hand_off(verdict, meta)
+        dropped_before = self.sink.dropped_full
+        self.log.warning(
+            "frame",
+            seq=meta.seq,
+            frame_id=meta.frame_id,
+            part_id=meta.part_id,
+            t_acquired_ns=meta.t_acquired_ns,
+            t_done_ns=time.monotonic_ns(),
+            deadline_ms=_ms(self.budget_ns),
+            deadline_met=False,
+            verdict=verdict.value,
+            basis=basis.value,
+            model=self.model_id,
+        )
+        self._count_record(dropped_before)
+
+    def _count(self, verdict: Verdict, basis: Basis, counter: C) -> None:
+        c = self.counters
+        c.add(counter)
+        c.add(C.REJECTED if verdict is Verdict.REJECT else C.PASSED)
+        if basis is not Basis.MODEL:
+            c.add(C.FAIL_SAFE)
+            extra = _COUNTER_OF_BASIS.get(basis)
+            if extra is not None:
+                c.add(extra)
+
+    def _hand_off(self, verdict: Verdict, meta: FrameMeta) -> None:
+        if verdict is not Verdict.REJECT:
+            return
+        try:
+            self.plc_inbox.put_nowait((meta.part_id, meta.seq, meta.t_acquired_ns))
+        except queue.Full:
+            self.counters.add(C.PLC_QUEUE_FULL)
+            self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
+        else:
+            self.counters.add(C.PLC_QUEUED)
+
+    def _count_record(self, dropped_before: int) -> None:
+        self.counters.add(C.LOG_DROPPED if self.sink.dropped_full != dropped_before else C.LOGGED)
+
+    def _publish_stats(self, now_ns: int) -> None:
+        p50, p99 = self.latency.percentiles((50, 99))
+        if p50 == p50:  # not NaN
+            self.counters.set(C.LATENCY_P50_US, int(p50 / 1000))
+            self.counters.set(C.LATENCY_P99_US, int(p99 / 1000))
+        self._next_stats_ns = now_ns + STATS_PERIOD_NS
+
+
+def inference_main(ctx: WorkerContext, ring: RingHandle, stop: Any, plc_inbox: Any, ready: Any) -> None:
+    """Process entry: load and warm the engine, signal ready, then decide frames until stopped and drained."""
+    log, sink = ctx.enter("infer")
+    cfg = ctx.cfg
+    consumer = RingConsumer(ring)
+    preprocess = build_preprocessor(cfg.model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
+    engine = create_engine(cfg.model, preprocess.spec.shape, preprocess.spec.dtype)
+    engine.load()
+    try:
+        loop = InferenceLoop(cfg, consumer, engine, preprocess, plc_inbox, ctx.counters, log, sink)
+        warm = loop.warm_up(cfg.model.warmup_runs)
+        log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path), **warm)
+        loop.recover()
+        ctx.counters.set(C.READY, 1)
+        ready.set()
+        counters = ctx.counters
+        while True:
+            counters.set(C.INFER_HEARTBEAT_NS, time.monotonic_ns())
+            if consumer.wait(0.05):
+                loop.step()
+            elif stop.is_set():
+                loop.step()  # nothing announced; a last sweep of the journal costs nothing
+                break
+        log.info("inference_stopped", decided=counters.get(C.DECIDED), dropped=counters.get(C.DROPPED))
+    finally:
+        engine.close()
+        consumer.close()
+        if hasattr(plc_inbox, "close"):
+            plc_inbox.close()
+            plc_inbox.join_thread()  # every queued reject reaches the pipe before we exit
+        shutdown_logging()

@@ -1,0 +1,77 @@
+"""When each reject pulse fires, and how long to wait before reconnecting (pure logic).
+
+A reject is due at its frame's acquisition time plus the configured fire delay (the conveyor's
+travel from camera to ejector). A reject that cannot start within ``max_late`` of its due time
+would hit the wrong part, so it is expired and reported undelivered instead of fired.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class PendingReject:
+    """One reject waiting for its pulse, ordered by due time."""
+
+    due_ns: int
+    part_id: int = field(compare=False)
+    seq: int = field(compare=False)
+    t_acquired_ns: int = field(compare=False)
+
+
+class RejectSchedule:
+    """A min-heap of pending rejects by due time."""
+
+    def __init__(self, fire_delay_ns: int, max_late_ns: int) -> None:
+        self._fire_delay_ns = fire_delay_ns
+        self._max_late_ns = max_late_ns
+        self._heap: list[PendingReject] = []
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, part_id: int, seq: int, t_acquired_ns: int) -> PendingReject:
+        item = PendingReject(t_acquired_ns + self._fire_delay_ns, part_id, seq, t_acquired_ns)
+        heapq.heappush(self._heap, item)
+        return item
+
+    def next_due_ns(self) -> int | None:
+        return self._heap[0].due_ns if self._heap else None
+
+    def pop_expired(self, now_ns: int) -> list[PendingReject]:
+        """Rejects whose window to fire has closed."""
+        out = []
+        while self._heap and now_ns - self._heap[0].due_ns > self._max_late_ns:
+            out.append(heapq.heappop(self._heap))
+        return out
+
+    def pop_due(self, now_ns: int) -> PendingReject | None:
+        """The earliest reject that is due now, if any."""
+        if self._heap and self._heap[0].due_ns <= now_ns:
+            return heapq.heappop(self._heap)
+        return None
+
+    def drain(self) -> list[PendingReject]:
+        """Everything still pending, earliest first (at shutdown)."""
+        out = sorted(self._heap)
+        self._heap.clear()
+        return out
+
+
+class Backoff:
+    """Exponential reconnect delay between *min_ns* and *max_ns*; ``reset`` after a success."""
+
+    def __init__(self, min_ns: int, max_ns: int) -> None:
+        self._min = min_ns
+        self._max = max_ns
+        self._next = min_ns
+
+    def next_delay_ns(self) -> int:
+        delay = self._next
+        self._next = min(self._next * 2, self._max)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self._min

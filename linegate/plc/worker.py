@@ -1,0 +1,190 @@
+"""The PLC worker: owns the PLC link, fires reject pulses on schedule, never loses a reject silently.
+
+It runs in its own process. The inference loop hands it ``(part_id, seq, t_acquired_ns)`` through
+a bounded queue and never waits for it. Each reject ends in exactly one log record: delivered, or
+undelivered with the part id and the reason. After every (re)connect the outputs are put in their
+safe state before anything else.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Any, Protocol
+
+from linegate.config.schema import PlcSection
+from linegate.pipeline.counters import C, SharedCounters
+from linegate.plc.modbus import PlcLinkError
+from linegate.plc.output import RejectOutput
+from linegate.plc.schedule import Backoff, PendingReject, RejectSchedule
+
+IDLE_POLL_NS = 50_000_000
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class RejectWorker:
+    """Delivery loop over one :class:`RejectOutput`."""
+
+    def __init__(
+        self, cfg: PlcSection, output: RejectOutput, counters: SharedCounters, log: Any
+    ) -> None:
+        self.cfg = cfg
+        self.output = output
+        self.counters = counters
+        self.log = log
+        self.schedule = RejectSchedule(int(cfg.fire_delay_ms * 1e6), int(cfg.max_late_ms * 1e6))
+        self.backoff = Backoff(int(cfg.reconnect_min_ms * 1e6), int(cfg.reconnect_max_ms * 1e6))
+        self.connected = False
+        self._next_connect_ns = 0
+        self._pulse_ns = int(cfg.pulse_ms * 1e6)
+        self._attempts = 1 + cfg.modbus.retries
+
+    # -- link -------------------------------------------------------------------------------
+    def ensure_connected(self, now_ns: int) -> bool:
+        """Connect when due by the backoff; on success reset outputs to safe state first."""
+        if self.connected:
+            return True
+        if now_ns < self._next_connect_ns:
+            return False
+        try:
+            self.output.connect()
+            self.output.safe_state()
+        except PlcLinkError as exc:
+            self.output.close()
+            delay = self.backoff.next_delay_ns()
+            self._next_connect_ns = time.monotonic_ns() + delay
+            self.log.warning("plc_connect_failed", peer=self.output.peer, error=str(exc), retry_in_ms=delay / 1e6)
+            return False
+        self.connected = True
+        self.backoff.reset()
+        self.counters.set(C.PLC_CONNECTED, 1)
+        self.counters.add(C.PLC_RECONNECTS)
+        self.log.info("plc_connected", peer=self.output.peer)
+        return True
+
+    def _link_lost(self, exc: PlcLinkError) -> None:
+        self.output.close()
+        self.connected = False
+        self.counters.set(C.PLC_CONNECTED, 0)
+        self._next_connect_ns = 0  # first reconnect at once, then back off
+        self.log.warning("plc_link_lost", peer=self.output.peer, error=str(exc))
+
+    # -- rejects ----------------------------------------------------------------------------
+    def accept(self, item: tuple[int, int, int]) -> None:
+        part_id, seq, t_acquired_ns = item
+        self.counters.add(C.PLC_RECEIVED)
+        self.schedule.add(part_id, seq, t_acquired_ns)
+
+    def fire(self, reject: PendingReject) -> bool:
+        """One pulse for *reject*, retrying over reconnects; True when the rising edge was written."""
+        last_error = "not connected"
+        for attempt in range(self._attempts):
+            if attempt:
+                self.counters.add(C.PLC_RETRIES)
+            if not self.ensure_connected(time.monotonic_ns()):
+                continue
+            try:
+                self.output.write_part_id(reject.part_id)
+                self.output.set_reject(True)
+            except PlcLinkError as exc:
+                last_error = str(exc)
+                self._link_lost(exc)
+                continue
+            t_on = time.monotonic_ns()
+            self._sleep_until(t_on + self._pulse_ns)
+            try:
+                self.output.set_reject(False)
+            except PlcLinkError as exc:
+                # The edge was delivered; the coil is reset to safe state on reconnect.
+                self._link_lost(exc)
+            self._delivered(reject, t_on)
+            return True
+        self._undelivered(reject, "plc_unreachable", last_error)
+        return False
+
+    def _delivered(self, reject: PendingReject, t_on_ns: int) -> None:
+        self.counters.add(C.PLC_DELIVERED)
+        late_ns = t_on_ns - reject.due_ns
+        self.log.info(
+            "reject_delivered",
+            part_id=reject.part_id,
+            seq=reject.seq,
+            t_pulse_ns=t_on_ns,
+            late_ms=round(late_ns / 1e6, 3),
+            since_acquired_ms=round((t_on_ns - reject.t_acquired_ns) / 1e6, 3),
+        )
+
+    def _undelivered(self, reject: PendingReject, reason: str, error: str = "") -> None:
+        self.counters.add(C.PLC_UNDELIVERED)
+        self.log.error(
+            "reject_undelivered", part_id=reject.part_id, seq=reject.seq, reason=reason, error=error or None
+        )
+
+    # -- loop -------------------------------------------------------------------------------
+    def step(self, inbox: Any, now_ns: int) -> None:
+        """Take what arrived (waiting at most until the next due pulse), expire, fire one due pulse."""
+        self.ensure_connected(now_ns)
+        due = self.schedule.next_due_ns()
+        wait_ns = IDLE_POLL_NS if due is None else max(0, min(IDLE_POLL_NS, due - now_ns))
+        try:
+            self.accept(inbox.get(timeout=wait_ns / 1e9) if wait_ns else inbox.get_nowait())
+            while True:
+                self.accept(inbox.get_nowait())
+        except queue.Empty:
+            pass
+        now_ns = time.monotonic_ns()
+        for reject in self.schedule.pop_expired(now_ns):
+            self.counters.add(C.PLC_LATE)
+            self._undelivered(reject, "too_late", f"not fired within {self.cfg.max_late_ms} ms of its due time")
+        due_reject = self.schedule.pop_due(now_ns)
+        if due_reject is not None:
+            self.fire(due_reject)
+
+    def run(self, inbox: Any, stop: StopFlag, drain_timeout_s: float = 2.0) -> None:
+        """Serve until *stop* is set, then deliver what is pending (bounded) and go to safe state."""
+        try:
+            while not stop.is_set():
+                self.counters.set(C.PLC_HEARTBEAT_NS, time.monotonic_ns())
+                self.step(inbox, time.monotonic_ns())
+            self.drain(inbox, drain_timeout_s)
+        finally:
+            self.shutdown()
+
+    def drain(self, inbox: Any, timeout_s: float) -> None:
+        """Fire everything queued or scheduled until *timeout_s* runs out; the rest is undelivered."""
+        end = time.monotonic_ns() + int(timeout_s * 1e9)
+        while time.monotonic_ns() < end:
+            try:
+                self.accept(inbox.get(timeout=0.05))
+                continue
+            except queue.Empty:
+                pass
+            if not len(self.schedule):
+                break
+            self.step(inbox, time.monotonic_ns())
+        while True:
+            try:
+                self.accept(inbox.get_nowait())
+            except queue.Empty:
+                break
+        for reject in self.schedule.drain():
+            self._undelivered(reject, "shutdown", "stopped before the pulse could be fired")
+
+    def shutdown(self) -> None:
+        if self.connected:
+            try:
+                self.output.safe_state()
+            except PlcLinkError as exc:
+                self.log.error("plc_safe_state_failed", peer=self.output.peer, error=str(exc))
+        self.output.close()
+        self.connected = False
+        self.counters.set(C.PLC_CONNECTED, 0)
+
+    @staticmethod
+    def _sleep_until(t_ns: int) -> None:
+        remaining = t_ns - time.monotonic_ns()
+        if remaining > 0:
+            time.sleep(remaining / 1e9)

@@ -1,0 +1,34 @@
+"""The final summary a run prints: counters that must reconcile, and why the run ended."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from linegate.pipeline.supervisor import RunSummary
+
+
+def print_summary(summary: RunSummary, out: TextIO) -> None:
+    s = summary.counters
+    frames = s["decided"] + s["dropped"]
+    lines = [
+        f"linegate: stopped after {summary.elapsed_s:.1f} s ({summary.stop_reason or 'done'})",
+        f"  frames   acquired {s['acquired']} = decided {s['decided']} + dropped {s['dropped']}"
+        + (f" + lock-timeouts {s['ring_lock_timeouts']}" if s["ring_lock_timeouts"] else ""),
+        f"  verdicts pass {s['passed']}, reject {s['rejected']} (fail-safe {s['fail_safe']}: deadline missed "
+        f"{s['deadline_missed']}, unreachable {s['deadline_unreachable']}, engine errors {s['engine_errors']})",
+        f"  records  logged {s['logged']} of {frames} frames (dropped {s['log_dropped']})",
+        f"  rejects  {s['rejected']} = delivered {s['plc_delivered']} + undelivered {s['plc_undelivered']} "
+        f"+ queue-full {s['plc_queue_full']} (retries {s['plc_retries']}, late {s['plc_late']})",
+        f"  camera   timeouts {s['camera_timeouts']}, frames lost {s['camera_lost']}",
+        f"  latency  p50 {s['latency_p50_us'] / 1000:.2f} ms, p99 {s['latency_p99_us'] / 1000:.2f} ms "
+        f"(engine path p99 at warm-up {s['engine_p99_us'] / 1000:.2f} ms)",
+    ]
+    if summary.removed_stale_ring:
+        lines.append("  note     removed a shared-memory ring left by an earlier run that was killed")
+    for role, code, message in summary.failures:
+        lines.append(f"  FAILED   {role} worker (exit {code}): {message}")
+    if summary.problems:
+        lines += [f"  MISMATCH {p}" for p in summary.problems]
+    else:
+        lines.append("  reconciled: every frame has one verdict and one record; every reject is accounted for")
+    print("\n".join(lines), file=out, flush=True)
