@@ -1,0 +1,25 @@
+"""Shared fixtures: the repository's demo configuration, made safe to run in parallel tests."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from linegate.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "config" / "demo.toml"
+REFERENCE_CONFIG = REPO / "config" / "linegate.toml"
+
+
+def unique_instance() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def demo_config() -> Config:
+    """config/demo.toml with an instance name of its own (its shared memory cannot collide)."""
+    cfg = load_config(DEMO_CONFIG)
+    return cfg.model_copy(update={"instance": cfg.instance.model_copy(update={"name": unique_instance()})})
