@@ -1,0 +1,104 @@
+"""The ONNX Runtime backend: bound buffers, shape and dtype checks, life cycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from linegate.config.schema import ModelSection
+from linegate.engine import create_engine
+from linegate.errors import EngineError
+from tests.engine.onnx_models import expected_scores, linear_classifier
+
+pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test models")
+
+F32 = np.dtype(np.float32)
+
+
+def section(path: Path, **extra: object) -> ModelSection:
+    return ModelSection.model_validate(
+        {"id": "m1", "path": str(path), "postprocess": {"classes": ["pass", "reject"], "reject_thresholds": {"reject": 0.5}}, **extra}
+    )
+
+
+def test_infer_writes_into_the_bound_output(tmp_path: Path) -> None:
+    """infer() reads the bound input in place and returns the same bound output buffer each time."""
+    engine = create_engine(section(linear_classifier(tmp_path / "m.onnx")), (1, 1, 12, 16), F32)
+    with engine:
+        out_first = engine.infer()
+        for value in (0.1, 0.9):
+            engine.input[...] = value
+            out = engine.infer()
+            assert out is out_first
+            np.testing.assert_allclose(out[0], expected_scores(engine.input), rtol=1e-5)
+
+
+def test_dynamic_batch_is_bound_to_one(tmp_path: Path) -> None:
+    """A model with a symbolic batch dimension runs with the preprocessor's batch of one."""
+    path = linear_classifier(tmp_path / "dyn.onnx", dynamic_batch=True)
+    with create_engine(section(path), (1, 1, 12, 16), F32) as engine:
+        engine.input[...] = 0.25
+        assert engine.infer().shape == (1, 2)
+
+
+def test_shape_mismatch_names_file_and_shapes(tmp_path: Path) -> None:
+    """A preprocessor shape the model cannot take is refused at load, naming the file and both shapes."""
+    path = linear_classifier(tmp_path / "m.onnx")
+    engine = create_engine(section(path), (1, 1, 24, 32), F32)
+    with pytest.raises(EngineError, match=r"m\.onnx.*input 'image' has shape \[1, 1, 12, 16\].*\[1, 1, 24, 32\]"):
+        engine.load()
+
+
+def test_dtype_mismatch_is_refused(tmp_path: Path) -> None:
+    """A float16 preprocessor for a float32 model is refused at load."""
+    engine = create_engine(section(linear_classifier(tmp_path / "m.onnx")), (1, 1, 12, 16), np.dtype(np.float16))
+    with pytest.raises(EngineError, match="tensor\\(float\\)"):
+        engine.load()
+
+
+def test_unknown_input_name_lists_the_real_ones(tmp_path: Path) -> None:
+    """model.input_name that the model lacks is an error listing the model's inputs."""
+    engine = create_engine(section(linear_classifier(tmp_path / "m.onnx"), input_name="pixels"), (1, 1, 12, 16), F32)
+    with pytest.raises(EngineError, match=r"model.input_name='pixels' not in the model's inputs \['image'\]"):
+        engine.load()
+
+
+def test_corrupt_model_file_is_named(tmp_path: Path) -> None:
+    """A file that is not a model fails to load with its path in the error."""
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(EngineError, match="garbage.onnx: cannot load model 'm1'"):
+        create_engine(section(bad), (1, 1, 12, 16), F32).load()
+
+
+def test_infer_before_load_is_refused(tmp_path: Path) -> None:
+    """The life cycle is enforced: no infer before load, no double load."""
+    engine = create_engine(section(linear_classifier(tmp_path / "m.onnx")), (1, 1, 12, 16), F32)
+    with pytest.raises(EngineError, match="before load"):
+        engine.infer()
+    engine.load()
+    with pytest.raises(EngineError, match="already loaded"):
+        engine.load()
+    engine.close()
+    assert not engine.loaded
+
+
+def test_warm_up_reports_each_run(tmp_path: Path) -> None:
+    """warm_up runs the requested number of times and returns a positive duration for each."""
+    with create_engine(section(linear_classifier(tmp_path / "m.onnx")), (1, 1, 12, 16), F32) as engine:
+        durations = engine.warm_up(5)
+    assert durations.shape == (5,) and (durations > 0).all()
+
+
+def test_tensorrt_backend_unavailable_is_a_clear_error(tmp_path: Path) -> None:
+    """Asking for TensorRT where it is not installed says so (skipped where it is installed)."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tensorrt is installed here")
+    with pytest.raises(EngineError, match="model.backend='tensorrt' is not available here"):
+        create_engine(section(linear_classifier(tmp_path / "m.onnx"), backend="tensorrt"), (1, 1, 12, 16), F32)
