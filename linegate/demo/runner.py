@@ -35,7 +35,15 @@ class PlcSimProcess:
         self.port = port
         self.edges: list[dict[str, Any]] = []
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "linegate.plc.sim", "--port", str(port), "--part-id-register", str(part_id_register)],
+            [
+                sys.executable,
+                "-m",
+                "linegate.plc.sim",
+                "--port",
+                str(port),
+                "--part-id-register",
+                str(part_id_register),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -43,10 +43,12 @@ class OnnxRuntimeEngine(Engine):
 
     def _check_input(self, inp: ort.NodeArg) -> None:
         want = self.requested_shape
-        if len(inp.shape) != len(want) or any(isinstance(d, int) and d != w for d, w in zip(inp.shape, want)):
+        fixed_dims_differ = len(inp.shape) != len(want) or any(
+            isinstance(d, int) and d != w for d, w in zip(inp.shape, want, strict=True)
+        )
+        if fixed_dims_differ:
             raise EngineError(
-                f"{self.cfg.path}: input {inp.name!r} has shape {inp.shape}, but model.preprocess produces "
-                f"{list(want)}"
+                f"{self.cfg.path}: input {inp.name!r} has shape {inp.shape}, but model.preprocess produces {list(want)}"
             )
         dtype = _ORT_TYPES.get(inp.type)
         if dtype is None or np.dtype(dtype) != self.requested_dtype:

@@ -48,7 +48,7 @@ def run_worker(role: str, errors: Any, main: Any, *args: Any) -> None:
     """Process target: run *main*, and report a failure as ``(role, exit_code, message)`` on *errors*."""
     try:
         main(*args)
-    except BaseException as exc:  # noqa: BLE001 - everything a worker dies of must reach the supervisor
+    except BaseException as exc:
         code = worker_exit_code(exc)
         errors.put((role, code, f"{type(exc).__name__}: {exc}"))
         errors.close()

@@ -92,9 +92,7 @@ def reconcile(s: dict[str, int]) -> list[str]:
     if s["logged"] + s["log_dropped"] != frames:
         problems.append(f"frame records {s['logged']} (+{s['log_dropped']} dropped) != frames {frames}")
     if s["rejected"] != s["plc_queued"] + s["plc_queue_full"]:
-        problems.append(
-            f"rejects {s['rejected']} != queued {s['plc_queued']} + queue-full {s['plc_queue_full']}"
-        )
+        problems.append(f"rejects {s['rejected']} != queued {s['plc_queued']} + queue-full {s['plc_queue_full']}")
     if s["plc_received"] != s["plc_queued"] or s["plc_queued"] != s["plc_delivered"] + s["plc_undelivered"]:
         problems.append(
             f"rejects queued {s['plc_queued']} != received {s['plc_received']} or delivered "

@@ -163,7 +163,9 @@ class Supervisor:
             if ended:
                 role = sentinels[ended[0]]  # type: ignore[index]
                 code = procs[role].exitcode
-                self._stop_reason = "max_frames reached" if role == "acquire" and code == 0 else f"{role} exited ({code})"
+                self._stop_reason = (
+                    "max_frames reached" if role == "acquire" and code == 0 else f"{role} exited ({code})"
+                )
                 return
             if time.monotonic() >= next_tick:
                 next_tick += TICK_S

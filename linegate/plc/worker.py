@@ -28,9 +28,7 @@ class StopFlag(Protocol):
 class RejectWorker:
     """Delivery loop over one :class:`RejectOutput`."""
 
-    def __init__(
-        self, cfg: PlcSection, output: RejectOutput, counters: SharedCounters, log: Any
-    ) -> None:
+    def __init__(self, cfg: PlcSection, output: RejectOutput, counters: SharedCounters, log: Any) -> None:
         self.cfg = cfg
         self.output = output
         self.counters = counters
@@ -119,9 +117,7 @@ class RejectWorker:
 
     def _undelivered(self, reject: PendingReject, reason: str, error: str = "") -> None:
         self.counters.add(C.PLC_UNDELIVERED)
-        self.log.error(
-            "reject_undelivered", part_id=reject.part_id, seq=reject.seq, reason=reason, error=error or None
-        )
+        self.log.error("reject_undelivered", part_id=reject.part_id, seq=reject.seq, reason=reason, error=error or None)
 
     # -- loop -------------------------------------------------------------------------------
     def step(self, inbox: Any, now_ns: int) -> None:

@@ -13,6 +13,7 @@ The segment is a file under /dev/shm with a name derived from the instance, so a
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from dataclasses import dataclass
@@ -108,9 +109,7 @@ class _Mapping:
         buf = memoryview(self.mm)
         self.control = np.ndarray((), dtype=CONTROL, buffer=buf, offset=0)
         self.headers = np.ndarray((layout.slots,), dtype=FRAME_HEADER, buffer=buf, offset=layout.headers_offset)
-        self.journal = np.ndarray(
-            (layout.journal_size,), dtype=FRAME_HEADER, buffer=buf, offset=layout.journal_offset
-        )
+        self.journal = np.ndarray((layout.journal_size,), dtype=FRAME_HEADER, buffer=buf, offset=layout.journal_offset)
         shape = handle.geometry.shape
         self.pixels: list[npt.NDArray[np.uint8]] = [
             np.ndarray(shape, dtype=np.uint8, buffer=buf, offset=layout.slot_offset(i)) for i in range(layout.slots)
@@ -124,10 +123,8 @@ class _Mapping:
         # Views must go before the mmap can close.
         del self.control, self.headers, self.journal
         self.pixels.clear()
-        try:
+        with contextlib.suppress(BufferError):  # a caller still holds a view; the OS unmaps at exit
             self.mm.close()
-        except BufferError:  # a caller still holds a view; the OS unmaps at exit
-            pass
 
     def slot_address(self, slot: int) -> int:
         """Virtual address of a slot's pixels in this process (for pinned-memory registration)."""
@@ -171,10 +168,8 @@ class FrameRing:
 
     def close(self) -> None:
         self._mapping.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.handle.path)
-        except FileNotFoundError:
-            pass
 
     def __enter__(self) -> FrameRing:
         return self

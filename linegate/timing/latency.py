@@ -35,7 +35,7 @@ def summarize_ns(samples: Iterable[int], qs: Sequence[float] = (50, 99, 99.9)) -
     out: dict[str, float] = {"n": float(arr.size)}
     if arr.size == 0:
         return out
-    for q, v in zip(qs, np.percentile(arr, qs)):
+    for q, v in zip(qs, np.percentile(arr, qs), strict=True):
         out[f"p{q:g}"] = float(v) / 1e6
     out["max"] = float(arr.max()) / 1e6
     return out

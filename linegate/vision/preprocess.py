@@ -129,7 +129,9 @@ def _resampler(
         return nearest
 
     # bilinear, half-pixel centres (as OpenCV INTER_LINEAR)
-    def taps(n_in: int, n_out: int, start: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    def taps(
+        n_in: int, n_out: int, start: int
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]:
         pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
         lo = np.floor(pos).astype(np.intp)
         hi = np.minimum(lo + 1, n_in - 1)

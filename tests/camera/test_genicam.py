@@ -55,8 +55,14 @@ def test_unknown_serial_lists_the_serials_found() -> None:
     ("override", "expected"),
     [
         ({"width": 5000}, "camera.width: camera refused Width=5000 (allowed 100..800)"),
-        ({"pixel_format": "RGB8"}, "camera.pixel_format: camera refused PixelFormat='RGB8' (allowed ['RGBa8', 'Mono8'])"),
-        ({"frame_rate_hz": 500.0}, "camera.frame_rate_hz: camera refused AcquisitionFrameRate=500.0 (allowed 1.0..200.0)"),
+        (
+            {"pixel_format": "RGB8"},
+            "camera.pixel_format: camera refused PixelFormat='RGB8' (allowed ['RGBa8', 'Mono8'])",
+        ),
+        (
+            {"frame_rate_hz": 500.0},
+            "camera.frame_rate_hz: camera refused AcquisitionFrameRate=500.0 (allowed 1.0..200.0)",
+        ),
         ({"nodes": {"NoSuchNode": 1}}, "camera.nodes.NoSuchNode: the camera has no such node"),
         ({"nodes": {"Width": "wide"}}, "camera.nodes.Width: camera refused Width='wide'"),
     ],

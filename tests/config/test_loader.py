@@ -98,7 +98,11 @@ def test_not_utf8_is_reported(tmp_path: Path) -> None:
             'device = { serial_number = "0", index = 1 }',
             "camera.device: give exactly one of serial_number, user_id, index",
         ),
-        ("reject_thresholds = { reject = 0.5 }", "reject_thresholds = { defect = 0.5 }", "names unknown classes ['defect']"),
+        (
+            "reject_thresholds = { reject = 0.5 }",
+            "reject_thresholds = { defect = 0.5 }",
+            "names unknown classes ['defect']",
+        ),
         ("reject_thresholds = { reject = 0.5 }", "reject_thresholds = { reject = 1.5 }", "reject_thresholds.reject"),
         ("resize = [160, 120]", "resize = [160, 120]\nroi = [600, 0, 100, 100]", "exceeds the camera frame 640x480"),
         ('color = "gray"', 'color = "rgb"', "needs a colour pixel_format"),
@@ -125,7 +129,9 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
 
 def test_check_config_exit_codes(tmp_path: Path) -> None:
     """`linegate check-config` exits 0 on a valid file and 78 (EX_CONFIG) with the message otherwise."""
-    ok = subprocess.run([sys.executable, "-m", "linegate", "check-config", str(DEMO_CONFIG)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "linegate", "check-config", str(DEMO_CONFIG)], capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     assert "ok" in ok.stdout
     bad = demo_with(tmp_path, "width = 640", "widht = 640")

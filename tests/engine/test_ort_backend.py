@@ -19,7 +19,12 @@ F32 = np.dtype(np.float32)
 
 def section(path: Path, **extra: object) -> ModelSection:
     return ModelSection.model_validate(
-        {"id": "m1", "path": str(path), "postprocess": {"classes": ["pass", "reject"], "reject_thresholds": {"reject": 0.5}}, **extra}
+        {
+            "id": "m1",
+            "path": str(path),
+            "postprocess": {"classes": ["pass", "reject"], "reject_thresholds": {"reject": 0.5}},
+            **extra,
+        }
     )
 
 

@@ -46,7 +46,7 @@ def frame_for(i: int) -> np.ndarray:
 def produce(handle: RingHandle, count: int, interval_s: float) -> None:
     producer = RingProducer(handle)
     for i in range(count):
-        seq, slot = producer.reserve(frame_id=i + 1, part_id=1000 + i, t_acquired_ns=time.monotonic_ns())
+        _seq, slot = producer.reserve(frame_id=i + 1, part_id=1000 + i, t_acquired_ns=time.monotonic_ns())
         if slot is not None:
             producer.pixels(slot)[...] = frame_for(i)
             producer.publish(slot, time.monotonic_ns())
@@ -189,8 +189,14 @@ def test_attach_rejects_a_foreign_file(tmp_path) -> None:  # type: ignore[no-unt
     ring = FrameRing.create(
         CTX, instance=unique_instance(), geometry=GEOMETRY, slots=2, journal_size=16, when_full="drop_newest"
     )
-    other = RingHandle(ring.handle.path, ring.handle.layout.__class__(3, GEOMETRY.frame_bytes, 16), GEOMETRY,
-                       "drop_newest", ring.handle.lock, ring.handle.ready)
+    other = RingHandle(
+        ring.handle.path,
+        ring.handle.layout.__class__(3, GEOMETRY.frame_bytes, 16),
+        GEOMETRY,
+        "drop_newest",
+        ring.handle.lock,
+        ring.handle.ready,
+    )
     with pytest.raises(RingClosed, match="size does not match"):
         RingConsumer(other)
     ring.close()

@@ -25,10 +25,14 @@ def bilinear_reference(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     out = np.zeros((out_h, out_w))
     for oy in range(out_h):
         sy = min(max((oy + 0.5) * h / out_h - 0.5, 0), h - 1)
-        y0 = int(np.floor(sy)); y1 = min(y0 + 1, h - 1); fy = sy - y0
+        y0 = int(np.floor(sy))
+        y1 = min(y0 + 1, h - 1)
+        fy = sy - y0
         for ox in range(out_w):
             sx = min(max((ox + 0.5) * w / out_w - 0.5, 0), w - 1)
-            x0 = int(np.floor(sx)); x1 = min(x0 + 1, w - 1); fx = sx - x0
+            x0 = int(np.floor(sx))
+            x1 = min(x0 + 1, w - 1)
+            fx = sx - x0
             top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
             bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
             out[oy, ox] = top * (1 - fy) + bottom * fy

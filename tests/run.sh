@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh Debian/Ubuntu machine, then run them.
+#   PYTHON=python3.10 VENV=.venv310 bash tests/run.sh   (defaults: python3, .venv)
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+# The independent Modbus peer (libmodbus's unit-test-server) is built from Debian's examples.
+if [ ! -d /usr/share/doc/libmodbus-dev/examples ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libmodbus-dev gcc >/dev/null
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e ".[dev]"
+echo "tests: $("$VENV/bin/python" --version) in $VENV"
+
+"$VENV/bin/python" -m mypy
+"$VENV/bin/python" -m ruff check linegate tests
+set +e
+"$VENV/bin/python" -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "tests: pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$status"
