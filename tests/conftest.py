@@ -23,3 +23,13 @@ def demo_config() -> Config:
     """config/demo.toml with an instance name of its own (its shared memory cannot collide)."""
     cfg = load_config(DEMO_CONFIG)
     return cfg.model_copy(update={"instance": cfg.instance.model_copy(update={"name": unique_instance()})})
+
+
+@pytest.fixture
+def plc_sim():  # type: ignore[no-untyped-def]
+    """A real `linegate plc-sim` process on a free loopback port, collecting coil edges."""
+    from linegate.demo.runner import PlcSimProcess, free_port
+
+    sim = PlcSimProcess(free_port(), part_id_register=0)
+    yield sim
+    sim.stop()

@@ -7,6 +7,7 @@ demo ONNX model, and a PLC address pointing at the ``linegate plc-sim`` process 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +75,20 @@ class PlcSimProcess:
             self._proc.kill()
             self._proc.wait()
         self._reader.join(2)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def kill(self) -> None:
+        """SIGKILL: the PLC vanishes without closing its connections cleanly."""
+        self._proc.kill()
+        self._proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the PLC hangs with its connections open."""
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._proc.send_signal(signal.SIGCONT)
 
     def rising_part_ids(self, coil: int) -> list[int]:
         return [int(e["part_id"]) for e in self.edges if e["coil"] == coil and e["value"] == 1]

@@ -65,6 +65,7 @@ class InferenceLoop:
         self.expected_ns = 0
         self.latency = LatencyWindow()
         self._next_stats_ns = 0
+        self._last_done_ns = time.monotonic_ns()
 
     def warm_up(self, runs: int) -> dict[str, float]:
         """Run the whole per-frame path on a blank frame; sets the expected run time (p99)."""
@@ -136,7 +137,8 @@ class InferenceLoop:
             t_picked_ns=t_picked,
             t_done_ns=t_done,
             write_ms=_ms(meta.t_written_ns - meta.t_acquired_ns),
-            wait_ms=_ms(t_picked - meta.t_acquired_ns),
+            queued_ms=_ms(t_picked - meta.t_written_ns),
+            loop_wait_ms=_ms(t_picked - self._last_done_ns),
             preprocess_ms=_ms(t_pre - t_picked),
             infer_ms=_ms(t_inf - t_pre),
             postprocess_ms=_ms(t_post - t_inf),
@@ -151,6 +153,7 @@ class InferenceLoop:
             model=self.model_id,
         )
         self._count_record(dropped_before)
+        self._last_done_ns = time.monotonic_ns()
         if t_done >= self._next_stats_ns:
             self._publish_stats(t_done)
 

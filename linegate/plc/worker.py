@@ -39,6 +39,7 @@ class RejectWorker:
         self._next_connect_ns = 0
         self._pulse_ns = int(cfg.pulse_ms * 1e6)
         self._attempts = 1 + cfg.modbus.retries
+        self.last_error = "not connected yet"
 
     # -- link -------------------------------------------------------------------------------
     def ensure_connected(self, now_ns: int) -> bool:
@@ -52,6 +53,7 @@ class RejectWorker:
             self.output.safe_state()
         except PlcLinkError as exc:
             self.output.close()
+            self.last_error = str(exc)
             delay = self.backoff.next_delay_ns()
             self._next_connect_ns = time.monotonic_ns() + delay
             self.log.warning("plc_connect_failed", peer=self.output.peer, error=str(exc), retry_in_ms=delay / 1e6)
@@ -66,6 +68,7 @@ class RejectWorker:
     def _link_lost(self, exc: PlcLinkError) -> None:
         self.output.close()
         self.connected = False
+        self.last_error = str(exc)
         self.counters.set(C.PLC_CONNECTED, 0)
         self._next_connect_ns = 0  # first reconnect at once, then back off
         self.log.warning("plc_link_lost", peer=self.output.peer, error=str(exc))
@@ -78,7 +81,6 @@ class RejectWorker:
 
     def fire(self, reject: PendingReject) -> bool:
         """One pulse for *reject*, retrying over reconnects; True when the rising edge was written."""
-        last_error = "not connected"
         for attempt in range(self._attempts):
             if attempt:
                 self.counters.add(C.PLC_RETRIES)
@@ -88,7 +90,6 @@ class RejectWorker:
                 self.output.write_part_id(reject.part_id)
                 self.output.set_reject(True)
             except PlcLinkError as exc:
-                last_error = str(exc)
                 self._link_lost(exc)
                 continue
             t_on = time.monotonic_ns()
@@ -100,7 +101,7 @@ class RejectWorker:
                 self._link_lost(exc)
             self._delivered(reject, t_on)
             return True
-        self._undelivered(reject, "plc_unreachable", last_error)
+        self._undelivered(reject, "plc_unreachable", self.last_error)
         return False
 
     def _delivered(self, reject: PendingReject, t_on_ns: int) -> None:
