@@ -19,3 +19,7 @@ class EngineError(LinegateError):
 
 class RingClosed(LinegateError):
     """The frame ring was closed while waiting on it."""
+
+
+class CameraSettingError(CameraError, ConfigError):
+    """The camera refused a configured setting: fix the configuration (exit 78), do not restart."""

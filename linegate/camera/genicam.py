@@ -20,7 +20,7 @@ from genicam import gentl
 from harvesters.core import Harvester, ImageAcquirer
 
 from linegate.config.schema import BUILTIN_VIKY, CameraSection, NodeValue
-from linegate.errors import CameraError
+from linegate.errors import CameraError, CameraSettingError
 
 FrameCallback = Callable[[npt.NDArray[np.uint8], int, int, int | None], None]
 """``on_frame(pixels, frame_id, host_receipt_ns, camera_timestamp_ns or None)``."""
@@ -125,7 +125,7 @@ class GenICamCamera:
                 continue
             if not node_map.has_node(node_name):
                 if key in _GEOMETRY_NODES:
-                    raise CameraError(f"camera.{key}: the camera has no {node_name} node")
+                    raise CameraSettingError(f"camera.{key}: the camera has no {node_name} node")
                 info.skipped.append(key)
                 continue
             if key == "frame_rate_hz" and node_map.has_node("AcquisitionFrameRateEnable"):
@@ -134,7 +134,7 @@ class GenICamCamera:
             info.applied[node_name] = value
         for name, value in self.cfg.nodes.items():
             if not node_map.has_node(name):
-                raise CameraError(f"camera.nodes.{name}: the camera has no such node")
+                raise CameraSettingError(f"camera.nodes.{name}: the camera has no such node")
             _set(node_map, name, value, f"camera.nodes.{name}")
             info.applied[name] = value
 
@@ -143,7 +143,7 @@ class GenICamCamera:
         actual = (node_map.get_node("Width").value, node_map.get_node("Height").value)
         fmt = node_map.get_node("PixelFormat").value
         if actual != (self.cfg.width, self.cfg.height) or fmt != self.cfg.pixel_format:
-            raise CameraError(
+            raise CameraSettingError(
                 f"camera: asked for {self.cfg.width}x{self.cfg.height} {self.cfg.pixel_format}, "
                 f"camera reports {actual[0]}x{actual[1]} {fmt}"
             )
@@ -221,7 +221,7 @@ def _set(node_map: Any, name: str, value: NodeValue, key: str) -> None:
         symbolics = _safe(lambda: node.symbolics, None)
         if symbolics:
             limits = f" (allowed {list(symbolics)})"
-        raise CameraError(f"{key}: camera refused {name}={value!r}{limits}: {type(exc).__name__}") from exc
+        raise CameraSettingError(f"{key}: camera refused {name}={value!r}{limits}: {type(exc).__name__}") from exc
 
 
 def _safe(read: Callable[[], Any], default: Any) -> Any:

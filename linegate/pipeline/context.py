@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ class WorkerContext:
             file=self.log_file,
             stream=sys.stdout if self.log_stdout else None,
             capacity=self.cfg.logging.queue_size,
-            static={"instance": self.cfg.instance.name, "proc": role},
+            static={"instance": self.cfg.instance.name, "proc": role, "pid": os.getpid()},
         )
         return get_logger(), sink
 

@@ -99,7 +99,7 @@ async def serve_plc_sim(
     try:
         await asyncio.Event().wait()
     finally:
-        await server.shutdown()
+        await server.shutdown()  # type: ignore[no-untyped-call]
 
 
 def run_plc_sim(host: str, port: int, *, part_id_register: int = 0, out: TextIO = sys.stdout) -> int:
