@@ -31,7 +31,7 @@ def _resolve(value: str | Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
-    return path
+    return Path(os.path.normpath(path))
 
 
 class InstanceSection(_Section):

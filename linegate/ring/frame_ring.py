@@ -107,9 +107,13 @@ class _Mapping:
         finally:
             os.close(fd)
         buf = memoryview(self.mm)
-        self.control = np.ndarray((), dtype=CONTROL, buffer=buf, offset=0)
-        self.headers = np.ndarray((layout.slots,), dtype=FRAME_HEADER, buffer=buf, offset=layout.headers_offset)
-        self.journal = np.ndarray((layout.journal_size,), dtype=FRAME_HEADER, buffer=buf, offset=layout.journal_offset)
+        self.control: npt.NDArray[np.void] = np.ndarray((), dtype=CONTROL, buffer=buf, offset=0)
+        self.headers: npt.NDArray[np.void] = np.ndarray(
+            (layout.slots,), dtype=FRAME_HEADER, buffer=buf, offset=layout.headers_offset
+        )
+        self.journal: npt.NDArray[np.void] = np.ndarray(
+            (layout.journal_size,), dtype=FRAME_HEADER, buffer=buf, offset=layout.journal_offset
+        )
         shape = handle.geometry.shape
         self.pixels: list[npt.NDArray[np.uint8]] = [
             np.ndarray(shape, dtype=np.uint8, buffer=buf, offset=layout.slot_offset(i)) for i in range(layout.slots)

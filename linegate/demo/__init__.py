@@ -1,0 +1,1 @@
+"""The demo: its ground truth and the runner behind `linegate demo`."""
