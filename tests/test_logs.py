@@ -34,9 +34,13 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None
         assert results.count(False) == sink.dropped_full > 0
         assert sink.enqueued + sink.dropped_full == 200
         assert elapsed < 5  # generous: what matters is that it returned at all
-        os.close(read_fd)  # unblock the writer with EPIPE so it can stop
+        os.close(read_fd)  # the writer's next write fails with EPIPE
+        sink.put("after the reader is gone")
+        end = time.monotonic() + 10
+        while sink.write_errors == 0 and time.monotonic() < end:
+            time.sleep(0.01)
         sink.close(timeout_s=2)
-    assert sink.write_errors > 0 and sink.last_error is not None
+    assert sink.write_errors > 0 and "Broken pipe" in str(sink.last_error)
 
 
 def test_unwritable_log_file_is_reported_by_path(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 from tests.conftest import DEMO_CONFIG, unique_instance
 
-
 MODEL = (DEMO_CONFIG.parent / ".." / "engines" / "demo" / "ball_zone.onnx").resolve()
 
 
