@@ -239,6 +239,20 @@ class PlcSection(_Section):
         return self
 
 
+RtPriority = Annotated[int, Field(ge=0, le=99)]
+
+
+class SchedulingSection(_Section):
+    """Linux real-time priority (SCHED_FIFO, 1..99; 0 = normal scheduler) and CPU affinity per worker."""
+
+    infer_rt_priority: RtPriority = 0
+    acquire_rt_priority: RtPriority = 0
+    plc_rt_priority: RtPriority = 0
+    infer_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
+    acquire_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
+    plc_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
+
+
 class LoggingSection(_Section):
     """Per-frame JSON records to stdout and optionally a file."""
 
@@ -261,6 +275,7 @@ class Config(_Section):
     model: ModelSection
     deadline: DeadlineSection = DeadlineSection()
     plc: PlcSection
+    scheduling: SchedulingSection = SchedulingSection()
     logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")

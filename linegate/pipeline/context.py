@@ -11,6 +11,7 @@ from linegate.config.schema import Config
 from linegate.logs import LineSink, configure_logging, get_logger
 from linegate.pipeline.counters import SharedCounters
 from linegate.pipeline.process import become_worker
+from linegate.pipeline.scheduling import apply_scheduling
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,11 @@ class WorkerContext:
             capacity=self.cfg.logging.queue_size,
             static={"instance": self.cfg.instance.name, "proc": role, "pid": os.getpid()},
         )
-        return get_logger(), sink
+        log = get_logger()
+        sched = self.cfg.scheduling
+        for problem in apply_scheduling(getattr(sched, f"{role}_rt_priority"), getattr(sched, f"{role}_cpus"), role):
+            log.warning("scheduling_not_applied", problem=problem)
+        return log, sink
 
 
 def worker_exit_code(exc: BaseException) -> int:

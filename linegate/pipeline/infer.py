@@ -8,8 +8,8 @@ ring dropped arrive through its journal and get the fail-safe verdict and a reco
 
 from __future__ import annotations
 
-import queue
 import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from linegate.engine import Engine, create_engine
 from linegate.logs import LineSink, shutdown_logging
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.counters import C, SharedCounters
+from linegate.pipeline.handoff import RejectOutbox
 from linegate.ring import FrameMeta, RingConsumer, RingHandle
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
 from linegate.timing.latency import LatencyWindow
@@ -46,7 +47,7 @@ class InferenceLoop:
         consumer: RingConsumer,
         engine: Engine,
         preprocess: Preprocessor,
-        plc_inbox: Any,
+        plc_outbox: RejectOutbox,
         counters: SharedCounters,
         log: Any,
         sink: LineSink,
@@ -55,7 +56,7 @@ class InferenceLoop:
         self.engine = engine
         self.preprocess = preprocess
         self.classify = Classifier(cfg.model.postprocess)
-        self.plc_inbox = plc_inbox
+        self.plc_outbox = plc_outbox
         self.counters = counters
         self.log = log
         self.sink = sink
@@ -190,13 +191,11 @@ class InferenceLoop:
     def _hand_off(self, verdict: Verdict, meta: FrameMeta) -> None:
         if verdict is not Verdict.REJECT:
             return
-        try:
-            self.plc_inbox.put_nowait((meta.part_id, meta.seq, meta.t_acquired_ns))
-        except queue.Full:
+        if self.plc_outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns):
+            self.counters.add(C.PLC_QUEUED)
+        else:
             self.counters.add(C.PLC_QUEUE_FULL)
             self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
-        else:
-            self.counters.add(C.PLC_QUEUED)
 
     def _count_record(self, dropped_before: int) -> None:
         self.counters.add(C.LOG_DROPPED if self.sink.dropped_full != dropped_before else C.LOGGED)
@@ -209,7 +208,7 @@ class InferenceLoop:
         self._next_stats_ns = now_ns + STATS_PERIOD_NS
 
 
-def inference_main(ctx: WorkerContext, ring: RingHandle, stop: Any, plc_inbox: Any, ready: Any) -> None:
+def inference_main(ctx: WorkerContext, ring: RingHandle, stop: Any, rejects: Connection, ready: Any) -> None:
     """Process entry: load and warm the engine, signal ready, then decide frames until stopped and drained."""
     log, sink = ctx.enter("infer")
     cfg = ctx.cfg
@@ -217,8 +216,9 @@ def inference_main(ctx: WorkerContext, ring: RingHandle, stop: Any, plc_inbox: A
     preprocess = build_preprocessor(cfg.model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
     engine = create_engine(cfg.model, preprocess.spec.shape, preprocess.spec.dtype)
     engine.load()
+    outbox = RejectOutbox(rejects, cfg.plc.queue_size)
     try:
-        loop = InferenceLoop(cfg, consumer, engine, preprocess, plc_inbox, ctx.counters, log, sink)
+        loop = InferenceLoop(cfg, consumer, engine, preprocess, outbox, ctx.counters, log, sink)
         warm = loop.warm_up(cfg.model.warmup_runs)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path), **warm)
         loop.recover()
@@ -236,7 +236,5 @@ def inference_main(ctx: WorkerContext, ring: RingHandle, stop: Any, plc_inbox: A
     finally:
         engine.close()
         consumer.close()
-        if hasattr(plc_inbox, "close"):
-            plc_inbox.close()
-            plc_inbox.join_thread()  # every queued reject reaches the pipe before we exit
+        outbox.close()
         shutdown_logging()

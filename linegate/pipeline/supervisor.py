@@ -26,6 +26,7 @@ from linegate.config.schema import Config
 from linegate.pipeline.acquire import acquisition_main
 from linegate.pipeline.context import WorkerContext, run_worker
 from linegate.pipeline.counters import C, SharedCounters, reconcile
+from linegate.pipeline.handoff import reject_channel
 from linegate.pipeline.infer import inference_main
 from linegate.pipeline.plc_io import plc_main
 from linegate.ring import FrameRing, RingGeometry
@@ -105,7 +106,7 @@ class Supervisor:
         counters = SharedCounters.create(ctx)
         wctx = WorkerContext(cfg, counters, self.log_file, self.log_stdout, os.getpid())
         errors: Any = ctx.Queue()
-        plc_inbox: Any = ctx.Queue(maxsize=cfg.plc.queue_size)
+        reject_reader, reject_writer = reject_channel(ctx)
         acq_stop, infer_stop, plc_stop, ready = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event()
 
         def spawn(role: str, main: Any, *args: Any) -> BaseProcess:
@@ -117,8 +118,8 @@ class Supervisor:
         procs: dict[str, BaseProcess] = {}
         failures: list[tuple[str, int, str]] = []
         try:
-            procs["plc"] = spawn("plc", plc_main, wctx, plc_inbox, plc_stop)
-            procs["infer"] = spawn("infer", inference_main, wctx, ring.handle, infer_stop, plc_inbox, ready)
+            procs["plc"] = spawn("plc", plc_main, wctx, reject_reader, plc_stop)
+            procs["infer"] = spawn("infer", inference_main, wctx, ring.handle, infer_stop, reject_writer, ready)
             if self._wait_ready(ready, procs):
                 procs["acquire"] = spawn("acquire", acquisition_main, wctx, ring.handle, acq_stop, self.max_frames)
                 self._watch(procs, counters, t_start)
@@ -133,6 +134,8 @@ class Supervisor:
                 if proc.exitcode not in (0, None) and not any(f[0] == role for f in failures):
                     failures.append((role, proc.exitcode or 1, f"exited with code {proc.exitcode}"))
             ring.close()
+            reject_reader.close()
+            reject_writer.close()
         snapshot = counters.snapshot()
         return RunSummary(
             counters=snapshot,

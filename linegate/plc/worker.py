@@ -8,7 +8,6 @@ safe state before anything else.
 
 from __future__ import annotations
 
-import queue
 import time
 from typing import Any, Protocol
 
@@ -23,6 +22,12 @@ IDLE_POLL_NS = 50_000_000
 
 class StopFlag(Protocol):
     def is_set(self) -> bool: ...
+
+
+class Inbox(Protocol):
+    """Where rejects arrive: ``take`` waits up to *timeout_s* and returns all that arrived."""
+
+    def take(self, timeout_s: float) -> list[tuple[int, int, int]]: ...
 
 
 class RejectWorker:
@@ -121,17 +126,13 @@ class RejectWorker:
         self.log.error("reject_undelivered", part_id=reject.part_id, seq=reject.seq, reason=reason, error=error or None)
 
     # -- loop -------------------------------------------------------------------------------
-    def step(self, inbox: Any, now_ns: int) -> None:
+    def step(self, inbox: Inbox, now_ns: int) -> None:
         """Take what arrived (waiting at most until the next due pulse), expire, fire one due pulse."""
         self.ensure_connected(now_ns)
         due = self.schedule.next_due_ns()
         wait_ns = IDLE_POLL_NS if due is None else max(0, min(IDLE_POLL_NS, due - now_ns))
-        try:
-            self.accept(inbox.get(timeout=wait_ns / 1e9) if wait_ns else inbox.get_nowait())
-            while True:
-                self.accept(inbox.get_nowait())
-        except queue.Empty:
-            pass
+        for item in inbox.take(wait_ns / 1e9):
+            self.accept(item)
         now_ns = time.monotonic_ns()
         for reject in self.schedule.pop_expired(now_ns):
             self.counters.add(C.PLC_LATE)
@@ -140,7 +141,7 @@ class RejectWorker:
         if due_reject is not None:
             self.fire(due_reject)
 
-    def run(self, inbox: Any, stop: StopFlag, drain_timeout_s: float = 2.0) -> None:
+    def run(self, inbox: Inbox, stop: StopFlag, drain_timeout_s: float = 2.0) -> None:
         """Serve until *stop* is set, then deliver what is pending (bounded) and go to safe state."""
         try:
             while not stop.is_set():
@@ -150,23 +151,18 @@ class RejectWorker:
         finally:
             self.shutdown()
 
-    def drain(self, inbox: Any, timeout_s: float) -> None:
+    def drain(self, inbox: Inbox, timeout_s: float) -> None:
         """Fire everything queued or scheduled until *timeout_s* runs out; the rest is undelivered."""
         end = time.monotonic_ns() + int(timeout_s * 1e9)
         while time.monotonic_ns() < end:
-            try:
-                self.accept(inbox.get(timeout=0.05))
-                continue
-            except queue.Empty:
-                pass
-            if not len(self.schedule):
+            arrived = inbox.take(0.05)
+            for item in arrived:
+                self.accept(item)
+            if not arrived and not len(self.schedule):
                 break
             self.step(inbox, time.monotonic_ns())
-        while True:
-            try:
-                self.accept(inbox.get_nowait())
-            except queue.Empty:
-                break
+        for item in inbox.take(0):
+            self.accept(item)
         for reject in self.schedule.drain():
             self._undelivered(reject, "shutdown", "stopped before the pulse could be fired")
 

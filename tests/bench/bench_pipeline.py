@@ -60,12 +60,16 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=100.0)
     ap.add_argument("--budget-ms", type=float, default=50.0)
     ap.add_argument("--out", type=Path, help="keep the JSON records here")
+    ap.add_argument("--infer-rt-priority", type=int, help="override scheduling.infer_rt_priority (0: normal scheduler)")
     args = ap.parse_args()
 
     cfg = load_config(args.config)
     camera = cfg.camera.model_copy(update={"frame_rate_hz": args.fps})
     deadline = cfg.deadline.model_copy(update={"budget_ms": args.budget_ms})
     cfg = cfg.model_copy(update={"camera": camera, "deadline": deadline})
+    if args.infer_rt_priority is not None:
+        sched = cfg.scheduling.model_copy(update={"infer_rt_priority": args.infer_rt_priority})
+        cfg = cfg.model_copy(update={"scheduling": sched})
     log_path = args.out or Path(tempfile.mkdtemp()) / "bench.jsonl"
 
     floor_before = engine_floor(cfg, 2000) / 1e6
@@ -100,6 +104,7 @@ def main() -> int:
     print(
         f"linegate pipeline benchmark: {cfg.camera.width}x{cfg.camera.height} {cfg.camera.pixel_format} at "
         f"{args.fps:g} fps set, budget {args.budget_ms:g} ms, model {cfg.model.id} ({cfg.model.backend}), "
+        f"inference SCHED_FIFO priority {cfg.scheduling.infer_rt_priority}, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
     print(

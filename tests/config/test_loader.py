@@ -110,6 +110,11 @@ def test_not_utf8_is_reported(tmp_path: Path) -> None:
         ("[instance]", "[instanse]", "instanse: unknown key"),
         ('name = "demo"', 'name = "Demo Line!"', "instance.name: String should match pattern"),
         ("port = 5020", "port = 70000", "plc.modbus.port: Input should be less than or equal to 65535"),
+        (
+            "infer_rt_priority = 10",
+            "infer_rt_priority = 100",
+            "scheduling.infer_rt_priority: Input should be less than",
+        ),
     ],
 )
 def test_bad_value_names_key_and_expectation(tmp_path: Path, old: str, new: str, expected: str) -> None:

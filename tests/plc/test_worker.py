@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import queue
 import threading
 import time
 from pathlib import Path
@@ -14,11 +13,13 @@ import pytest
 from linegate.config.schema import PlcSection
 from linegate.demo.runner import PlcSimProcess, free_port
 from linegate.pipeline.counters import C, SharedCounters
+from linegate.pipeline.handoff import RejectInbox, RejectOutbox, reject_channel
 from linegate.plc.output import create_output
 from linegate.plc.worker import RejectWorker
 from tests.plc import libmodbus_peer
 
 MS = 1_000_000
+CTX = mp.get_context("spawn")
 
 
 class RecordingLog:
@@ -51,17 +52,27 @@ def plc_section(port: int, **extra: Any) -> PlcSection:
 
 def make_worker(cfg: PlcSection) -> tuple[RejectWorker, RecordingLog, SharedCounters]:
     log = RecordingLog()
-    counters = SharedCounters.create(mp.get_context("spawn"))
+    counters = SharedCounters.create(CTX)
     return RejectWorker(cfg, create_output(cfg), counters, log), log, counters
 
 
-def deliver(worker: RejectWorker, part_ids: list[int], t_acquired: int | None = None) -> None:
-    inbox: queue.Queue[tuple[int, int, int]] = queue.Queue()
+def channel(part_ids: list[int], t_acquired: int | None = None) -> RejectInbox:
+    """A real reject pipe holding *part_ids*, as the inference loop would have written them."""
+    reader, writer = reject_channel(CTX)
+    outbox = RejectOutbox(writer, capacity=1024)
     for seq, part in enumerate(part_ids):
-        inbox.put((part, seq, t_acquired if t_acquired is not None else time.monotonic_ns()))
+        assert outbox.offer(part, seq, t_acquired if t_acquired is not None else time.monotonic_ns())
+    outbox.close()
+    return RejectInbox(reader)
+
+
+def deliver(worker: RejectWorker, part_ids: list[int], t_acquired: int | None = None) -> None:
+    inbox = channel(part_ids, t_acquired)
+    target = worker.counters.get(C.PLC_RECEIVED) + len(part_ids)
     end = time.monotonic() + 10
-    while (not inbox.empty() or len(worker.schedule)) and time.monotonic() < end:
+    while (worker.counters.get(C.PLC_RECEIVED) < target or len(worker.schedule)) and time.monotonic() < end:
         worker.step(inbox, time.monotonic_ns())
+    inbox.close()
 
 
 def wait_for_edges(sim: PlcSimProcess, n: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
@@ -185,9 +196,7 @@ def test_fire_delay_schedules_the_pulse(sim: PlcSimProcess) -> None:
 def test_stop_drains_pending_rejects_then_goes_safe(sim: PlcSimProcess) -> None:
     """run() delivers what is queued when asked to stop, then leaves the coil off."""
     worker, log, counters = make_worker(plc_section(sim.port))
-    inbox: queue.Queue[tuple[int, int, int]] = queue.Queue()
-    for part in (21, 22, 23):
-        inbox.put((part, part, time.monotonic_ns()))
+    inbox = channel([21, 22, 23])
     stop = threading.Event()
     stop.set()
     worker.run(inbox, stop, drain_timeout_s=5)
@@ -200,8 +209,7 @@ def test_stop_drains_pending_rejects_then_goes_safe(sim: PlcSimProcess) -> None:
 def test_stop_reports_what_it_could_not_deliver(sim: PlcSimProcess) -> None:
     """Rejects still scheduled when the drain time runs out are reported 'shutdown' with part ids."""
     worker, log, _ = make_worker(plc_section(sim.port, fire_delay_ms=10_000.0, max_late_ms=60_000.0))
-    inbox: queue.Queue[tuple[int, int, int]] = queue.Queue()
-    inbox.put((31, 1, time.monotonic_ns()))
+    inbox = channel([31])
     stop = threading.Event()
     stop.set()
     worker.run(inbox, stop, drain_timeout_s=0.2)
