@@ -16,6 +16,7 @@ import numpy as np
 
 from linegate.config.schema import Config
 from linegate.engine import Engine, create_engine
+from linegate.errors import ConfigError
 from linegate.logs import LineSink, shutdown_logging
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.counters import C, SharedCounters
@@ -71,6 +72,11 @@ class InferenceLoop:
     def warm_up(self, runs: int) -> dict[str, float]:
         """Run the whole per-frame path on a blank frame; sets the expected run time (p99)."""
         blank = np.zeros_like(self.consumer.pixels(0))
+        self.preprocess(blank, self.engine.input)
+        try:
+            self.classify(self.engine.infer())
+        except ValueError as exc:  # the model's output does not fit the configured classes
+            raise ConfigError(f"model.postprocess.classes: {exc} ({self.engine.cfg.path})") from exc
         durations = np.zeros(max(runs, 1), dtype=np.int64)
         for i in range(durations.size):
             t0 = time.monotonic_ns()

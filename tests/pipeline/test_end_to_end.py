@@ -117,3 +117,24 @@ def test_budget_too_small_gives_fail_safe_verdicts(tmp_path: Path, plc_sim: PlcS
     assert all(r["verdict"] == "reject" and r["basis"] != "model" for r in frame_records)
     assert all(r["deadline_met"] is False for r in frame_records)
     check_rejects_accounted(log, frame_records, plc_sim)
+
+
+def test_model_not_matching_the_classes_is_a_config_error(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """A model whose output does not fit model.postprocess.classes stops the start with exit 78, naming the key."""
+    config, instance = demo_config_file(
+        tmp_path,
+        plc_sim.port,
+        {'classes = ["pass", "reject"]': 'classes = ["pass", "reject", "unknown"]'},
+    )
+    result = run_linegate("run", "--config", str(config), "--max-frames", "10")
+    assert result.returncode == 78, result.stderr
+    assert "model.postprocess.classes: model output has 2 scores, config names 3 classes" in result.stderr
+    assert not os.path.exists(ring_path(instance))
+
+
+def test_camera_refusing_a_setting_exits_78(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """A frame rate the camera refuses is a configuration error (78: systemd must not restart-loop)."""
+    config, _ = demo_config_file(tmp_path, plc_sim.port, {"frame_rate_hz = 100.0": "frame_rate_hz = 900.0"})
+    result = run_linegate("run", "--config", str(config), "--max-frames", "10")
+    assert result.returncode == 78, result.stderr
+    assert "camera.frame_rate_hz: camera refused AcquisitionFrameRate=900.0 (allowed 1.0..200.0)" in result.stderr
