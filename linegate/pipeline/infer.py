@@ -134,15 +134,13 @@ class InferenceLoop:
         t_done = time.monotonic_ns()
         total = t_done - meta.t_acquired_ns
         self.latency.add(total)
-        dropped_before = self.sink.dropped_full
-        self.log.info(
-            "frame",
-            seq=meta.seq,
-            frame_id=meta.frame_id,
-            part_id=meta.part_id,
-            t_acquired_ns=meta.t_acquired_ns,
+        self._record(
+            self.log.info,
+            meta,
+            verdict,
+            basis,
+            t_done,
             t_picked_ns=t_picked,
-            t_done_ns=t_done,
             write_ms=_ms(meta.t_written_ns - meta.t_acquired_ns),
             queued_ms=_ms(t_picked - meta.t_written_ns),
             loop_wait_ms=_ms(t_picked - self._last_done_ns),
@@ -151,15 +149,9 @@ class InferenceLoop:
             postprocess_ms=_ms(t_post - t_inf),
             handoff_ms=_ms(t_done - t_post),
             total_ms=_ms(total),
-            deadline_ms=_ms(self.budget_ns),
-            deadline_met=basis is Basis.MODEL,
-            verdict=verdict.value,
-            basis=basis.value,
             label=label,
             score=round(score, 5),
-            model=self.model_id,
         )
-        self._count_record(dropped_before)
         self._last_done_ns = time.monotonic_ns()
         if t_done >= self._next_stats_ns:
             self._publish_stats(t_done)
@@ -168,21 +160,28 @@ class InferenceLoop:
         verdict = self.fail_safe
         self._count(verdict, basis, counter)
         self._hand_off(verdict, meta)
+        self._record(self.log.warning, meta, verdict, basis, time.monotonic_ns())
+
+    def _record(
+        self, emit: Any, meta: FrameMeta, verdict: Verdict, basis: Basis, t_done_ns: int, **stages: Any
+    ) -> None:
+        """The frame's one record; counted as logged, or as dropped when the log queue was full."""
         dropped_before = self.sink.dropped_full
-        self.log.warning(
+        emit(
             "frame",
             seq=meta.seq,
             frame_id=meta.frame_id,
             part_id=meta.part_id,
             t_acquired_ns=meta.t_acquired_ns,
-            t_done_ns=time.monotonic_ns(),
+            t_done_ns=t_done_ns,
+            **stages,
             deadline_ms=_ms(self.budget_ns),
-            deadline_met=False,
+            deadline_met=basis is Basis.MODEL,
             verdict=verdict.value,
             basis=basis.value,
             model=self.model_id,
         )
-        self._count_record(dropped_before)
+        self.counters.add(C.LOG_DROPPED if self.sink.dropped_full != dropped_before else C.LOGGED)
 
     def _count(self, verdict: Verdict, basis: Basis, counter: C) -> None:
         c = self.counters
@@ -202,9 +201,6 @@ class InferenceLoop:
         else:
             self.counters.add(C.PLC_QUEUE_FULL)
             self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
-
-    def _count_record(self, dropped_before: int) -> None:
-        self.counters.add(C.LOG_DROPPED if self.sink.dropped_full != dropped_before else C.LOGGED)
 
     def _publish_stats(self, now_ns: int) -> None:
         p50, p99 = self.latency.percentiles((50, 99))
