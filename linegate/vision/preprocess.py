@@ -19,6 +19,8 @@ from linegate.errors import ConfigError
 Frame = npt.NDArray[np.uint8]
 Tensor = npt.NDArray[np.floating]
 
+Resample = Callable[[Frame], npt.NDArray[np.number]]
+
 _SOURCE_ORDER = {"Mono8": "l", "RGB8": "rgb", "BGR8": "bgr", "RGBa8": "rgb", "BGRa8": "bgr"}
 
 
@@ -36,7 +38,7 @@ class Preprocessor:
     def __init__(
         self,
         spec: InputSpec,
-        resample: Callable[[Frame], npt.NDArray[np.float32]],
+        resample: Resample,
         channel_index: npt.NDArray[np.intp] | None,
         gain: npt.NDArray[np.float32],
         offset: npt.NDArray[np.float32],
@@ -50,13 +52,13 @@ class Preprocessor:
         self._nchw = layout == "NCHW"
 
     def __call__(self, frame: Frame, out: Tensor) -> None:
-        hwc = self._resample(frame)  # float32, (h, w, c_src)
+        hwc = self._resample(frame)  # (h, w, c_src): block sums, source pixels or interpolated values
         if self._channel_index is not None:
             hwc = hwc[..., self._channel_index]
-        np.multiply(hwc, self._gain, out=hwc)
-        np.add(hwc, self._offset, out=hwc)
         target = out[0].transpose(1, 2, 0) if self._nchw else out[0]
-        np.copyto(target, hwc, casting="same_kind")
+        # Scale and offset written straight into the engine's input: two passes, no temporaries.
+        np.multiply(hwc, self._gain, out=target, casting="same_kind")
+        np.add(target, self._offset, out=target, casting="same_kind")
 
 
 def build_preprocessor(cfg: PreprocessSection, frame_shape: tuple[int, ...], pixel_format: str) -> Preprocessor:
@@ -68,7 +70,7 @@ def build_preprocessor(cfg: PreprocessSection, frame_shape: tuple[int, ...], pix
     out_w, out_h = cfg.resize if cfg.resize is not None else (w, h)
     rows, cols = slice(y, y + h), slice(x, x + w)
     c_src = 1 if len(frame_shape) == 2 else frame_shape[2]
-    resample = _resampler(cfg.interpolation, rows, cols, h, w, out_h, out_w, c_src)
+    resample, factor = _resampler(cfg.interpolation, rows, cols, h, w, out_h, out_w, c_src)
 
     order = _SOURCE_ORDER[pixel_format]
     c_out = cfg.channels
@@ -80,7 +82,7 @@ def build_preprocessor(cfg: PreprocessSection, frame_shape: tuple[int, ...], pix
         channel_index = np.array([order.index(ch) for ch in cfg.color], dtype=np.intp)
     mean = np.broadcast_to(np.asarray(cfg.mean, dtype=np.float32), (c_out,))
     std = np.broadcast_to(np.asarray(cfg.std, dtype=np.float32), (c_out,))
-    gain = (np.float32(cfg.scale) / std).astype(np.float32)
+    gain = (np.float32(cfg.scale * factor) / std).astype(np.float32)
     offset = (-mean / std).astype(np.float32)
     shape = (1, c_out, out_h, out_w) if cfg.layout == "NCHW" else (1, out_h, out_w, c_out)
     return Preprocessor(InputSpec(shape, np.dtype(cfg.dtype)), resample, channel_index, gain, offset, cfg.layout)
@@ -88,8 +90,8 @@ def build_preprocessor(cfg: PreprocessSection, frame_shape: tuple[int, ...], pix
 
 def _resampler(
     method: str, rows: slice, cols: slice, h: int, w: int, out_h: int, out_w: int, c: int
-) -> Callable[[Frame], npt.NDArray[np.float32]]:
-    buf = np.empty((out_h, out_w, c), dtype=np.float32)
+) -> tuple[Resample, float]:
+    """The resampling function and the factor its output still needs (area returns block sums)."""
     if method == "area":
         if h % out_h or w % out_w:
             raise ConfigError(
@@ -102,9 +104,8 @@ def _resampler(
         acc_dtype = np.uint16 if fy * fx * 255 <= np.iinfo(np.uint16).max else np.uint32
         rows_sum = np.empty((out_h, w, c), dtype=acc_dtype)
         acc = np.empty((out_h, out_w, c), dtype=acc_dtype)
-        inv = np.float32(1.0 / (fy * fx))
 
-        def area(frame: Frame) -> npt.NDArray[np.float32]:
+        def area(frame: Frame) -> npt.NDArray[np.unsignedinteger]:
             roi = frame[rows, cols].reshape(h, w, c)
             np.copyto(rows_sum, roi[0::fy], casting="unsafe")
             for i in range(1, fy):
@@ -112,21 +113,19 @@ def _resampler(
             np.copyto(acc, rows_sum[:, 0::fx])
             for j in range(1, fx):
                 np.add(acc, rows_sum[:, j::fx], out=acc)
-            np.multiply(acc, inv, out=buf)
-            return buf
+            return acc
 
-        return area
+        return area, 1.0 / (fy * fx)
 
     if method == "nearest":
         iy = np.minimum(((np.arange(out_h) + 0.5) * h / out_h).astype(np.intp), h - 1) + rows.start
         ix = np.minimum(((np.arange(out_w) + 0.5) * w / out_w).astype(np.intp), w - 1) + cols.start
         grid = np.ix_(iy, ix)
 
-        def nearest(frame: Frame) -> npt.NDArray[np.float32]:
-            np.copyto(buf, frame[grid].reshape(out_h, out_w, c), casting="unsafe")
-            return buf
+        def nearest(frame: Frame) -> npt.NDArray[np.uint8]:
+            return frame[grid].reshape(out_h, out_w, c)
 
-        return nearest
+        return nearest, 1.0
 
     # bilinear, half-pixel centres (as OpenCV INTER_LINEAR)
     def taps(
@@ -140,6 +139,7 @@ def _resampler(
     y0, y1, wy = taps(h, out_h, rows.start)
     x0, x1, wx = taps(w, out_w, cols.start)
     wy3, wx3 = wy[:, None, None], wx[None, :, None]
+    buf = np.empty((out_h, out_w, c), dtype=np.float32)
     top = np.empty((out_h, out_w, c), dtype=np.float32)
     bottom = np.empty((out_h, out_w, c), dtype=np.float32)
 
@@ -155,4 +155,4 @@ def _resampler(
         np.add(buf, top, out=buf)
         return buf
 
-    return bilinear
+    return bilinear, 1.0
