@@ -39,12 +39,17 @@ class FrameWriter:
         self.counters.add(C.ACQUIRED)
         seq, slot = self.producer.reserve(frame_id, part_id, t_acquired)
         if slot is None:
-            if seq < 0:  # the ring's lock timed out: the consumer died mid-update; report here
-                self.counters.add(C.RING_LOCK_TIMEOUTS)
-                self.log.error("frame_dropped", part_id=part_id, frame_id=frame_id, reason="ring_lock_timeout")
-            return
+            if seq < 0:
+                self._lost_to_lock(part_id, frame_id)
+            return  # otherwise the ring journaled it: inference gives it the fail-safe verdict
         np.copyto(self.producer.pixels(slot), data.reshape(self.shape))
-        self.producer.publish(slot, time.monotonic_ns())
+        if not self.producer.publish(slot, time.monotonic_ns()):
+            self._lost_to_lock(part_id, frame_id)
+
+    def _lost_to_lock(self, part_id: int, frame_id: int) -> None:
+        """The ring's lock timed out (the consumer died mid-update): this frame is reported here."""
+        self.counters.add(C.RING_LOCK_TIMEOUTS)
+        self.log.error("frame_dropped", part_id=part_id, frame_id=frame_id, reason="ring_lock_timeout")
 
 
 def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, max_frames: int | None) -> None:

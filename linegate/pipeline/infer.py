@@ -115,9 +115,12 @@ class InferenceLoop:
             verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
         else:
             try:
-                self.preprocess(self.consumer.pixels(slot), self.engine.input)
+                try:
+                    self.preprocess(self.consumer.pixels(slot), self.engine.input)
+                finally:
+                    # The pixels are in the engine input now (or useless): free the slot early, once.
+                    self.consumer.release(slot)
                 t_pre = time.monotonic_ns()
-                self.consumer.release(slot)  # pixels are in the engine input now: free the slot early
                 output = self.engine.infer()
                 t_inf = time.monotonic_ns()
                 decision = self.classify(output)
@@ -125,7 +128,6 @@ class InferenceLoop:
                 verdict, basis = settle(decision.verdict, deadline, t_post, self.fail_safe)
                 label, score = decision.label, decision.score
             except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
-                self.consumer.release(slot)
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
                 t_pre = t_inf = t_post = time.monotonic_ns()

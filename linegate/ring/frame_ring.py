@@ -252,18 +252,20 @@ class RingProducer:
         c["journal_written"] = written + 1
         self._ready.release()
 
-    def publish(self, slot: int, t_written_ns: int) -> None:
-        """Mark *slot* ready for inference and wake the consumer."""
+    def publish(self, slot: int, t_written_ns: int) -> bool:
+        """Mark *slot* ready for inference and wake the consumer; False if the lock timed out
+        (the consumer died mid-update): the caller must then report the frame itself."""
         header = self._m.headers[slot]
         if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
             self.lock_timeouts += 1
-            return
+            return False
         try:
             header["t_written_ns"] = t_written_ns
             header["state"] = int(SlotState.READY)
         finally:
             self._lock.release()
         self._ready.release()
+        return True
 
     def close(self) -> None:
         self._m.close()

@@ -200,3 +200,27 @@ def test_attach_rejects_a_foreign_file(tmp_path) -> None:  # type: ignore[no-unt
     with pytest.raises(RingClosed, match="size does not match"):
         RingConsumer(other)
     ring.close()
+
+
+def _hold_lock_forever(handle: RingHandle, holding) -> None:  # type: ignore[no-untyped-def]
+    handle.lock.acquire()
+    holding.set()
+    time.sleep(60)
+
+
+def test_lock_held_by_a_killed_consumer_costs_the_producer_milliseconds(make_ring) -> None:  # type: ignore[no-untyped-def]
+    """A consumer killed inside the state lock never blocks the producer: reserve gives up and says so."""
+    ring = make_ring(slots=2)
+    holding = CTX.Event()
+    proc = CTX.Process(target=_hold_lock_forever, args=(ring.handle, holding))
+    proc.start()
+    assert holding.wait(20)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    producer = RingProducer(ring.handle)
+    t0 = time.monotonic()
+    results = [producer.reserve(i, i, 1) for i in range(10)]
+    elapsed = time.monotonic() - t0
+    assert results == [(-1, None)] * 10 and producer.lock_timeouts == 10
+    assert elapsed < 1.0  # 10 x the 2 ms lock timeout, with a wide margin for a loaded machine
+    producer.close()
