@@ -12,7 +12,7 @@ from linegate.camera.frame_ids import CameraClockMapper, FrameIdTracker
 from linegate.camera.genicam import GenICamCamera
 from linegate.logs import shutdown_logging
 from linegate.pipeline.context import WorkerContext
-from linegate.pipeline.counters import C, SharedCounters
+from linegate.pipeline.counters import Count, SharedCounters
 from linegate.ring import RingHandle, RingProducer
 
 
@@ -32,11 +32,11 @@ class FrameWriter:
         t_acquired = t_receipt_ns if camera_ns is None else self.clock_map.to_host(camera_ns, t_receipt_ns)
         lost = self.ids.observe(frame_id)
         if lost:
-            self.counters.add(C.CAMERA_LOST, lost)
+            self.counters.add(Count.CAMERA_LOST, lost)
             self.log.warning("camera_frames_lost", count=lost, before_frame_id=frame_id)
         part_id = self.next_part_id
         self.next_part_id += 1
-        self.counters.add(C.ACQUIRED)
+        self.counters.add(Count.ACQUIRED)
         seq, slot = self.producer.reserve(frame_id, part_id, t_acquired)
         if slot is None:
             if seq < 0:
@@ -48,7 +48,7 @@ class FrameWriter:
 
     def _lost_to_lock(self, part_id: int, frame_id: int) -> None:
         """The ring's lock timed out (the consumer died mid-update): this frame is reported here."""
-        self.counters.add(C.RING_LOCK_TIMEOUTS)
+        self.counters.add(Count.RING_LOCK_TIMEOUTS)
         self.log.error("frame_dropped", part_id=part_id, frame_id=frame_id, reason="ring_lock_timeout")
 
 
@@ -73,11 +73,11 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, max_frames
             log.warning("camera_setting_skipped", key=f"camera.{key}", reason="the camera has no such node")
         camera.start()
         counters = ctx.counters
-        while not stop.is_set() and (max_frames is None or counters.get(C.ACQUIRED) < max_frames):
-            counters.set(C.ACQ_HEARTBEAT_NS, time.monotonic_ns())
+        while not stop.is_set() and (max_frames is None or counters.get(Count.ACQUIRED) < max_frames):
+            counters.set(Count.ACQ_HEARTBEAT_NS, time.monotonic_ns())
             if not camera.fetch(writer):
-                counters.set(C.CAMERA_TIMEOUTS, camera.timeouts)
-        log.info("acquisition_stopped", acquired=counters.get(C.ACQUIRED), lost=writer.ids.lost)
+                counters.set(Count.CAMERA_TIMEOUTS, camera.timeouts)
+        log.info("acquisition_stopped", acquired=counters.get(Count.ACQUIRED), lost=writer.ids.lost)
     finally:
         camera.close()
         producer.close()

@@ -12,7 +12,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 
-class C(IntEnum):
+class Count(IntEnum):
     """Counter names. The comment says which process writes it."""
 
     # acquisition
@@ -52,7 +52,7 @@ class C(IntEnum):
     PLC_RECEIVED = 37
 
 
-SIZE = max(C) + 1
+SIZE = max(Count) + 1
 
 
 @dataclass(frozen=True)
@@ -65,18 +65,18 @@ class SharedCounters:
     def create(cls, ctx: BaseContext) -> SharedCounters:
         return cls(ctx.RawArray("q", SIZE))
 
-    def add(self, name: C, n: int = 1) -> None:
+    def add(self, name: Count, n: int = 1) -> None:
         self.array[name] += n
 
-    def set(self, name: C, value: int) -> None:
+    def set(self, name: Count, value: int) -> None:
         self.array[name] = value
 
-    def get(self, name: C) -> int:
+    def get(self, name: Count) -> int:
         return int(self.array[name])
 
     def snapshot(self) -> dict[str, int]:
         values = list(self.array)
-        return {c.name.lower(): int(values[c]) for c in C}
+        return {c.name.lower(): int(values[c]) for c in Count}
 
 
 def reconcile(s: dict[str, int]) -> list[str]:

@@ -19,7 +19,7 @@ from linegate.engine import Engine, create_engine
 from linegate.errors import ConfigError
 from linegate.logs import LineSink, shutdown_logging
 from linegate.pipeline.context import WorkerContext
-from linegate.pipeline.counters import C, SharedCounters
+from linegate.pipeline.counters import Count, SharedCounters
 from linegate.pipeline.handoff import RejectOutbox
 from linegate.ring import FrameMeta, RingConsumer, RingHandle
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
@@ -29,9 +29,9 @@ from linegate.vision.preprocess import Preprocessor, build_preprocessor
 
 STATS_PERIOD_NS = 1_000_000_000
 _COUNTER_OF_BASIS = {
-    Basis.DEADLINE_MISSED: C.DEADLINE_MISSED,
-    Basis.DEADLINE_UNREACHABLE: C.DEADLINE_UNREACHABLE,
-    Basis.ENGINE_ERROR: C.ENGINE_ERRORS,
+    Basis.DEADLINE_MISSED: Count.DEADLINE_MISSED,
+    Basis.DEADLINE_UNREACHABLE: Count.DEADLINE_UNREACHABLE,
+    Basis.ENGINE_ERROR: Count.ENGINE_ERRORS,
 }
 
 
@@ -85,21 +85,21 @@ class InferenceLoop:
             durations[i] = time.monotonic_ns() - t0
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
-        self.counters.set(C.ENGINE_P99_US, int(p99 / 1000))
+        self.counters.set(Count.ENGINE_P99_US, int(p99 / 1000))
         return {"runs": float(durations.size), "p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6}
 
     def recover(self) -> None:
         """Frames a previous inference worker held when it died get the fail-safe verdict."""
         for meta in self.consumer.recover_claimed():
-            self._fail_safe_record(meta, Basis.LOST_IN_FLIGHT, C.DECIDED)
+            self._fail_safe_record(meta, Basis.LOST_IN_FLIGHT, Count.DECIDED)
 
     def step(self) -> None:
         """Handle what the last wake-up announced: dropped frames first, then one ready frame."""
         drops, overflow = self.consumer.drain_journal()
         for meta in drops:
-            self._fail_safe_record(meta, Basis.DROPPED, C.DROPPED)
+            self._fail_safe_record(meta, Basis.DROPPED, Count.DROPPED)
         if overflow:
-            self.counters.add(C.JOURNAL_OVERFLOW, overflow)
+            self.counters.add(Count.JOURNAL_OVERFLOW, overflow)
             self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
         claimed = self.consumer.claim()
         if claimed is not None:
@@ -131,7 +131,7 @@ class InferenceLoop:
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
                 t_pre = t_inf = t_post = time.monotonic_ns()
-        self._count(verdict, basis, C.DECIDED)
+        self._count(verdict, basis, Count.DECIDED)
         self._hand_off(verdict, meta)
         t_done = time.monotonic_ns()
         total = t_done - meta.t_acquired_ns
@@ -158,7 +158,7 @@ class InferenceLoop:
         if t_done >= self._next_stats_ns:
             self._publish_stats(t_done)
 
-    def _fail_safe_record(self, meta: FrameMeta, basis: Basis, counter: C) -> None:
+    def _fail_safe_record(self, meta: FrameMeta, basis: Basis, counter: Count) -> None:
         verdict = self.fail_safe
         self._count(verdict, basis, counter)
         self._hand_off(verdict, meta)
@@ -183,14 +183,14 @@ class InferenceLoop:
             basis=basis.value,
             model=self.model_id,
         )
-        self.counters.add(C.LOG_DROPPED if self.sink.dropped_full != dropped_before else C.LOGGED)
+        self.counters.add(Count.LOG_DROPPED if self.sink.dropped_full != dropped_before else Count.LOGGED)
 
-    def _count(self, verdict: Verdict, basis: Basis, counter: C) -> None:
+    def _count(self, verdict: Verdict, basis: Basis, counter: Count) -> None:
         c = self.counters
         c.add(counter)
-        c.add(C.REJECTED if verdict is Verdict.REJECT else C.PASSED)
+        c.add(Count.REJECTED if verdict is Verdict.REJECT else Count.PASSED)
         if basis is not Basis.MODEL:
-            c.add(C.FAIL_SAFE)
+            c.add(Count.FAIL_SAFE)
             extra = _COUNTER_OF_BASIS.get(basis)
             if extra is not None:
                 c.add(extra)
@@ -199,16 +199,16 @@ class InferenceLoop:
         if verdict is not Verdict.REJECT:
             return
         if self.plc_outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns):
-            self.counters.add(C.PLC_QUEUED)
+            self.counters.add(Count.PLC_QUEUED)
         else:
-            self.counters.add(C.PLC_QUEUE_FULL)
+            self.counters.add(Count.PLC_QUEUE_FULL)
             self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
 
     def _publish_stats(self, now_ns: int) -> None:
         p50, p99 = self.latency.percentiles((50, 99))
         if p50 == p50:  # not NaN
-            self.counters.set(C.LATENCY_P50_US, int(p50 / 1000))
-            self.counters.set(C.LATENCY_P99_US, int(p99 / 1000))
+            self.counters.set(Count.LATENCY_P50_US, int(p50 / 1000))
+            self.counters.set(Count.LATENCY_P99_US, int(p99 / 1000))
         self._next_stats_ns = now_ns + STATS_PERIOD_NS
 
 
@@ -226,17 +226,17 @@ def inference_main(ctx: WorkerContext, ring: RingHandle, stop: Any, rejects: Con
         warm = loop.warm_up(cfg.model.warmup_runs)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path), **warm)
         loop.recover()
-        ctx.counters.set(C.READY, 1)
+        ctx.counters.set(Count.READY, 1)
         ready.set()
         counters = ctx.counters
         while True:
-            counters.set(C.INFER_HEARTBEAT_NS, time.monotonic_ns())
+            counters.set(Count.INFER_HEARTBEAT_NS, time.monotonic_ns())
             if consumer.wait(0.05):
                 loop.step()
             elif stop.is_set():
                 loop.step()  # nothing announced; a last sweep of the journal costs nothing
                 break
-        log.info("inference_stopped", decided=counters.get(C.DECIDED), dropped=counters.get(C.DROPPED))
+        log.info("inference_stopped", decided=counters.get(Count.DECIDED), dropped=counters.get(Count.DROPPED))
     finally:
         engine.close()
         consumer.close()

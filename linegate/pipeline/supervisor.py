@@ -25,7 +25,7 @@ from typing import Any
 from linegate.config.schema import Config
 from linegate.pipeline.acquire import acquisition_main
 from linegate.pipeline.context import WorkerContext, run_worker
-from linegate.pipeline.counters import C, SharedCounters, reconcile
+from linegate.pipeline.counters import Count, SharedCounters, reconcile
 from linegate.pipeline.handoff import reject_channel
 from linegate.pipeline.infer import inference_main
 from linegate.pipeline.plc_io import plc_main
@@ -216,4 +216,4 @@ def live_line(snapshot: dict[str, int], elapsed_s: float, previous: dict[str, in
     )
 
 
-__all__ = ["C", "RunSummary", "Supervisor", "live_line"]
+__all__ = ["Count", "RunSummary", "Supervisor", "live_line"]

@@ -12,7 +12,7 @@ import time
 from typing import Any, Protocol
 
 from linegate.config.schema import PlcSection
-from linegate.pipeline.counters import C, SharedCounters
+from linegate.pipeline.counters import Count, SharedCounters
 from linegate.plc.modbus import PlcLinkError
 from linegate.plc.output import RejectOutput
 from linegate.plc.schedule import Backoff, PendingReject, RejectSchedule
@@ -65,8 +65,8 @@ class RejectWorker:
             return False
         self.connected = True
         self.backoff.reset()
-        self.counters.set(C.PLC_CONNECTED, 1)
-        self.counters.add(C.PLC_RECONNECTS)
+        self.counters.set(Count.PLC_CONNECTED, 1)
+        self.counters.add(Count.PLC_RECONNECTS)
         self.log.info("plc_connected", peer=self.output.peer)
         return True
 
@@ -74,21 +74,21 @@ class RejectWorker:
         self.output.close()
         self.connected = False
         self.last_error = str(exc)
-        self.counters.set(C.PLC_CONNECTED, 0)
+        self.counters.set(Count.PLC_CONNECTED, 0)
         self._next_connect_ns = 0  # first reconnect at once, then back off
         self.log.warning("plc_link_lost", peer=self.output.peer, error=str(exc))
 
     # -- rejects ----------------------------------------------------------------------------
     def accept(self, item: tuple[int, int, int]) -> None:
         part_id, seq, t_acquired_ns = item
-        self.counters.add(C.PLC_RECEIVED)
+        self.counters.add(Count.PLC_RECEIVED)
         self.schedule.add(part_id, seq, t_acquired_ns)
 
     def fire(self, reject: PendingReject) -> bool:
         """One pulse for *reject*, retrying over reconnects; True when the rising edge was written."""
         for attempt in range(self._attempts):
             if attempt:
-                self.counters.add(C.PLC_RETRIES)
+                self.counters.add(Count.PLC_RETRIES)
             if not self.ensure_connected(time.monotonic_ns()):
                 continue
             try:
@@ -110,7 +110,7 @@ class RejectWorker:
         return False
 
     def _delivered(self, reject: PendingReject, t_on_ns: int) -> None:
-        self.counters.add(C.PLC_DELIVERED)
+        self.counters.add(Count.PLC_DELIVERED)
         late_ns = t_on_ns - reject.due_ns
         self.log.info(
             "reject_delivered",
@@ -122,7 +122,7 @@ class RejectWorker:
         )
 
     def _undelivered(self, reject: PendingReject, reason: str, error: str = "") -> None:
-        self.counters.add(C.PLC_UNDELIVERED)
+        self.counters.add(Count.PLC_UNDELIVERED)
         self.log.error("reject_undelivered", part_id=reject.part_id, seq=reject.seq, reason=reason, error=error or None)
 
     # -- loop -------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class RejectWorker:
             self.accept(item)
         now_ns = time.monotonic_ns()
         for reject in self.schedule.pop_expired(now_ns):
-            self.counters.add(C.PLC_LATE)
+            self.counters.add(Count.PLC_LATE)
             self._undelivered(reject, "too_late", f"not fired within {self.cfg.max_late_ms} ms of its due time")
         due_reject = self.schedule.pop_due(now_ns)
         if due_reject is not None:
@@ -145,7 +145,7 @@ class RejectWorker:
         """Serve until *stop* is set, then deliver what is pending (bounded) and go to safe state."""
         try:
             while not stop.is_set():
-                self.counters.set(C.PLC_HEARTBEAT_NS, time.monotonic_ns())
+                self.counters.set(Count.PLC_HEARTBEAT_NS, time.monotonic_ns())
                 self.step(inbox, time.monotonic_ns())
             self.drain(inbox, drain_timeout_s)
         finally:
@@ -174,7 +174,7 @@ class RejectWorker:
                 self.log.error("plc_safe_state_failed", peer=self.output.peer, error=str(exc))
         self.output.close()
         self.connected = False
-        self.counters.set(C.PLC_CONNECTED, 0)
+        self.counters.set(Count.PLC_CONNECTED, 0)
 
     @staticmethod
     def _sleep_until(t_ns: int) -> None:

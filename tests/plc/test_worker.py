@@ -12,7 +12,7 @@ import pytest
 
 from linegate.config.schema import PlcSection
 from linegate.demo.runner import PlcSimProcess, free_port
-from linegate.pipeline.counters import C, SharedCounters
+from linegate.pipeline.counters import Count, SharedCounters
 from linegate.pipeline.handoff import RejectInbox, RejectOutbox, reject_channel
 from linegate.plc.output import create_output
 from linegate.plc.worker import RejectWorker
@@ -68,9 +68,9 @@ def channel(part_ids: list[int], t_acquired: int | None = None) -> RejectInbox:
 
 def deliver(worker: RejectWorker, part_ids: list[int], t_acquired: int | None = None) -> None:
     inbox = channel(part_ids, t_acquired)
-    target = worker.counters.get(C.PLC_RECEIVED) + len(part_ids)
+    target = worker.counters.get(Count.PLC_RECEIVED) + len(part_ids)
     end = time.monotonic() + 10
-    while (worker.counters.get(C.PLC_RECEIVED) < target or len(worker.schedule)) and time.monotonic() < end:
+    while (worker.counters.get(Count.PLC_RECEIVED) < target or len(worker.schedule)) and time.monotonic() < end:
         worker.step(inbox, time.monotonic_ns())
     inbox.close()
 
@@ -100,7 +100,7 @@ def test_each_reject_is_one_pulse_carrying_its_part_id(sim: PlcSimProcess) -> No
     ]  # fmt: skip
     widths = [(edges[i + 1]["t_ns"] - edges[i]["t_ns"]) / MS for i in (0, 2, 4)]
     assert all(w >= 1.0 for w in widths), widths  # 2 ms pulses, allowing for network jitter
-    assert counters.get(C.PLC_DELIVERED) == 3 and counters.get(C.PLC_UNDELIVERED) == 0
+    assert counters.get(Count.PLC_DELIVERED) == 3 and counters.get(Count.PLC_UNDELIVERED) == 0
     assert [r["part_id"] for r in log.events("reject_delivered")] == [7, 70_000, 2**32 - 1]
 
 
@@ -129,7 +129,7 @@ def test_unreachable_plc_reports_every_reject_with_its_part_id() -> None:
         (11, "plc_unreachable"),
         (12, "plc_unreachable"),
     ]
-    assert counters.get(C.PLC_UNDELIVERED) == 2 and counters.get(C.PLC_DELIVERED) == 0
+    assert counters.get(Count.PLC_UNDELIVERED) == 2 and counters.get(Count.PLC_DELIVERED) == 0
     assert elapsed < 5  # bounded by timeouts and back-off, never the library's 3 s x retries
 
 
@@ -149,7 +149,7 @@ def test_plc_killed_then_back_recovers_by_itself(sim: PlcSimProcess) -> None:
         assert [(e["value"], e["part_id"]) for e in edges] == [(1, 3), (0, 3)]
     finally:
         revived.stop()
-    assert counters.get(C.PLC_DELIVERED) == 2 and counters.get(C.PLC_UNDELIVERED) == 1
+    assert counters.get(Count.PLC_DELIVERED) == 2 and counters.get(Count.PLC_UNDELIVERED) == 1
     assert len(log.events("plc_connected")) == 2 and log.events("plc_link_lost")
 
 
@@ -178,7 +178,7 @@ def test_rejects_too_late_to_hit_their_part_are_not_fired(sim: PlcSimProcess) ->
     deliver(worker, [9], t_acquired=time.monotonic_ns() - 1_000 * MS)
     worker.shutdown()
     assert [(r["part_id"], r["reason"]) for r in log.events("reject_undelivered")] == [(9, "too_late")]
-    assert counters.get(C.PLC_LATE) == 1
+    assert counters.get(Count.PLC_LATE) == 1
     time.sleep(0.2)
     assert sim.edges == []
 
@@ -203,7 +203,7 @@ def test_stop_drains_pending_rejects_then_goes_safe(sim: PlcSimProcess) -> None:
     assert [r["part_id"] for r in log.events("reject_delivered")] == [21, 22, 23]
     edges = wait_for_edges(sim, 6)
     assert edges[-1]["value"] == 0
-    assert counters.get(C.PLC_RECEIVED) == 3 == counters.get(C.PLC_DELIVERED)
+    assert counters.get(Count.PLC_RECEIVED) == 3 == counters.get(Count.PLC_DELIVERED)
 
 
 def test_stop_reports_what_it_could_not_deliver(sim: PlcSimProcess) -> None:
@@ -264,7 +264,7 @@ def test_libmodbus_exception_reply_is_undelivered_with_part_id(libmodbus_dir: Pa
         worker.shutdown()
     (record,) = log.events("reject_undelivered")
     assert record["part_id"] == 77 and "exception" in record["error"]
-    assert counters.get(C.PLC_DELIVERED) == 0
+    assert counters.get(Count.PLC_DELIVERED) == 0
 
 
 @needs_libmodbus
