@@ -14,7 +14,11 @@ if [ ! -d /usr/share/doc/libmodbus-dev/examples ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libmodbus-dev gcc >/dev/null
 fi
 
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -m venv "$VENV"; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+  rm -rf "$VENV" && "$PYTHON" -m venv "$VENV"
+fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 echo "tests: $("$VENV/bin/python" --version) in $VENV"
