@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
+import subprocess
+import sys
+
+import pytest
 
 from linegate.pipeline.scheduling import apply_scheduling
 
@@ -49,3 +54,17 @@ def test_impossible_affinity_names_the_key() -> None:
 def test_zero_priority_leaves_the_normal_scheduler() -> None:
     """Priority 0 changes nothing."""
     assert run_in_child(0, []) == ([], os.SCHED_OTHER, sorted(os.sched_getaffinity(0)))
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and util-linux setpriv")
+def test_without_cap_sys_nice_the_loop_runs_and_says_why() -> None:
+    """Without CAP_SYS_NICE (dropped with setpriv) the request is refused with the key and the fix named."""
+    code = "from linegate.pipeline.scheduling import apply_scheduling as a; print(a(5, [], 'infer'))"
+    out = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice", "--", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ).stdout
+    assert "scheduling.infer_rt_priority=5: not permitted (needs CAP_SYS_NICE or LimitRTPRIO=)" in out
