@@ -138,3 +138,24 @@ def test_camera_refusing_a_setting_exits_78(tmp_path: Path, plc_sim: PlcSimProce
     result = run_linegate("run", "--config", str(config), "--max-frames", "10")
     assert result.returncode == 78, result.stderr
     assert "camera.frame_rate_hz: camera refused AcquisitionFrameRate=900.0 (allowed 1.0..200.0)" in result.stderr
+
+
+def test_sigterm_stops_in_order_and_reconciles(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """SIGTERM mid-run: acquisition stops, every frame in the ring is decided, rejects delivered, exit 0."""
+    config, instance = demo_config_file(tmp_path, plc_sim.port)
+    log = tmp_path / "frames.jsonl"
+    proc = start_linegate("run", "--config", str(config), "--log-file", str(log))
+    try:
+        wait_for(lambda: log.exists() and sum(r["event"] == "frame" for r in records(log)) >= 50)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "(SIGTERM)" in stderr and "reconciled" in stderr
+    frame_records = [r for r in records(log) if r["event"] == "frame"]
+    acquired = max(r["part_id"] for r in frame_records)
+    assert sorted(r["part_id"] for r in frame_records) == list(range(1, acquired + 1))
+    check_rejects_accounted(log, frame_records, plc_sim)
+    assert not os.path.exists(ring_path(instance))

@@ -1,0 +1,100 @@
+"""The inference loop in-process, on a real ring and a real ONNX Runtime engine."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from linegate.config import Config
+from linegate.engine import create_engine
+from linegate.logs import configure_logging, get_logger, shutdown_logging
+from linegate.pipeline.counters import SharedCounters
+from linegate.pipeline.handoff import RejectInbox, RejectOutbox, reject_channel
+from linegate.pipeline.infer import InferenceLoop
+from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer
+from linegate.vision.preprocess import build_preprocessor
+from tests.pipeline.harness import records
+
+pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
+
+CTX = mp.get_context("spawn")
+
+
+def model_failing_at_run_time(path: Path) -> Path:
+    """A model that loads fine but raises on every frame: it gathers at an index out of bounds."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.array([[0.5, 0.5]], dtype=np.float32), "table")
+    big = numpy_helper.from_array(np.array(1000.0, dtype=np.float32), "big")
+    nodes = [
+        helper.make_node("ReduceMax", ["image"], ["m"], keepdims=0),
+        helper.make_node("Mul", ["m", "big"], ["scaled"]),
+        helper.make_node("Cast", ["scaled"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "index"], ["row"], axis=0),
+        helper.make_node("Unsqueeze", ["row", "axes"], ["scores"]),
+    ]
+    axes = numpy_helper.from_array(np.array([0], dtype=np.int64), "axes")
+    graph = helper.make_graph(
+        nodes,
+        "fails",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 120, 160])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, None)],
+        [table, big, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_engine_errors_give_fail_safe_rejects_with_records(tmp_path: Path, demo_config: Config) -> None:
+    """Frames the engine fails on get the fail-safe reject, a record, a hand-off and the counters."""
+    cfg = demo_config.model_copy(
+        update={"model": demo_config.model.model_copy(update={"path": model_failing_at_run_time(tmp_path / "f.onnx")})}
+    )
+    geometry = RingGeometry(480, 640, 1, "Mono8")
+    ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=geometry, slots=4, journal_size=16,
+                            when_full="drop_newest")  # fmt: skip
+    producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
+    pre = build_preprocessor(cfg.model.preprocess, geometry.shape, "Mono8")
+    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
+    engine.load()
+    reader, writer = reject_channel(CTX)
+    counters = SharedCounters.create(CTX)
+    log_path = tmp_path / "frames.jsonl"
+    sink = configure_logging(file=log_path, stream=None)
+    try:
+        loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), counters, get_logger(), sink)
+        for part in (1, 2, 3):
+            _, slot = producer.reserve(part, part, time.monotonic_ns())
+            assert slot is not None
+            producer.pixels(slot)[...] = 255
+            producer.publish(slot, time.monotonic_ns())
+        for _ in range(3):
+            assert consumer.wait(1.0)
+            loop.step()
+    finally:
+        shutdown_logging()
+        engine.close()
+        producer.close()
+        consumer.close()
+        ring.close()
+    frames = [r for r in records(log_path) if r["event"] == "frame"]
+    assert [(r["part_id"], r["verdict"], r["basis"]) for r in frames] == [
+        (p, "reject", "engine_error") for p in (1, 2, 3)
+    ]
+    assert sum(r["event"] == "engine_failed" for r in records(log_path)) == 3
+    assert [r[0] for r in RejectInbox(reader).take(1.0)] == [1, 2, 3]
+    snapshot = counters.snapshot()
+    assert (snapshot["decided"], snapshot["engine_errors"], snapshot["fail_safe"], snapshot["plc_queued"]) == (
+        3,
+        3,
+        3,
+        3,
+    )
+    assert snapshot["logged"] == 3
