@@ -4,6 +4,8 @@ Everything is allocated once at load; per frame the engine only enqueues copies 
 memory linegate already owns (a shared-memory ring slot) can be registered as pinned memory, so the
 host-to-device copy is a DMA straight from the slot; on Jetson, where CPU and GPU share memory, a
 mapped registration gives a device pointer that kernels read in place.
+
+On JetPack 6 (CUDA 12.6 driver) use cuda-python 12.x: the 13.x bindings need a CUDA 13 driver.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ except ImportError:  # pragma: no cover - older cuda-python layout
 
 
 def check(result: Any, call: str) -> Any:
-    """Unpack cudart's ``(err, *values)``; raise EngineError naming *call* and the CUDA error."""
+    """Unpack cudart's ``(err, *values)``; raise EngineError naming *call* and the CUDA error.
+
+    Returns None for a call that gives only an error code, the value for one value, else a tuple.
+    """
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != int(cudart.cudaError_t.cudaSuccess):
         _, name = cudart.cudaGetErrorName(err)
@@ -47,11 +52,13 @@ class PinnedBuffer:
         self.ptr = int(check(cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocDefault), f"cudaHostAlloc({nbytes})"))
 
     def array(self, shape: tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+        """A writable numpy view of the first ``prod(shape)`` elements; valid until :meth:`close`."""
         dt = np.dtype(dtype)
-        if int(np.prod(shape)) * dt.itemsize > self.nbytes:
+        count = int(np.prod(shape))
+        if count * dt.itemsize > self.nbytes:
             raise EngineError(f"a {shape} {dt} view does not fit a {self.nbytes}-byte pinned buffer")
         raw = memoryview((ctypes.c_byte * self.nbytes).from_address(self.ptr)).cast("B")
-        view: npt.NDArray[Any] = np.frombuffer(raw, dtype=dt, count=int(np.prod(shape)))
+        view: npt.NDArray[Any] = np.frombuffer(raw, dtype=dt, count=count)
         return view.reshape(shape)
 
     def close(self) -> None:
@@ -74,10 +81,12 @@ class DeviceBuffer:
 
 
 class Stream:
-    """A non-blocking CUDA stream."""
+    """A non-blocking CUDA stream (no implicit synchronisation with the legacy default stream)."""
 
     def __init__(self) -> None:
-        self.handle = check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreate")
+        self.handle: Any = check(
+            cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
+        )
 
     def synchronize(self) -> None:
         check(cudart.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
@@ -89,33 +98,57 @@ class Stream:
 
     @property
     def address(self) -> int:
-        """The raw cudaStream_t, as TensorRT's execute_async_v3 wants it."""
+        """The raw cudaStream_t as an integer, as TensorRT's execute_async_v3 wants it."""
         return int(self.handle)
 
 
-def copy_h2d_async(dst: int, src: int, nbytes: int, stream: Stream) -> None:
-    check(
-        cudart.cudaMemcpyAsync(dst, src, nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream.handle),
-        "cudaMemcpyAsync(host to device)",
-    )
+class Event:
+    """A CUDA event with timing, for measuring device work between two records on a stream."""
+
+    def __init__(self) -> None:
+        self.handle: Any = check(cudart.cudaEventCreate(), "cudaEventCreate")
+
+    def record(self, stream: Stream) -> None:
+        check(cudart.cudaEventRecord(self.handle, stream.handle), "cudaEventRecord")
+
+    def synchronize(self) -> None:
+        check(cudart.cudaEventSynchronize(self.handle), "cudaEventSynchronize")
+
+    def elapsed_ms(self, start: Event) -> float:
+        """Milliseconds from *start* to this event (both recorded and this one complete)."""
+        return float(check(cudart.cudaEventElapsedTime(start.handle, self.handle), "cudaEventElapsedTime"))
+
+    def close(self) -> None:
+        if self.handle is not None:
+            check(cudart.cudaEventDestroy(self.handle), "cudaEventDestroy")
+            self.handle = None
 
 
-def copy_d2h_async(dst: int, src: int, nbytes: int, stream: Stream) -> None:
-    check(
-        cudart.cudaMemcpyAsync(dst, src, nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream.handle),
-        "cudaMemcpyAsync(device to host)",
-    )
+def _copy(dst: int, src: int, nbytes: int, kind: Any, stream: Stream, what: str) -> None:
+    check(cudart.cudaMemcpyAsync(dst, src, nbytes, kind, stream.handle), f"cudaMemcpyAsync({what}, {nbytes} bytes)")
 
 
-def copy_d2d_async(dst: int, src: int, nbytes: int, stream: Stream) -> None:
-    check(
-        cudart.cudaMemcpyAsync(dst, src, nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream.handle),
-        "cudaMemcpyAsync(device to device)",
-    )
+def copy_h2d_async(dst_dev: int, src_host: int, nbytes: int, stream: Stream) -> None:
+    """Enqueue a host-to-device copy; asynchronous only when *src_host* is pinned or registered."""
+    _copy(dst_dev, src_host, nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream, "host to device")
+
+
+def copy_d2h_async(dst_host: int, src_dev: int, nbytes: int, stream: Stream) -> None:
+    """Enqueue a device-to-host copy into pinned or registered host memory."""
+    _copy(dst_host, src_dev, nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream, "device to host")
+
+
+def copy_d2d_async(dst_dev: int, src_dev: int, nbytes: int, stream: Stream) -> None:
+    """Enqueue a device-to-device copy (a mapped host pointer counts as a device pointer)."""
+    _copy(dst_dev, src_dev, nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream, "device to device")
 
 
 class HostRegistration:
-    """Existing host memory (e.g. a frame-ring slot) registered as pinned, optionally mapped for the GPU."""
+    """Existing host memory (e.g. a frame-ring slot) registered as pinned, optionally mapped for the GPU.
+
+    *address* and *nbytes* should be page-aligned (ring slots are). The memory must stay mapped
+    until :meth:`close`.
+    """
 
     def __init__(self, address: int, nbytes: int, *, mapped: bool = False) -> None:
         flags = cudart.cudaHostRegisterMapped if mapped else cudart.cudaHostRegisterDefault
@@ -124,9 +157,14 @@ class HostRegistration:
         self.nbytes = nbytes
         self.device_ptr: int | None = None
         if mapped:
-            self.device_ptr = int(check(cudart.cudaHostGetDevicePointer(address, 0), "cudaHostGetDevicePointer"))
+            try:
+                self.device_ptr = int(check(cudart.cudaHostGetDevicePointer(address, 0), "cudaHostGetDevicePointer"))
+            except EngineError:
+                self.close()
+                raise
 
     def close(self) -> None:
         if self.address:
             check(cudart.cudaHostUnregister(self.address), "cudaHostUnregister")
             self.address = 0
+            self.device_ptr = None

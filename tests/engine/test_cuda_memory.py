@@ -8,58 +8,92 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-cuda_memory = pytest.importorskip("linegate.engine.cuda_memory", reason="cuda-python is not installed here")
-if cuda_memory.device_count() == 0:
-    pytest.skip("no CUDA device on this machine (run on the GPU machine)", allow_module_level=True)
+cm = pytest.importorskip(
+    "linegate.engine.cuda_memory", reason="cuda-python is not installed here (pip install 'linegate[gpu]')"
+)
+if cm.device_count() == 0:
+    pytest.skip("no CUDA device or driver on this machine (these tests run on a GPU machine)", allow_module_level=True)
 
 from linegate.errors import EngineError  # noqa: E402
 from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer  # noqa: E402
 from tests.conftest import unique_instance  # noqa: E402
 
-cm = cuda_memory
+POISON = 0xA5
 
 
-def round_trip(src_ptr: int, nbytes: int, via_registered: bool = False) -> bytes:
+def round_trip(src_ptr: int, nbytes: int) -> bytes:
+    """Copy *nbytes* at host address *src_ptr* to the device and back into a poisoned pinned buffer."""
     stream = cm.Stream()
     dev = cm.DeviceBuffer(nbytes)
     back = cm.PinnedBuffer(nbytes)
-    cm.copy_h2d_async(dev.ptr, src_ptr, nbytes, stream)
-    cm.copy_d2h_async(back.ptr, dev.ptr, nbytes, stream)
-    stream.synchronize()
-    out = back.array((nbytes,), np.uint8).tobytes()
-    for b in (back, dev):
-        b.close()
-    stream.close()
-    return out
+    try:
+        back.array((nbytes,), np.uint8)[:] = POISON
+        cm.copy_h2d_async(dev.ptr, src_ptr, nbytes, stream)
+        cm.copy_d2h_async(back.ptr, dev.ptr, nbytes, stream)
+        stream.synchronize()
+        return bytes(back.array((nbytes,), np.uint8).tobytes())
+    finally:
+        back.close()
+        dev.close()
+        stream.close()
+
+
+def random_bytes(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8)
 
 
 def test_pinned_round_trip_is_byte_identical() -> None:
-    """Host (pinned) -> device -> host returns exactly the bytes sent."""
-    src = cm.PinnedBuffer(1 << 20)
-    data = src.array((1 << 20,), np.uint8)
-    data[:] = np.random.default_rng(1).integers(0, 256, data.size, dtype=np.uint8)
-    assert round_trip(src.ptr, src.nbytes) == data.tobytes()
-    src.close()
+    """Pinned host -> device -> pinned host returns exactly the bytes sent."""
+    n = (1 << 20) + 13  # not a multiple of anything convenient
+    src = cm.PinnedBuffer(n)
+    try:
+        data = src.array((n,), np.uint8)
+        data[:] = random_bytes(n, 1)
+        assert round_trip(src.ptr, n) == data.tobytes()
+    finally:
+        src.close()
 
 
 def test_registered_ring_slot_copies_to_the_gpu() -> None:
-    """A frame-ring slot in /dev/shm, registered as pinned, is copied to the device intact."""
+    """A frame-ring slot in /dev/shm, registered as pinned in the consumer, is copied to the device intact."""
     geometry = RingGeometry(480, 640, 1, "Mono8")
     ring = FrameRing.create(mp.get_context("spawn"), instance=unique_instance(), geometry=geometry, slots=2,
                             journal_size=16, when_full="drop_newest")  # fmt: skip
     producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
-    _, slot = producer.reserve(1, 1, 1)
-    assert slot is not None
-    frame = np.random.default_rng(2).integers(0, 256, geometry.shape, dtype=np.uint8)
-    producer.pixels(slot)[...] = frame
-    reg = cm.HostRegistration(consumer.slot_address(slot), ring.handle.layout.slot_stride)
     try:
-        assert round_trip(consumer.slot_address(slot), geometry.frame_bytes) == frame.tobytes()
+        _, slot = producer.reserve(1, 1, 1)
+        assert slot is not None
+        frame = random_bytes(geometry.frame_bytes, 2).reshape(geometry.shape)
+        producer.pixels(slot)[...] = frame
+        address = consumer.slot_address(slot)
+        assert address % mmap.PAGESIZE == 0
+        reg = cm.HostRegistration(address, ring.handle.layout.slot_stride)
+        try:
+            assert round_trip(address, geometry.frame_bytes) == frame.tobytes()
+        finally:
+            reg.close()
     finally:
-        reg.close()
         producer.close()
         consumer.close()
         ring.close()
+
+
+def test_anonymous_mmap_registration_round_trips() -> None:
+    """Page-aligned anonymous mmap memory registered (not mapped) round-trips through the device."""
+    n = 64 * mmap.PAGESIZE
+    host = mmap.mmap(-1, n)
+    view = np.frombuffer(host, dtype=np.uint8)
+    try:
+        view[:] = random_bytes(n, 3)
+        reg = cm.HostRegistration(view.__array_interface__["data"][0], n)
+        try:
+            assert reg.device_ptr is None
+            assert round_trip(reg.address, n) == view.tobytes()
+        finally:
+            reg.close()
+    finally:
+        del view
+        host.close()
 
 
 def test_mapped_registration_is_readable_from_the_device() -> None:
@@ -67,22 +101,43 @@ def test_mapped_registration_is_readable_from_the_device() -> None:
     n = 4 * mmap.PAGESIZE
     host = mmap.mmap(-1, n)
     view = np.frombuffer(host, dtype=np.uint8)
-    view[:] = np.arange(n, dtype=np.uint64).astype(np.uint8)
-    address = view.__array_interface__["data"][0]
-    reg = cm.HostRegistration(address, n, mapped=True)
-    assert reg.device_ptr is not None
-    stream = cm.Stream()
-    dev = cm.DeviceBuffer(n)
-    back = cm.PinnedBuffer(n)
-    cm.copy_d2d_async(dev.ptr, reg.device_ptr, n, stream)
-    cm.copy_d2h_async(back.ptr, dev.ptr, n, stream)
-    stream.synchronize()
-    assert back.array((n,), np.uint8).tobytes() == view.tobytes()
-    for b in (back, dev, reg):
-        b.close()
-    stream.close()
-    del view
-    host.close()
+    view[:] = random_bytes(n, 4)
+    reg = cm.HostRegistration(view.__array_interface__["data"][0], n, mapped=True)
+    stream, dev, back = cm.Stream(), cm.DeviceBuffer(n), cm.PinnedBuffer(n)
+    try:
+        assert reg.device_ptr is not None
+        back.array((n,), np.uint8)[:] = POISON
+        cm.copy_d2d_async(dev.ptr, reg.device_ptr, n, stream)  # the GPU reads the mapped host memory
+        cm.copy_d2h_async(back.ptr, dev.ptr, n, stream)
+        stream.synchronize()
+        assert back.array((n,), np.uint8).tobytes() == view.tobytes()
+        view[:7] = 0  # written on the host after registration: seen through the mapping too
+        cm.copy_d2d_async(dev.ptr, reg.device_ptr, n, stream)
+        cm.copy_d2h_async(back.ptr, dev.ptr, n, stream)
+        stream.synchronize()
+        assert back.array((n,), np.uint8).tobytes() == view.tobytes()
+    finally:
+        for b in (back, dev, reg):
+            b.close()
+        stream.close()
+        del view
+        host.close()
+
+
+def test_event_times_device_work() -> None:
+    """Two events around a copy give a positive elapsed time."""
+    n = 8 << 20
+    stream, src, dev = cm.Stream(), cm.PinnedBuffer(n), cm.DeviceBuffer(n)
+    start, end = cm.Event(), cm.Event()
+    try:
+        start.record(stream)
+        cm.copy_h2d_async(dev.ptr, src.ptr, n, stream)
+        end.record(stream)
+        end.synchronize()
+        assert 0.0 < end.elapsed_ms(start) < 1000.0
+    finally:
+        for x in (start, end, dev, src, stream):
+            x.close()
 
 
 def test_cuda_errors_name_the_call() -> None:
@@ -91,9 +146,27 @@ def test_cuda_errors_name_the_call() -> None:
         cm.DeviceBuffer(1 << 60)
 
 
+def test_double_registration_names_the_call() -> None:
+    """Registering host memory twice fails with cudaHostRegister and the CUDA error in the message."""
+    n = mmap.PAGESIZE
+    host = mmap.mmap(-1, n)
+    view = np.frombuffer(host, dtype=np.uint8)
+    address = view.__array_interface__["data"][0]
+    reg = cm.HostRegistration(address, n)
+    try:
+        with pytest.raises(EngineError, match=rf"cudaHostRegister\({n} bytes\) failed: cudaError\w+"):
+            cm.HostRegistration(address, n)
+    finally:
+        reg.close()
+        del view
+        host.close()
+
+
 def test_pinned_view_must_fit() -> None:
     """A numpy view larger than the pinned buffer is refused."""
     buf = cm.PinnedBuffer(64)
-    with pytest.raises(EngineError, match="does not fit"):
-        buf.array((65,), np.uint8)
-    buf.close()
+    try:
+        with pytest.raises(EngineError, match="does not fit"):
+            buf.array((65,), np.uint8)
+    finally:
+        buf.close()
