@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -99,34 +97,21 @@ def test_demo_zone_rejects_a_quarter_of_a_period() -> None:
 
 
 def viky_stream(count: int) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-    """(frame_id, Mono8 640x480 frame copy) from a freshly opened Viky device "0" through Harvesters."""
-    import genicam
-    from harvesters.core import Harvester
+    """(frame_id, Mono8 640x480 frame copy) from a freshly opened Viky device "0", through linegate's camera."""
+    from linegate.camera.genicam import GenICamCamera
+    from linegate.config.schema import CameraSection
 
-    sigint = signal.getsignal(signal.SIGINT)
-    harvester = Harvester()
-    ia = None
-    try:
-        harvester.add_file(
-            os.path.join(os.path.dirname(genicam.__file__), "viky.cti"), check_existence=True, check_validity=True
-        )
-        harvester.update()
-        ia = harvester.create({"serial_number": "0"})
-        signal.signal(signal.SIGINT, sigint)
-        nodes = ia.remote_device.node_map
-        nodes.Width.value, nodes.Height.value, nodes.PixelFormat.value = 640, 480, "Mono8"
-        nodes.AcquisitionFrameRate.value = 200.0
-        ia.start()
-        for _ in range(count):
-            with ia.fetch(timeout=2.0) as buffer:  # leaving the block re-queues the buffer
-                component = buffer.payload.components[0]
-                yield int(buffer.frame_id), component.data.reshape(480, 640).copy()
-        ia.stop()
-    finally:
-        if ia is not None:
-            ia.destroy()
-        harvester.reset()
-        signal.signal(signal.SIGINT, sigint)
+    cfg = CameraSection.model_validate(
+        {"cti": "builtin:viky", "device": {"serial_number": "0"}, "width": 640, "height": 480,
+         "pixel_format": "Mono8", "frame_rate_hz": 200.0}
+    )  # fmt: skip
+    frames: list[tuple[int, npt.NDArray[np.uint8]]] = []
+    with GenICamCamera(cfg) as cam:
+        cam.open()
+        cam.start()
+        while len(frames) < count:
+            cam.fetch(lambda data, fid, *_: frames.append((fid, data.reshape(480, 640).copy())), timeout_s=2.0)
+    yield from frames
 
 
 def test_real_viky_frames_follow_the_closed_form() -> None:
