@@ -170,6 +170,43 @@ class FrameRing:
             "journal_overflow": int(c["journal_overflow"]),
         }
 
+    def recover_lock(self, attempts: int = 5, timeout_s: float = 0.01) -> bool:
+        """Free the state lock if a dead worker left it held; True if it had to.
+
+        Call only after a worker died. The lock is held for microseconds at a time, so failing to
+        take it in several tries of *timeout_s* means its holder is gone (a non-recursive
+        multiprocessing lock may be released by any process).
+        """
+        lock = self.handle.lock
+        for _ in range(attempts):
+            if lock.acquire(timeout=timeout_s):
+                lock.release()
+                return False
+        lock.release()
+        return True
+
+    def journal_unpublished(self) -> list[FrameMeta]:
+        """Frames a dead producer left half-written: journal them (the consumer gives them the
+        fail-safe verdict) and free their slots."""
+        m = self._mapping
+        with self.handle.lock:
+            writing = [int(i) for i in np.flatnonzero(m.headers["state"] == SlotState.WRITING)]
+            lost = [_meta(m.headers[i].item()) for i in writing]
+            for i in writing:
+                _journal(m, self.handle.ready, m.headers[i], DropReason.PRODUCER_DIED)
+                m.headers[i]["state"] = int(SlotState.FREE)
+        return lost
+
+    def unresolved(self) -> list[FrameMeta]:
+        """Frames still in the ring (any slot not FREE, journal entries not read): after the last
+        consumer is gone, these never got a verdict."""
+        m = self._mapping
+        c = m.control
+        in_slots = [_meta(m.headers[int(i)].item()) for i in np.flatnonzero(m.headers["state"] != SlotState.FREE)]
+        written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
+        journaled = [_meta(m.journal[i % size].item()) for i in range(read, written)]
+        return sorted(in_slots + journaled, key=lambda meta: meta.seq)
+
     def close(self) -> None:
         self._mapping.close()
         with contextlib.suppress(FileNotFoundError):
@@ -203,6 +240,8 @@ class RingProducer:
         g = handle.geometry
         self._dims = (g.height, g.width, g.channels)
         self.lock_timeouts = 0
+        self._deferred: list[tuple[int, int, int]] = []
+        self._unpublished: list[tuple[int, int]] = []
 
     def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
         return self._m.pixels[slot]
@@ -210,19 +249,20 @@ class RingProducer:
     def reserve(self, frame_id: int, part_id: int, t_acquired_ns: int) -> tuple[int, int | None]:
         """Give the next frame a sequence number and a slot: ``(seq, slot)``.
 
-        ``slot`` is None when the frame was dropped: it is then in the journal (ring full), or,
-        if the lock timed out (consumer died mid-update), only counted in ``lock_timeouts`` and the
-        caller must report it itself.
+        ``slot`` is None when the frame was dropped: it is then in the journal (ring full) or, if
+        the lock timed out (its holder stalled or died), deferred: it is journaled at the next
+        successful lock, so inference still gives it the fail-safe verdict (``seq`` is -1 then).
         """
         m = self._m
         if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
             self.lock_timeouts += 1
+            self._deferred.append((frame_id, part_id, t_acquired_ns))
             return -1, None
         try:
+            self._catch_up()
             seq = int(m.control["next_seq"])
             m.control["next_seq"] = seq + 1
-            h, w, c = self._dims
-            record = (int(SlotState.WRITING), 0, seq, frame_id, part_id, t_acquired_ns, 0, h, w, c, self._pixel_format)
+            record = self._record(SlotState.WRITING, seq, frame_id, part_id, t_acquired_ns)
             states = m.headers["state"]
             free = np.flatnonzero(states == SlotState.FREE)
             if free.size:
@@ -231,41 +271,72 @@ class RingProducer:
                 slot = int(ready[np.argmin(m.headers["seq"][ready])])
                 self._journal(m.headers[slot], DropReason.OVERWRITTEN)
             else:
-                entry = np.array(record, dtype=FRAME_HEADER)
-                self._journal(entry, DropReason.RING_FULL)
+                self._journal(np.array(record, dtype=FRAME_HEADER), DropReason.RING_FULL)
                 return seq, None
             m.headers[slot] = record
             return seq, slot
         finally:
             self._lock.release()
 
+    def _record(self, state: SlotState, seq: int, frame_id: int, part_id: int, t_acquired_ns: int) -> tuple[Any, ...]:
+        h, w, c = self._dims
+        return (int(state), 0, seq, frame_id, part_id, t_acquired_ns, 0, h, w, c, self._pixel_format)
+
     def _journal(self, header: Any, reason: DropReason) -> None:
-        """Append a dropped frame's header (lock held); posts one wake-up for the consumer."""
-        c = self._m.control
-        written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
-        if written - read >= size:
-            c["journal_overflow"] = int(c["journal_overflow"]) + 1
-            return
-        index = written % size
-        self._m.journal[index] = header
-        self._m.journal["reason"][index] = int(reason)
-        c["journal_written"] = written + 1
-        self._ready.release()
+        _journal(self._m, self._ready, header, reason)
+
+    def _catch_up(self) -> None:
+        """(Lock held.) Publish what could not be published, journal what could not be reserved."""
+        for slot, t_written_ns in self._unpublished:
+            self._m.headers[slot]["t_written_ns"] = t_written_ns
+            self._m.headers[slot]["state"] = int(SlotState.READY)
+            self._ready.release()
+        self._unpublished.clear()
+        for frame_id, part_id, t_acquired_ns in self._deferred:
+            seq = int(self._m.control["next_seq"])
+            self._m.control["next_seq"] = seq + 1
+            entry = np.array(self._record(SlotState.FREE, seq, frame_id, part_id, t_acquired_ns), dtype=FRAME_HEADER)
+            self._journal(entry, DropReason.LOCK_TIMEOUT)
+        self._deferred.clear()
 
     def publish(self, slot: int, t_written_ns: int) -> bool:
-        """Mark *slot* ready for inference and wake the consumer; False if the lock timed out
-        (the consumer died mid-update): the caller must then report the frame itself."""
-        header = self._m.headers[slot]
+        """Mark *slot* ready for inference and wake the consumer. False if the lock timed out: the
+        slot is then published at the next successful lock."""
         if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
             self.lock_timeouts += 1
+            self._unpublished.append((slot, t_written_ns))
             return False
         try:
+            self._catch_up()
+            header = self._m.headers[slot]
             header["t_written_ns"] = t_written_ns
             header["state"] = int(SlotState.READY)
         finally:
             self._lock.release()
         self._ready.release()
         return True
+
+    @property
+    def deferred(self) -> int:
+        """Frames waiting for the lock (not yet reserved or not yet published)."""
+        return len(self._deferred) + len(self._unpublished)
+
+    def flush(self, timeout_s: float) -> list[tuple[int, int]]:
+        """Hand over deferred frames, waiting up to *timeout_s* for the lock; returns
+        ``(frame_id, part_id)`` of those that still could not be handed over (the caller reports them)."""
+        if not self.deferred:
+            return []
+        if self._lock.acquire(timeout=timeout_s):
+            try:
+                self._catch_up()
+            finally:
+                self._lock.release()
+            return []
+        lost = [(f, p) for f, p, _ in self._deferred]
+        lost += [
+            (int(self._m.headers[s]["frame_id"]), int(self._m.headers[s]["part_id"])) for s, _ in self._unpublished
+        ]
+        return lost
 
     def close(self) -> None:
         self._m.close()
@@ -336,6 +407,20 @@ class RingConsumer:
 
     def close(self) -> None:
         self._m.close()
+
+
+def _journal(m: _Mapping, ready: Semaphore, header: Any, reason: DropReason) -> None:
+    """Append a dropped frame's header (lock held); posts one wake-up for the consumer."""
+    c = m.control
+    written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
+    if written - read >= size:
+        c["journal_overflow"] = int(c["journal_overflow"]) + 1
+        return
+    index = written % size
+    m.journal[index] = header
+    m.journal["reason"][index] = int(reason)
+    c["journal_written"] = written + 1
+    ready.release()
 
 
 def _meta(fields: tuple[Any, ...]) -> FrameMeta:

@@ -29,6 +29,8 @@ class DropReason(IntEnum):
 
     RING_FULL = 1
     OVERWRITTEN = 2
+    PRODUCER_DIED = 3  # the acquisition worker died while writing the frame
+    LOCK_TIMEOUT = 4  # the state lock was held too long (its holder stalled or died)
 
 
 PIXEL_FORMAT_CODES: dict[str, int] = {"Mono8": 1, "RGB8": 2, "BGR8": 3, "RGBa8": 4, "BGRa8": 5}

@@ -223,4 +223,53 @@ def test_lock_held_by_a_killed_consumer_costs_the_producer_milliseconds(make_rin
     elapsed = time.monotonic() - t0
     assert results == [(-1, None)] * 10 and producer.lock_timeouts == 10
     assert elapsed < 1.0  # 10 x the 2 ms lock timeout, with a wide margin for a loaded machine
+    assert producer.deferred == 10
     producer.close()
+
+
+def test_deferred_frames_are_journaled_once_the_supervisor_frees_a_dead_holders_lock(make_ring) -> None:  # type: ignore[no-untyped-def]
+    """Frames that met a lock held by a killed process are journaled (fail-safe) after recover_lock."""
+    ring = make_ring(slots=2)
+    holding = CTX.Event()
+    proc = CTX.Process(target=_hold_lock_forever, args=(ring.handle, holding))
+    proc.start()
+    assert holding.wait(20)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
+    for i in range(1, 4):
+        assert producer.reserve(i, 100 + i, 1) == (-1, None)
+    assert ring.recover_lock() is True
+    assert ring.recover_lock() is False  # free now: nothing to recover
+    seq, slot = producer.reserve(4, 104, 1)
+    assert slot is not None and producer.deferred == 0
+    drops, overflow = consumer.drain_journal()
+    assert [(d.part_id, d.reason) for d in drops] == [
+        (101, DropReason.LOCK_TIMEOUT),
+        (102, DropReason.LOCK_TIMEOUT),
+        (103, DropReason.LOCK_TIMEOUT),
+    ]
+    assert overflow == 0 and seq == 3
+    producer.close()
+    consumer.close()
+
+
+def test_half_written_frames_of_a_dead_producer_are_journaled(make_ring) -> None:  # type: ignore[no-untyped-def]
+    """journal_unpublished turns WRITING slots into journal entries and frees the slots; unresolved lists the rest."""
+    ring = make_ring(slots=3)
+    producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
+    _, a = producer.reserve(1, 11, 1)
+    _, b = producer.reserve(2, 12, 1)
+    assert a is not None and b is not None
+    producer.publish(b, 2)
+    lost = ring.journal_unpublished()
+    assert [m.part_id for m in lost] == [11]
+    assert [m.part_id for m in ring.unresolved()] == [11, 12]  # 11 in the journal, 12 ready in its slot
+    drops, _ = consumer.drain_journal()
+    assert [(d.part_id, d.reason) for d in drops] == [(11, DropReason.PRODUCER_DIED)]
+    claimed = consumer.claim()
+    assert claimed is not None and claimed[1].part_id == 12
+    consumer.release(claimed[0])
+    assert ring.unresolved() == []
+    producer.close()
+    consumer.close()
