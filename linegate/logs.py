@@ -8,16 +8,24 @@ blocks the caller.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
+
+REOPEN_INTERVAL_NS = 5_000_000_000
+"""A log file that cannot be opened is tried again this often."""
+REPORT_INTERVAL_NS = 5_000_000_000
+"""Lost records are reported on the other sink at most this often."""
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -34,13 +42,27 @@ class LineSink:
         self.dropped_full = 0
         self.write_errors = 0
         self.last_error: str | None = None
+        self.next_report_ns = 0  # when the owner next publishes these totals (see WorkerContext)
         self._stream_fd = stream.fileno() if stream is not None else None
+        self._file = file
         self._file_fd: int | None = None
-        if file is not None:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            self._file_fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._next_open_ns = 0
+        self._next_report_ns = 0
+        self._unreported = 0
+        self._open_file()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
+
+    def _open_file(self) -> None:
+        """Open the log file; on failure remember why and retry later (never raises)."""
+        if self._file is None or self._file_fd is not None:
+            return
+        try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            self._file_fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            self.last_error = f"{self._file}: {exc.strerror or exc}"
+            self._next_open_ns = time.monotonic_ns() + REOPEN_INTERVAL_NS
 
     def put(self, line: str) -> bool:
         """Queue one line; False (and counted) when the queue is full."""
@@ -65,18 +87,49 @@ class LineSink:
             while self._lines and len(batch) < 512:
                 batch.append(self._lines.popleft())
             data = ("\n".join(batch) + "\n").encode()
-            for fd in (self._stream_fd, self._file_fd):
-                if fd is not None:
-                    self._write_all(fd, data, len(batch))
+            ok = True
+            if self._stream_fd is not None:
+                ok = self._write_all(self._stream_fd, data)
+            if self._file is not None:
+                if self._file_fd is None and time.monotonic_ns() >= self._next_open_ns:
+                    self._open_file()
+                ok = (self._file_fd is not None and self._write_all(self._file_fd, data)) and ok
+            if not ok:
+                self.write_errors += len(batch)
+                self._unreported += len(batch)
+                self._report_failure()
 
-    def _write_all(self, fd: int, data: bytes, lines: int) -> None:
+    def _write_all(self, fd: int, data: bytes) -> bool:
         view = memoryview(data)
         try:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as exc:
-            self.write_errors += lines
-            self.last_error = f"fd {fd}: {exc.strerror}"
+            self.last_error = f"{self._file if fd == self._file_fd else f'fd {fd}'}: {exc.strerror or exc}"
+            return False
+        return True
+
+    def _report_failure(self) -> None:
+        """Say on the other sink (at most every few seconds) that records are being lost."""
+        now = time.monotonic_ns()
+        if now < self._next_report_ns:
+            return
+        self._next_report_ns = now + REPORT_INTERVAL_NS
+        line = json.dumps(
+            {
+                "event": "log_write_failed",
+                "level": "error",
+                "records_lost": self._unreported,
+                "records_lost_total": self.write_errors,
+                "error": self.last_error,
+                "hint": "check the log file's directory, permissions and free space (df -h)",
+            }
+        )
+        self._unreported = 0
+        for fd in (self._stream_fd, self._file_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.write(fd, (line + "\n").encode())
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Flush what is queued (up to *timeout_s*) and stop the writer."""

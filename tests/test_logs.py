@@ -43,13 +43,47 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None
     assert sink.write_errors > 0 and "Broken pipe" in str(sink.last_error)
 
 
-def test_unwritable_log_file_is_reported_by_path(tmp_path: Path) -> None:
-    """A log file that cannot be opened fails at start with the path in the error."""
+def _read_lines(fd: int) -> list[dict[str, object]]:
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except BlockingIOError:
+        pass
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+
+
+def test_unwritable_log_file_keeps_stdout_and_reports_lost_records_by_path(tmp_path: Path) -> None:
+    """A log file that cannot be opened costs the file, never the caller: stdout still gets every
+    record, the lost ones are counted and a log_write_failed line names the path."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    try:
-        LineSink(stream=None, file=blocker / "x.jsonl", capacity=8)
-    except OSError as exc:
-        assert str(blocker) in str(exc)
-    else:
-        raise AssertionError("expected an OSError")
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "w") as stream:
+        sink = LineSink(stream=stream, file=blocker / "x.jsonl", capacity=64)
+        assert all(sink.put(json.dumps({"event": "frame", "seq": i})) for i in range(5))
+        sink.close(timeout_s=5)
+    lines = _read_lines(read_fd)
+    os.close(read_fd)
+    assert [r["seq"] for r in lines if r["event"] == "frame"] == [0, 1, 2, 3, 4]
+    (failure,) = [r for r in lines if r["event"] == "log_write_failed"]
+    assert str(blocker) in str(failure["error"]) and failure["records_lost"] == 5
+    assert sink.write_errors == 5
+
+
+def test_disk_full_counts_every_lost_record_without_blocking(tmp_path: Path) -> None:
+    """Writes to a full device (/dev/full: ENOSPC) are counted per record; put() never waits."""
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "w") as stream:
+        sink = LineSink(stream=stream, file=Path("/dev/full"), capacity=100_000)
+        t0 = time.monotonic()
+        assert all(sink.put(json.dumps({"event": "frame", "seq": i})) for i in range(1000))
+        put_s = time.monotonic() - t0
+        sink.close(timeout_s=10)
+    lines = _read_lines(read_fd)
+    os.close(read_fd)
+    assert sink.write_errors == 1000 and "No space left" in str(sink.last_error)
+    assert sum(r["event"] == "frame" for r in lines) == 1000  # stdout still has them all
+    assert any(r["event"] == "log_write_failed" for r in lines)
+    assert put_s < 5  # generous: put() only appends to a queue
