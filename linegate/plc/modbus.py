@@ -18,6 +18,10 @@ class PlcLinkError(Exception):
     """A PLC call failed: refused, reset, timed out, or answered with an exception code."""
 
 
+class PlcRefusedError(PlcLinkError):
+    """The PLC answered with a Modbus exception (e.g. illegal address): the link works, the write does not."""
+
+
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # failures are reported by linegate, once
 
 
@@ -50,6 +54,11 @@ class ModbusRejectOutput:
         words = [(part_id >> 16) & 0xFFFF, part_id & 0xFFFF]
         self._call("write_registers", self.cfg.part_id_register, words)
 
+    def set_fault(self, on: bool) -> None:
+        """The fault coil (if configured): on while linegate is not inspecting."""
+        if self.cfg.fault_coil is not None:
+            self._call("write_coil", self.cfg.fault_coil, on)
+
     def safe_state(self) -> None:
         """Outputs to their safe state: reject coil off."""
         self.set_reject(False)
@@ -61,4 +70,4 @@ class ModbusRejectOutput:
             self._client.close()  # type: ignore[no-untyped-call]  # next call must reconnect: the stream may hold a stale reply
             raise PlcLinkError(f"{method}({address}) on {self.peer}: {type(exc).__name__}: {exc}") from exc
         if result.isError():
-            raise PlcLinkError(f"{method}({address}) on {self.peer}: exception reply {result}")
+            raise PlcRefusedError(f"{method}({address}) on {self.peer}: exception reply {result}")

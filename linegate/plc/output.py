@@ -22,6 +22,8 @@ class RejectOutput(Protocol):
 
     def safe_state(self) -> None: ...
 
+    def set_fault(self, on: bool) -> None: ...
+
 
 def create_output(cfg: PlcSection) -> RejectOutput:
     """The output for ``cfg.protocol`` (imports only that vendor library)."""

@@ -1,4 +1,4 @@
-"""When each reject pulse fires, and how long to wait before reconnecting (pure logic).
+"""When each reject pulse fires (pure logic).
 
 A reject is due at its frame's acquisition time plus the configured fire delay (the conveyor's
 travel from camera to ejector). A reject that cannot start within ``max_late`` of its due time
@@ -19,6 +19,8 @@ class PendingReject:
     part_id: int = field(compare=False)
     seq: int = field(compare=False)
     t_acquired_ns: int = field(compare=False)
+    row: int = field(default=-1, compare=False)
+    """Its row in the shared pending table (-1: not held there)."""
 
 
 class RejectSchedule:
@@ -32,10 +34,14 @@ class RejectSchedule:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def add(self, part_id: int, seq: int, t_acquired_ns: int) -> PendingReject:
-        item = PendingReject(t_acquired_ns + self._fire_delay_ns, part_id, seq, t_acquired_ns)
+    def add(self, part_id: int, seq: int, t_acquired_ns: int, row: int = -1) -> PendingReject:
+        item = PendingReject(t_acquired_ns + self._fire_delay_ns, part_id, seq, t_acquired_ns, row)
         heapq.heappush(self._heap, item)
         return item
+
+    def push(self, item: PendingReject) -> None:
+        """Put back a reject that could not be fired yet (it keeps its due time)."""
+        heapq.heappush(self._heap, item)
 
     def next_due_ns(self) -> int | None:
         return self._heap[0].due_ns if self._heap else None
@@ -58,20 +64,3 @@ class RejectSchedule:
         out = sorted(self._heap)
         self._heap.clear()
         return out
-
-
-class Backoff:
-    """Exponential reconnect delay between *min_ns* and *max_ns*; ``reset`` after a success."""
-
-    def __init__(self, min_ns: int, max_ns: int) -> None:
-        self._min = min_ns
-        self._max = max_ns
-        self._next = min_ns
-
-    def next_delay_ns(self) -> int:
-        delay = self._next
-        self._next = min(self._next * 2, self._max)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self._min

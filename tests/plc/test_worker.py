@@ -276,8 +276,9 @@ def test_libmodbus_injected_fault_then_peer_gone(libmodbus_dir: Path) -> None:
         deliver(worker, [88, 89])
         elapsed = time.monotonic() - t0
         worker.shutdown()
-        # The fault already hits the safe-state write at connect; the link is then refused.
-        assert [a for a, _ in server.coil_writes()] == [libmodbus_peer.BITS_ADDRESS_FAULT]
+        # The fault hits every write to that coil, from the safe-state write at connect on.
+        writes = server.coil_writes()
+        assert writes and {a for a, _ in writes} == {libmodbus_peer.BITS_ADDRESS_FAULT}
     assert [r["part_id"] for r in log.events("reject_undelivered")] == [88, 89]
     assert elapsed < 5
 
@@ -301,3 +302,74 @@ def test_libmodbus_frozen_peer_times_out(libmodbus_dir: Path) -> None:
     assert [r["part_id"] for r in log.events("reject_delivered")] == [1]
     assert [r["part_id"] for r in log.events("reject_undelivered")] == [2, 3]
     assert elapsed < 3
+
+
+# -- outages, take-over, fault coil, bounded queue ---------------------------------------------------
+
+
+def test_reject_held_through_a_short_outage_is_delivered_after_reconnect(sim: PlcSimProcess) -> None:
+    """PLC gone for less than max_late: the reject is held, not reported, and fired once the PLC is back."""
+    worker, log, counters = make_worker(plc_section(sim.port, max_late_ms=3000.0))
+    deliver(worker, [1])
+    sim.kill()
+    inbox = channel([2])
+    end = time.monotonic() + 0.4
+    while time.monotonic() < end:
+        worker.step(inbox, time.monotonic_ns())
+    assert not log.events("reject_undelivered") and len(worker.schedule) == 1  # held
+    revived = PlcSimProcess(sim.port, part_id_register=10)
+    try:
+        end = time.monotonic() + 5
+        while len(worker.schedule) and time.monotonic() < end:
+            worker.step(inbox, time.monotonic_ns())
+        worker.shutdown()
+        assert [(e["value"], e["part_id"]) for e in wait_for_edges(revived, 2)][:2] == [(1, 2), (0, 2)]
+    finally:
+        revived.stop()
+    (late,) = [r for r in log.events("reject_delivered") if r["part_id"] == 2]
+    assert late["late_ms"] > 300  # it waited out the outage
+    assert counters.get(Count.PLC_UNDELIVERED) == 0
+
+
+def test_fault_coil_mirrors_inspection_state(sim: PlcSimProcess) -> None:
+    """The fault coil is on while linegate does not inspect, off while it does, and on after shutdown."""
+    worker, _, counters = make_worker(plc_section(sim.port, modbus={"fault_coil": 4}))
+    inbox = channel([])
+    worker.step(inbox, time.monotonic_ns())
+    counters.set(Count.INSPECTING, 1)
+    worker.step(inbox, time.monotonic_ns())
+    counters.set(Count.INSPECTING, 0)
+    worker.step(inbox, time.monotonic_ns())
+    worker.shutdown()
+    time.sleep(0.2)
+    assert [e["value"] for e in sim.edges if e["coil"] == 4] == [1, 0, 1]
+    assert counters.get(Count.PLC_FAULT) == 1
+
+
+def test_successor_fires_pending_rejects_and_reports_one_caught_mid_pulse(sim: PlcSimProcess) -> None:
+    """Rows a dead PLC worker left: PENDING ones are fired by its successor, a FIRING one is
+    reported 'delivery_unknown' (the pulse may or may not have reached the PLC)."""
+    cfg = plc_section(sim.port)
+    first, _, counters = make_worker(cfg)
+    now = time.monotonic_ns()
+    pending = first.table.put(5, 1, now)
+    firing = first.table.put(6, 2, now)
+    assert pending is not None and firing is not None
+    first.table.mark_firing(firing)
+    log = RecordingLog()
+    successor = RejectWorker(cfg, create_output(cfg), counters, log, first.table)
+    successor.take_over()
+    deliver(successor, [])
+    successor.shutdown()
+    assert [r["part_id"] for r in log.events("reject_delivered")] == [5]
+    assert [(r["part_id"], r["reason"]) for r in log.events("reject_undelivered")] == [(6, "delivery_unknown")]
+    assert len(first.table) == 0
+
+
+def test_full_pending_table_reports_the_overflow_by_part_id(sim: PlcSimProcess) -> None:
+    """With queue_size rejects already waiting, the next is reported 'plc_queue_full' at once."""
+    worker, log, _ = make_worker(plc_section(sim.port, queue_size=2, fire_delay_ms=5_000.0, max_late_ms=10_000.0))
+    inbox = channel([1, 2, 3])
+    worker.step(inbox, time.monotonic_ns())
+    assert [(r["part_id"], r["reason"]) for r in log.events("reject_undelivered")] == [(3, "plc_queue_full")]
+    assert len(worker.schedule) == 2

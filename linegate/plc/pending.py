@@ -1,0 +1,88 @@
+"""Rejects the PLC worker holds, kept in shared memory so none is lost when that worker dies.
+
+A fixed table of rows ``(state, part_id, seq, t_acquired_ns)``. The PLC worker writes a row when it
+accepts a reject, marks it FIRING while the pulse is being written and frees it once the reject is
+delivered or reported. A restarted (or reloaded) PLC worker takes over the rows left behind; if no
+worker comes back, the supervisor reports them by part id. One writer at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from multiprocessing.context import BaseContext
+from typing import Any
+
+import numpy as np
+
+ROW = 4
+
+
+class RowState(IntEnum):
+    FREE = 0
+    PENDING = 1
+    FIRING = 2  # the pulse was being written: it may or may not have reached the PLC
+
+
+@dataclass(frozen=True)
+class HeldReject:
+    """A row left in the table: its index, state and the reject."""
+
+    row: int
+    state: RowState
+    part_id: int
+    seq: int
+    t_acquired_ns: int
+
+
+class PendingTable:
+    """Bounded: ``put`` returns None when every row is taken (the caller reports the reject)."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self._rows = np.frombuffer(array, dtype=np.int64).reshape(-1, ROW)
+        self._free = [int(i) for i in np.flatnonzero(self._rows[:, 0] == RowState.FREE)][::-1]
+
+    @classmethod
+    def create(cls, ctx: BaseContext, capacity: int) -> PendingTable:
+        return cls(ctx.RawArray("q", capacity * ROW))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PendingTable, (self.array,))
+
+    @property
+    def capacity(self) -> int:
+        return len(self._rows)
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._rows[:, 0] != RowState.FREE))
+
+    def put(self, part_id: int, seq: int, t_acquired_ns: int) -> int | None:
+        if not self._free:
+            return None
+        row = self._free.pop()
+        r = self._rows[row]
+        r[1], r[2], r[3] = part_id, seq, t_acquired_ns
+        r[0] = RowState.PENDING  # last: a reader never sees a half-written row as taken
+        return row
+
+    def mark_firing(self, row: int) -> None:
+        self._rows[row, 0] = RowState.FIRING
+
+    def mark_pending(self, row: int) -> None:
+        self._rows[row, 0] = RowState.PENDING
+
+    def free(self, row: int) -> None:
+        if row >= 0 and self._rows[row, 0] != RowState.FREE:
+            self._rows[row, 0] = RowState.FREE
+            self._free.append(row)
+
+    def held(self) -> list[HeldReject]:
+        """Rows in use, oldest acquisition first (taken over at start, or reported at the end)."""
+        used = np.flatnonzero(self._rows[:, 0] != RowState.FREE)
+        out = [HeldReject(int(i), RowState(int(self._rows[i, 0])), *map(int, self._rows[i, 1:])) for i in used]
+        return sorted(out, key=lambda h: h.t_acquired_ns)
+
+    def resync(self) -> None:
+        """Rebuild the free list from the shared rows (after another process wrote them)."""
+        self._free = [int(i) for i in np.flatnonzero(self._rows[:, 0] == RowState.FREE)][::-1]
