@@ -1,0 +1,1 @@
+"""Running as a service: systemd notification, worker health, restart budget, reload planning."""

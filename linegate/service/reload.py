@@ -1,0 +1,40 @@
+"""What a reload changes (pure): which workers to replace, and which keys need a full restart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from linegate.config.schema import Config
+
+SECTIONS_OF_ROLE = {"infer": ("model", "deadline"), "plc": ("plc",)}
+"""Sections a reload applies by replacing the worker that uses them."""
+RESTART_ONLY_KEYS = frozenset({"plc.queue_size"})
+"""Keys inside those sections that size shared memory, so they need a restart."""
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    """Workers to replace (in this order) and changed keys a reload cannot apply."""
+
+    replace: tuple[str, ...]
+    needs_restart: tuple[str, ...]
+
+
+def plan_reload(old: Config, new: Config) -> ReloadPlan:
+    """Compare two valid configurations section by section."""
+    reloadable = {section for sections in SECTIONS_OF_ROLE.values() for section in sections}
+    old_d, new_d = old.model_dump(), new.model_dump()
+    changed = [key for section in old_d for key in _changed(section, old_d[section], new_d[section])]
+    needs_restart = tuple(k for k in changed if k.split(".")[0] not in reloadable or k in RESTART_ONLY_KEYS)
+    replace = tuple(role for role, sections in SECTIONS_OF_ROLE.items() if any(old_d[s] != new_d[s] for s in sections))
+    return ReloadPlan(replace, needs_restart)
+
+
+def _changed(prefix: str, old: object, new: object) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            k
+            for key in sorted(old.keys() | new.keys())
+            for k in _changed(f"{prefix}.{key}", old.get(key), new.get(key))
+        ]
+    return [prefix] if old != new else []

@@ -1,0 +1,32 @@
+"""The STATUS line: fault state first, then throughput, rejects, deadline misses, PLC link."""
+
+from __future__ import annotations
+
+from linegate.pipeline.counters import Count
+from linegate.service.status import fault_reasons, status_line
+
+
+def snapshot(**values: int) -> dict[str, int]:
+    s = {c.name.lower(): 0 for c in Count}
+    s.update(log_queued=0, log_queue_full=0, log_write_failed=0)
+    s.update(values)
+    return s
+
+
+def test_healthy_line_has_fps_rejects_and_misses() -> None:
+    """Inspecting: fps from the frame delta, rejects with delivery, deadline misses, PLC connected."""
+    prev = snapshot(decided=100)
+    now = snapshot(decided=300, dropped=0, rejected=50, plc_delivered=49, plc_undelivered=1, deadline_missed=2,
+                   deadline_unreachable=1, plc_connected=1)  # fmt: skip
+    line = status_line(now, prev, 2.0, [])
+    assert line.startswith("inspecting | 100.0 fps | frames 300 | rejects 50 (delivered 49, undelivered 1)")
+    assert "deadline misses 3" in line and "plc connected" in line
+
+
+def test_faults_lead_the_line() -> None:
+    """Camera down and a restarting worker are named first; a lost PLC link is shouted."""
+    s = snapshot(camera_down=1)
+    assert fault_reasons(s, ["infer"]) == ["infer worker restarting", "camera down, reconnecting"]
+    line = status_line(s, None, 0.0, ["infer"])
+    assert line.startswith("FAULT: infer worker restarting, camera down, reconnecting |")
+    assert "PLC DISCONNECTED" in line
