@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             from linegate.demo.runner import run_demo
 
             return run_demo(args.config, max_frames=args.max_frames, log_file=args.log_file)
-        return _run(load_config(args.config), args.max_frames, args.log_file)
+        return _run(load_config(args.config), args.config, args.max_frames, args.log_file)
     except ConfigError as exc:
         print(f"linegate: configuration error:\n{exc}", file=sys.stderr)
         return EX_CONFIG
@@ -68,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _run(cfg: Config, max_frames: int | None, log_file: Path | None) -> int:
+def _run(cfg: Config, config_path: Path, max_frames: int | None, log_file: Path | None) -> int:
     from linegate.pipeline.supervisor import Supervisor
     from linegate.report import print_summary
 
-    summary = Supervisor(cfg, log_file=log_file, max_frames=max_frames).run()
+    summary = Supervisor(cfg, config_path=config_path, log_file=log_file, max_frames=max_frames).run()
     print_summary(summary, sys.stderr)
     return summary.exit_code
 

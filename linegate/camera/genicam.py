@@ -185,6 +185,19 @@ class GenICamCamera:
             self._timestamps_available = False  # e.g. Viky: NotAvailable on every buffer
             return None
 
+    @property
+    def is_open(self) -> bool:
+        return self._acquirer is not None
+
+    def abort(self) -> None:
+        """Destroy the acquirer without stopping it first, as a lost device leaves it (fault drills)."""
+        if self._acquirer is not None:
+            acquirer, self._acquirer = self._acquirer, None
+            _safe(acquirer.destroy, None)
+        if self._harvester is not None:
+            _safe(self._harvester.reset, None)
+            self._harvester = None
+
     def close(self) -> None:
         """Stop and destroy the acquirer and release the producer; safe to call twice."""
         if self._acquirer is not None:

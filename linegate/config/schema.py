@@ -34,6 +34,11 @@ def _resolve(value: str | Path, info: ValidationInfo) -> Path:
     return Path(os.path.normpath(path))
 
 
+def _check_backoff(min_ms: float, max_ms: float) -> None:
+    if max_ms < min_ms:
+        raise ValueError(f"reconnect_max_ms ({max_ms}) must be >= reconnect_min_ms ({min_ms})")
+
+
 class InstanceSection(_Section):
     """Identity of this linegate instance; names its shared-memory segments and log records."""
 
@@ -72,6 +77,9 @@ class CameraSection(_Section):
     """Further nodes set verbatim, after the typed ones; each must exist on the camera."""
     fetch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
     buffers: Annotated[int, Field(ge=2, le=256)] = 8
+    reconnect_min_ms: Milliseconds = 200.0
+    """After the camera is lost, the first reopen is tried this soon, then the delay doubles."""
+    reconnect_max_ms: Milliseconds = 5_000.0
 
     @field_validator("cti")
     @classmethod
@@ -84,6 +92,11 @@ class CameraSection(_Section):
         if path.suffix != ".cti":
             raise ValueError(f"expected a GenTL producer ending in .cti, got {path.name}")
         return str(path)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraSection:
+        _check_backoff(self.reconnect_min_ms, self.reconnect_max_ms)
+        return self
 
     @property
     def channels(self) -> int:
@@ -213,6 +226,9 @@ class ModbusSection(_Section):
     """If set, the part id (32 bit, high word first) is written here before each pulse."""
     timeout_ms: Milliseconds = 20.0
     retries: Annotated[int, Field(ge=0, le=10)] = 2
+    fault_coil: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """If set, this coil is on while linegate is not inspecting (camera down, a worker restarting,
+    starting or stopping): the PLC can then stop the conveyor or divert every part."""
 
 
 class PlcSection(_Section):
@@ -234,8 +250,7 @@ class PlcSection(_Section):
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PlcSection:
-        if self.reconnect_max_ms < self.reconnect_min_ms:
-            raise ValueError("reconnect_max_ms must be >= reconnect_min_ms")
+        _check_backoff(self.reconnect_min_ms, self.reconnect_max_ms)
         return self
 
 
@@ -251,6 +266,23 @@ class SchedulingSection(_Section):
     infer_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
     acquire_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
     plc_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
+
+
+class SupervisorSection(_Section):
+    """Worker health, restarts and stop timing."""
+
+    heartbeat_timeout_ms: Annotated[float, Field(ge=100, le=600_000)] = 2_000.0
+    """A worker whose loop has not turned for this long is stalled: the systemd watchdog pings stop
+    and the worker is killed and restarted."""
+    restart_limit: Annotated[int, Field(ge=0, le=1000)] = 5
+    """At most this many worker restarts within ``restart_window_ms``; one more and linegate stops
+    and exits non-zero, leaving the next step to systemd. 0 = never restart a worker."""
+    restart_window_ms: Annotated[float, Field(gt=0, le=86_400_000)] = 60_000.0
+    start_timeout_ms: Annotated[float, Field(gt=0, le=3_600_000)] = 120_000.0
+    """How long a starting inference worker may take to load and warm its engine."""
+    stop_timeout_ms: Annotated[float, Field(gt=0, le=600_000)] = 20_000.0
+    """A graceful stop that takes longer is cut short (workers killed). Keep it below the unit's
+    TimeoutStopSec=."""
 
 
 class LoggingSection(_Section):
@@ -276,6 +308,7 @@ class Config(_Section):
     deadline: DeadlineSection = DeadlineSection()
     plc: PlcSection
     scheduling: SchedulingSection = SchedulingSection()
+    supervisor: SupervisorSection = SupervisorSection()
     logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")

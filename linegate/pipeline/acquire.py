@@ -1,8 +1,12 @@
-"""The acquisition worker: camera frames into the shared-memory ring, every frame accounted for."""
+"""The acquisition worker: camera frames into the shared-memory ring, every frame accounted for;
+reconnects a lost camera with back-off."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -10,23 +14,30 @@ import numpy.typing as npt
 
 from linegate.camera.frame_ids import CameraClockMapper, FrameIdTracker
 from linegate.camera.genicam import GenICamCamera
+from linegate.config.schema import CameraSection
+from linegate.errors import CameraError, CameraSettingError
 from linegate.logs import shutdown_logging
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.counters import Count, SharedCounters
 from linegate.ring import RingHandle, RingProducer
+from linegate.timing.backoff import Backoff
+
+RING_FLUSH_TIMEOUT_S = 1.0
 
 
 class FrameWriter:
     """Per-frame callback: sequence, part id, ring slot, copy, publish; counts what it cannot keep."""
 
-    def __init__(self, producer: RingProducer, counters: SharedCounters, log: Any, shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, producer: RingProducer, counters: SharedCounters, log: Any, shape: tuple[int, ...], first_part_id: int = 1
+    ) -> None:
         self.producer = producer
         self.counters = counters
         self.log = log
         self.shape = shape
         self.ids = FrameIdTracker()
         self.clock_map = CameraClockMapper()
-        self.next_part_id = 1
+        self.next_part_id = first_part_id
 
     def __call__(self, data: npt.NDArray[np.uint8], frame_id: int, t_receipt_ns: int, camera_ns: int | None) -> None:
         t_acquired = t_receipt_ns if camera_ns is None else self.clock_map.to_host(camera_ns, t_receipt_ns)
@@ -37,31 +48,56 @@ class FrameWriter:
         part_id = self.next_part_id
         self.next_part_id += 1
         self.counters.add(Count.ACQUIRED)
-        seq, slot = self.producer.reserve(frame_id, part_id, t_acquired)
+        _seq, slot = self.producer.reserve(frame_id, part_id, t_acquired)
         if slot is None:
-            if seq < 0:
-                self._lost_to_lock(part_id, frame_id)
-            return  # otherwise the ring journaled it: inference gives it the fail-safe verdict
+            return  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
         np.copyto(self.producer.pixels(slot), data.reshape(self.shape))
-        if not self.producer.publish(slot, time.monotonic_ns()):
-            self._lost_to_lock(part_id, frame_id)
+        self.producer.publish(slot, time.monotonic_ns())  # if the lock is busy, published at the next frame
 
-    def _lost_to_lock(self, part_id: int, frame_id: int) -> None:
-        """The ring's lock timed out (the consumer died mid-update): this frame is reported here."""
-        self.counters.add(Count.RING_LOCK_TIMEOUTS)
-        self.log.error("frame_dropped", part_id=part_id, frame_id=frame_id, reason="ring_lock_timeout")
+    def flush(self, timeout_s: float) -> None:
+        """At exit: hand over deferred frames; any that cannot be are reported here by part id."""
+        for frame_id, part_id in self.producer.flush(timeout_s):
+            self.counters.add(Count.RING_LOCK_TIMEOUTS)
+            self.log.error("frame_dropped", part_id=part_id, frame_id=frame_id, reason="ring_lock_timeout")
+        self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
 
 
-def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, max_frames: int | None) -> None:
-    """Process entry: open the camera, stream into the ring until *stop* or *max_frames*."""
-    log, _sink = ctx.enter("acquire")
-    cfg = ctx.cfg
-    producer = RingProducer(ring)
-    writer = FrameWriter(producer, ctx.counters, log, ring.geometry.shape)
-    camera = GenICamCamera(cfg.camera)
-    try:
-        info = camera.open()
-        log.info(
+class CameraLink:
+    """Keeps the camera streaming: opens it, and after a loss reopens it with back-off.
+
+    While the camera is down the worker keeps its heartbeat (it is alive and trying), the
+    ``CAMERA_DOWN`` counter is 1 so the supervisor reports the fault (STATUS, logs, the PLC's
+    fault coil), and on recovery the frames the camera would have sent meanwhile are estimated
+    from the configured frame rate and counted.
+    """
+
+    def __init__(self, cfg: CameraSection, counters: SharedCounters, log: Any, stop: Any) -> None:
+        self.cfg = cfg
+        self.camera = GenICamCamera(cfg)
+        self.counters = counters
+        self.log = log
+        self.stop = stop
+        self.backoff = Backoff(int(cfg.reconnect_min_ms * 1e6), int(cfg.reconnect_max_ms * 1e6))
+        self.down_since_ns: int | None = None
+        self.drill = False  # set by SIGUSR1: drop the device connection as a pulled cable would
+
+    def connect(self) -> bool:
+        """Open and start the camera; False (logged, back-off slept) when it is not there."""
+        try:
+            info = self.camera.open()
+            self.camera.start()
+        except CameraSettingError:
+            raise  # the camera is there but refuses the configuration: exit 78, do not retry
+        except CameraError as exc:
+            with contextlib.suppress(Exception):
+                self.camera.abort()
+            self._mark_down(str(exc))
+            delay_ns = self.backoff.next_delay_ns()
+            self.log.warning("camera_open_failed", error=str(exc), retry_in_ms=delay_ns / 1e6)
+            self._sleep(delay_ns)
+            return False
+        self.backoff.reset()
+        self.log.info(
             "camera_opened",
             producer=info.producer,
             model=info.model,
@@ -70,15 +106,86 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, max_frames
             skipped=info.skipped,
         )
         for key in info.skipped:
-            log.warning("camera_setting_skipped", key=f"camera.{key}", reason="the camera has no such node")
-        camera.start()
-        counters = ctx.counters
+            self.log.warning("camera_setting_skipped", key=f"camera.{key}", reason="the camera has no such node")
+        self._mark_up()
+        return True
+
+    def lost(self, error: str) -> None:
+        """The stream failed: drop the device and go to reconnecting."""
+        self.log.error("camera_lost", error=error, action="reconnecting")
+        with contextlib.suppress(Exception):
+            self.camera.abort()
+        self._mark_down(error)
+
+    def _mark_down(self, error: str) -> None:
+        if self.down_since_ns is None:
+            self.down_since_ns = time.monotonic_ns()
+            self.counters.set(Count.CAMERA_DOWN, 1)
+
+    def _mark_up(self) -> None:
+        if self.down_since_ns is None:
+            return
+        down_ns = time.monotonic_ns() - self.down_since_ns
+        self.down_since_ns = None
+        missed = int(down_ns / 1e9 * self.cfg.frame_rate_hz) if self.cfg.frame_rate_hz else 0
+        c = self.counters
+        c.add(Count.CAMERA_RECONNECTS)
+        c.add(Count.CAMERA_DOWNTIME_MS, down_ns // 1_000_000)
+        c.add(Count.CAMERA_MISSED_ESTIMATE, missed)
+        c.set(Count.CAMERA_DOWN, 0)
+        self.log.warning(
+            "camera_recovered",
+            down_ms=round(down_ns / 1e6, 1),
+            frames_missed_estimate=missed,
+            basis="downtime x camera.frame_rate_hz" if self.cfg.frame_rate_hz else "frame rate not configured",
+        )
+
+    def _sleep(self, duration_ns: int) -> None:
+        """Sleep in short slices, keeping the heartbeat and honouring stop."""
+        end = time.monotonic_ns() + duration_ns
+        while not self.stop.is_set() and (now := time.monotonic_ns()) < end:
+            self.counters.set(Count.ACQ_HEARTBEAT_NS, now)
+            time.sleep(min(0.05, (end - now) / 1e9))
+
+
+def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any, max_frames: int | None) -> None:
+    """Process entry: stream the camera into the ring until *stop* or *max_frames*, reconnecting as needed."""
+    log, sink = ctx.enter("acquire")
+    cfg = ctx.cfg
+    counters = ctx.counters
+    producer = RingProducer(ring)
+    # Part ids continue across worker restarts: one per acquired frame, in order.
+    writer = FrameWriter(producer, counters, log, ring.geometry.shape, first_part_id=counters.get(Count.ACQUIRED) + 1)
+    link = CameraLink(cfg.camera, counters, log, stop)
+
+    def on_drill(_signum: int, _frame: FrameType | None) -> None:
+        link.drill = True
+
+    signal.signal(signal.SIGUSR1, on_drill)
+    ready.set()  # running; a camera that is not there yet is a reported fault, not a failed start
+    try:
         while not stop.is_set() and (max_frames is None or counters.get(Count.ACQUIRED) < max_frames):
-            counters.set(Count.ACQ_HEARTBEAT_NS, time.monotonic_ns())
-            if not camera.fetch(writer):
-                counters.set(Count.CAMERA_TIMEOUTS, camera.timeouts)
+            now = time.monotonic_ns()
+            counters.set(Count.ACQ_HEARTBEAT_NS, now)
+            ctx.report_logs("acquire", sink, now)
+            if not link.camera.is_open:
+                if link.connect():
+                    writer.ids = FrameIdTracker()  # the camera numbers frames afresh after a reopen
+                continue
+            if link.drill:
+                link.drill = False
+                link.lost("fault drill (SIGUSR1): device connection dropped")
+                continue
+            try:
+                if not link.camera.fetch(writer):
+                    counters.set(Count.CAMERA_TIMEOUTS, link.camera.timeouts)
+            except CameraError as exc:
+                counters.add(Count.CAMERA_ERRORS)
+                link.lost(str(exc))
         log.info("acquisition_stopped", acquired=counters.get(Count.ACQUIRED), lost=writer.ids.lost)
     finally:
-        camera.close()
+        writer.flush(RING_FLUSH_TIMEOUT_S)
+        link.camera.close()
         producer.close()
+        ctx.report_logs("acquire", sink, None)
         shutdown_logging()

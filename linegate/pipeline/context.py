@@ -37,10 +37,18 @@ class WorkerContext:
             static={"instance": self.cfg.instance.name, "proc": role, "pid": os.getpid()},
         )
         log = get_logger()
+        log.info("worker_started", role=role)
         sched = self.cfg.scheduling
         for problem in apply_scheduling(getattr(sched, f"{role}_rt_priority"), getattr(sched, f"{role}_cpus"), role):
             log.warning("scheduling_not_applied", problem=problem)
         return log, sink
+
+    def report_logs(self, role: str, sink: LineSink, now_ns: int | None) -> None:
+        """Publish this process's log-sink totals, at most once per second (*now_ns* None: now)."""
+        if now_ns is not None and now_ns < sink.next_report_ns:
+            return
+        sink.next_report_ns = (now_ns or 0) + 1_000_000_000
+        self.counters.publish_log_stats(role, sink.enqueued, sink.dropped_full, sink.write_errors)
 
 
 def worker_exit_code(exc: BaseException) -> int:

@@ -20,8 +20,13 @@ class Count(IntEnum):
     CAMERA_TIMEOUTS = 1
     CAMERA_LOST = 2  # frame-id gaps: frames the camera numbered but never delivered
     CAMERA_ERRORS = 3
-    RING_LOCK_TIMEOUTS = 4  # dropped and reported by the acquisition process itself
+    RING_LOCK_TIMEOUTS = 4  # frames that never got the ring lock, reported by part id by acquisition itself
     ACQ_HEARTBEAT_NS = 5
+    CAMERA_DOWN = 6  # 1 while the camera is lost and being reopened
+    CAMERA_RECONNECTS = 7
+    CAMERA_DOWNTIME_MS = 8
+    CAMERA_MISSED_ESTIMATE = 9  # frames the camera would have sent while down (downtime x frame rate)
+    RING_LOCK_WAITS = 47  # times the ring lock was busy beyond its timeout (those frames were deferred)
     # inference
     DECIDED = 10  # frames that reached the model loop (any basis but dropped)
     DROPPED = 11  # frames the ring dropped, decided fail-safe without the model
@@ -50,6 +55,29 @@ class Count(IntEnum):
     PLC_CONNECTED = 35
     PLC_HEARTBEAT_NS = 36
     PLC_RECEIVED = 37
+    PLC_FAULT = 38  # the fault state last written to the PLC's fault coil (1 = not inspecting)
+    PLC_PENDING = 39
+    # supervisor
+    WORKER_RESTARTS = 40
+    WORKER_STALLS = 41
+    RELOADS = 42
+    RELOAD_FAILURES = 43
+    PRODUCER_LOST = 44  # frames a dying acquisition worker left half-written, journaled fail-safe
+    UNRESOLVED = 45  # frames still in the ring when linegate stopped for good (each logged by part id)
+    INSPECTING = 46  # 1 while every worker runs and the camera delivers (the PLC's fault coil is off)
+    # log sinks, one block per process role: records queued, dropped (queue full), failed to write
+    LOG_QUEUED_ACQUIRE = 50
+    LOG_QUEUE_FULL_ACQUIRE = 51
+    LOG_WRITE_FAILED_ACQUIRE = 52
+    LOG_QUEUED_INFER = 53
+    LOG_QUEUE_FULL_INFER = 54
+    LOG_WRITE_FAILED_INFER = 55
+    LOG_QUEUED_PLC = 56
+    LOG_QUEUE_FULL_PLC = 57
+    LOG_WRITE_FAILED_PLC = 58
+    LOG_QUEUED_SUPERVISOR = 59
+    LOG_QUEUE_FULL_SUPERVISOR = 60
+    LOG_WRITE_FAILED_SUPERVISOR = 61
 
 
 SIZE = max(Count) + 1
@@ -76,19 +104,38 @@ class SharedCounters:
 
     def snapshot(self) -> dict[str, int]:
         values = list(self.array)
-        return {c.name.lower(): int(values[c]) for c in Count}
+        out = {c.name.lower(): int(values[c]) for c in Count}
+        for kind in ("queued", "queue_full", "write_failed"):
+            out[f"log_{kind}"] = sum(out[f"log_{kind}_{role}"] for role in LOG_ROLES)
+        return out
+
+    def publish_log_stats(self, role: str, queued: int, queue_full: int, write_failed: int) -> None:
+        """Record this process's log sink totals (each role owns its three counters)."""
+        suffix = role.upper()
+        self.array[Count[f"LOG_QUEUED_{suffix}"]] = queued
+        self.array[Count[f"LOG_QUEUE_FULL_{suffix}"]] = queue_full
+        self.array[Count[f"LOG_WRITE_FAILED_{suffix}"]] = write_failed
+
+
+LOG_ROLES = ("acquire", "infer", "plc", "supervisor")
 
 
 def reconcile(s: dict[str, int]) -> list[str]:
     """Broken invariants in a final snapshot; empty when every frame and reject is accounted for.
 
-    acquired = decided + dropped, decided + dropped = logged (one record per frame), and every
-    reject handed to the PLC side was delivered or reported undelivered.
+    acquired = decided + dropped (+ frames reported by the acquisition side itself), decided +
+    dropped = logged (one record per frame), and every reject handed to the PLC side was delivered
+    or reported undelivered. Frames left unresolved at the very end are reported one by one but
+    still break the invariant: they never got a verdict the PLC saw.
     """
     problems = []
     frames = s["decided"] + s["dropped"]
     if s["acquired"] != frames + s["ring_lock_timeouts"]:
-        problems.append(f"acquired {s['acquired']} != decided {s['decided']} + dropped {s['dropped']}")
+        problems.append(
+            f"acquired {s['acquired']} != decided {s['decided']} + dropped {s['dropped']}"
+            + (f" + lock-timeouts {s['ring_lock_timeouts']}" if s["ring_lock_timeouts"] else "")
+            + (f" ({s['unresolved']} left in the ring unresolved)" if s["unresolved"] else "")
+        )
     if s["logged"] + s["log_dropped"] != frames:
         problems.append(f"frame records {s['logged']} (+{s['log_dropped']} dropped) != frames {frames}")
     if s["rejected"] != s["plc_queued"] + s["plc_queue_full"]:

@@ -18,16 +18,18 @@ from linegate.config.schema import Config
 from linegate.engine import Engine, create_engine
 from linegate.errors import ConfigError
 from linegate.logs import LineSink, shutdown_logging
+from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.counters import Count, SharedCounters
 from linegate.pipeline.handoff import RejectOutbox
-from linegate.ring import FrameMeta, RingConsumer, RingHandle
+from linegate.ring import DropReason, FrameMeta, RingConsumer, RingHandle
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
 from linegate.timing.latency import LatencyWindow
 from linegate.vision.postprocess import Classifier
 from linegate.vision.preprocess import Preprocessor, build_preprocessor
 
 STATS_PERIOD_NS = 1_000_000_000
+HANDOVER_TIMEOUT_S = 10.0
 _COUNTER_OF_BASIS = {
     Basis.DEADLINE_MISSED: Count.DEADLINE_MISSED,
     Basis.DEADLINE_UNREACHABLE: Count.DEADLINE_UNREACHABLE,
@@ -93,17 +95,22 @@ class InferenceLoop:
         for meta in self.consumer.recover_claimed():
             self._fail_safe_record(meta, Basis.LOST_IN_FLIGHT, Count.DECIDED)
 
-    def step(self) -> None:
-        """Handle what the last wake-up announced: dropped frames first, then one ready frame."""
+    def step(self) -> bool:
+        """Handle what the last wake-up announced: dropped frames first, then one ready frame.
+
+        Returns whether there was anything to handle.
+        """
         drops, overflow = self.consumer.drain_journal()
         for meta in drops:
-            self._fail_safe_record(meta, Basis.DROPPED, Count.DROPPED)
+            basis = Basis.LOST_IN_FLIGHT if meta.reason == DropReason.PRODUCER_DIED else Basis.DROPPED
+            self._fail_safe_record(meta, basis, Count.DROPPED)
         if overflow:
             self.counters.add(Count.JOURNAL_OVERFLOW, overflow)
             self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
         claimed = self.consumer.claim()
         if claimed is not None:
             self._decide(*claimed)
+        return bool(drops) or claimed is not None
 
     def _decide(self, slot: int, meta: FrameMeta) -> None:
         t_picked = time.monotonic_ns()
@@ -212,33 +219,60 @@ class InferenceLoop:
         self._next_stats_ns = now_ns + STATS_PERIOD_NS
 
 
-def inference_main(ctx: WorkerContext, ring: RingHandle, stop: Any, rejects: Connection, ready: Any) -> None:
-    """Process entry: load and warm the engine, signal ready, then decide frames until stopped and drained."""
+def inference_main(
+    ctx: WorkerContext,
+    ring: RingHandle,
+    stop: Any,
+    rejects: Connection,
+    ready: Any,
+    own: Baton,
+    predecessor: Baton | None,
+) -> None:
+    """Process entry: load and warm the engine, take over from a predecessor (reload) or recover
+    what a dead one left, signal ready, then decide frames until stopped and drained, or until a
+    successor takes the baton at a frame boundary."""
     log, sink = ctx.enter("infer")
     cfg = ctx.cfg
+    counters = ctx.counters
     consumer = RingConsumer(ring)
     preprocess = build_preprocessor(cfg.model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
     engine = create_engine(cfg.model, preprocess.spec.shape, preprocess.spec.dtype)
-    engine.load()
     outbox = RejectOutbox(rejects, cfg.plc.queue_size)
+    handed_over = False
     try:
-        loop = InferenceLoop(cfg, consumer, engine, preprocess, outbox, ctx.counters, log, sink)
+        engine.load()
+        loop = InferenceLoop(cfg, consumer, engine, preprocess, outbox, counters, log, sink)
         warm = loop.warm_up(cfg.model.warmup_runs)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path), **warm)
+        if predecessor is not None:
+            beat = lambda: counters.set(Count.INFER_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
+            if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
+                log.warning("infer_handover_timeout", waited_s=HANDOVER_TIMEOUT_S, action="taking over anyway")
         loop.recover()
-        ctx.counters.set(Count.READY, 1)
+        counters.set(Count.READY, 1)
         ready.set()
-        counters = ctx.counters
         while True:
-            counters.set(Count.INFER_HEARTBEAT_NS, time.monotonic_ns())
-            if consumer.wait(0.05):
-                loop.step()
-            elif stop.is_set():
-                loop.step()  # nothing announced; a last sweep of the journal costs nothing
+            now = time.monotonic_ns()
+            counters.set(Count.INFER_HEARTBEAT_NS, now)
+            ctx.report_logs("infer", sink, now)
+            if own.should_hand_over():
+                handed_over = True
                 break
-        log.info("inference_stopped", decided=counters.get(Count.DECIDED), dropped=counters.get(Count.DROPPED))
+            woke = consumer.wait(0.05)
+            # A step also runs on a timeout: a predecessor that died may have left frames announced
+            # to it, and stop must not cut off frames still in the ring.
+            if not loop.step() and not woke and stop.is_set():
+                break
+        log.info(
+            "inference_handed_over" if handed_over else "inference_stopped",
+            model=cfg.model.id,
+            decided=counters.get(Count.DECIDED),
+            dropped=counters.get(Count.DROPPED),
+        )
     finally:
+        own.released.set()
         engine.close()
         consumer.close()
         outbox.close()
+        ctx.report_logs("infer", sink, None)
         shutdown_logging()

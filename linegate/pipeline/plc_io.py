@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from linegate.logs import shutdown_logging
+from linegate.logs import LineSink, shutdown_logging
+from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext
+from linegate.pipeline.counters import Count
 from linegate.pipeline.handoff import RejectInbox
 from linegate.plc.output import create_output
+from linegate.plc.pending import PendingTable
 from linegate.plc.worker import RejectWorker
 
+HANDOVER_TIMEOUT_S = 10.0
 
-def plc_main(ctx: WorkerContext, rejects: Connection, stop: Any) -> None:
-    """Own the PLC link until *stop*; then deliver what is pending (bounded) and go to safe state."""
-    log, _sink = ctx.enter("plc")
+
+class _ReportingInbox:
+    """The reject inbox; each take (about every 50 ms) also publishes this worker's log totals."""
+
+    def __init__(self, inbox: RejectInbox, ctx: WorkerContext, sink: LineSink) -> None:
+        self._inbox = inbox
+        self._ctx = ctx
+        self._sink = sink
+
+    def take(self, timeout_s: float) -> list[tuple[int, int, int]]:
+        self._ctx.report_logs("plc", self._sink, time.monotonic_ns())
+        return self._inbox.take(timeout_s)
+
+
+def plc_main(
+    ctx: WorkerContext,
+    rejects: Connection,
+    stop: Any,
+    ready: Any,
+    table: PendingTable,
+    own: Baton,
+    predecessor: Baton | None,
+) -> None:
+    """Own the PLC link until *stop* (deliver what is pending, bounded, then safe state) or until a
+    successor takes the baton (pending rejects stay in *table* for it)."""
+    log, sink = ctx.enter("plc")
+    counters = ctx.counters
     try:
-        worker = RejectWorker(ctx.cfg.plc, create_output(ctx.cfg.plc), ctx.counters, log)
-        worker.run(RejectInbox(rejects), stop, ctx.cfg.plc.drain_timeout_ms / 1000)
-        log.info("plc_stopped")
+        if predecessor is not None:
+            beat = lambda: counters.set(Count.PLC_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
+            if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
+                log.warning("plc_handover_timeout", waited_s=HANDOVER_TIMEOUT_S, action="taking over anyway")
+            table.resync()
+        worker = RejectWorker(ctx.cfg.plc, create_output(ctx.cfg.plc), counters, log, table)
+        worker.take_over()
+        ready.set()
+        inbox = _ReportingInbox(RejectInbox(rejects), ctx, sink)
+        handed_over = worker.run(inbox, stop, ctx.cfg.plc.drain_timeout_ms / 1000, own.handover)
+        log.info("plc_handed_over" if handed_over else "plc_stopped")
     finally:
+        own.released.set()
+        ctx.report_logs("plc", sink, None)
         shutdown_logging()

@@ -1,10 +1,14 @@
-"""The supervisor: starts the workers in order, watches them, stops them in order, reconciles.
+"""The supervisor: starts the workers, keeps them healthy, reloads, stops them in order, reconciles.
 
-Start: PLC worker, then inference (waits until its engine is warm), then acquisition.
-Stop (signal, ``max_frames`` reached, or a worker failing): acquisition first, then inference
-drains the ring (every frame still gets a verdict), then the PLC worker delivers or reports every
-pending reject and puts its outputs in the safe state. Signal handlers only set flags; a second
-signal kills the workers at once.
+Start: PLC worker, then inference (READY waits until its engine is warm), then acquisition.
+Run: a worker that dies is restarted (its in-flight frames and rejects are recovered or
+reported); one whose heartbeat goes stale is killed and restarted; more restarts than the budget
+allows ends the run non-zero for systemd. The systemd watchdog is pinged only while every worker
+is up and beating. SIGHUP reloads the configuration: an invalid one is logged and ignored, a
+valid one replaces the inference and/or PLC worker through a hand-over at a frame boundary.
+Stop (SIGTERM/SIGINT, ``max_frames``, a fatal error): acquisition first, then inference drains
+the ring, then the PLC worker delivers or reports every pending reject and sets its outputs safe.
+Signal handlers only set flags; a second stop signal or the stop timeout kills the workers.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,19 +27,29 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from linegate.config.loader import load_config
 from linegate.config.schema import Config
+from linegate.errors import ConfigError
+from linegate.logs import configure_logging, get_logger, shutdown_logging
 from linegate.pipeline.acquire import acquisition_main
+from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext, run_worker
 from linegate.pipeline.counters import Count, SharedCounters, reconcile
-from linegate.pipeline.handoff import reject_channel
+from linegate.pipeline.handoff import RejectInbox, reject_channel
 from linegate.pipeline.infer import inference_main
 from linegate.pipeline.plc_io import plc_main
+from linegate.plc.pending import PendingTable, RowState
 from linegate.ring import FrameRing, RingGeometry
+from linegate.service.health import HEARTBEAT_OF_ROLE, stalled
+from linegate.service.notify import Notifier, watchdog_interval_ns
+from linegate.service.reload import plan_reload
+from linegate.service.restarts import RestartBudget
+from linegate.service.status import fault_reasons, status_line
 
-TICK_S = 1.0
-ENGINE_READY_TIMEOUT_S = 120.0
-ACQ_STOP_TIMEOUT_S = 5.0
-INFER_STOP_TIMEOUT_S = 10.0
+START_ORDER = ("plc", "infer", "acquire")
+TICK_NS = 1_000_000_000
+POLL_S = 0.05
+EX_CONFIG = 78
 
 
 @dataclass
@@ -58,6 +73,30 @@ class RunSummary:
 Tick = Callable[[dict[str, int], float], None]
 
 
+@dataclass
+class Worker:
+    """One worker process and what the supervisor knows about it."""
+
+    role: str
+    generation: int
+    proc: BaseProcess
+    cfg: Config
+    stop: Any
+    baton: Baton
+    ready: Any
+    started_ns: int
+    down_since_ns: int | None = None  # set for a restart: when its predecessor was found dead
+    up_since_ns: int = 0  # when it was first seen ready (0: not yet)
+
+    @property
+    def up(self) -> bool:
+        return self.up_since_ns > 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}#{self.generation}"
+
+
 class Supervisor:
     """Runs one pipeline from start to a clean, reconciled stop."""
 
@@ -65,142 +104,474 @@ class Supervisor:
         self,
         cfg: Config,
         *,
+        config_path: Path | None = None,
         log_file: Path | None = None,
         log_stdout: bool = True,
         max_frames: int | None = None,
         on_tick: Tick | None = None,
     ) -> None:
         self.cfg = cfg
+        self.config_path = config_path
         self.log_file = log_file if log_file is not None else cfg.logging.file
         self.log_stdout = log_stdout
         self.max_frames = max_frames
         self.on_tick = on_tick
-        self._signals = 0
+        self.notify = Notifier()
+        self._stop_signals = 0
+        self._reload_requested = False
         self._stop_reason = ""
+        self._failures: list[tuple[str, int, str]] = []
+        self._messages: dict[str, tuple[int, str]] = {}
+        self.workers: dict[str, Worker] = {}
+        self.candidates: dict[str, Worker] = {}
+        self._reload_queue: list[str] = []
+        self._reload_cfg: Config | None = None
+        self._generation = 0
+        self._stopping = False
+        self._inspecting = False
 
     # Signal handlers only record what happened; the main loop acts on it.
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._signals += 1
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._stop_signals += 1
         self._stop_reason = self._stop_reason or signal.Signals(signum).name
 
+    def _on_reload_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._reload_requested = True
+
     def run(self) -> RunSummary:
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        handlers: dict[signal.Signals, Callable[[int, FrameType | None], None]] = {
+            signal.SIGTERM: self._on_stop_signal,
+            signal.SIGINT: self._on_stop_signal,
+            signal.SIGHUP: self._on_reload_signal,
+        }
+        previous = {s: signal.signal(s, h) for s, h in handlers.items()}
         try:
             return self._run()
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
+    # -- the three phases ---------------------------------------------------------------------
     def _run(self) -> RunSummary:
         cfg = self.cfg
-        ctx = mp.get_context("spawn")
+        self.ctx: Any = mp.get_context("spawn")
+        self.sink = configure_logging(
+            level=cfg.logging.level,
+            file=self.log_file,
+            stream=sys.stdout if self.log_stdout else None,
+            capacity=cfg.logging.queue_size,
+            static={"instance": cfg.instance.name, "proc": "supervisor", "pid": os.getpid()},
+        )
+        self.log = get_logger()
         geometry = RingGeometry(cfg.camera.height, cfg.camera.width, cfg.camera.channels, cfg.camera.pixel_format)
-        ring = FrameRing.create(
-            ctx,
+        self.ring = FrameRing.create(
+            self.ctx,
             instance=cfg.instance.name,
             geometry=geometry,
             slots=cfg.ring.slots,
             journal_size=cfg.ring.journal_size,
             when_full=cfg.ring.when_full,
         )
-        counters = SharedCounters.create(ctx)
-        wctx = WorkerContext(cfg, counters, self.log_file, self.log_stdout, os.getpid())
-        errors: Any = ctx.Queue()
-        reject_reader, reject_writer = reject_channel(ctx)
-        acq_stop, infer_stop, plc_stop, ready = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event()
-
-        def spawn(role: str, main: Any, *args: Any) -> BaseProcess:
-            proc = ctx.Process(target=run_worker, args=(role, errors, main, *args), name=f"linegate-{role}")
-            proc.start()
-            return proc
-
-        t_start = time.monotonic_ns()
-        procs: dict[str, BaseProcess] = {}
-        failures: list[tuple[str, int, str]] = []
+        if self.ring.removed_stale:
+            self.log.warning("stale_ring_removed", path=self.ring.handle.path, reason="left by a run that was killed")
+        self.counters = SharedCounters.create(self.ctx)
+        self.table = PendingTable.create(self.ctx, cfg.plc.queue_size)
+        self.errors: Any = self.ctx.Queue()
+        self.reject_reader, self.reject_writer = reject_channel(self.ctx)
+        sup = cfg.supervisor
+        self.budget = RestartBudget(sup.restart_limit, int(sup.restart_window_ms * 1e6))
+        self.watchdog_ns = watchdog_interval_ns()
+        # A heartbeat counts as fresh for the watchdog only if younger than the ping interval, so
+        # a stalled loop stops the pings within one watchdog period even when the supervisor's
+        # own stall timeout (kill and restart) is longer.
+        self._fresh_ns = int(sup.heartbeat_timeout_ms * 1e6)
+        if self.watchdog_ns:
+            self._fresh_ns = min(self._fresh_ns, self.watchdog_ns)
+        self.t_start = time.monotonic_ns()
+        self.log.info(
+            "linegate_starting",
+            config=str(self.config_path) if self.config_path else None,
+            model=cfg.model.id,
+            watchdog_ms=self.watchdog_ns / 1e6 if self.watchdog_ns else None,
+            notify=self.notify.enabled,
+        )
+        self.notify.status("starting: loading the engine")
         try:
-            procs["plc"] = spawn("plc", plc_main, wctx, reject_reader, plc_stop)
-            procs["infer"] = spawn("infer", inference_main, wctx, ring.handle, infer_stop, reject_writer, ready)
-            if self._wait_ready(ready, procs):
-                procs["acquire"] = spawn("acquire", acquisition_main, wctx, ring.handle, acq_stop, self.max_frames)
-                self._watch(procs, counters, t_start)
-            self._stop_in_order(procs, acq_stop, infer_stop, plc_stop)
+            if self._start():
+                self.notify.ready(self._status_text(None, 0.0))
+                self.log.info("linegate_ready", startup_ms=round((time.monotonic_ns() - self.t_start) / 1e6, 1))
+                self._supervise()
+            self._stop_all()
         finally:
-            for proc in procs.values():
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join()
-            failures = _collect(errors)
-            for role, proc in procs.items():
-                if proc.exitcode not in (0, None) and not any(f[0] == role for f in failures):
-                    failures.append((role, proc.exitcode or 1, f"exited with code {proc.exitcode}"))
-            ring.close()
-            reject_reader.close()
-            reject_writer.close()
-        snapshot = counters.snapshot()
-        return RunSummary(
+            for w in self._all_workers():
+                if w.proc.is_alive():
+                    w.proc.kill()
+                    w.proc.join()
+            self._collect_messages()
+            self._final_sweep()
+            self.ring.close()
+            self.reject_reader.close()
+            self.reject_writer.close()
+        return self._summarize()
+
+    def _start(self) -> bool:
+        """PLC, then inference, then acquisition, each started once the previous one is ready
+        (inference: engine loaded and warm); False if start-up failed or was interrupted."""
+        deadline_ns = self.t_start + int(self.cfg.supervisor.start_timeout_ms * 1e6)
+        for role in START_ORDER:
+            worker = self.workers[role] = self._spawn(role, self.cfg)
+            while not worker.ready.wait(POLL_S):
+                if self._stop_signals:
+                    return False
+                dead = [w for w in self.workers.values() if not w.proc.is_alive()]
+                if dead:
+                    self._collect_messages()
+                    code, message = self._exit_of(dead[0])
+                    self._fatal(dead[0].role, code, f"{dead[0].role} worker failed during start-up: {message}")
+                    return False
+                if time.monotonic_ns() > deadline_ns:
+                    limit = f"supervisor.start_timeout_ms ({self.cfg.supervisor.start_timeout_ms:.0f} ms)"
+                    self._fatal(role, 1, f"{role} worker not ready within {limit}")
+                    return False
+            worker.up_since_ns = time.monotonic_ns()
+        return True
+
+    def _supervise(self) -> None:
+        next_ping = next_tick = time.monotonic_ns()
+        previous: dict[str, int] | None = None
+        last_tick = next_tick
+        while not self._stop_signals and not self._stop_reason:
+            sentinels: dict[Any, Worker] = {w.proc.sentinel: w for w in self._all_workers()}
+            for sentinel in wait(list(sentinels), timeout=POLL_S):
+                self._on_exit(sentinels[sentinel])
+            if self._stop_reason:
+                break
+            if self._reload_requested:
+                self._reload_requested = False
+                self._begin_reload()
+            now = time.monotonic_ns()
+            self._mark_up(now)
+            self._advance_reload()
+            self._kill_stalled(now)
+            healthy = self._update_inspecting()
+            if self.watchdog_ns and healthy and now >= next_ping:
+                self.notify.watchdog()
+                next_ping = now + self.watchdog_ns
+            if now >= next_tick:
+                snapshot = self.counters.snapshot()
+                self.notify.status(self._status_text(previous, (now - last_tick) / 1e9, snapshot))
+                if self.on_tick is not None:
+                    self.on_tick(snapshot, (now - self.t_start) / 1e9)
+                self.counters.publish_log_stats(
+                    "supervisor", self.sink.enqueued, self.sink.dropped_full, self.sink.write_errors
+                )
+                previous, last_tick, next_tick = snapshot, now, now + TICK_NS
+
+    def _stop_all(self) -> None:
+        """Acquisition, then inference (drains the ring), then PLC (delivers or reports, safe state)."""
+        self._stopping = True
+        self.counters.set(Count.INSPECTING, 0)
+        reason = self._stop_reason or "stopping"
+        self.notify.stopping(f"stopping ({reason}): draining the ring and pending rejects")
+        self.log.info("linegate_stopping", reason=reason)
+        for candidate in self.candidates.values():
+            candidate.proc.kill()
+        end_ns = time.monotonic_ns() + int(self.cfg.supervisor.stop_timeout_ms * 1e6)
+        for role in reversed(START_ORDER):
+            worker = self.workers.get(role)
+            if worker is None:
+                continue
+            worker.stop.set()
+            while worker.proc.is_alive() and time.monotonic_ns() < end_ns and self._stop_signals < 2:
+                worker.proc.join(POLL_S)
+            if worker.proc.is_alive():
+                why = "second stop signal" if self._stop_signals >= 2 else "supervisor.stop_timeout_ms"
+                self.log.error("worker_killed_on_stop", worker=worker.name, reason=why)
+                worker.proc.kill()
+                worker.proc.join()
+
+    # -- workers ------------------------------------------------------------------------------
+    def _spawn(self, role: str, cfg: Config, predecessor: Baton | None = None) -> Worker:
+        self._generation += 1
+        ctx = self.ctx
+        wctx = WorkerContext(cfg, self.counters, self.log_file, self.log_stdout, os.getpid())
+        stop, ready, baton = ctx.Event(), ctx.Event(), Baton.create(ctx)
+        name = f"{role}#{self._generation}"
+        if role == "plc":
+            args: tuple[Any, ...] = (plc_main, wctx, self.reject_reader, stop, ready, self.table, baton, predecessor)
+        elif role == "infer":
+            args = (inference_main, wctx, self.ring.handle, stop, self.reject_writer, ready, baton, predecessor)
+        else:
+            args = (acquisition_main, wctx, self.ring.handle, stop, ready, self.max_frames)
+        proc = ctx.Process(target=run_worker, args=(name, self.errors, *args), name=f"linegate-{role}")
+        proc.start()
+        return Worker(role, self._generation, proc, cfg, stop, baton, ready, time.monotonic_ns())
+
+    def _all_workers(self) -> list[Worker]:
+        return [*self.workers.values(), *self.candidates.values()]
+
+    def _collect_messages(self) -> None:
+        while True:
+            try:
+                name, code, message = self.errors.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            self._messages[name] = (code, message)
+
+    def _exit_of(self, w: Worker) -> tuple[int, str]:
+        code = w.proc.exitcode
+        if w.name in self._messages:
+            return self._messages[w.name]
+        if code is not None and code < 0:
+            return 1, f"killed by {signal.Signals(-code).name}"
+        return code or 0, f"exited with code {code}"
+
+    def _on_exit(self, w: Worker) -> None:
+        w.proc.join()
+        self._collect_messages()
+        code, message = self._exit_of(w)
+        active = self.workers.get(w.role)
+        if self.candidates.get(w.role) is w:
+            del self.candidates[w.role]
+            self._reload_failed(f"new {w.role} worker failed: {message}")
+            if active is not None and not active.proc.is_alive():  # it had already handed over
+                self._restart(active, "its successor failed after the hand-over")
+            return
+        if active is not w or (w.baton.handover.is_set() and w.proc.exitcode == 0):
+            return  # handed over to a reload's successor, which is promoted once ready
+        if w.role == "acquire" and w.proc.exitcode == 0 and self.max_frames is not None:
+            self._stop_reason = "max_frames reached"
+            return
+        if code == EX_CONFIG:
+            self._fatal(w.role, code, message)
+            return
+        self.log.error(
+            "worker_died",
+            worker=w.name,
+            pid=w.proc.pid,
+            exit_code=w.proc.exitcode,
+            error=message,
+            t_ns=time.monotonic_ns(),
+        )
+        self._recover_after(w)
+        self._restart(w, message)
+
+    def _restart(self, w: Worker, why: str) -> None:
+        """Start a successor for *w* with the same configuration, if the restart budget allows."""
+        now = time.monotonic_ns()
+        if not self.budget.allow(now):
+            limit = self.cfg.supervisor
+            self._fatal(
+                w.role,
+                1,
+                f"{w.role} worker died ({why}); restart limit reached "
+                f"({limit.restart_limit} in {limit.restart_window_ms:.0f} ms)",
+            )
+            return
+        self.counters.add(Count.WORKER_RESTARTS)
+        successor = self._spawn(w.role, w.cfg)
+        successor.down_since_ns = now
+        self.workers[w.role] = successor
+        self.log.warning(
+            "worker_restarting", worker=successor.name, replaces=w.name, restarts_in_window=self.budget.used(now)
+        )
+
+    def _recover_after(self, w: Worker) -> None:
+        """What a dead worker leaves behind: a held ring lock, half-written frames."""
+        if w.role == "infer":
+            self.counters.set(Count.READY, 0)
+        if w.role in ("acquire", "infer") and self.ring.recover_lock():
+            self.log.warning("ring_lock_recovered", worker=w.name)
+        if w.role == "acquire":
+            lost = self.ring.journal_unpublished()
+            if lost:
+                self.counters.add(Count.PRODUCER_LOST, len(lost))
+                self.log.warning(
+                    "frames_in_flight_recovered",
+                    worker=w.name,
+                    part_ids=[m.part_id for m in lost],
+                    verdict=self.cfg.deadline.fail_safe,
+                )
+
+    def _mark_up(self, now: int) -> None:
+        """A (re)started worker is up once it says it is ready (engine warm, PLC rejects taken over,
+        acquisition loop running)."""
+        for w in self._all_workers():
+            if w.up or not w.ready.is_set():
+                continue
+            w.up_since_ns = now
+            if w.down_since_ns is not None and self.workers.get(w.role) is w:
+                self.log.warning(
+                    "worker_recovered", worker=w.name, down_ms=round((now - w.down_since_ns) / 1e6, 1), t_ns=now
+                )
+
+    def _kill_stalled(self, now: int) -> None:
+        """Kill a worker whose loop stopped turning (its exit is then handled as a crash)."""
+        sup = self.cfg.supervisor
+        beats = {role: self.counters.get(c) for role, c in HEARTBEAT_OF_ROLE.items()}
+        started = {w.role: w.up_since_ns for w in self.workers.values() if w.up}
+        for role, age_ns in stalled(beats, started, now, int(sup.heartbeat_timeout_ms * 1e6)).items():
+            w = self.workers[role]
+            self.counters.add(Count.WORKER_STALLS)
+            self.log.error(
+                "worker_stalled",
+                worker=w.name,
+                heartbeat_age_ms=round(age_ns / 1e6, 1),
+                action="killing and restarting it",
+            )
+            self._messages[w.name] = (1, f"stalled: no heartbeat for {age_ns / 1e6:.0f} ms")
+            w.proc.kill()
+        for w in self._all_workers():
+            if not w.up and w.proc.is_alive() and now - w.started_ns > sup.start_timeout_ms * 1e6:
+                self._messages[w.name] = (1, "not ready within supervisor.start_timeout_ms")
+                w.proc.kill()
+
+    def _update_inspecting(self) -> bool:
+        """True (and the PLC's fault coil off) while every worker is up and beating, camera included."""
+        beats = {role: self.counters.get(c) for role, c in HEARTBEAT_OF_ROLE.items()}
+        started = {w.role: w.up_since_ns for w in self.workers.values() if w.up}
+        all_up = all(w.up for w in self.workers.values()) and len(self.workers) == len(START_ORDER)
+        healthy = all_up and not stalled(beats, started, time.monotonic_ns(), self._fresh_ns)
+        inspecting = healthy and not self.counters.get(Count.CAMERA_DOWN)
+        self.counters.set(Count.INSPECTING, int(inspecting))
+        if inspecting != self._inspecting:  # tell systemctl status and the journal at once
+            self._inspecting = inspecting
+            snapshot = self.counters.snapshot()
+            restarting = [w.role for w in self.workers.values() if not w.up]
+            if inspecting:
+                self.log.info("inspection_resumed")
+            else:
+                self.log.error(
+                    "inspection_suspended",
+                    faults=fault_reasons(snapshot, restarting),
+                    plc_fault_coil=self.cfg.plc.modbus.fault_coil,
+                )
+            self.notify.status(self._status_text(None, 0.0, snapshot))
+        return healthy
+
+    def _fatal(self, role: str, code: int, message: str) -> None:
+        self.log.error("linegate_failed", worker=role, exit_code=code, error=message)
+        self._failures.append((role, code, message))
+        self._stop_reason = self._stop_reason or message
+
+    # -- reload -------------------------------------------------------------------------------
+    def _begin_reload(self) -> None:
+        self.notify.reloading()
+        self.log.info("reload_requested", config=str(self.config_path) if self.config_path else None)
+        if self.config_path is None:
+            self._reload_failed("no configuration file to reload (started without --config)")
+            return
+        if self._reload_queue or self.candidates:
+            self.log.warning("reload_ignored", reason="a reload is still being applied")
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            self._reload_failed(f"invalid configuration, keeping the running one: {exc}")
+            return
+        plan = plan_reload(self.cfg, new)
+        if plan.needs_restart:
+            self._reload_failed(
+                "these keys cannot change without a restart (systemctl restart linegate): "
+                + ", ".join(plan.needs_restart)
+            )
+            return
+        self._reload_cfg = new
+        self._reload_queue = list(plan.replace)
+        if not self._reload_queue:
+            self._reload_done()
+
+    def _advance_reload(self) -> None:
+        """Replace one worker at a time: start its successor, promote it once it has taken over."""
+        if not self._reload_queue or self._reload_cfg is None:
+            return
+        role = self._reload_queue[0]
+        candidate = self.candidates.get(role)
+        if candidate is None:
+            current = self.workers[role]
+            self.candidates[role] = self._spawn(role, self._reload_cfg, predecessor=current.baton)
+            return
+        if candidate.up:
+            del self.candidates[role]
+            self.workers[role] = candidate
+            self._reload_queue.pop(0)
+            self.log.info("worker_replaced", worker=candidate.name, role=role)
+            if not self._reload_queue:
+                self._reload_done()
+
+    def _reload_done(self) -> None:
+        assert self._reload_cfg is not None
+        self.cfg = self._reload_cfg
+        self._reload_cfg = None
+        self.counters.add(Count.RELOADS)
+        self.log.info("reload_applied", model=self.cfg.model.id, budget_ms=self.cfg.deadline.budget_ms)
+        self.notify.ready(self._status_text(None, 0.0))
+
+    def _reload_failed(self, why: str) -> None:
+        self.counters.add(Count.RELOAD_FAILURES)
+        self._reload_queue = []
+        self._reload_cfg = None
+        self.log.error(
+            "reload_failed",
+            error=why,
+            running_model=self.workers["infer"].cfg.model.id if "infer" in self.workers else None,
+        )
+        self.notify.ready(self._status_text(None, 0.0))
+
+    # -- the end ------------------------------------------------------------------------------
+    def _final_sweep(self) -> None:
+        """Everything no worker is left to handle gets a record with its part id."""
+        fail_safe = self.cfg.deadline.fail_safe
+        for meta in self.ring.unresolved():
+            self.counters.add(Count.UNRESOLVED)
+            self.log.error(
+                "frame_unresolved",
+                part_id=meta.part_id,
+                seq=meta.seq,
+                frame_id=meta.frame_id,
+                verdict=fail_safe,
+                reason="no inference worker left to decide it",
+            )
+        for held in self.table.held():
+            why = "plc_worker_lost" if held.state is RowState.PENDING else "delivery_unknown"
+            self._report_undelivered(held.part_id, held.seq, why)
+        for part_id, seq, _t in RejectInbox(self.reject_reader).take(0):
+            self.counters.add(Count.PLC_RECEIVED)
+            self._report_undelivered(part_id, seq, "plc_worker_lost")
+
+    def _report_undelivered(self, part_id: int, seq: int, reason: str) -> None:
+        self.counters.add(Count.PLC_UNDELIVERED)
+        self.log.error(
+            "reject_undelivered", part_id=part_id, seq=seq, reason=reason, error="no PLC worker was left to fire it"
+        )
+
+    def _summarize(self) -> RunSummary:
+        self.counters.publish_log_stats(
+            "supervisor", self.sink.enqueued, self.sink.dropped_full, self.sink.write_errors
+        )
+        snapshot = self.counters.snapshot()
+        summary = RunSummary(
             counters=snapshot,
             problems=reconcile(snapshot),
-            failures=failures,
-            elapsed_s=(time.monotonic_ns() - t_start) / 1e9,
+            failures=self._failures,
+            elapsed_s=(time.monotonic_ns() - self.t_start) / 1e9,
             stop_reason=self._stop_reason,
-            removed_stale_ring=ring.removed_stale,
+            removed_stale_ring=self.ring.removed_stale,
         )
-
-    def _wait_ready(self, ready: Any, procs: dict[str, BaseProcess]) -> bool:
-        deadline = time.monotonic() + ENGINE_READY_TIMEOUT_S
-        while time.monotonic() < deadline and not self._signals:
-            if ready.wait(0.1):
-                return True
-            dead = [r for r, p in procs.items() if not p.is_alive()]
-            if dead:
-                self._stop_reason = f"{dead[0]} worker exited during start-up"
-                return False
-        self._stop_reason = self._stop_reason or "engine not ready in time"
-        return False
-
-    def _watch(self, procs: dict[str, BaseProcess], counters: SharedCounters, t_start: int) -> None:
-        next_tick = time.monotonic() + TICK_S
-        sentinels = {p.sentinel: role for role, p in procs.items()}
-        while not self._signals:
-            ended = wait(list(sentinels), timeout=max(0.0, min(0.1, next_tick - time.monotonic())))
-            if ended:
-                role = sentinels[ended[0]]  # type: ignore[index]
-                code = procs[role].exitcode
-                self._stop_reason = (
-                    "max_frames reached" if role == "acquire" and code == 0 else f"{role} exited ({code})"
-                )
-                return
-            if time.monotonic() >= next_tick:
-                next_tick += TICK_S
-                if self.on_tick is not None:
-                    self.on_tick(counters.snapshot(), (time.monotonic_ns() - t_start) / 1e9)
-
-    def _stop_in_order(self, procs: dict[str, BaseProcess], acq_stop: Any, infer_stop: Any, plc_stop: Any) -> None:
-        steps = (
-            ("acquire", acq_stop, ACQ_STOP_TIMEOUT_S),
-            ("infer", infer_stop, INFER_STOP_TIMEOUT_S),
-            ("plc", plc_stop, self.cfg.plc.drain_timeout_ms / 1000 + 2.0),
+        self.log.info(
+            "run_summary",
+            exit_code=summary.exit_code,
+            stop_reason=summary.stop_reason,
+            problems=summary.problems,
+            elapsed_s=round(summary.elapsed_s, 3),
+            **snapshot,
         )
-        for role, event, timeout_s in steps:
-            event.set()
-            proc = procs.get(role)
-            if proc is None:
-                continue
-            end = time.monotonic() + timeout_s
-            while proc.is_alive() and time.monotonic() < end and self._signals < 2:
-                proc.join(0.05)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+        shutdown_logging()
+        return summary
 
-
-def _collect(errors: Any) -> list[tuple[str, int, str]]:
-    out = []
-    while True:
-        try:
-            out.append(errors.get(timeout=0.05))
-        except queue.Empty:
-            return out
+    def _status_text(self, previous: dict[str, int] | None, dt_s: float, snapshot: dict[str, int] | None = None) -> str:
+        restarting = [w.role for w in self.workers.values() if not w.up]
+        return status_line(snapshot or self.counters.snapshot(), previous, dt_s, restarting)
 
 
 def live_line(snapshot: dict[str, int], elapsed_s: float, previous: dict[str, int] | None, dt_s: float) -> str:

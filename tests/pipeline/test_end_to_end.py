@@ -31,7 +31,7 @@ def viky_frames(count: int) -> dict[int, np.ndarray]:
     with GenICamCamera(cfg) as cam:
         cam.open()
         cam.start()
-        while len(frames) < count:
+        while max(frames, default=0) < count:  # under load the capture itself may skip an id
             cam.fetch(lambda data, fid, *_: frames.__setitem__(fid, data.reshape(480, 640).copy()), timeout_s=2.0)
     return frames
 
@@ -58,8 +58,10 @@ def test_every_frame_one_verdict_every_reject_one_pulse(tmp_path: Path, plc_sim:
     assert Counter(e["value"] for e in plc_sim.edges) == {1: len(rejected), 0: len(rejected)}
 
     truth = viky_frames(max(r["frame_id"] for r in frame_records))
-    agree = sum((r["verdict"] == "reject") == expected_reject(truth[r["frame_id"]], DEMO_ZONE) for r in frame_records)
-    assert agree / len(frame_records) >= 0.99, f"{agree}/{len(frame_records)} agree with ground truth"
+    compared = [r for r in frame_records if r["frame_id"] in truth]
+    assert len(compared) >= 0.95 * len(frame_records)
+    agree = sum((r["verdict"] == "reject") == expected_reject(truth[r["frame_id"]], DEMO_ZONE) for r in compared)
+    assert agree / len(compared) >= 0.99, f"{agree}/{len(compared)} agree with ground truth"
 
 
 def wait_for(predicate, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,8 @@ from linegate.demo.runner import PlcSimProcess
 from linegate.ring import ring_path
 from tests.pipeline.harness import demo_config_file, records, run_linegate, start_linegate
 
+NO_RESTARTS = {"[logging]": "[supervisor]\nrestart_limit = 0\n\n[logging]"}
+
 
 def alive(pid: int) -> bool:
     try:
@@ -33,7 +35,7 @@ def wait_until(predicate, timeout_s: float = 60.0) -> None:  # type: ignore[no-u
 
 
 def worker_pids(log: Path) -> dict[str, int]:
-    return {r["proc"]: r["pid"] for r in records(log) if "proc" in r}
+    return {r["proc"]: r["pid"] for r in records(log) if r.get("proc") in ("acquire", "infer", "plc")}
 
 
 def start_and_wait_for_frames(config: Path, log: Path):  # type: ignore[no-untyped-def]
@@ -60,15 +62,19 @@ def test_supervisor_killed_takes_workers_down_and_restart_cleans_up(tmp_path: Pa
 
 
 @pytest.mark.parametrize("victim", ["acquire", "infer", "plc"])
-def test_worker_killed_stops_cleanly_without_leaks(tmp_path: Path, plc_sim: PlcSimProcess, victim: str) -> None:
-    """SIGKILL of one worker: the supervisor stops the rest in order, exits non-zero, and unlinks the ring."""
-    config, instance = demo_config_file(tmp_path, plc_sim.port)
+def test_worker_killed_with_no_restarts_left_stops_cleanly_without_leaks(
+    tmp_path: Path, plc_sim: PlcSimProcess, victim: str
+) -> None:
+    """SIGKILL of a worker with the restart budget at 0: the rest stop in order, exit non-zero, ring unlinked."""
+    config, instance = demo_config_file(
+        tmp_path, plc_sim.port, {"[logging]": "[supervisor]\nrestart_limit = 0\n\n[logging]"}
+    )
     log = tmp_path / "frames.jsonl"
     proc = start_and_wait_for_frames(config, log)
     pids = worker_pids(log)
     os.kill(pids[victim], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert f"FAILED   {victim} worker" in stderr
+    assert proc.returncode == 1, stderr
+    assert f"FAILED   {victim} worker" in stderr and "restart limit reached" in stderr
     assert not os.path.exists(ring_path(instance))
     assert not any(alive(pid) for pid in pids.values())

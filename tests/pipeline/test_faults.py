@@ -1,0 +1,161 @@
+"""Fault injection against real processes and real peers: every fault ends with nothing lost.
+
+Each test runs `linegate run` as a child process on the simulated camera and a real Modbus server,
+injects one fault mid-run, stops linegate with SIGTERM and then checks the invariants of
+:func:`assert_every_frame_and_reject_accounted`, plus what that fault must (not) do to the frames
+around it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from linegate.demo.runner import PlcSimProcess
+from linegate.ring import ring_path
+from tests.pipeline.harness import LinegateRun, NotifySocket, assert_every_frame_and_reject_accounted
+
+FAULT_COIL = 5
+WITH_FAULT_COIL = {"part_id_register = 0": f"part_id_register = 0\nfault_coil = {FAULT_COIL}"}
+
+
+def model_decided_after(recs: list[dict[str, object]], t_ns: int) -> list[dict[str, object]]:
+    return [r for r in recs if r["event"] == "frame" and int(r["t_acquired_ns"]) > t_ns]  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("victim", ["acquire", "infer", "plc"])
+def test_killed_worker_is_restarted_and_nothing_is_lost(tmp_path: Path, plc_sim: PlcSimProcess, victim: str) -> None:
+    """SIGKILL of any worker: it is restarted, its in-flight frames/rejects get verdicts or reports,
+    frames after the recovery meet their deadline, and a later SIGTERM exits 0 reconciled."""
+    run = LinegateRun(tmp_path, plc_sim.port)
+    run.wait_frames(50)
+    os.kill(run.pid_of(victim), signal.SIGKILL)
+    recovered = run.wait_event("worker_recovered", timeout_s=60)
+    run.wait_frames(100)
+    stderr = run.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    (died,) = [r for r in recs if r["event"] == "worker_died"]
+    assert died["worker"].startswith(victim) and "SIGKILL" in died["error"]
+    assert recovered["worker"].startswith(victim)
+    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
+    after = model_decided_after(recs, recovered["t_ns"] + 200_000_000)
+    assert len(after) >= 50 and all(r["deadline_met"] for r in after), [
+        r["basis"] for r in after if not r["deadline_met"]
+    ]
+    summary = run.events("run_summary")[0]
+    assert summary["worker_restarts"] == 1 and summary["unresolved"] == 0
+
+
+def test_plc_killed_then_restarted_mid_run(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """PLC gone: rejects are held until max_late, then reported by part id; inference never notices;
+    the PLC back on its port: linegate reconnects by itself and delivers again."""
+    run = LinegateRun(tmp_path, plc_sim.port)
+    run.wait_frames(50)
+    plc_sim.kill()
+    time.sleep(1.5)
+    revived = PlcSimProcess(plc_sim.port, part_id_register=0)
+    try:
+        run.wait_event("plc_connected", count=2, timeout_s=30)
+        run.wait_frames(150)
+        stderr = run.stop()
+    finally:
+        revived.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0) + revived.rising_part_ids(0))
+    reasons = {r["reason"] for r in recs if r["event"] == "reject_undelivered"}
+    assert reasons and reasons <= {"plc_unreachable", "too_late", "delivery_unknown"}, reasons
+    assert revived.rising_part_ids(0), "no pulse reached the restarted PLC"
+    frames = [r for r in recs if r["event"] == "frame"]
+    assert all(r["basis"] == "model" for r in frames)  # the PLC outage never touched the loop
+
+
+def test_plc_paused_mid_run(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """PLC frozen (SIGSTOP) for 1.5 s: calls time out, rejects are held or reported, the loop keeps
+    its deadlines, and delivery resumes when the PLC does."""
+    run = LinegateRun(tmp_path, plc_sim.port)
+    run.wait_frames(50)
+    plc_sim.pause()
+    time.sleep(1.5)
+    plc_sim.resume()
+    t_resumed = time.monotonic_ns()
+    run.wait_frames(150)
+    stderr = run.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
+    assert any(r["event"] == "reject_undelivered" for r in recs)
+    assert any(r["event"] == "reject_delivered" and r["t_pulse_ns"] > t_resumed for r in recs)
+    assert all(r["basis"] == "model" for r in recs if r["event"] == "frame")
+
+
+def test_camera_lost_and_restored_reports_the_fault_everywhere(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """The camera's acquirer destroyed mid-run (SIGUSR1 drill): linegate reopens it, counts the
+    downtime, shows the fault in STATUS and the log, and holds the PLC's fault coil on meanwhile."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    run = LinegateRun(tmp_path, plc_sim.port, WITH_FAULT_COIL, notify=notify)
+    try:
+        run.wait_frames(50)
+        os.kill(run.pid_of("acquire"), signal.SIGUSR1)
+        lost = run.wait_event("camera_lost")
+        back = run.wait_event("camera_recovered", timeout_s=30)
+        run.wait_frames(100)
+        time.sleep(1.1)  # one more STATUS tick
+        stderr = run.stop()
+    finally:
+        notify.close()
+    assert run.proc.returncode == 0, stderr
+    assert "fault drill" in lost["error"] and back["down_ms"] > 0
+    recs = run.records()
+    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
+    summary = run.events("run_summary")[0]
+    assert summary["camera_reconnects"] == 1 and summary["camera_missed_estimate"] >= 1
+    assert any("camera down" in s for s in notify.statuses())
+    assert notify.statuses()[-1].startswith("stopping")
+    fault_edges = [e["value"] for e in plc_sim.edges if e["coil"] == FAULT_COIL]
+    # on until ready, off while inspecting, on while the camera is down, off again, on at the stop
+    assert fault_edges[-4:] == [0, 1, 0, 1], fault_edges
+
+
+def test_unwritable_log_file_never_blocks_and_is_reported(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """logging.file inside a regular file: stdout (journald) still gets every record, the lost file
+    records are counted in the summary, and log_write_failed names the path."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    bad = blocker / "frames.jsonl"
+    stdout = tmp_path / "stdout.jsonl"
+    run = LinegateRun(tmp_path, plc_sim.port, {'level = "info"': f'level = "info"\nfile = "{bad}"'}, stdout_file=stdout)
+    run.wait_frames(100)
+    stderr = run.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    failures = [r for r in recs if r["event"] == "log_write_failed"]
+    assert failures and str(blocker) in failures[0]["error"]
+    summary = next(r for r in recs if r["event"] == "run_summary")
+    assert summary["problems"] == [] and summary["log_write_failed"] > 0
+
+
+def test_restart_limit_exhausted_exits_non_zero_for_systemd(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """More crashes than supervisor.restart_limit allows: linegate stops in order and exits 1, with
+    the reason in the summary, and leaves no shared memory behind."""
+    run = LinegateRun(tmp_path, plc_sim.port, {"[logging]": "[supervisor]\nrestart_limit = 1\n\n[logging]"})
+    run.wait_frames(30)
+    os.kill(run.pid_of("plc"), signal.SIGKILL)
+    run.wait_event("worker_recovered")
+    os.kill(run.pid_of("plc"), signal.SIGKILL)
+    stderr = run.finish()
+    assert run.proc.returncode == 1, stderr
+    assert "restart limit reached" in stderr
+    assert not os.path.exists(ring_path(run.instance))
+    recs = run.records()
+    frames = [r for r in recs if r["event"] == "frame"]
+    summary = run.events("run_summary")[0]
+    assert sorted(r["part_id"] for r in frames) == list(range(1, summary["acquired"] + 1))
+    rejected = {r["part_id"] for r in frames if r["verdict"] == "reject"}
+    reported = [r["part_id"] for r in recs if r["event"] in ("reject_delivered", "reject_undelivered")]
+    assert sorted(reported) == sorted(rejected)  # even with no PLC worker left, each reject has its record
