@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from multiprocessing.connection import Connection
 from typing import Any
 
 from linegate.config.schema import Config
-from linegate.logs import LineSink, configure_logging, get_logger
+from linegate.logs import Sink, configure_logging, get_logger
 from linegate.pipeline.counters import SharedCounters
+from linegate.pipeline.log_pipes import PipeSink
 from linegate.pipeline.process import become_worker
 from linegate.pipeline.scheduling import apply_scheduling
 
@@ -20,20 +21,15 @@ class WorkerContext:
 
     cfg: Config
     counters: SharedCounters
-    log_file: Path | None
-    log_stdout: bool
+    log_pipe: Connection  # writing end of this worker's log pipe to the supervisor
     supervisor_pid: int
 
-    def enter(self, role: str) -> tuple[Any, LineSink]:
+    def enter(self, role: str) -> tuple[Any, Sink]:
         """Turn the current process into the *role* worker; returns its logger and log sink."""
         become_worker(self.supervisor_pid)
-        import sys
-
         sink = configure_logging(
             level=self.cfg.logging.level,
-            file=self.log_file,
-            stream=sys.stdout if self.log_stdout else None,
-            capacity=self.cfg.logging.queue_size,
+            sink=PipeSink(self.log_pipe),
             static={"instance": self.cfg.instance.name, "proc": role, "pid": os.getpid()},
         )
         log = get_logger()
@@ -43,12 +39,12 @@ class WorkerContext:
             log.warning("scheduling_not_applied", problem=problem)
         return log, sink
 
-    def report_logs(self, role: str, sink: LineSink, now_ns: int | None) -> None:
+    def report_logs(self, role: str, sink: Sink, now_ns: int | None) -> None:
         """Publish this process's log-sink totals, at most once per second (*now_ns* None: now)."""
         if now_ns is not None and now_ns < sink.next_report_ns:
             return
         sink.next_report_ns = (now_ns or 0) + 1_000_000_000
-        self.counters.publish_log_stats(role, sink.enqueued, sink.dropped_full, sink.write_errors)
+        self.counters.publish_log_stats(role, sink.enqueued, sink.dropped_full + sink.write_errors)
 
 
 def worker_exit_code(exc: BaseException) -> int:

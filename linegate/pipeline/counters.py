@@ -65,7 +65,7 @@ class Count(IntEnum):
     PRODUCER_LOST = 44  # frames a dying acquisition worker left half-written, journaled fail-safe
     UNRESOLVED = 45  # frames still in the ring when linegate stopped for good (each logged by part id)
     INSPECTING = 46  # 1 while every worker runs and the camera delivers (the PLC's fault coil is off)
-    # log sinks, one block per process role: records queued, dropped (queue full), failed to write
+    # log pipes, one block per process role: records queued, dropped (pipe full), failed to write out
     LOG_QUEUED_ACQUIRE = 50
     LOG_QUEUE_FULL_ACQUIRE = 51
     LOG_WRITE_FAILED_ACQUIRE = 52
@@ -109,12 +109,12 @@ class SharedCounters:
             out[f"log_{kind}"] = sum(out[f"log_{kind}_{role}"] for role in LOG_ROLES)
         return out
 
-    def publish_log_stats(self, role: str, queued: int, queue_full: int, write_failed: int) -> None:
-        """Record this process's log sink totals (each role owns its three counters)."""
+    def publish_log_stats(self, role: str, queued: int, queue_full: int) -> None:
+        """Record a process's log sink totals (each role's process owns these two; the supervisor's
+        log collector owns ``LOG_WRITE_FAILED_<role>``)."""
         suffix = role.upper()
         self.array[Count[f"LOG_QUEUED_{suffix}"]] = queued
         self.array[Count[f"LOG_QUEUE_FULL_{suffix}"]] = queue_full
-        self.array[Count[f"LOG_WRITE_FAILED_{suffix}"]] = write_failed
 
 
 LOG_ROLES = ("acquire", "infer", "plc", "supervisor")

@@ -8,6 +8,7 @@ ring dropped arrive through its journal and get the fail-safe verdict and a reco
 
 from __future__ import annotations
 
+import ctypes
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -17,11 +18,12 @@ import numpy as np
 from linegate.config.schema import Config
 from linegate.engine import Engine, create_engine
 from linegate.errors import ConfigError
-from linegate.logs import LineSink, shutdown_logging
+from linegate.logs import Sink, shutdown_logging
 from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.counters import Count, SharedCounters
 from linegate.pipeline.handoff import RejectOutbox
+from linegate.pipeline.inflight import InFlight, Outcome, Stage
 from linegate.ring import DropReason, FrameMeta, RingConsumer, RingHandle
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
 from linegate.timing.latency import LatencyWindow
@@ -30,11 +32,17 @@ from linegate.vision.preprocess import Preprocessor, build_preprocessor
 
 STATS_PERIOD_NS = 1_000_000_000
 HANDOVER_TIMEOUT_S = 10.0
+BASES = list(Basis)
 _COUNTER_OF_BASIS = {
     Basis.DEADLINE_MISSED: Count.DEADLINE_MISSED,
     Basis.DEADLINE_UNREACHABLE: Count.DEADLINE_UNREACHABLE,
     Basis.ENGINE_ERROR: Count.ENGINE_ERRORS,
 }
+
+
+def ctypes_array(n: int) -> Any:
+    """Process-local int64 storage (a loop with no successor to hand its in-flight frame to)."""
+    return (ctypes.c_int64 * n)()
 
 
 def _ms(ns: int) -> float:
@@ -53,9 +61,11 @@ class InferenceLoop:
         plc_outbox: RejectOutbox,
         counters: SharedCounters,
         log: Any,
-        sink: LineSink,
+        sink: Sink,
+        inflight: InFlight | None = None,
     ) -> None:
         self.consumer = consumer
+        self.inflight = inflight if inflight is not None else InFlight(ctypes_array(12))
         self.engine = engine
         self.preprocess = preprocess
         self.classify = Classifier(cfg.model.postprocess)
@@ -91,26 +101,52 @@ class InferenceLoop:
         return {"runs": float(durations.size), "p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6}
 
     def recover(self) -> None:
-        """Frames a previous inference worker held when it died get the fail-safe verdict."""
+        """Finish what a killed predecessor left: the frame it was deciding (only the missing
+        effects), frames it had claimed, and a journal entry it had taken but not yet advanced."""
+        left = self.inflight.current()
+        skip = left.meta.seq if left is not None else None
+        if left is not None:
+            if left.stage is Stage.TAKEN:
+                self._finish(left.meta, self.fail_safe, Basis.LOST_IN_FLIGHT, Count(left.counter), self.log.warning)
+            else:
+                verdict = Verdict.REJECT if left.reject else Verdict.PASS
+                basis = BASES[left.basis_index]
+                logged = left.logged
+                if left.stage is Stage.HANDED:
+                    logged = self._record(
+                        self.log.warning, left.meta, verdict, basis, time.monotonic_ns(), recovered=True
+                    )
+                    self.inflight.recorded(logged)
+                self._count(verdict, basis, Count(left.counter), logged, left.handed)
+                self.inflight.done()
         for meta in self.consumer.recover_claimed():
-            self._fail_safe_record(meta, Basis.LOST_IN_FLIGHT, Count.DECIDED)
+            if meta.seq != skip:
+                self._fail_safe(meta, Basis.LOST_IN_FLIGHT, Count.DECIDED)
+        head = self.consumer.peek_journal()
+        if head is not None and head.seq == skip:
+            self.consumer.advance_journal()
 
     def step(self) -> bool:
         """Handle what the last wake-up announced: dropped frames first, then one ready frame.
 
         Returns whether there was anything to handle.
         """
-        drops, overflow = self.consumer.drain_journal()
-        for meta in drops:
+        handled = False
+        while (meta := self.consumer.peek_journal()) is not None:
+            self.inflight.take(meta, Count.DROPPED)
+            self.consumer.advance_journal()
             basis = Basis.LOST_IN_FLIGHT if meta.reason == DropReason.PRODUCER_DIED else Basis.DROPPED
-            self._fail_safe_record(meta, basis, Count.DROPPED)
+            self._finish(meta, self.fail_safe, basis, Count.DROPPED, self.log.warning)
+            handled = True
+        overflow = self.consumer.take_overflow()
         if overflow:
             self.counters.add(Count.JOURNAL_OVERFLOW, overflow)
             self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
         claimed = self.consumer.claim()
         if claimed is not None:
+            self.inflight.take(claimed[1], Count.DECIDED)
             self._decide(*claimed)
-        return bool(drops) or claimed is not None
+        return handled or claimed is not None
 
     def _decide(self, slot: int, meta: FrameMeta) -> None:
         t_picked = time.monotonic_ns()
@@ -138,43 +174,59 @@ class InferenceLoop:
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
                 t_pre = t_inf = t_post = time.monotonic_ns()
-        self._count(verdict, basis, Count.DECIDED)
-        self._hand_off(verdict, meta)
-        t_done = time.monotonic_ns()
-        total = t_done - meta.t_acquired_ns
-        self.latency.add(total)
-        self._record(
-            self.log.info,
-            meta,
-            verdict,
-            basis,
-            t_done,
-            t_picked_ns=t_picked,
-            write_ms=_ms(meta.t_written_ns - meta.t_acquired_ns),
-            queued_ms=_ms(t_picked - meta.t_written_ns),
-            loop_wait_ms=_ms(t_picked - self._last_done_ns),
-            preprocess_ms=_ms(t_pre - t_picked),
-            infer_ms=_ms(t_inf - t_pre),
-            postprocess_ms=_ms(t_post - t_inf),
-            handoff_ms=_ms(t_done - t_post),
-            total_ms=_ms(total),
-            label=label,
-            score=round(score, 5),
-        )
+
+        def stages(t_done: int) -> dict[str, Any]:
+            return {
+                "t_picked_ns": t_picked,
+                "write_ms": _ms(meta.t_written_ns - meta.t_acquired_ns),
+                "queued_ms": _ms(t_picked - meta.t_written_ns),
+                "loop_wait_ms": _ms(t_picked - self._last_done_ns),
+                "preprocess_ms": _ms(t_pre - t_picked),
+                "infer_ms": _ms(t_inf - t_pre),
+                "postprocess_ms": _ms(t_post - t_inf),
+                "handoff_ms": _ms(t_done - t_post),
+                "total_ms": _ms(t_done - meta.t_acquired_ns),
+                "label": label,
+                "score": round(score, 5),
+            }
+
+        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages)
+        self.latency.add(t_done - meta.t_acquired_ns)
         self._last_done_ns = time.monotonic_ns()
         if t_done >= self._next_stats_ns:
             self._publish_stats(t_done)
 
-    def _fail_safe_record(self, meta: FrameMeta, basis: Basis, counter: Count) -> None:
-        verdict = self.fail_safe
-        self._count(verdict, basis, counter)
-        self._hand_off(verdict, meta)
-        self._record(self.log.warning, meta, verdict, basis, time.monotonic_ns())
+    def _fail_safe(self, meta: FrameMeta, basis: Basis, counter: Count) -> None:
+        self.inflight.take(meta, counter)
+        self._finish(meta, self.fail_safe, basis, counter, self.log.warning)
+
+    def _finish(
+        self,
+        meta: FrameMeta,
+        verdict: Verdict,
+        basis: Basis,
+        counter: Count,
+        emit: Any,
+        stages: Any = None,
+    ) -> int:
+        """The decided frame's effects, reject hand-off first (it is on the PLC's critical path),
+        then its one record, then its counts; each recorded in the in-flight entry. Returns the
+        time the verdict was handed off."""
+        f = self.inflight
+        f.settle(verdict is Verdict.REJECT, BASES.index(basis))
+        handed = self._hand_off(verdict, meta)
+        t_done = time.monotonic_ns()
+        f.handed(handed)
+        logged = self._record(emit, meta, verdict, basis, t_done, **(stages(t_done) if stages else {}))
+        f.recorded(logged)
+        self._count(verdict, basis, counter, logged, handed)
+        f.done()
+        return t_done
 
     def _record(
         self, emit: Any, meta: FrameMeta, verdict: Verdict, basis: Basis, t_done_ns: int, **stages: Any
-    ) -> None:
-        """The frame's one record; counted as logged, or as dropped when the log queue was full."""
+    ) -> Outcome:
+        """The frame's one record: OK, or DROPPED when the log pipe was full."""
         dropped_before = self.sink.dropped_full
         emit(
             "frame",
@@ -190,9 +242,9 @@ class InferenceLoop:
             basis=basis.value,
             model=self.model_id,
         )
-        self.counters.add(Count.LOG_DROPPED if self.sink.dropped_full != dropped_before else Count.LOGGED)
+        return Outcome.DROPPED if self.sink.dropped_full != dropped_before else Outcome.OK
 
-    def _count(self, verdict: Verdict, basis: Basis, counter: Count) -> None:
+    def _count(self, verdict: Verdict, basis: Basis, counter: Count, logged: Outcome, handed: Outcome) -> None:
         c = self.counters
         c.add(counter)
         c.add(Count.REJECTED if verdict is Verdict.REJECT else Count.PASSED)
@@ -201,15 +253,19 @@ class InferenceLoop:
             extra = _COUNTER_OF_BASIS.get(basis)
             if extra is not None:
                 c.add(extra)
+        c.add(Count.LOG_DROPPED if logged is Outcome.DROPPED else Count.LOGGED)
+        if handed is Outcome.OK:
+            c.add(Count.PLC_QUEUED)
+        elif handed is Outcome.DROPPED:
+            c.add(Count.PLC_QUEUE_FULL)
 
-    def _hand_off(self, verdict: Verdict, meta: FrameMeta) -> None:
+    def _hand_off(self, verdict: Verdict, meta: FrameMeta) -> Outcome:
         if verdict is not Verdict.REJECT:
-            return
+            return Outcome.NONE
         if self.plc_outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns):
-            self.counters.add(Count.PLC_QUEUED)
-        else:
-            self.counters.add(Count.PLC_QUEUE_FULL)
-            self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
+            return Outcome.OK
+        self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
+        return Outcome.DROPPED
 
     def _publish_stats(self, now_ns: int) -> None:
         p50, p99 = self.latency.percentiles((50, 99))
@@ -227,6 +283,7 @@ def inference_main(
     ready: Any,
     own: Baton,
     predecessor: Baton | None,
+    inflight: InFlight,
 ) -> None:
     """Process entry: load and warm the engine, take over from a predecessor (reload) or recover
     what a dead one left, signal ready, then decide frames until stopped and drained, or until a
@@ -241,7 +298,7 @@ def inference_main(
     handed_over = False
     try:
         engine.load()
-        loop = InferenceLoop(cfg, consumer, engine, preprocess, outbox, counters, log, sink)
+        loop = InferenceLoop(cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight)
         warm = loop.warm_up(cfg.model.warmup_runs)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path), **warm)
         if predecessor is not None:

@@ -30,13 +30,15 @@ from typing import Any
 from linegate.config.loader import load_config
 from linegate.config.schema import Config
 from linegate.errors import ConfigError
-from linegate.logs import configure_logging, get_logger, shutdown_logging
+from linegate.logs import LogOutputs, configure_logging, get_logger, shutdown_logging
 from linegate.pipeline.acquire import acquisition_main
 from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext, run_worker
 from linegate.pipeline.counters import Count, SharedCounters, reconcile
 from linegate.pipeline.handoff import RejectInbox, reject_channel
 from linegate.pipeline.infer import inference_main
+from linegate.pipeline.inflight import InFlight
+from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
 from linegate.pipeline.plc_io import plc_main
 from linegate.plc.pending import PendingTable, RowState
 from linegate.ring import FrameRing, RingGeometry
@@ -155,11 +157,14 @@ class Supervisor:
     def _run(self) -> RunSummary:
         cfg = self.cfg
         self.ctx: Any = mp.get_context("spawn")
+        self.counters = SharedCounters.create(self.ctx)
+        outputs = LogOutputs(stream=sys.stdout if self.log_stdout else None, file=self.log_file)
+        self.collector = LogCollector(outputs, self.counters)
+        reader, writer = log_pipe(self.ctx)
+        self.collector.add(reader, "supervisor")
         self.sink = configure_logging(
             level=cfg.logging.level,
-            file=self.log_file,
-            stream=sys.stdout if self.log_stdout else None,
-            capacity=cfg.logging.queue_size,
+            sink=PipeSink(writer),
             static={"instance": cfg.instance.name, "proc": "supervisor", "pid": os.getpid()},
         )
         self.log = get_logger()
@@ -174,8 +179,8 @@ class Supervisor:
         )
         if self.ring.removed_stale:
             self.log.warning("stale_ring_removed", path=self.ring.handle.path, reason="left by a run that was killed")
-        self.counters = SharedCounters.create(self.ctx)
         self.table = PendingTable.create(self.ctx, cfg.plc.queue_size)
+        self.inflight = InFlight.create(self.ctx)
         self.errors: Any = self.ctx.Queue()
         self.reject_reader, self.reject_writer = reject_channel(self.ctx)
         sup = cfg.supervisor
@@ -262,9 +267,7 @@ class Supervisor:
                 self.notify.status(self._status_text(previous, (now - last_tick) / 1e9, snapshot))
                 if self.on_tick is not None:
                     self.on_tick(snapshot, (now - self.t_start) / 1e9)
-                self.counters.publish_log_stats(
-                    "supervisor", self.sink.enqueued, self.sink.dropped_full, self.sink.write_errors
-                )
+                self.counters.publish_log_stats("supervisor", self.sink.enqueued, self.sink.dropped_full)
                 previous, last_tick, next_tick = snapshot, now, now + TICK_NS
 
     def _stop_all(self) -> None:
@@ -294,17 +297,30 @@ class Supervisor:
     def _spawn(self, role: str, cfg: Config, predecessor: Baton | None = None) -> Worker:
         self._generation += 1
         ctx = self.ctx
-        wctx = WorkerContext(cfg, self.counters, self.log_file, self.log_stdout, os.getpid())
+        log_reader, log_writer = log_pipe(ctx)
+        wctx = WorkerContext(cfg, self.counters, log_writer, os.getpid())
         stop, ready, baton = ctx.Event(), ctx.Event(), Baton.create(ctx)
         name = f"{role}#{self._generation}"
         if role == "plc":
             args: tuple[Any, ...] = (plc_main, wctx, self.reject_reader, stop, ready, self.table, baton, predecessor)
         elif role == "infer":
-            args = (inference_main, wctx, self.ring.handle, stop, self.reject_writer, ready, baton, predecessor)
+            args = (
+                inference_main,
+                wctx,
+                self.ring.handle,
+                stop,
+                self.reject_writer,
+                ready,
+                baton,
+                predecessor,
+                self.inflight,
+            )
         else:
             args = (acquisition_main, wctx, self.ring.handle, stop, ready, self.max_frames)
         proc = ctx.Process(target=run_worker, args=(name, self.errors, *args), name=f"linegate-{role}")
         proc.start()
+        log_writer.close()  # the worker has its copy: the pipe ends (EOF) when the worker does
+        self.collector.add(log_reader, role)
         return Worker(role, self._generation, proc, cfg, stop, baton, ready, time.monotonic_ns())
 
     def _all_workers(self) -> list[Worker]:
@@ -546,28 +562,30 @@ class Supervisor:
         )
 
     def _summarize(self) -> RunSummary:
-        self.counters.publish_log_stats(
-            "supervisor", self.sink.enqueued, self.sink.dropped_full, self.sink.write_errors
-        )
+        self.counters.publish_log_stats("supervisor", self.sink.enqueued + 1, self.sink.dropped_full)
         snapshot = self.counters.snapshot()
-        summary = RunSummary(
-            counters=snapshot,
-            problems=reconcile(snapshot),
-            failures=self._failures,
-            elapsed_s=(time.monotonic_ns() - self.t_start) / 1e9,
-            stop_reason=self._stop_reason,
-            removed_stale_ring=self.ring.removed_stale,
-        )
+        problems = reconcile(snapshot)
+        exit_code = RunSummary(snapshot, problems, self._failures).exit_code
+        elapsed_s = (time.monotonic_ns() - self.t_start) / 1e9
         self.log.info(
             "run_summary",
-            exit_code=summary.exit_code,
-            stop_reason=summary.stop_reason,
-            problems=summary.problems,
-            elapsed_s=round(summary.elapsed_s, 3),
+            exit_code=exit_code,
+            stop_reason=self._stop_reason,
+            problems=problems,
+            elapsed_s=round(elapsed_s, 3),
             **snapshot,
         )
         shutdown_logging()
-        return summary
+        self.collector.close()  # every worker has exited: their pipes are drained to the end
+        snapshot = self.counters.snapshot()  # now with the collector's final write-failure counts
+        return RunSummary(
+            counters=snapshot,
+            problems=reconcile(snapshot),
+            failures=self._failures,
+            elapsed_s=elapsed_s,
+            stop_reason=self._stop_reason,
+            removed_stale_ring=self.ring.removed_stale,
+        )
 
     def _status_text(self, previous: dict[str, int] | None, dt_s: float, snapshot: dict[str, int] | None = None) -> str:
         restarting = [w.role for w in self.workers.values() if not w.up]

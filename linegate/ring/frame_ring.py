@@ -395,6 +395,26 @@ class RingConsumer:
             c["journal_overflow"] = 0
         return entries, overflow
 
+    def peek_journal(self) -> FrameMeta | None:
+        """The oldest dropped frame not yet taken, left in the journal until :meth:`advance_journal`
+        (so a consumer killed in between loses nothing)."""
+        m = self._m
+        with self._lock:
+            c = m.control
+            written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
+            return _meta(m.journal[read % size].item()) if read < written else None
+
+    def advance_journal(self) -> None:
+        with self._lock:
+            self._m.control["journal_read"] = int(self._m.control["journal_read"]) + 1
+
+    def take_overflow(self) -> int:
+        """Dropped frames that did not fit the journal since the last call."""
+        with self._lock:
+            overflow = int(self._m.control["journal_overflow"])
+            self._m.control["journal_overflow"] = 0
+        return overflow
+
     def recover_claimed(self) -> list[FrameMeta]:
         """Slots a dead consumer left CLAIMED: their frames were in flight. Frees them."""
         m = self._m

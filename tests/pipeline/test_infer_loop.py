@@ -98,3 +98,57 @@ def test_engine_errors_give_fail_safe_rejects_with_records(tmp_path: Path, demo_
         3,
     )
     assert snapshot["logged"] == 3
+
+
+@pytest.mark.parametrize(
+    ("stage", "expect_handoff", "expect_record"),
+    [("TAKEN", True, True), ("HANDED", False, True), ("RECORDED", False, False)],
+)
+def test_successor_finishes_exactly_the_effects_a_killed_loop_left_out(
+    tmp_path: Path, demo_config: Config, stage: str, expect_handoff: bool, expect_record: bool
+) -> None:
+    """A predecessor killed at each stage of a frame: its successor's recover() hands off, records
+    and counts only what is missing, so the frame ends with one of each."""
+    from linegate.pipeline.counters import Count
+    from linegate.pipeline.inflight import InFlight, Outcome
+    from linegate.ring import FrameMeta
+    from linegate.timing.deadline import Basis
+
+    cfg = demo_config
+    geometry = RingGeometry(480, 640, 1, "Mono8")
+    ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=geometry, slots=4, journal_size=16,
+                            when_full="drop_newest")  # fmt: skip
+    consumer = RingConsumer(ring.handle)
+    pre = build_preprocessor(cfg.model.preprocess, geometry.shape, "Mono8")
+    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
+    reader, writer = reject_channel(CTX)
+    counters = SharedCounters.create(CTX)
+    inflight = InFlight.create(CTX)
+    # what the killed predecessor had done: a model reject for part 42, up to *stage*
+    inflight.take(FrameMeta(41, 42, 42, time.monotonic_ns(), time.monotonic_ns()), Count.DECIDED)
+    inflight.settle(True, list(Basis).index(Basis.MODEL))
+    if stage != "TAKEN":
+        inflight.handed(Outcome.OK)
+    if stage == "RECORDED":
+        inflight.recorded(Outcome.OK)
+    log_path = tmp_path / "frames.jsonl"
+    sink = configure_logging(file=log_path, stream=None)
+    try:
+        loop = InferenceLoop(
+            cfg, consumer, engine, pre, RejectOutbox(writer, 64), counters, get_logger(), sink, inflight
+        )
+        loop.recover()
+    finally:
+        shutdown_logging()
+        consumer.close()
+        ring.close()
+    frames = [r for r in records(log_path) if r["event"] == "frame"]
+    handed = [r[0] for r in RejectInbox(reader).take(0.2)]
+    assert handed == ([42] if expect_handoff else [])
+    assert len(frames) == (1 if expect_record else 0)
+    if frames:
+        expected_basis = "lost_in_flight" if stage == "TAKEN" else "model"
+        assert (frames[0]["part_id"], frames[0]["verdict"], frames[0]["basis"]) == (42, "reject", expected_basis)
+    s = counters.snapshot()
+    assert (s["decided"], s["rejected"], s["plc_queued"], s["logged"]) == (1, 1, 1, 1)  # counted once, always
+    assert inflight.current() is None

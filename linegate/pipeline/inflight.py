@@ -1,0 +1,97 @@
+"""The frame the inference loop is deciding, kept in shared memory with how far it got.
+
+Deciding a frame has three effects that cannot be made one atomic step: a reject goes to the PLC
+hand-off, its record goes into the log pipe, and the counters move. The loop writes the frame here
+when it takes it, and advances ``stage`` after each effect. If the worker is killed, its successor
+finishes exactly the effects that are missing (a frame taken but not yet recorded gets the
+fail-safe verdict as ``lost_in_flight``), so the frame still ends with one verdict, one record and
+one count. What remains is a window of a few microseconds between an effect and its stage store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from multiprocessing.context import BaseContext
+from typing import Any
+
+import numpy as np
+
+from linegate.ring import FrameMeta
+
+
+class Stage(IntEnum):
+    IDLE = 0
+    TAKEN = 1  # the loop owns the frame; no effect yet
+    HANDED = 2  # a reject is in the PLC hand-off (or there was none); the record and counts remain
+    RECORDED = 3  # its record is in the log pipe; only the counts remain
+
+
+class Outcome(IntEnum):
+    """What an effect did, kept so a successor can count it."""
+
+    NONE = 0
+    OK = 1
+    DROPPED = 2  # record: log pipe full; hand-off: PLC queue full
+
+
+# slot layout: stage, seq, frame_id, part_id, t_acquired_ns, t_written_ns, reason, counter,
+#              verdict_is_reject, basis_index, logged, handed
+_FIELDS = 12
+
+
+@dataclass(frozen=True)
+class InFlightFrame:
+    """A snapshot of the shared entry."""
+
+    stage: Stage
+    meta: FrameMeta
+    counter: int  # linegate.pipeline.counters.Count value: DECIDED or DROPPED
+    reject: bool
+    basis_index: int
+    logged: Outcome
+    handed: Outcome
+
+
+class InFlight:
+    """One shared entry (the loop decides one frame at a time); picklable to the worker at spawn."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self._a = np.frombuffer(array, dtype=np.int64)
+
+    @classmethod
+    def create(cls, ctx: BaseContext) -> InFlight:
+        return cls(ctx.RawArray("q", _FIELDS))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (InFlight, (self.array,))
+
+    def take(self, meta: FrameMeta, counter: int) -> None:
+        a = self._a
+        a[1:8] = (meta.seq, meta.frame_id, meta.part_id, meta.t_acquired_ns, meta.t_written_ns, meta.reason, counter)
+        a[8:12] = 0
+        a[0] = Stage.TAKEN  # last: a successor never sees a half-written frame as taken
+
+    def settle(self, reject: bool, basis_index: int) -> None:
+        self._a[8] = int(reject)
+        self._a[9] = basis_index
+
+    def recorded(self, logged: Outcome) -> None:
+        self._a[10] = logged
+        self._a[0] = Stage.RECORDED
+
+    def handed(self, handed: Outcome) -> None:
+        self._a[11] = handed
+        self._a[0] = Stage.HANDED
+
+    def done(self) -> None:
+        self._a[0] = Stage.IDLE
+
+    def current(self) -> InFlightFrame | None:
+        """The frame a previous worker left unfinished, if any."""
+        a = [int(x) for x in self._a]
+        if a[0] == Stage.IDLE:
+            return None
+        meta = FrameMeta(a[1], a[2], a[3], a[4], a[5], a[6])
+        return InFlightFrame(Stage(a[0]), meta, a[7], bool(a[8]), a[9], Outcome(a[10]), Outcome(a[11]))
