@@ -19,7 +19,13 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
         f"  records  logged {s['logged']} of {frames} frames (dropped {s['log_dropped']})",
         f"  rejects  {s['rejected']} = delivered {s['plc_delivered']} + undelivered {s['plc_undelivered']} "
         f"+ queue-full {s['plc_queue_full']} (retries {s['plc_retries']}, late {s['plc_late']})",
-        f"  camera   timeouts {s['camera_timeouts']}, frames lost {s['camera_lost']}",
+        f"  camera   timeouts {s['camera_timeouts']}, frames lost {s['camera_lost']}, reconnects "
+        f"{s['camera_reconnects']} (down {s['camera_downtime_ms'] / 1000:.1f} s, ~{s['camera_missed_estimate']} "
+        f"frames not taken)",
+        f"  workers  restarts {s['worker_restarts']} (stalls {s['worker_stalls']}), frames recovered from a dead "
+        f"acquisition worker {s['producer_lost']}, reloads {s['reloads']} (refused {s['reload_failures']})",
+        f"  logs     records lost: queue full {s['log_queue_full']}, write failed {s['log_write_failed']}"
+        + (f", frame records unresolved {s['unresolved']}" if s["unresolved"] else ""),
         f"  latency  p50 {s['latency_p50_us'] / 1000:.2f} ms, p99 {s['latency_p99_us'] / 1000:.2f} ms "
         f"(engine path p99 at warm-up {s['engine_p99_us'] / 1000:.2f} ms)",
     ]

@@ -33,3 +33,12 @@ def plc_sim():  # type: ignore[no-untyped-def]
     sim = PlcSimProcess(free_port(), part_id_register=0)
     yield sim
     sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_linegate():  # type: ignore[no-untyped-def]
+    """Kill any linegate process a test started and left running (e.g. after a failed assertion)."""
+    yield
+    from tests.pipeline.harness import kill_leftovers
+
+    kill_leftovers()

@@ -6,7 +6,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from linegate.logs import LineSink, shutdown_logging
+from linegate.logs import Sink, shutdown_logging
 from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.counters import Count
@@ -21,7 +21,7 @@ HANDOVER_TIMEOUT_S = 10.0
 class _ReportingInbox:
     """The reject inbox; each take (about every 50 ms) also publishes this worker's log totals."""
 
-    def __init__(self, inbox: RejectInbox, ctx: WorkerContext, sink: LineSink) -> None:
+    def __init__(self, inbox: RejectInbox, ctx: WorkerContext, sink: Sink) -> None:
         self._inbox = inbox
         self._ctx = ctx
         self._sink = sink

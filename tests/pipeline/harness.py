@@ -37,10 +37,25 @@ def run_linegate(*args: str, timeout: float = 120) -> subprocess.CompletedProces
     )
 
 
+STARTED: list[subprocess.Popen[str]] = []
+"""Every linegate process a test started; the autouse fixture in tests/conftest.py kills leftovers,
+so a failing test never leaves a pipeline running (and skewing every later measurement)."""
+
+
+def kill_leftovers() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start_linegate(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "linegate", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
+    STARTED.append(proc)
+    return proc
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -125,6 +140,7 @@ class LinegateRun:
             text=True,
             env=env,
         )
+        STARTED.append(self.proc)
         self.stderr = ""
 
     def records(self) -> list[dict[str, Any]]:

@@ -159,3 +159,50 @@ def test_restart_limit_exhausted_exits_non_zero_for_systemd(tmp_path: Path, plc_
     rejected = {r["part_id"] for r in frames if r["verdict"] == "reject"}
     reported = [r["part_id"] for r in recs if r["event"] in ("reject_delivered", "reject_undelivered")]
     assert sorted(reported) == sorted(rejected)  # even with no PLC worker left, each reject has its record
+
+
+LONG_DRAIN = {"fire_delay_ms = 0.0": "fire_delay_ms = 10000.0\nmax_late_ms = 20000.0\ndrain_timeout_ms = 30000.0"}
+
+
+def wait_for_rejects(run: LinegateRun, n: int) -> None:
+    """Until *n* frames were rejected (the demo ball enters the reject zone a few seconds in)."""
+    run.wait_for(lambda: sum(r["verdict"] == "reject" for r in run.events("frame")) >= n, what=f"{n} rejects")
+
+
+def test_second_sigint_cuts_a_long_drain_short_and_still_reports_every_reject(
+    tmp_path: Path, plc_sim: PlcSimProcess
+) -> None:
+    """Rejects scheduled 10 s ahead make a graceful stop wait for them; a second SIGINT (Ctrl-C
+    twice on a terminal) kills the workers at once, and the rejects they held are reported by part id."""
+    run = LinegateRun(tmp_path, plc_sim.port, LONG_DRAIN)
+    wait_for_rejects(run, 10)
+    t0 = time.monotonic()
+    run.proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    run.proc.send_signal(signal.SIGINT)
+    stderr = run.finish(timeout_s=30)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 8, elapsed  # the graceful drain alone would have taken about 10 s
+    recs = run.records()
+    (killed,) = [r for r in recs if r["event"] == "worker_killed_on_stop"]
+    assert killed["worker"].startswith("plc") and killed["reason"] == "second stop signal"
+    assert_every_frame_and_reject_accounted(recs)
+    assert {r["reason"] for r in recs if r["event"] == "reject_undelivered"} == {"plc_worker_lost"}
+    assert run.proc.returncode == 0, stderr
+
+
+def test_stop_timeout_bounds_a_graceful_stop(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """One SIGTERM, a drain that would take 10 s, supervisor.stop_timeout_ms = 1500: linegate
+    exits in about that time, reporting what the killed PLC worker held."""
+    edits = {**LONG_DRAIN, "[logging]": "[supervisor]\nstop_timeout_ms = 1500\n\n[logging]"}
+    run = LinegateRun(tmp_path, plc_sim.port, edits)
+    wait_for_rejects(run, 10)
+    t0 = time.monotonic()
+    stderr = run.stop(timeout_s=30)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 6, elapsed
+    recs = run.records()
+    (killed,) = [r for r in recs if r["event"] == "worker_killed_on_stop"]
+    assert killed["reason"] == "supervisor.stop_timeout_ms"
+    assert_every_frame_and_reject_accounted(recs)
+    assert run.proc.returncode == 0, stderr
