@@ -14,6 +14,14 @@ if [ ! -d /usr/share/doc/libmodbus-dev/examples ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libmodbus-dev gcc >/dev/null
 fi
 
+# systemd-analyze, systemd-sysusers and systemd-tmpfiles lint the unit files offline (no manager
+# is started).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq systemd >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -m venv "$VENV"; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null

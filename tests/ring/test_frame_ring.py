@@ -208,15 +208,20 @@ def _hold_lock_forever(handle: RingHandle, holding) -> None:  # type: ignore[no-
     time.sleep(60)
 
 
-def test_lock_held_by_a_killed_consumer_costs_the_producer_milliseconds(make_ring) -> None:  # type: ignore[no-untyped-def]
-    """A consumer killed inside the state lock never blocks the producer: reserve gives up and says so."""
-    ring = make_ring(slots=2)
+def kill_while_holding_the_lock(ring: FrameRing) -> None:
+    """A process takes the ring's lock and is SIGKILLed holding it, as a consumer dying mid-update."""
     holding = CTX.Event()
     proc = CTX.Process(target=_hold_lock_forever, args=(ring.handle, holding))
     proc.start()
     assert holding.wait(20)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join()
+
+
+def test_lock_held_by_a_killed_consumer_costs_the_producer_milliseconds(make_ring) -> None:  # type: ignore[no-untyped-def]
+    """A consumer killed inside the state lock never blocks the producer: reserve gives up and says so."""
+    ring = make_ring(slots=2)
+    kill_while_holding_the_lock(ring)
     producer = RingProducer(ring.handle)
     t0 = time.monotonic()
     results = [producer.reserve(i, i, 1) for i in range(10)]
@@ -230,12 +235,7 @@ def test_lock_held_by_a_killed_consumer_costs_the_producer_milliseconds(make_rin
 def test_deferred_frames_are_journaled_once_the_supervisor_frees_a_dead_holders_lock(make_ring) -> None:  # type: ignore[no-untyped-def]
     """Frames that met a lock held by a killed process are journaled (fail-safe) after recover_lock."""
     ring = make_ring(slots=2)
-    holding = CTX.Event()
-    proc = CTX.Process(target=_hold_lock_forever, args=(ring.handle, holding))
-    proc.start()
-    assert holding.wait(20)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
+    kill_while_holding_the_lock(ring)
     producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
     for i in range(1, 4):
         assert producer.reserve(i, 100 + i, 1) == (-1, None)
