@@ -9,27 +9,29 @@ from pathlib import Path
 from linegate.demo.runner import PlcSimProcess
 from tests.pipeline.harness import LinegateRun, NotifySocket, assert_every_frame_and_reject_accounted
 
+HANDOVER_EVENTS = ("inference_handed_over", "plc_handed_over", "worker_replaced")
+
 
 def hup(run: LinegateRun) -> None:
     run.proc.send_signal(signal.SIGHUP)
 
 
-def test_valid_reload_swaps_the_model_without_dropping_a_frame(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
-    """New model id and budget: the new engine is warmed first, then takes over between two frames;
-    every frame has a model verdict (none dropped or late), and systemd sees RELOADING then READY."""
+def test_valid_reload_swaps_model_and_plc_worker_without_dropping_a_frame(
+    tmp_path: Path, plc_sim: PlcSimProcess
+) -> None:
+    """New model id, budget and pulse width: the new engine is warmed first and takes over between
+    two frames, then a new PLC worker takes over; every frame has a model verdict (none dropped or
+    late), the new PLC worker fires the pulses after it, and systemd sees RELOADING then READY."""
     notify = NotifySocket(tmp_path / "notify.sock")
     run = LinegateRun(tmp_path, plc_sim.port, notify=notify)
     try:
         run.wait_frames(50)
-        text = run.config.read_text()
-        run.config.write_text(
-            text.replace('id = "demo-ball-zone-v1"', 'id = "demo-ball-zone-v2"').replace(
-                "budget_ms = 50.0", "budget_ms = 40.0"
-            )
-        )
+        new = run.config.read_text().replace('id = "demo-ball-zone-v1"', 'id = "demo-ball-zone-v2"')
+        new = new.replace("budget_ms = 50.0", "budget_ms = 40.0").replace("pulse_ms = 2.0", "pulse_ms = 3.0")
+        run.config.write_text(new)
         hup(run)
         applied = run.wait_event("reload_applied", timeout_s=60)
-        run.wait_frames(100)
+        run.wait_frames(300)
         stderr = run.stop()
     finally:
         notify.close()
@@ -45,8 +47,13 @@ def test_valid_reload_swaps_the_model_without_dropping_a_frame(tmp_path: Path, p
     assert all(r["deadline_ms"] == 40.0 for r in frames[switch:])
     (reloading,) = notify.times_of("RELOADING=1")
     assert [t for t in notify.times_of("READY=1") if t > reloading]
-    assert [r["event"] for r in recs if r["event"] in ("inference_handed_over", "worker_replaced")] == [
-        "inference_handed_over", "worker_replaced"]  # fmt: skip
+    handovers = [(r["event"], r.get("role")) for r in recs if r["event"] in HANDOVER_EVENTS]
+    assert handovers == [
+        ("inference_handed_over", None), ("worker_replaced", "infer"),
+        ("plc_handed_over", None), ("worker_replaced", "plc"),
+    ]  # fmt: skip
+    new_plc = [r["pid"] for r in recs if r["event"] == "worker_started" and r["role"] == "plc"][-1]
+    assert any(r["event"] == "reject_delivered" and r["pid"] == new_plc for r in recs)
 
 
 def test_invalid_reload_is_logged_and_changes_nothing(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
