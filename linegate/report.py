@@ -13,7 +13,8 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
     lines = [
         f"linegate: stopped after {summary.elapsed_s:.1f} s ({summary.stop_reason or 'done'})",
         f"  frames   acquired {s['acquired']} = decided {s['decided']} + dropped {s['dropped']}"
-        + (f" + lock-timeouts {s['ring_lock_timeouts']}" if s["ring_lock_timeouts"] else ""),
+        + (f" + lock-timeouts {s['ring_lock_timeouts']}" if s["ring_lock_timeouts"] else "")
+        + (f" + lost in a killed acquisition worker {s['acq_lost']}" if s["acq_lost"] else ""),
         f"  verdicts pass {s['passed']}, reject {s['rejected']} (fail-safe {s['fail_safe']}: deadline missed "
         f"{s['deadline_missed']}, unreachable {s['deadline_unreachable']}, engine errors {s['engine_errors']})",
         f"  records  logged {s['logged']} of {frames} frames (dropped {s['log_dropped']})",

@@ -47,8 +47,10 @@ class FrameWriter:
             self.log.warning("camera_frames_lost", count=lost, before_frame_id=frame_id)
         part_id = self.next_part_id
         self.next_part_id += 1
-        self.counters.add(Count.ACQUIRED)
         _seq, slot = self.producer.reserve(frame_id, part_id, t_acquired)
+        # Counted once it is in the ring (or deferred there): if this process dies in between, the
+        # supervisor counts it from the ring's last part id.
+        self.counters.add(Count.ACQUIRED)
         if slot is None:
             return  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
         np.copyto(self.producer.pixels(slot), data.reshape(self.shape))

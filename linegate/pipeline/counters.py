@@ -27,6 +27,7 @@ class Count(IntEnum):
     CAMERA_DOWNTIME_MS = 8
     CAMERA_MISSED_ESTIMATE = 9  # frames the camera would have sent while down (downtime x frame rate)
     RING_LOCK_WAITS = 47  # times the ring lock was busy beyond its timeout (those frames were deferred)
+    ACQ_LOST = 48  # frames a killed acquisition worker had counted but not yet put in the ring (by part id)
     # inference
     DECIDED = 10  # frames that reached the model loop (any basis but dropped)
     DROPPED = 11  # frames the ring dropped, decided fail-safe without the model
@@ -130,10 +131,11 @@ def reconcile(s: dict[str, int]) -> list[str]:
     """
     problems = []
     frames = s["decided"] + s["dropped"]
-    if s["acquired"] != frames + s["ring_lock_timeouts"]:
+    if s["acquired"] != frames + s["ring_lock_timeouts"] + s["acq_lost"]:
         problems.append(
             f"acquired {s['acquired']} != decided {s['decided']} + dropped {s['dropped']}"
             + (f" + lock-timeouts {s['ring_lock_timeouts']}" if s["ring_lock_timeouts"] else "")
+            + (f" + lost in flight {s['acq_lost']}" if s["acq_lost"] else "")
             + (f" ({s['unresolved']} left in the ring unresolved)" if s["unresolved"] else "")
         )
     if s["logged"] + s["log_dropped"] != frames:

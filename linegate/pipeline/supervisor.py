@@ -399,6 +399,7 @@ class Supervisor:
         if w.role in ("acquire", "infer") and self.ring.recover_lock():
             self.log.warning("ring_lock_recovered", worker=w.name)
         if w.role == "acquire":
+            self._reconcile_acquired(w)
             lost = self.ring.journal_unpublished()
             if lost:
                 self.counters.add(Count.PRODUCER_LOST, len(lost))
@@ -408,6 +409,20 @@ class Supervisor:
                     part_ids=[m.part_id for m in lost],
                     verdict=self.cfg.deadline.fail_safe,
                 )
+
+    def _reconcile_acquired(self, w: Worker) -> None:
+        """Part ids run 1, 2, ... and ACQUIRED counts them, right after each frame enters the ring.
+        A frame that entered it just before the worker died is counted here; frames counted but
+        still waiting in the dead worker for a busy ring lock are reported by part id."""
+        acquired, last = self.counters.get(Count.ACQUIRED), self.ring.last_part_id
+        if last > acquired:
+            self.counters.set(Count.ACQUIRED, last)
+        elif acquired > last:
+            lost = list(range(last + 1, acquired + 1))
+            self.counters.add(Count.ACQ_LOST, len(lost))
+            self.log.error(
+                "frames_lost_in_flight", worker=w.name, part_ids=lost, reason="died while the ring lock was busy"
+            )
 
     def _mark_up(self, now: int) -> None:
         """A (re)started worker is up once it says it is ready (engine warm, PLC rejects taken over,

@@ -119,7 +119,7 @@ class _Mapping:
             np.ndarray(shape, dtype=np.uint8, buffer=buf, offset=layout.slot_offset(i)) for i in range(layout.slots)
         ]
         if create:
-            self.control[()] = (MAGIC, layout.slots, layout.slot_stride, layout.journal_size, 0, 0, 0, 0)
+            self.control[()] = (MAGIC, layout.slots, layout.slot_stride, layout.journal_size, 0, 0, 0, 0, 0)
         elif int(self.control["magic"]) != MAGIC:
             raise RingClosed(f"{handle.path}: not a linegate frame ring (bad magic)")
 
@@ -197,6 +197,11 @@ class FrameRing:
                 m.headers[i]["state"] = int(SlotState.FREE)
         return lost
 
+    @property
+    def last_part_id(self) -> int:
+        """The highest part id that has entered the ring."""
+        return int(self._mapping.control["last_part_id"])
+
     def unresolved(self) -> list[FrameMeta]:
         """Frames still in the ring (any slot not FREE, journal entries not read): after the last
         consumer is gone, these never got a verdict."""
@@ -262,6 +267,7 @@ class RingProducer:
             self._catch_up()
             seq = int(m.control["next_seq"])
             m.control["next_seq"] = seq + 1
+            m.control["last_part_id"] = max(int(m.control["last_part_id"]), part_id)
             record = self._record(SlotState.WRITING, seq, frame_id, part_id, t_acquired_ns)
             states = m.headers["state"]
             free = np.flatnonzero(states == SlotState.FREE)
@@ -295,6 +301,7 @@ class RingProducer:
         for frame_id, part_id, t_acquired_ns in self._deferred:
             seq = int(self._m.control["next_seq"])
             self._m.control["next_seq"] = seq + 1
+            self._m.control["last_part_id"] = max(int(self._m.control["last_part_id"]), part_id)
             entry = np.array(self._record(SlotState.FREE, seq, frame_id, part_id, t_acquired_ns), dtype=FRAME_HEADER)
             self._journal(entry, DropReason.LOCK_TIMEOUT)
         self._deferred.clear()

@@ -12,7 +12,7 @@ from enum import IntEnum
 import numpy as np
 
 PAGE = 4096
-MAGIC = 0x4C47_5249_4E47_0001  # "LGRING" + layout version 1
+MAGIC = 0x4C47_5249_4E47_0002  # "LGRING" + layout version 2
 
 
 class SlotState(IntEnum):
@@ -64,6 +64,7 @@ CONTROL = np.dtype(
         ("journal_read", "<u8"),
         ("journal_overflow", "<u8"),
         ("next_seq", "<u8"),
+        ("last_part_id", "<u8"),  # highest part id that entered the ring (slot or journal)
     ],
     align=True,
 )

@@ -273,3 +273,16 @@ def test_half_written_frames_of_a_dead_producer_are_journaled(make_ring) -> None
     assert ring.unresolved() == []
     producer.close()
     consumer.close()
+
+
+def test_last_part_id_follows_every_frame_that_enters_the_ring(make_ring) -> None:  # type: ignore[no-untyped-def]
+    """A frame in a slot and a ring-full journal entry both raise last_part_id (the supervisor
+    compares it with ACQUIRED after the acquisition worker dies)."""
+    ring = make_ring(slots=1)
+    producer = RingProducer(ring.handle)
+    assert ring.last_part_id == 0
+    producer.reserve(1, 5, 1)  # takes the only slot
+    assert ring.last_part_id == 5
+    producer.reserve(2, 6, 1)  # ring full: journaled
+    assert ring.last_part_id == 6
+    producer.close()
