@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from linegate.pipeline.supervisor import RunSummary
+from linegate.pipeline.summary import RunSummary
 
 
 def print_summary(summary: RunSummary, out: TextIO) -> None:

@@ -102,7 +102,8 @@ def with_plc_port(cfg: Config, port: int) -> Config:
 
 def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
     """Run the demo and print a live line each second and a reconciled final summary."""
-    from linegate.pipeline.supervisor import Supervisor, live_line
+    from linegate.pipeline.summary import live_line
+    from linegate.pipeline.supervisor import Supervisor
     from linegate.report import print_summary
 
     cfg = load_config(config or DEMO_CONFIG)

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,72 +28,23 @@ from linegate.config.loader import load_config
 from linegate.config.schema import Config
 from linegate.errors import ConfigError
 from linegate.logs import LogOutputs, configure_logging, get_logger, shutdown_logging
-from linegate.pipeline.acquire import acquisition_main
-from linegate.pipeline.baton import Baton
-from linegate.pipeline.context import WorkerContext, run_worker
 from linegate.pipeline.counters import Count, SharedCounters, reconcile
-from linegate.pipeline.handoff import RejectInbox, reject_channel
-from linegate.pipeline.infer import inference_main
-from linegate.pipeline.inflight import InFlight
 from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
-from linegate.pipeline.plc_io import plc_main
-from linegate.plc.pending import PendingTable, RowState
-from linegate.ring import FrameRing, RingGeometry
+from linegate.pipeline.recovery import final_sweep, recover_after
+from linegate.pipeline.summary import RunSummary
+from linegate.pipeline.workers import START_ORDER, Shared, Worker, WorkerFactory
 from linegate.service.health import HEARTBEAT_OF_ROLE, stalled
 from linegate.service.notify import Notifier, watchdog_interval_ns
 from linegate.service.reload import plan_reload
 from linegate.service.restarts import RestartBudget
 from linegate.service.status import fault_reasons, status_line
 
-START_ORDER = ("plc", "infer", "acquire")
 TICK_NS = 1_000_000_000
 POLL_S = 0.05
 EX_CONFIG = 78
 
 
-@dataclass
-class RunSummary:
-    """How a run ended, with its final counters and any broken invariant."""
-
-    counters: dict[str, int]
-    problems: list[str]
-    failures: list[tuple[str, int, str]] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    stop_reason: str = ""
-    removed_stale_ring: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.failures:
-            return max(code for _, code, _ in self.failures)
-        return 1 if self.problems else 0
-
-
 Tick = Callable[[dict[str, int], float], None]
-
-
-@dataclass
-class Worker:
-    """One worker process and what the supervisor knows about it."""
-
-    role: str
-    generation: int
-    proc: BaseProcess
-    cfg: Config
-    stop: Any
-    baton: Baton
-    ready: Any
-    started_ns: int
-    down_since_ns: int | None = None  # set for a restart: when its predecessor was found dead
-    up_since_ns: int = 0  # when it was first seen ready (0: not yet)
-
-    @property
-    def up(self) -> bool:
-        return self.up_since_ns > 0
-
-    @property
-    def name(self) -> str:
-        return f"{self.role}#{self.generation}"
 
 
 class Supervisor:
@@ -123,12 +71,10 @@ class Supervisor:
         self._reload_requested = False
         self._stop_reason = ""
         self._failures: list[tuple[str, int, str]] = []
-        self._messages: dict[str, tuple[int, str]] = {}
         self.workers: dict[str, Worker] = {}
         self.candidates: dict[str, Worker] = {}
         self._reload_queue: list[str] = []
         self._reload_cfg: Config | None = None
-        self._generation = 0
         self._stopping = False
         self._inspecting = False
 
@@ -168,21 +114,11 @@ class Supervisor:
             static={"instance": cfg.instance.name, "proc": "supervisor", "pid": os.getpid()},
         )
         self.log = get_logger()
-        geometry = RingGeometry(cfg.camera.height, cfg.camera.width, cfg.camera.channels, cfg.camera.pixel_format)
-        self.ring = FrameRing.create(
-            self.ctx,
-            instance=cfg.instance.name,
-            geometry=geometry,
-            slots=cfg.ring.slots,
-            journal_size=cfg.ring.journal_size,
-            when_full=cfg.ring.when_full,
-        )
+        self.shared = Shared.create(self.ctx, cfg, self.counters, self.collector)
+        self.ring = self.shared.ring
+        self.factory = WorkerFactory(self.shared, self.max_frames)
         if self.ring.removed_stale:
             self.log.warning("stale_ring_removed", path=self.ring.handle.path, reason="left by a run that was killed")
-        self.table = PendingTable.create(self.ctx, cfg.plc.queue_size)
-        self.inflight = InFlight.create(self.ctx)
-        self.errors: Any = self.ctx.Queue()
-        self.reject_reader, self.reject_writer = reject_channel(self.ctx)
         sup = cfg.supervisor
         self.budget = RestartBudget(sup.restart_limit, int(sup.restart_window_ms * 1e6))
         self.watchdog_ns = watchdog_interval_ns()
@@ -212,11 +148,8 @@ class Supervisor:
                 if w.proc.is_alive():
                     w.proc.kill()
                     w.proc.join()
-            self._collect_messages()
-            self._final_sweep()
-            self.ring.close()
-            self.reject_reader.close()
-            self.reject_writer.close()
+            final_sweep(self.shared, self.log, self.cfg.deadline.fail_safe)
+            self.shared.close()
         return self._summarize()
 
     def _start(self) -> bool:
@@ -224,14 +157,13 @@ class Supervisor:
         (inference: engine loaded and warm); False if start-up failed or was interrupted."""
         deadline_ns = self.t_start + int(self.cfg.supervisor.start_timeout_ms * 1e6)
         for role in START_ORDER:
-            worker = self.workers[role] = self._spawn(role, self.cfg)
+            worker = self.workers[role] = self.factory.spawn(role, self.cfg)
             while not worker.ready.wait(POLL_S):
                 if self._stop_signals:
                     return False
                 dead = [w for w in self.workers.values() if not w.proc.is_alive()]
                 if dead:
-                    self._collect_messages()
-                    code, message = self._exit_of(dead[0])
+                    code, message = self.factory.exit_of(dead[0])
                     self._fatal(dead[0].role, code, f"{dead[0].role} worker failed during start-up: {message}")
                     return False
                 if time.monotonic_ns() > deadline_ns:
@@ -294,58 +226,12 @@ class Supervisor:
                 worker.proc.join()
 
     # -- workers ------------------------------------------------------------------------------
-    def _spawn(self, role: str, cfg: Config, predecessor: Baton | None = None) -> Worker:
-        self._generation += 1
-        ctx = self.ctx
-        log_reader, log_writer = log_pipe(ctx)
-        wctx = WorkerContext(cfg, self.counters, log_writer, os.getpid())
-        stop, ready, baton = ctx.Event(), ctx.Event(), Baton.create(ctx)
-        name = f"{role}#{self._generation}"
-        if role == "plc":
-            args: tuple[Any, ...] = (plc_main, wctx, self.reject_reader, stop, ready, self.table, baton, predecessor)
-        elif role == "infer":
-            args = (
-                inference_main,
-                wctx,
-                self.ring.handle,
-                stop,
-                self.reject_writer,
-                ready,
-                baton,
-                predecessor,
-                self.inflight,
-            )
-        else:
-            args = (acquisition_main, wctx, self.ring.handle, stop, ready, self.max_frames)
-        proc = ctx.Process(target=run_worker, args=(name, self.errors, *args), name=f"linegate-{role}")
-        proc.start()
-        log_writer.close()  # the worker has its copy: the pipe ends (EOF) when the worker does
-        self.collector.add(log_reader, role)
-        return Worker(role, self._generation, proc, cfg, stop, baton, ready, time.monotonic_ns())
-
     def _all_workers(self) -> list[Worker]:
         return [*self.workers.values(), *self.candidates.values()]
 
-    def _collect_messages(self) -> None:
-        while True:
-            try:
-                name, code, message = self.errors.get_nowait()
-            except (queue.Empty, OSError, ValueError):
-                return
-            self._messages[name] = (code, message)
-
-    def _exit_of(self, w: Worker) -> tuple[int, str]:
-        code = w.proc.exitcode
-        if w.name in self._messages:
-            return self._messages[w.name]
-        if code is not None and code < 0:
-            return 1, f"killed by {signal.Signals(-code).name}"
-        return code or 0, f"exited with code {code}"
-
     def _on_exit(self, w: Worker) -> None:
         w.proc.join()
-        self._collect_messages()
-        code, message = self._exit_of(w)
+        code, message = self.factory.exit_of(w)
         active = self.workers.get(w.role)
         if self.candidates.get(w.role) is w:
             del self.candidates[w.role]
@@ -369,7 +255,7 @@ class Supervisor:
             error=message,
             t_ns=time.monotonic_ns(),
         )
-        self._recover_after(w)
+        recover_after(w, self.shared, self.log, self.cfg.deadline.fail_safe)
         self._restart(w, message)
 
     def _restart(self, w: Worker, why: str) -> None:
@@ -385,44 +271,12 @@ class Supervisor:
             )
             return
         self.counters.add(Count.WORKER_RESTARTS)
-        successor = self._spawn(w.role, w.cfg)
+        successor = self.factory.spawn(w.role, w.cfg)
         successor.down_since_ns = now
         self.workers[w.role] = successor
         self.log.warning(
             "worker_restarting", worker=successor.name, replaces=w.name, restarts_in_window=self.budget.used(now)
         )
-
-    def _recover_after(self, w: Worker) -> None:
-        """What a dead worker leaves behind: a held ring lock, half-written frames."""
-        if w.role == "infer":
-            self.counters.set(Count.READY, 0)
-        if w.role in ("acquire", "infer") and self.ring.recover_lock():
-            self.log.warning("ring_lock_recovered", worker=w.name)
-        if w.role == "acquire":
-            self._reconcile_acquired(w)
-            lost = self.ring.journal_unpublished()
-            if lost:
-                self.counters.add(Count.PRODUCER_LOST, len(lost))
-                self.log.warning(
-                    "frames_in_flight_recovered",
-                    worker=w.name,
-                    part_ids=[m.part_id for m in lost],
-                    verdict=self.cfg.deadline.fail_safe,
-                )
-
-    def _reconcile_acquired(self, w: Worker) -> None:
-        """Part ids run 1, 2, ... and ACQUIRED counts them, right after each frame enters the ring.
-        A frame that entered it just before the worker died is counted here; frames counted but
-        still waiting in the dead worker for a busy ring lock are reported by part id."""
-        acquired, last = self.counters.get(Count.ACQUIRED), self.ring.last_part_id
-        if last > acquired:
-            self.counters.set(Count.ACQUIRED, last)
-        elif acquired > last:
-            lost = list(range(last + 1, acquired + 1))
-            self.counters.add(Count.ACQ_LOST, len(lost))
-            self.log.error(
-                "frames_lost_in_flight", worker=w.name, part_ids=lost, reason="died while the ring lock was busy"
-            )
 
     def _mark_up(self, now: int) -> None:
         """A (re)started worker is up once it says it is ready (engine warm, PLC rejects taken over,
@@ -450,11 +304,11 @@ class Supervisor:
                 heartbeat_age_ms=round(age_ns / 1e6, 1),
                 action="killing and restarting it",
             )
-            self._messages[w.name] = (1, f"stalled: no heartbeat for {age_ns / 1e6:.0f} ms")
+            self.factory.note(w, 1, f"stalled: no heartbeat for {age_ns / 1e6:.0f} ms")
             w.proc.kill()
         for w in self._all_workers():
             if not w.up and w.proc.is_alive() and now - w.started_ns > sup.start_timeout_ms * 1e6:
-                self._messages[w.name] = (1, "not ready within supervisor.start_timeout_ms")
+                self.factory.note(w, 1, "not ready within supervisor.start_timeout_ms")
                 w.proc.kill()
 
     def _update_inspecting(self) -> bool:
@@ -520,7 +374,7 @@ class Supervisor:
         candidate = self.candidates.get(role)
         if candidate is None:
             current = self.workers[role]
-            self.candidates[role] = self._spawn(role, self._reload_cfg, predecessor=current.baton)
+            self.candidates[role] = self.factory.spawn(role, self._reload_cfg, predecessor=current.baton)
             return
         if candidate.up:
             del self.candidates[role]
@@ -550,32 +404,6 @@ class Supervisor:
         self.notify.ready(self._status_text(None, 0.0))
 
     # -- the end ------------------------------------------------------------------------------
-    def _final_sweep(self) -> None:
-        """Everything no worker is left to handle gets a record with its part id."""
-        fail_safe = self.cfg.deadline.fail_safe
-        for meta in self.ring.unresolved():
-            self.counters.add(Count.UNRESOLVED)
-            self.log.error(
-                "frame_unresolved",
-                part_id=meta.part_id,
-                seq=meta.seq,
-                frame_id=meta.frame_id,
-                verdict=fail_safe,
-                reason="no inference worker left to decide it",
-            )
-        for held in self.table.held():
-            why = "plc_worker_lost" if held.state is RowState.PENDING else "delivery_unknown"
-            self._report_undelivered(held.part_id, held.seq, why)
-        for part_id, seq, _t in RejectInbox(self.reject_reader).take(0):
-            self.counters.add(Count.PLC_RECEIVED)
-            self._report_undelivered(part_id, seq, "plc_worker_lost")
-
-    def _report_undelivered(self, part_id: int, seq: int, reason: str) -> None:
-        self.counters.add(Count.PLC_UNDELIVERED)
-        self.log.error(
-            "reject_undelivered", part_id=part_id, seq=seq, reason=reason, error="no PLC worker was left to fire it"
-        )
-
     def _summarize(self) -> RunSummary:
         self.counters.publish_log_stats("supervisor", self.sink.enqueued + 1, self.sink.dropped_full)
         snapshot = self.counters.snapshot()
@@ -607,17 +435,4 @@ class Supervisor:
         return status_line(snapshot or self.counters.snapshot(), previous, dt_s, restarting)
 
 
-def live_line(snapshot: dict[str, int], elapsed_s: float, previous: dict[str, int] | None, dt_s: float) -> str:
-    """The one-line summary printed each second."""
-    done = snapshot["decided"] + snapshot["dropped"]
-    fps = (done - (previous["decided"] + previous["dropped"] if previous else 0)) / dt_s if dt_s > 0 else 0.0
-    return (
-        f"[{elapsed_s:6.1f}s] fps {fps:6.1f} | latency p50 {snapshot['latency_p50_us'] / 1000:6.2f} ms "
-        f"p99 {snapshot['latency_p99_us'] / 1000:6.2f} ms | frames {done} | rejects {snapshot['rejected']} "
-        f"(delivered {snapshot['plc_delivered']}) | deadline misses "
-        f"{snapshot['deadline_missed'] + snapshot['deadline_unreachable']} | drops {snapshot['dropped']} "
-        f"| lost {snapshot['camera_lost']}"
-    )
-
-
-__all__ = ["Count", "RunSummary", "Supervisor", "live_line"]
+__all__ = ["RunSummary", "Supervisor"]

@@ -1,0 +1,69 @@
+"""What a dead worker leaves behind, and what no worker is left to handle at the very end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from linegate.pipeline.counters import Count
+from linegate.pipeline.handoff import RejectInbox
+from linegate.pipeline.workers import Shared, Worker
+from linegate.plc.pending import RowState
+
+
+def recover_after(w: Worker, shared: Shared, log: Any, fail_safe: str) -> None:
+    """Free a ring lock it held; for acquisition, settle its part-id count and journal the frames
+    it left half-written (inference gives them the fail-safe verdict). Inference and PLC leftovers
+    (in-flight frame, claimed slots, pending rejects) are taken over by their successor."""
+    counters, ring = shared.counters, shared.ring
+    if w.role == "infer":
+        counters.set(Count.READY, 0)
+    if w.role in ("acquire", "infer") and ring.recover_lock():
+        log.warning("ring_lock_recovered", worker=w.name)
+    if w.role != "acquire":
+        return
+    _reconcile_acquired(w, shared, log)
+    lost = ring.journal_unpublished()
+    if lost:
+        counters.add(Count.PRODUCER_LOST, len(lost))
+        log.warning("frames_in_flight_recovered", worker=w.name, part_ids=[m.part_id for m in lost], verdict=fail_safe)
+
+
+def _reconcile_acquired(w: Worker, shared: Shared, log: Any) -> None:
+    """Part ids run 1, 2, ... and ACQUIRED counts them, right after each frame enters the ring.
+    A frame that entered it just before the worker died is counted here; frames counted but still
+    waiting in the dead worker for a busy ring lock are reported by part id."""
+    counters = shared.counters
+    acquired, last = counters.get(Count.ACQUIRED), shared.ring.last_part_id
+    if last > acquired:
+        counters.set(Count.ACQUIRED, last)
+    elif acquired > last:
+        lost = list(range(last + 1, acquired + 1))
+        counters.add(Count.ACQ_LOST, len(lost))
+        log.error("frames_lost_in_flight", worker=w.name, part_ids=lost, reason="died while the ring lock was busy")
+
+
+def final_sweep(shared: Shared, log: Any, fail_safe: str) -> None:
+    """After every worker has exited: each frame still in the ring and each reject still held or
+    queued gets a record with its part id."""
+    counters = shared.counters
+    for meta in shared.ring.unresolved():
+        counters.add(Count.UNRESOLVED)
+        log.error(
+            "frame_unresolved",
+            part_id=meta.part_id,
+            seq=meta.seq,
+            frame_id=meta.frame_id,
+            verdict=fail_safe,
+            reason="no inference worker left to decide it",
+        )
+    for held in shared.table.held():
+        why = "plc_worker_lost" if held.state is RowState.PENDING else "delivery_unknown"
+        _undelivered(counters, log, held.part_id, held.seq, why)
+    for part_id, seq, _t in RejectInbox(shared.reject_reader).take(0):
+        counters.add(Count.PLC_RECEIVED)
+        _undelivered(counters, log, part_id, seq, "plc_worker_lost")
+
+
+def _undelivered(counters: Any, log: Any, part_id: int, seq: int, reason: str) -> None:
+    counters.add(Count.PLC_UNDELIVERED)
+    log.error("reject_undelivered", part_id=part_id, seq=seq, reason=reason, error="no PLC worker was left to fire it")

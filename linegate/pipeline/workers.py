@@ -1,0 +1,139 @@
+"""The worker processes: what they share, how one is spawned, and how its exit is explained."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from linegate.config.schema import Config
+from linegate.pipeline.acquire import acquisition_main
+from linegate.pipeline.baton import Baton
+from linegate.pipeline.context import WorkerContext, run_worker
+from linegate.pipeline.counters import SharedCounters
+from linegate.pipeline.handoff import reject_channel
+from linegate.pipeline.infer import inference_main
+from linegate.pipeline.inflight import InFlight
+from linegate.pipeline.log_pipes import LogCollector, log_pipe
+from linegate.pipeline.plc_io import plc_main
+from linegate.plc.pending import PendingTable
+from linegate.ring import FrameRing, RingGeometry
+
+START_ORDER = ("plc", "infer", "acquire")
+
+
+@dataclass
+class Worker:
+    """One worker process and what the supervisor knows about it."""
+
+    role: str
+    generation: int
+    proc: BaseProcess
+    cfg: Config
+    stop: Any
+    baton: Baton
+    ready: Any
+    started_ns: int
+    down_since_ns: int | None = None  # set for a restart: when its predecessor was found dead
+    up_since_ns: int = 0  # when it was first seen ready (0: not yet)
+
+    @property
+    def up(self) -> bool:
+        return self.up_since_ns > 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}#{self.generation}"
+
+
+@dataclass
+class Shared:
+    """Everything the workers share, created once per run by the supervisor and outliving any
+    one worker: that is what lets a restarted worker pick up where a dead one stopped."""
+
+    ctx: Any  # the spawn context
+    ring: FrameRing
+    counters: SharedCounters
+    table: PendingTable  # rejects the PLC worker holds
+    inflight: InFlight  # the frame the inference loop is deciding
+    reject_reader: Connection
+    reject_writer: Connection
+    errors: Any  # multiprocessing.Queue of (worker name, exit code, message)
+    collector: LogCollector
+
+    @classmethod
+    def create(cls, ctx: Any, cfg: Config, counters: SharedCounters, collector: LogCollector) -> Shared:
+        geometry = RingGeometry(cfg.camera.height, cfg.camera.width, cfg.camera.channels, cfg.camera.pixel_format)
+        ring = FrameRing.create(
+            ctx,
+            instance=cfg.instance.name,
+            geometry=geometry,
+            slots=cfg.ring.slots,
+            journal_size=cfg.ring.journal_size,
+            when_full=cfg.ring.when_full,
+        )
+        reader, writer = reject_channel(ctx)
+        table = PendingTable.create(ctx, cfg.plc.queue_size)
+        return cls(ctx, ring, counters, table, InFlight.create(ctx), reader, writer, ctx.Queue(), collector)
+
+    def close(self) -> None:
+        self.ring.close()
+        self.reject_reader.close()
+        self.reject_writer.close()
+
+
+class WorkerFactory:
+    """Spawns numbered workers over the shared state and explains how each one ended."""
+
+    def __init__(self, shared: Shared, max_frames: int | None) -> None:
+        self.shared = shared
+        self.max_frames = max_frames
+        self._generation = 0
+        self._messages: dict[str, tuple[int, str]] = {}
+
+    def spawn(self, role: str, cfg: Config, predecessor: Baton | None = None) -> Worker:
+        self._generation += 1
+        s, ctx = self.shared, self.shared.ctx
+        log_reader, log_writer = log_pipe(ctx)
+        wctx = WorkerContext(cfg, s.counters, log_writer, os.getpid())
+        stop, ready, baton = ctx.Event(), ctx.Event(), Baton.create(ctx)
+        name = f"{role}#{self._generation}"
+        if role == "plc":
+            args: tuple[Any, ...] = (plc_main, wctx, s.reject_reader, stop, ready, s.table, baton, predecessor)
+        elif role == "infer":
+            ring = s.ring.handle
+            args = (inference_main, wctx, ring, stop, s.reject_writer, ready, baton, predecessor, s.inflight)
+        else:
+            args = (acquisition_main, wctx, s.ring.handle, stop, ready, self.max_frames)
+        proc = ctx.Process(target=run_worker, args=(name, s.errors, *args), name=f"linegate-{role}")
+        proc.start()
+        log_writer.close()  # the worker has its copy: the pipe ends (EOF) when the worker does
+        s.collector.add(log_reader, role)
+        return Worker(role, self._generation, proc, cfg, stop, baton, ready, time.monotonic_ns())
+
+    def note(self, w: Worker, code: int, message: str) -> None:
+        """Record why the supervisor is about to kill *w* (its exit will be explained by this)."""
+        self._messages[w.name] = (code, message)
+
+    def exit_of(self, w: Worker) -> tuple[int, str]:
+        """``(exit code, message)`` of a worker that has exited."""
+        self._collect()
+        if w.name in self._messages:
+            return self._messages[w.name]
+        code = w.proc.exitcode
+        if code is not None and code < 0:
+            return 1, f"killed by {signal.Signals(-code).name}"
+        return code or 0, f"exited with code {code}"
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                name, code, message = self.shared.errors.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            self._messages[name] = (code, message)
