@@ -25,7 +25,8 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
         f"frames not taken)",
         f"  workers  restarts {s['worker_restarts']} (stalls {s['worker_stalls']}), frames recovered from a dead "
         f"acquisition worker {s['producer_lost']}, reloads {s['reloads']} (refused {s['reload_failures']})",
-        f"  logs     records lost: queue full {s['log_queue_full']}, write failed {s['log_write_failed']}"
+        f"  logs     records {s['log_queued']} queued by all processes, {s['log_queue_full']} dropped (pipe full), "
+        f"{s['log_write_failed']} not written (output failed)"
         + (f", frame records unresolved {s['unresolved']}" if s["unresolved"] else ""),
         f"  latency  p50 {s['latency_p50_us'] / 1000:.2f} ms, p99 {s['latency_p99_us'] / 1000:.2f} ms "
         f"(engine path p99 at warm-up {s['engine_p99_us'] / 1000:.2f} ms)",

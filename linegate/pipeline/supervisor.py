@@ -75,7 +75,6 @@ class Supervisor:
         self.candidates: dict[str, Worker] = {}
         self._reload_queue: list[str] = []
         self._reload_cfg: Config | None = None
-        self._stopping = False
         self._inspecting = False
 
     # Signal handlers only record what happened; the main loop acts on it.
@@ -204,7 +203,6 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         """Acquisition, then inference (drains the ring), then PLC (delivers or reports, safe state)."""
-        self._stopping = True
         self.counters.set(Count.INSPECTING, 0)
         reason = self._stop_reason or "stopping"
         self.notify.stopping(f"stopping ({reason}): draining the ring and pending rejects")
