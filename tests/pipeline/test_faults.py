@@ -206,3 +206,25 @@ def test_stop_timeout_bounds_a_graceful_stop(tmp_path: Path, plc_sim: PlcSimProc
     assert killed["reason"] == "supervisor.stop_timeout_ms"
     assert_every_frame_and_reject_accounted(recs)
     assert run.proc.returncode == 0, stderr
+
+
+def test_camera_absent_at_start_is_a_reported_fault_not_a_failed_start(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """No such camera (serial "9"): linegate still starts (READY), says "camera down" in STATUS and
+    the log, retries with growing back-off, keeps the PLC's fault coil on, and stops cleanly."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    edits = {**WITH_FAULT_COIL, 'device = { serial_number = "0" }': 'device = { serial_number = "9" }'}
+    run = LinegateRun(tmp_path, plc_sim.port, edits, notify=notify)
+    try:
+        run.wait_for(lambda: notify.times_of("READY=1"), what="READY=1")
+        run.wait_event("camera_open_failed", count=3, timeout_s=30)
+        stderr = run.stop()
+    finally:
+        notify.close()
+    assert run.proc.returncode == 0, stderr
+    failures = run.events("camera_open_failed")
+    assert "serial_number" in failures[0]["error"]
+    delays = [r["retry_in_ms"] for r in failures]
+    assert delays[:3] == [200.0, 400.0, 800.0]  # camera.reconnect_min_ms, doubling
+    assert any(s.startswith("FAULT: camera down") for s in notify.statuses())
+    assert [e["value"] for e in plc_sim.edges if e["coil"] == FAULT_COIL][-1:] == [1]
+    assert_every_frame_and_reject_accounted(run.records())
