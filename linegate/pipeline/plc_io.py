@@ -49,7 +49,6 @@ def plc_main(
             beat = lambda: counters.set(Count.PLC_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
             if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
                 log.warning("plc_handover_timeout", waited_s=HANDOVER_TIMEOUT_S, action="taking over anyway")
-            table.resync()
         worker = RejectWorker(ctx.cfg.plc, create_output(ctx.cfg.plc), counters, log, table)
         worker.take_over()
         ready.set()

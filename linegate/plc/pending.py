@@ -8,6 +8,7 @@ worker comes back, the supervisor reports them by part id. One writer at a time.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from enum import IntEnum
 from multiprocessing.context import BaseContext
@@ -41,11 +42,15 @@ class PendingTable:
     def __init__(self, array: Any) -> None:
         self.array = array
         self._rows = np.frombuffer(array, dtype=np.int64).reshape(-1, ROW)
-        self._free = [int(i) for i in np.flatnonzero(self._rows[:, 0] == RowState.FREE)][::-1]
 
     @classmethod
     def create(cls, ctx: BaseContext, capacity: int) -> PendingTable:
         return cls(ctx.RawArray("q", capacity * ROW))
+
+    @classmethod
+    def local(cls, capacity: int) -> PendingTable:
+        """In this process's memory only (tests, or a worker nobody takes over from)."""
+        return cls((ctypes.c_int64 * (capacity * ROW))())
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PendingTable, (self.array,))
@@ -58,9 +63,12 @@ class PendingTable:
         return int(np.count_nonzero(self._rows[:, 0] != RowState.FREE))
 
     def put(self, part_id: int, seq: int, t_acquired_ns: int) -> int | None:
-        if not self._free:
+        # The free row is found in the shared rows themselves (no per-process free list), so a
+        # successor never works from a stale copy; a scan of at most queue_size rows per reject.
+        free = np.flatnonzero(self._rows[:, 0] == RowState.FREE)
+        if not free.size:
             return None
-        row = self._free.pop()
+        row = int(free[0])
         r = self._rows[row]
         r[1], r[2], r[3] = part_id, seq, t_acquired_ns
         r[0] = RowState.PENDING  # last: a reader never sees a half-written row as taken
@@ -73,16 +81,11 @@ class PendingTable:
         self._rows[row, 0] = RowState.PENDING
 
     def free(self, row: int) -> None:
-        if row >= 0 and self._rows[row, 0] != RowState.FREE:
+        if row >= 0:
             self._rows[row, 0] = RowState.FREE
-            self._free.append(row)
 
     def held(self) -> list[HeldReject]:
         """Rows in use, oldest acquisition first (taken over at start, or reported at the end)."""
         used = np.flatnonzero(self._rows[:, 0] != RowState.FREE)
         out = [HeldReject(int(i), RowState(int(self._rows[i, 0])), *map(int, self._rows[i, 1:])) for i in used]
         return sorted(out, key=lambda h: h.t_acquired_ns)
-
-    def resync(self) -> None:
-        """Rebuild the free list from the shared rows (after another process wrote them)."""
-        self._free = [int(i) for i in np.flatnonzero(self._rows[:, 0] == RowState.FREE)][::-1]

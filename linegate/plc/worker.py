@@ -10,7 +10,6 @@ the outputs are put in their safe state before anything else.
 
 from __future__ import annotations
 
-import ctypes
 import time
 from typing import Any, Protocol
 
@@ -18,7 +17,7 @@ from linegate.config.schema import PlcSection
 from linegate.pipeline.counters import Count, SharedCounters
 from linegate.plc.modbus import PlcLinkError, PlcRefusedError
 from linegate.plc.output import RejectOutput
-from linegate.plc.pending import ROW, PendingTable, RowState
+from linegate.plc.pending import PendingTable, RowState
 from linegate.plc.schedule import PendingReject, RejectSchedule
 from linegate.timing.backoff import Backoff
 
@@ -33,11 +32,6 @@ class Inbox(Protocol):
     """Where rejects arrive: ``take`` waits up to *timeout_s* and returns all that arrived."""
 
     def take(self, timeout_s: float) -> list[tuple[int, int, int]]: ...
-
-
-def local_table(capacity: int) -> PendingTable:
-    """A pending table in this process's memory (tests, or a worker nobody takes over from)."""
-    return PendingTable((ctypes.c_int64 * (capacity * ROW))())
 
 
 class RejectWorker:
@@ -55,7 +49,7 @@ class RejectWorker:
         self.output = output
         self.counters = counters
         self.log = log
-        self.table = table if table is not None else local_table(cfg.queue_size)
+        self.table = table if table is not None else PendingTable.local(cfg.queue_size)
         self.schedule = RejectSchedule(int(cfg.fire_delay_ms * 1e6), int(cfg.max_late_ms * 1e6))
         self.backoff = Backoff(int(cfg.reconnect_min_ms * 1e6), int(cfg.reconnect_max_ms * 1e6))
         self.connected = False
@@ -118,19 +112,12 @@ class RejectWorker:
     def take_over(self) -> None:
         """Adopt the rejects a previous PLC worker left in the shared table."""
         for held in self.table.held():
-            reject = PendingReject(
-                held.t_acquired_ns + int(self.cfg.fire_delay_ms * 1e6),
-                held.part_id,
-                held.seq,
-                held.t_acquired_ns,
-                held.row,
-            )
             if held.state is RowState.FIRING:
-                self._undelivered(
-                    reject, "delivery_unknown", "the previous PLC worker died while writing this pulse; check the part"
-                )
+                reject = PendingReject(held.t_acquired_ns, held.part_id, held.seq, held.t_acquired_ns, held.row)
+                why = "the previous PLC worker died while writing this pulse; check the part"
+                self._undelivered(reject, "delivery_unknown", why)
             else:
-                self.schedule.push(reject)
+                self.schedule.add(held.part_id, held.seq, held.t_acquired_ns, held.row)
                 self.log.info("reject_taken_over", part_id=held.part_id, seq=held.seq)
 
     def accept(self, item: tuple[int, int, int]) -> None:
