@@ -265,9 +265,7 @@ class RingProducer:
             return -1, None
         try:
             self._catch_up()
-            seq = int(m.control["next_seq"])
-            m.control["next_seq"] = seq + 1
-            m.control["last_part_id"] = max(int(m.control["last_part_id"]), part_id)
+            seq = self._sequence(part_id)
             record = self._record(SlotState.WRITING, seq, frame_id, part_id, t_acquired_ns)
             states = m.headers["state"]
             free = np.flatnonzero(states == SlotState.FREE)
@@ -284,6 +282,14 @@ class RingProducer:
         finally:
             self._lock.release()
 
+    def _sequence(self, part_id: int) -> int:
+        """(Lock held.) The next sequence number, for a frame now entering the ring."""
+        c = self._m.control
+        seq = int(c["next_seq"])
+        c["next_seq"] = seq + 1
+        c["last_part_id"] = max(int(c["last_part_id"]), part_id)
+        return seq
+
     def _record(self, state: SlotState, seq: int, frame_id: int, part_id: int, t_acquired_ns: int) -> tuple[Any, ...]:
         h, w, c = self._dims
         return (int(state), 0, seq, frame_id, part_id, t_acquired_ns, 0, h, w, c, self._pixel_format)
@@ -299,9 +305,7 @@ class RingProducer:
             self._ready.release()
         self._unpublished.clear()
         for frame_id, part_id, t_acquired_ns in self._deferred:
-            seq = int(self._m.control["next_seq"])
-            self._m.control["next_seq"] = seq + 1
-            self._m.control["last_part_id"] = max(int(self._m.control["last_part_id"]), part_id)
+            seq = self._sequence(part_id)
             entry = np.array(self._record(SlotState.FREE, seq, frame_id, part_id, t_acquired_ns), dtype=FRAME_HEADER)
             self._journal(entry, DropReason.LOCK_TIMEOUT)
         self._deferred.clear()
@@ -389,18 +393,6 @@ class RingConsumer:
         """Give a claimed slot back to the producer."""
         with self._lock:
             self._m.headers[slot]["state"] = int(SlotState.FREE)
-
-    def drain_journal(self) -> tuple[list[FrameMeta], int]:
-        """Dropped frames since the last call, oldest first, and how many overflowed the journal."""
-        m = self._m
-        with self._lock:
-            c = m.control
-            written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
-            entries = [_meta(m.journal[i % size].item()) for i in range(read, written)]
-            c["journal_read"] = written
-            overflow = int(c["journal_overflow"])
-            c["journal_overflow"] = 0
-        return entries, overflow
 
     def peek_journal(self) -> FrameMeta | None:
         """The oldest dropped frame not yet taken, left in the journal until :meth:`advance_journal`

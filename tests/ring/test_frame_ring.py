@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from linegate.ring import DropReason, FrameRing, RingConsumer, RingGeometry, RingHandle, RingProducer
+from linegate.ring import DropReason, FrameMeta, FrameRing, RingConsumer, RingGeometry, RingHandle, RingProducer
 from tests.conftest import unique_instance
 
 CTX = mp.get_context("spawn")
@@ -54,13 +54,22 @@ def produce(handle: RingHandle, count: int, interval_s: float) -> None:
     producer.close()
 
 
+def drain_journal(consumer: RingConsumer) -> tuple[list[FrameMeta], int]:
+    """Every journaled drop, taken the way the inference loop takes them, and the overflow count."""
+    drops = []
+    while (meta := consumer.peek_journal()) is not None:
+        drops.append(meta)
+        consumer.advance_journal()
+    return drops, consumer.take_overflow()
+
+
 def consume_all(consumer: RingConsumer, expected: int, timeout_s: float = 20.0) -> tuple[list, list]:  # type: ignore[type-arg]
     frames, drops = [], []
     end = time.monotonic() + timeout_s
     while len(frames) + len(drops) < expected and time.monotonic() < end:
         if not consumer.wait(0.1):
             continue
-        journal, overflow = consumer.drain_journal()
+        journal, overflow = drain_journal(consumer)
         assert overflow == 0
         drops += journal
         claimed = consumer.claim()
@@ -126,7 +135,7 @@ def test_drop_oldest_never_overwrites_a_claimed_slot(make_ring) -> None:  # type
     seq, slot = producer.reserve(9, 9, 1)
     assert slot is None  # both slots claimed: nothing may be overwritten
     assert int(consumer.pixels(first[0])[0, 0]) == 10 and int(consumer.pixels(second[0])[0, 0]) == 11
-    drops, _ = consumer.drain_journal()
+    drops, _ = drain_journal(consumer)
     assert [(d.seq, d.reason) for d in drops] == [(seq, DropReason.RING_FULL)]
     producer.close()
     consumer.close()
@@ -137,7 +146,7 @@ def test_journal_overflow_is_counted(make_ring) -> None:  # type: ignore[no-unty
     ring = make_ring(slots=2, journal_size=16)
     produce(ring.handle, 2 + 16 + 5, 0)
     consumer = RingConsumer(ring.handle)
-    drops, overflow = consumer.drain_journal()
+    drops, overflow = drain_journal(consumer)
     assert len(drops) == 16 and overflow == 5
     consumer.close()
 
@@ -243,7 +252,7 @@ def test_deferred_frames_are_journaled_once_the_supervisor_frees_a_dead_holders_
     assert ring.recover_lock() is False  # free now: nothing to recover
     seq, slot = producer.reserve(4, 104, 1)
     assert slot is not None and producer.deferred == 0
-    drops, overflow = consumer.drain_journal()
+    drops, overflow = drain_journal(consumer)
     assert [(d.part_id, d.reason) for d in drops] == [
         (101, DropReason.LOCK_TIMEOUT),
         (102, DropReason.LOCK_TIMEOUT),
@@ -265,7 +274,7 @@ def test_half_written_frames_of_a_dead_producer_are_journaled(make_ring) -> None
     lost = ring.journal_unpublished()
     assert [m.part_id for m in lost] == [11]
     assert [m.part_id for m in ring.unresolved()] == [11, 12]  # 11 in the journal, 12 ready in its slot
-    drops, _ = consumer.drain_journal()
+    drops, _ = drain_journal(consumer)
     assert [(d.part_id, d.reason) for d in drops] == [(11, DropReason.PRODUCER_DIED)]
     claimed = consumer.claim()
     assert claimed is not None and claimed[1].part_id == 12
