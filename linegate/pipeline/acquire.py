@@ -51,17 +51,18 @@ class FrameWriter:
         # Counted once it is in the ring (or deferred there): if this process dies in between, the
         # supervisor counts it from the ring's last part id.
         self.counters.add(Count.ACQUIRED)
-        if slot is None:
-            return  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
+        if slot is None:  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
+            self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
+            return
         np.copyto(self.producer.pixels(slot), data.reshape(self.shape))
-        self.producer.publish(slot, time.monotonic_ns())  # if the lock is busy, published at the next frame
+        if not self.producer.publish(slot, time.monotonic_ns()):  # published at the next frame instead
+            self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
 
     def flush(self, timeout_s: float) -> None:
         """At exit: hand over deferred frames; any that cannot be are reported here by part id."""
         for frame_id, part_id in self.producer.flush(timeout_s):
             self.counters.add(Count.RING_LOCK_TIMEOUTS)
             self.log.error("frame_dropped", part_id=part_id, frame_id=frame_id, reason="ring_lock_timeout")
-        self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
 
 
 class CameraLink:
@@ -93,7 +94,7 @@ class CameraLink:
         except CameraError as exc:
             with contextlib.suppress(Exception):
                 self.camera.abort()
-            self._mark_down(str(exc))
+            self._mark_down()
             delay_ns = self.backoff.next_delay_ns()
             self.log.warning("camera_open_failed", error=str(exc), retry_in_ms=delay_ns / 1e6)
             self._sleep(delay_ns)
@@ -117,9 +118,9 @@ class CameraLink:
         self.log.error("camera_lost", error=error, action="reconnecting")
         with contextlib.suppress(Exception):
             self.camera.abort()
-        self._mark_down(error)
+        self._mark_down()
 
-    def _mark_down(self, error: str) -> None:
+    def _mark_down(self) -> None:
         if self.down_since_ns is None:
             self.down_since_ns = time.monotonic_ns()
             self.counters.set(Count.CAMERA_DOWN, 1)

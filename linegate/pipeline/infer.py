@@ -8,7 +8,6 @@ ring dropped arrive through its journal and get the fail-safe verdict and a reco
 
 from __future__ import annotations
 
-import ctypes
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -33,16 +32,12 @@ from linegate.vision.preprocess import Preprocessor, build_preprocessor
 STATS_PERIOD_NS = 1_000_000_000
 HANDOVER_TIMEOUT_S = 10.0
 BASES = list(Basis)
+_BASIS_INDEX = {basis: i for i, basis in enumerate(BASES)}  # stored in the in-flight entry
 _COUNTER_OF_BASIS = {
     Basis.DEADLINE_MISSED: Count.DEADLINE_MISSED,
     Basis.DEADLINE_UNREACHABLE: Count.DEADLINE_UNREACHABLE,
     Basis.ENGINE_ERROR: Count.ENGINE_ERRORS,
 }
-
-
-def ctypes_array(n: int) -> Any:
-    """Process-local int64 storage (a loop with no successor to hand its in-flight frame to)."""
-    return (ctypes.c_int64 * n)()
 
 
 def _ms(ns: int) -> float:
@@ -65,7 +60,7 @@ class InferenceLoop:
         inflight: InFlight | None = None,
     ) -> None:
         self.consumer = consumer
-        self.inflight = inflight if inflight is not None else InFlight(ctypes_array(12))
+        self.inflight = inflight if inflight is not None else InFlight.local()
         self.engine = engine
         self.preprocess = preprocess
         self.classify = Classifier(cfg.model.postprocess)
@@ -213,7 +208,7 @@ class InferenceLoop:
         then its one record, then its counts; each recorded in the in-flight entry. Returns the
         time the verdict was handed off."""
         f = self.inflight
-        f.settle(verdict is Verdict.REJECT, BASES.index(basis))
+        f.settle(verdict is Verdict.REJECT, _BASIS_INDEX[basis])
         handed = self._hand_off(verdict, meta)
         t_done = time.monotonic_ns()
         f.handed(handed)

@@ -10,6 +10,7 @@ one count. What remains is a window of a few microseconds between an effect and 
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from enum import IntEnum
 from multiprocessing.context import BaseContext
@@ -63,6 +64,11 @@ class InFlight:
     @classmethod
     def create(cls, ctx: BaseContext) -> InFlight:
         return cls(ctx.RawArray("q", _FIELDS))
+
+    @classmethod
+    def local(cls) -> InFlight:
+        """In this process's memory only (a loop nobody takes over from, e.g. in tests)."""
+        return cls((ctypes.c_int64 * _FIELDS)())
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (InFlight, (self.array,))
