@@ -288,12 +288,16 @@ class Supervisor:
                     "worker_recovered", worker=w.name, down_ms=round((now - w.down_since_ns) / 1e6, 1), t_ns=now
                 )
 
+    def _stale(self, now: int, threshold_ns: int) -> dict[str, int]:
+        """Up workers whose heartbeat is older than *threshold_ns*, with its age."""
+        beats = {role: self.counters.get(c) for role, c in HEARTBEAT_OF_ROLE.items()}
+        started = {w.role: w.up_since_ns for w in self.workers.values() if w.up}
+        return stalled(beats, started, now, threshold_ns)
+
     def _kill_stalled(self, now: int) -> None:
         """Kill a worker whose loop stopped turning (its exit is then handled as a crash)."""
         sup = self.cfg.supervisor
-        beats = {role: self.counters.get(c) for role, c in HEARTBEAT_OF_ROLE.items()}
-        started = {w.role: w.up_since_ns for w in self.workers.values() if w.up}
-        for role, age_ns in stalled(beats, started, now, int(sup.heartbeat_timeout_ms * 1e6)).items():
+        for role, age_ns in self._stale(now, int(sup.heartbeat_timeout_ms * 1e6)).items():
             w = self.workers[role]
             self.counters.add(Count.WORKER_STALLS)
             self.log.error(
@@ -304,17 +308,17 @@ class Supervisor:
             )
             self.factory.note(w, 1, f"stalled: no heartbeat for {age_ns / 1e6:.0f} ms")
             w.proc.kill()
+            w.proc.join(1.0)  # gone before the next check, so it is reported once
         for w in self._all_workers():
             if not w.up and w.proc.is_alive() and now - w.started_ns > sup.start_timeout_ms * 1e6:
                 self.factory.note(w, 1, "not ready within supervisor.start_timeout_ms")
                 w.proc.kill()
+                w.proc.join(1.0)
 
     def _update_inspecting(self) -> bool:
         """True (and the PLC's fault coil off) while every worker is up and beating, camera included."""
-        beats = {role: self.counters.get(c) for role, c in HEARTBEAT_OF_ROLE.items()}
-        started = {w.role: w.up_since_ns for w in self.workers.values() if w.up}
         all_up = all(w.up for w in self.workers.values()) and len(self.workers) == len(START_ORDER)
-        healthy = all_up and not stalled(beats, started, time.monotonic_ns(), self._fresh_ns)
+        healthy = all_up and not self._stale(time.monotonic_ns(), self._fresh_ns)
         inspecting = healthy and not self.counters.get(Count.CAMERA_DOWN)
         self.counters.set(Count.INSPECTING, int(inspecting))
         if inspecting != self._inspecting:  # tell systemctl status and the journal at once
@@ -403,30 +407,29 @@ class Supervisor:
 
     # -- the end ------------------------------------------------------------------------------
     def _summarize(self) -> RunSummary:
+        # +1: the run_summary record below, the supervisor's last
         self.counters.publish_log_stats("supervisor", self.sink.enqueued + 1, self.sink.dropped_full)
         snapshot = self.counters.snapshot()
-        problems = reconcile(snapshot)
-        exit_code = RunSummary(snapshot, problems, self._failures).exit_code
-        elapsed_s = (time.monotonic_ns() - self.t_start) / 1e9
+        summary = RunSummary(
+            counters=snapshot,
+            problems=reconcile(snapshot),
+            failures=self._failures,
+            elapsed_s=(time.monotonic_ns() - self.t_start) / 1e9,
+            stop_reason=self._stop_reason,
+            removed_stale_ring=self.ring.removed_stale,
+        )
         self.log.info(
             "run_summary",
-            exit_code=exit_code,
-            stop_reason=self._stop_reason,
-            problems=problems,
-            elapsed_s=round(elapsed_s, 3),
+            exit_code=summary.exit_code,
+            stop_reason=summary.stop_reason,
+            problems=summary.problems,
+            elapsed_s=round(summary.elapsed_s, 3),
             **snapshot,
         )
         shutdown_logging()
         self.collector.close()  # every worker has exited: their pipes are drained to the end
-        snapshot = self.counters.snapshot()  # now with the collector's final write-failure counts
-        return RunSummary(
-            counters=snapshot,
-            problems=reconcile(snapshot),
-            failures=self._failures,
-            elapsed_s=elapsed_s,
-            stop_reason=self._stop_reason,
-            removed_stale_ring=self.ring.removed_stale,
-        )
+        summary.counters = self.counters.snapshot()  # with the collector's final write-failure counts
+        return summary
 
     def _status_text(self, previous: dict[str, int] | None, dt_s: float, snapshot: dict[str, int] | None = None) -> str:
         restarting = [w.role for w in self.workers.values() if not w.up]
