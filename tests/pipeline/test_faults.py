@@ -217,6 +217,7 @@ def test_camera_absent_at_start_is_a_reported_fault_not_a_failed_start(tmp_path:
     try:
         run.wait_for(lambda: notify.times_of("READY=1"), what="READY=1")
         run.wait_event("camera_open_failed", count=3, timeout_s=30)
+        t_stop = time.monotonic_ns()
         stderr = run.stop()
     finally:
         notify.close()
@@ -226,5 +227,7 @@ def test_camera_absent_at_start_is_a_reported_fault_not_a_failed_start(tmp_path:
     delays = [r["retry_in_ms"] for r in failures]
     assert delays[:3] == [200.0, 400.0, 800.0]  # camera.reconnect_min_ms, doubling
     assert any(s.startswith("FAULT: camera down") for s in notify.statuses())
-    assert [e["value"] for e in plc_sim.edges if e["coil"] == FAULT_COIL][-1:] == [1]
+    # on from the first connect, before the stop, and never off: linegate never inspected
+    (fault_on,) = [e for e in plc_sim.edges if e["coil"] == FAULT_COIL]
+    assert fault_on["value"] == 1 and fault_on["t_ns"] < t_stop
     assert_every_frame_and_reject_accounted(run.records())

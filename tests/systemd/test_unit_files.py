@@ -94,7 +94,7 @@ def test_unit_has_what_supervision_needs() -> None:
     assert (one["ConfigurationDirectory"], one["StateDirectory"], one["LogsDirectory"]) == ("linegate",) * 3
     assert one["MemoryDenyWriteExecute"] == "no"  # CUDA/TensorRT JIT needs W+X mappings
     assert one["RestrictRealtime"] == "no" and one["PrivateDevices"] == "no" and one["DevicePolicy"] == "closed"
-    assert not {"Type=notify-reload", "OpenFile", "ExitType"} & set(d)  # newer than systemd 249
+    assert not {"OpenFile", "ExitType", "MemoryKSM", "ReloadSignal"} & set(d)  # directives newer than systemd 249
 
 
 def test_supervisor_stop_timeout_fits_inside_the_units() -> None:
