@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from typing import Any
 
+HANDOVER_TIMEOUT_S = 10.0
+"""How long a successor waits for the holder to let go before taking over anyway."""
+
 
 @dataclass(frozen=True)
 class Baton:

@@ -18,7 +18,7 @@ from linegate.config.schema import Config
 from linegate.engine import Engine, create_engine
 from linegate.errors import ConfigError
 from linegate.logs import Sink, shutdown_logging
-from linegate.pipeline.baton import Baton
+from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.counters import Count, SharedCounters
 from linegate.pipeline.handoff import RejectOutbox
@@ -30,7 +30,6 @@ from linegate.vision.postprocess import Classifier
 from linegate.vision.preprocess import Preprocessor, build_preprocessor
 
 STATS_PERIOD_NS = 1_000_000_000
-HANDOVER_TIMEOUT_S = 10.0
 BASES = list(Basis)
 _BASIS_INDEX = {basis: i for i, basis in enumerate(BASES)}  # stored in the in-flight entry
 _COUNTER_OF_BASIS = {

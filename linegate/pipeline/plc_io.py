@@ -7,15 +7,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from linegate.logs import Sink, shutdown_logging
-from linegate.pipeline.baton import Baton
+from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.counters import Count
 from linegate.pipeline.handoff import RejectInbox
 from linegate.plc.output import create_output
 from linegate.plc.pending import PendingTable
 from linegate.plc.worker import RejectWorker
-
-HANDOVER_TIMEOUT_S = 10.0
 
 
 class _ReportingInbox:
