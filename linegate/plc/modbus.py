@@ -1,40 +1,39 @@
-"""Modbus TCP reject output through pymodbus (the only module importing the pymodbus client).
+"""Modbus TCP link through pymodbus (the only module importing the pymodbus client).
 
-Every call is bounded by ``timeout_ms`` with pymodbus's own retries off: linegate decides retries.
-Not thread-safe (neither is pymodbus's sync client): one owner thread.
+Interface words are holding registers from ``register_base`` (FC16 write, FC3 read); pulse-mode
+flags are coils (FC5 write, FC1 read). Every call is bounded by ``timeout_ms`` with pymodbus's
+own retries off: the worker decides retries. Not thread-safe (neither is pymodbus's sync client):
+one owner thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+from collections.abc import Sequence
+from typing import Any
 
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from linegate.config.schema import ModbusSection
-
-
-class PlcLinkError(Exception):
-    """A PLC call failed: refused, reset, timed out, or answered with an exception code."""
-
-
-class PlcRefusedError(PlcLinkError):
-    """The PLC answered with a Modbus exception (e.g. illegal address): the link works, the write does not."""
-
+from linegate.plc.link import Flag, PlcLinkError, PlcRefusedError
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # failures are reported by linegate, once
 
 
-class ModbusRejectOutput:
-    """Reject coil (and optional part-id registers) on one Modbus TCP device."""
+class ModbusLink:
+    """One Modbus TCP device (see :class:`linegate.plc.link.PlcLink`)."""
 
     def __init__(self, cfg: ModbusSection) -> None:
         self.cfg = cfg
         self.peer = f"{cfg.host}:{cfg.port}"
+        self._coils: dict[Flag, int | None] = {"reject": cfg.reject_coil, "fault": cfg.fault_coil}
         self._client = ModbusTcpClient(cfg.host, port=cfg.port, timeout=cfg.timeout_ms / 1000, retries=0)
 
     def connect(self) -> None:
-        """Open the TCP connection (bounded by the timeout)."""
+        self.close()
         try:
             ok = self._client.connect()  # type: ignore[no-untyped-call]
         except (ModbusException, OSError) as exc:
@@ -43,31 +42,50 @@ class ModbusRejectOutput:
             raise PlcLinkError(f"connect to {self.peer}: refused or timed out")
 
     def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(ModbusException, OSError):  # closing a broken socket is still closed
+            self._client.close()  # type: ignore[no-untyped-call]
 
-    def set_reject(self, on: bool) -> None:
-        self._call("write_coil", self.cfg.reject_coil, on)
+    def reachable(self, timeout_s: float) -> bool:
+        try:
+            with socket.create_connection((self.cfg.host, self.cfg.port), timeout=timeout_s):
+                return True
+        except OSError:
+            return False
+
+    def has_flag(self, flag: Flag) -> bool:
+        return self._coils[flag] is not None
+
+    def write_words(self, offset: int, words: Sequence[int]) -> None:
+        self._call("write_registers", self.cfg.register_base + offset, list(words))
+
+    def read_words(self, offset: int, count: int) -> list[int]:
+        reply = self._call("read_holding_registers", self.cfg.register_base + offset, count=count)
+        return [int(v) for v in reply.registers]
+
+    def write_flag(self, flag: Flag, on: bool) -> None:
+        self._call("write_coil", self._coil(flag), on)
+
+    def read_flag(self, flag: Flag) -> bool:
+        return bool(self._call("read_coils", self._coil(flag), count=1).bits[0])
 
     def write_part_id(self, part_id: int) -> None:
-        if self.cfg.part_id_register is None:
-            return
-        words = [(part_id >> 16) & 0xFFFF, part_id & 0xFFFF]
-        self._call("write_registers", self.cfg.part_id_register, words)
+        """pulse mode: the part id (32 bit, high word first) into ``part_id_register``, if set."""
+        if self.cfg.part_id_register is not None:
+            p = part_id & 0xFFFF_FFFF
+            self._call("write_registers", self.cfg.part_id_register, [p >> 16, p & 0xFFFF])
 
-    def set_fault(self, on: bool) -> None:
-        """The fault coil (if configured): on while linegate is not inspecting."""
-        if self.cfg.fault_coil is not None:
-            self._call("write_coil", self.cfg.fault_coil, on)
+    def _coil(self, flag: Flag) -> int:
+        coil = self._coils[flag]
+        if coil is None:
+            raise PlcRefusedError(f"plc.modbus.{flag}_coil is not configured")
+        return coil
 
-    def safe_state(self) -> None:
-        """Outputs to their safe state: reject coil off."""
-        self.set_reject(False)
-
-    def _call(self, method: str, address: int, value: object) -> None:
+    def _call(self, method: str, address: int, *args: Any, **kwargs: Any) -> Any:
         try:
-            result = getattr(self._client, method)(address, value, device_id=self.cfg.device_id)
+            result = getattr(self._client, method)(address, *args, device_id=self.cfg.device_id, **kwargs)
         except (ModbusException, OSError) as exc:
-            self._client.close()  # type: ignore[no-untyped-call]  # next call must reconnect: the stream may hold a stale reply
+            self.close()  # the next call must reconnect: the stream may still hold the late reply
             raise PlcLinkError(f"{method}({address}) on {self.peer}: {type(exc).__name__}: {exc}") from exc
         if result.isError():
             raise PlcRefusedError(f"{method}({address}) on {self.peer}: exception reply {result}")
+        return result
