@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# The independent Modbus peer (libmodbus's unit-test-server) is built from Debian's examples.
-if [ ! -d /usr/share/doc/libmodbus-dev/examples ]; then
+# Independent Modbus peers: libmodbus's unit-test-server and our recording server are built on
+# Debian's libmodbus; mbpoll is an independent Modbus client that reads the documented map.
+if [ ! -d /usr/share/doc/libmodbus-dev/examples ] || ! command -v mbpoll >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libmodbus-dev gcc >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libmodbus-dev gcc mbpoll >/dev/null
 fi
 
 # systemd-analyze, systemd-sysusers and systemd-tmpfiles lint the unit files offline (no manager
