@@ -58,6 +58,11 @@ class Count(IntEnum):
     PLC_RECEIVED = 37
     PLC_FAULT = 38  # the fault state last written to the PLC's fault coil (1 = not inspecting)
     PLC_PENDING = 39
+    PLC_READ_BACKS = 62  # writes whose reply did not come, resolved by reading back
+    PLC_DELIVERY_UNKNOWN = 63  # rejects whose write could not be resolved in time (reported, part id named)
+    PLC_ALIVE_STALE = 64  # 1 while the PLC's alive counter (handshake) has stopped changing
+    PLC_LATE_ACKS = 65  # handshake: acknowledgements that came after the result was reported undelivered
+    PLC_RESULT_WRITES = 66  # handshake: vision-block writes carrying a result (first writes and re-writes)
     # supervisor
     WORKER_RESTARTS = 40
     WORKER_STALLS = 41

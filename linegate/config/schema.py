@@ -215,44 +215,133 @@ class DeadlineSection(_Section):
     fail_safe: Literal["reject", "pass"] = "reject"
 
 
-class ModbusSection(_Section):
-    """Modbus TCP reject output."""
+Host = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.:_-]*[A-Za-z0-9])?$")]
+"""An IPv4/IPv6 address or a DNS name (no spaces, no scheme)."""
+Coil = Annotated[int, Field(ge=0, le=65535)]
 
-    host: str
+
+class ModbusSection(_Section):
+    """Modbus TCP link (pymodbus client). Addresses are 0-based protocol addresses."""
+
+    host: Host
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     device_id: Annotated[int, Field(ge=0, le=255)] = 1
-    reject_coil: Annotated[int, Field(ge=0, le=65535)]
-    part_id_register: Annotated[int, Field(ge=0, le=65534)] | None = None
-    """If set, the part id (32 bit, high word first) is written here before each pulse."""
     timeout_ms: Milliseconds = 20.0
+    """Per request. A reply later than this makes the write's outcome unknown: it is then read back."""
     retries: Annotated[int, Field(ge=0, le=10)] = 2
-    fault_coil: Annotated[int, Field(ge=0, le=65535)] | None = None
-    """If set, this coil is on while linegate is not inspecting (camera down, a worker restarting,
-    starting or stopping): the PLC can then stop the conveyor or divert every part."""
+    """Attempts after the first per reject, within its deadline (never a blind re-send)."""
+    reject_coil: Coil | None = None
+    """pulse mode: the coil pulsed once per reject."""
+    fault_coil: Coil | None = None
+    """pulse mode: ON while linegate is not inspecting (starting, camera down, a worker restarting,
+    stopped): the PLC can then stop the conveyor or divert every part."""
+    part_id_register: Annotated[int, Field(ge=0, le=65534)] | None = None
+    """pulse mode: if set, the part id (32 bit, high word first) is written here before each pulse."""
+    register_base: Annotated[int, Field(ge=0, le=65535 - 31)] = 0
+    """handshake mode: holding register of interface word 0 (see docs/plc-interface.md)."""
+
+
+class S7Section(_Section):
+    """Siemens S7 link (python-snap7, ISO-on-TCP). Needs PUT/GET and a non-optimized DB on S7-1200/1500."""
+
+    host: Host
+    port: Annotated[int, Field(ge=1, le=65535)] = 102
+    rack: Annotated[int, Field(ge=0, le=7)] = 0
+    slot: Annotated[int, Field(ge=0, le=31)] = 1
+    timeout_ms: Milliseconds = 50.0
+    """Per request (and per connect). A reply later than this makes a write's outcome unknown."""
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    db: Annotated[int, Field(ge=1, le=65535)] = 100
+    """The data block linegate reads and writes (whole bytes and words only: no bit writes)."""
+    byte_base: Annotated[int, Field(ge=0, le=65535 - 64)] = 0
+    """handshake mode: byte offset of interface word 0 in ``db`` (each word is 2 bytes, big-endian)."""
+    reject_byte: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """pulse mode: this byte of ``db`` is 1 during a reject pulse, else 0."""
+    fault_byte: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """pulse mode: this byte of ``db`` is 1 while linegate is not inspecting."""
+
+
+class HandshakeSection(_Section):
+    """handshake mode: linegate writes each reject as a result with a sequence number, the PLC
+    acknowledges it and times the ejector itself."""
+
+    alive_ms: Annotated[float, Field(ge=10, le=10_000)] = 100.0
+    """The vision alive counter (and the whole status block) is written this often."""
+    ack_timeout_ms: Milliseconds = 100.0
+    """A result not acknowledged this long after it was written is written again (same sequence
+    number, so the PLC drops the duplicate), until its deadline; then it is reported undelivered."""
+    poll_ms: Annotated[float, Field(ge=0.5, le=1000)] = 2.0
+    """While a result waits for its acknowledgement the PLC's block is read this often."""
+    plc_alive_timeout_ms: Annotated[float, Field(ge=50, le=60_000)] = 1_000.0
+    """The PLC alive counter not changing for this long is a fault (there is no "off": a PLC that
+    stopped its program must be seen)."""
+
+
+class TrackingSection(_Section):
+    """Where the ejector is: the reject is due when the imaged part reaches it."""
+
+    by: Literal["time", "encoder"] = "time"
+    """"time": due at acquisition + ``plc.fire_delay_ms`` (a belt at constant speed). "encoder": due
+    when the PLC's encoder count (handshake input block) has advanced ``ejector_counts`` since the
+    frame was acquired."""
+    ejector_counts: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    """by = "encoder": encoder counts from the camera's field of view to the ejector."""
+    tolerance_counts: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    """by = "encoder": a reject is still fired this many counts past its position, never later."""
 
 
 class PlcSection(_Section):
-    """PLC link: reject pulses, queueing and reconnect policy."""
+    """PLC link: protocol, output mode, reject timing, queueing and reconnect policy."""
 
-    protocol: Literal["modbus"] = "modbus"
-    modbus: ModbusSection
+    protocol: Literal["modbus", "s7"] = "modbus"
+    mode: Literal["pulse", "handshake"] = "pulse"
+    """pulse: linegate pulses a reject output (coil or DB byte) when the part reaches the ejector.
+    handshake (recommended): linegate writes a result block with a sequence number, the PLC
+    acknowledges it and fires the ejector itself (see docs/plc-interface.md)."""
+    modbus: ModbusSection | None = None
+    s7: S7Section | None = None
+    handshake: HandshakeSection = HandshakeSection()
+    tracking: TrackingSection = TrackingSection()
     pulse_ms: Milliseconds = 10.0
+    """pulse mode: reject output ON time. Keep it longer than two PLC scans."""
     fire_delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
-    """Time from acquisition to the ejector; the pulse starts then (or at once if already late)."""
+    """tracking.by = "time": camera-to-ejector travel time; the reject is due at acquisition + this."""
     max_late_ms: Milliseconds = 500.0
-    """A reject that cannot start this long after its due time would hit the wrong part: it is
-    reported undelivered instead."""
+    """A reject that cannot reach the PLC this long after its due time would hit the wrong part: it is
+    reported undelivered instead. No delivered reject is later than this."""
     queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1024
     drain_timeout_ms: Milliseconds = 2_000.0
     """On stop, how long pending rejects may still be delivered before they are reported."""
-    reconnect_min_ms: Milliseconds = 100.0
-    reconnect_max_ms: Milliseconds = 5_000.0
+    reconnect_min_ms: Milliseconds = 20.0
+    reconnect_max_ms: Milliseconds = 200.0
+    """Reconnect back-off cap; a cheap TCP probe runs in between so a PLC that is back is used at once."""
 
     @model_validator(mode="after")
-    def _backoff_order(self) -> PlcSection:
+    def _consistent(self) -> PlcSection:
         _check_backoff(self.reconnect_min_ms, self.reconnect_max_ms)
+        link = self.link
+        if link is None:
+            raise ValueError(f"protocol = {self.protocol!r} needs a [plc.{self.protocol}] section")
+        if self.mode == "pulse":
+            output = "reject_coil" if self.protocol == "modbus" else "reject_byte"
+            if getattr(link, output) is None:
+                raise ValueError(f"mode = 'pulse' needs plc.{self.protocol}.{output}")
+        if self.reconnect_max_ms >= self.max_late_ms:
+            raise ValueError(
+                f"reconnect_max_ms ({self.reconnect_max_ms}) must be below max_late_ms ({self.max_late_ms}): "
+                "a PLC that is back must be used while held rejects can still be fired"
+            )
+        if self.tracking.by == "encoder":
+            raise ValueError(
+                "tracking.by = 'encoder' is not used by the PLC worker yet (linegate/plc/tracking.py has the logic); "
+                "use 'time' with plc.fire_delay_ms"
+            )
         return self
 
+    @property
+    def link(self) -> ModbusSection | S7Section | None:
+        """The section of the configured protocol."""
+        return self.modbus if self.protocol == "modbus" else self.s7
 
 RtPriority = Annotated[int, Field(ge=0, le=99)]
 

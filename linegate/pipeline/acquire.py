@@ -15,10 +15,10 @@ import numpy.typing as npt
 from linegate.camera.frame_ids import CameraClockMapper, FrameIdTracker
 from linegate.camera.genicam import GenICamCamera
 from linegate.config.schema import CameraSection
+from linegate.counters import Count, SharedCounters
 from linegate.errors import CameraError, CameraSettingError
 from linegate.logs import shutdown_logging
 from linegate.pipeline.context import WorkerContext
-from linegate.pipeline.counters import Count, SharedCounters
 from linegate.ring import RingHandle, RingProducer
 from linegate.timing.backoff import Backoff
 

@@ -8,8 +8,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from linegate.config.schema import Config
+from linegate.counters import SharedCounters
 from linegate.logs import Sink, configure_logging, get_logger
-from linegate.pipeline.counters import SharedCounters
 from linegate.pipeline.log_pipes import PipeSink
 from linegate.pipeline.process import become_worker
 from linegate.pipeline.scheduling import apply_scheduling

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 from linegate.config.schema import Config
+from linegate.counters import Count, SharedCounters
 from linegate.engine import Engine, create_engine
 from linegate.errors import ConfigError
 from linegate.logs import Sink, shutdown_logging
 from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
 from linegate.pipeline.context import WorkerContext
-from linegate.pipeline.counters import Count, SharedCounters
-from linegate.pipeline.handoff import RejectOutbox
 from linegate.pipeline.inflight import InFlight, Outcome, Stage
+from linegate.plc.reject_pipe import NO_CLASS, RejectOutbox
 from linegate.ring import DropReason, FrameMeta, RingConsumer, RingHandle
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
 from linegate.timing.latency import LatencyWindow
@@ -31,7 +31,12 @@ from linegate.vision.preprocess import Preprocessor, build_preprocessor
 
 STATS_PERIOD_NS = 1_000_000_000
 BASES = list(Basis)
-_BASIS_INDEX = {basis: i for i, basis in enumerate(BASES)}  # stored in the in-flight entry
+_BASIS_INDEX = {basis: i for i, basis in enumerate(BASES)}  # stored in the in-flight entry; the PLC's basis word
+
+
+def _score_word(score: float) -> int:
+    """Score x 10000 as the PLC interface's 16-bit word (0 for no score)."""
+    return 0 if score != score else max(0, min(10_000, round(score * 10_000)))
 _COUNTER_OF_BASIS = {
     Basis.DEADLINE_MISSED: Count.DEADLINE_MISSED,
     Basis.DEADLINE_UNREACHABLE: Count.DEADLINE_UNREACHABLE,
@@ -63,6 +68,7 @@ class InferenceLoop:
         self.engine = engine
         self.preprocess = preprocess
         self.classify = Classifier(cfg.model.postprocess)
+        self._class_index = {name: i for i, name in enumerate(cfg.model.postprocess.classes)}
         self.plc_outbox = plc_outbox
         self.counters = counters
         self.log = log
@@ -184,7 +190,8 @@ class InferenceLoop:
                 "score": round(score, 5),
             }
 
-        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages)
+        decided = (self._class_index.get(label, NO_CLASS), _score_word(score))
+        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided)
         self.latency.add(t_done - meta.t_acquired_ns)
         self._last_done_ns = time.monotonic_ns()
         if t_done >= self._next_stats_ns:
@@ -202,13 +209,14 @@ class InferenceLoop:
         counter: Count,
         emit: Any,
         stages: Any = None,
+        decided: tuple[int, int] = (NO_CLASS, 0),
     ) -> int:
         """The decided frame's effects, reject hand-off first (it is on the PLC's critical path),
         then its one record, then its counts; each recorded in the in-flight entry. Returns the
         time the verdict was handed off."""
         f = self.inflight
         f.settle(verdict is Verdict.REJECT, _BASIS_INDEX[basis])
-        handed = self._hand_off(verdict, meta)
+        handed = self._hand_off(verdict, basis, meta, decided)
         t_done = time.monotonic_ns()
         f.handed(handed)
         logged = self._record(emit, meta, verdict, basis, t_done, **(stages(t_done) if stages else {}))
@@ -253,10 +261,10 @@ class InferenceLoop:
         elif handed is Outcome.DROPPED:
             c.add(Count.PLC_QUEUE_FULL)
 
-    def _hand_off(self, verdict: Verdict, meta: FrameMeta) -> Outcome:
+    def _hand_off(self, verdict: Verdict, basis: Basis, meta: FrameMeta, decided: tuple[int, int]) -> Outcome:
         if verdict is not Verdict.REJECT:
             return Outcome.NONE
-        if self.plc_outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns):
+        if self.plc_outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns, _BASIS_INDEX[basis], *decided):
             return Outcome.OK
         self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
         return Outcome.DROPPED

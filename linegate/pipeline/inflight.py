@@ -47,7 +47,7 @@ class InFlightFrame:
 
     stage: Stage
     meta: FrameMeta
-    counter: int  # linegate.pipeline.counters.Count value: DECIDED or DROPPED
+    counter: int  # linegate.counters.Count value: DECIDED or DROPPED
     reject: bool
     basis_index: int
     logged: Outcome

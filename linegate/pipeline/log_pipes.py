@@ -18,8 +18,8 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 
+from linegate.counters import Count, SharedCounters
 from linegate.logs import LogOutputs
-from linegate.pipeline.counters import Count, SharedCounters
 
 PIPE_BYTES = 1 << 20
 """Pipe buffer asked for per worker (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB by default):

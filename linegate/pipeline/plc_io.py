@@ -6,13 +6,13 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from linegate.counters import Count
 from linegate.logs import Sink, shutdown_logging
 from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
 from linegate.pipeline.context import WorkerContext
-from linegate.pipeline.counters import Count
-from linegate.pipeline.handoff import RejectInbox
-from linegate.plc.output import create_output
+from linegate.plc.links import create_link
 from linegate.plc.pending import PendingTable
+from linegate.plc.reject_pipe import Reject, RejectInbox
 from linegate.plc.worker import RejectWorker
 
 
@@ -24,7 +24,7 @@ class _ReportingInbox:
         self._ctx = ctx
         self._sink = sink
 
-    def take(self, timeout_s: float) -> list[tuple[int, int, int]]:
+    def take(self, timeout_s: float) -> list[Reject]:
         self._ctx.report_logs("plc", self._sink, time.monotonic_ns())
         return self._inbox.take(timeout_s)
 
@@ -47,7 +47,7 @@ def plc_main(
             beat = lambda: counters.set(Count.PLC_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
             if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
                 log.warning("plc_handover_timeout", waited_s=HANDOVER_TIMEOUT_S, action="taking over anyway")
-        worker = RejectWorker(ctx.cfg.plc, create_output(ctx.cfg.plc), counters, log, table)
+        worker = RejectWorker(ctx.cfg.plc, create_link(ctx.cfg.plc), counters, log, table)
         worker.take_over()
         ready.set()
         inbox = _ReportingInbox(RejectInbox(rejects), ctx, sink)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from linegate.pipeline.counters import Count
-from linegate.pipeline.handoff import RejectInbox
+from linegate.counters import Count
 from linegate.pipeline.workers import Shared, Worker
 from linegate.plc.pending import RowState
+from linegate.plc.reject_pipe import RejectInbox
 
 
 def recover_after(w: Worker, shared: Shared, log: Any, fail_safe: str) -> None:
@@ -57,11 +57,14 @@ def final_sweep(shared: Shared, log: Any, fail_safe: str) -> None:
             reason="no inference worker left to decide it",
         )
     for held in shared.table.held():
+        if held.state is RowState.ON:  # delivered and logged; only its OFF edge was not confirmed
+            log.error("reject_off_unconfirmed", part_id=held.part_id, seq=held.seq, action="check the reject output")
+            continue
         why = "plc_worker_lost" if held.state is RowState.PENDING else "delivery_unknown"
         _undelivered(counters, log, held.part_id, held.seq, why)
-    for part_id, seq, _t in RejectInbox(shared.reject_reader).take(0):
+    for reject in RejectInbox(shared.reject_reader).take(0):
         counters.add(Count.PLC_RECEIVED)
-        _undelivered(counters, log, part_id, seq, "plc_worker_lost")
+        _undelivered(counters, log, reject.part_id, reject.seq, "plc_worker_lost")
 
 
 def _undelivered(counters: Any, log: Any, part_id: int, seq: int, reason: str) -> None:

@@ -26,9 +26,9 @@ from typing import Any
 
 from linegate.config.loader import load_config
 from linegate.config.schema import Config
+from linegate.counters import Count, SharedCounters, reconcile
 from linegate.errors import ConfigError
 from linegate.logs import LogOutputs, configure_logging, get_logger, shutdown_logging
-from linegate.pipeline.counters import Count, SharedCounters, reconcile
 from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
 from linegate.pipeline.recovery import final_sweep, recover_after
 from linegate.pipeline.summary import RunSummary
@@ -319,7 +319,8 @@ class Supervisor:
         """True (and the PLC's fault coil off) while every worker is up and beating, camera included."""
         all_up = all(w.up for w in self.workers.values()) and len(self.workers) == len(START_ORDER)
         healthy = all_up and not self._stale(time.monotonic_ns(), self._fresh_ns)
-        inspecting = healthy and not self.counters.get(Count.CAMERA_DOWN)
+        c = self.counters
+        inspecting = healthy and not c.get(Count.CAMERA_DOWN) and not c.get(Count.PLC_ALIVE_STALE)
         self.counters.set(Count.INSPECTING, int(inspecting))
         if inspecting != self._inspecting:  # tell systemctl status and the journal at once
             self._inspecting = inspecting
@@ -331,7 +332,7 @@ class Supervisor:
                 self.log.error(
                     "inspection_suspended",
                     faults=fault_reasons(snapshot, restarting),
-                    plc_fault_coil=self.cfg.plc.modbus.fault_coil,
+                    plc_mode=self.cfg.plc.mode,
                 )
             self.notify.status(self._status_text(None, 0.0, snapshot))
         return healthy

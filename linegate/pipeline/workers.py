@@ -12,16 +12,16 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from linegate.config.schema import Config
+from linegate.counters import SharedCounters
 from linegate.pipeline.acquire import acquisition_main
 from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext, run_worker
-from linegate.pipeline.counters import SharedCounters
-from linegate.pipeline.handoff import reject_channel
 from linegate.pipeline.infer import inference_main
 from linegate.pipeline.inflight import InFlight
 from linegate.pipeline.log_pipes import LogCollector, log_pipe
 from linegate.pipeline.plc_io import plc_main
 from linegate.plc.pending import PendingTable
+from linegate.plc.reject_pipe import reject_channel
 from linegate.ring import FrameRing, RingGeometry
 
 START_ORDER = ("plc", "infer", "acquire")

@@ -1,9 +1,11 @@
 """Rejects the PLC worker holds, kept in shared memory so none is lost when that worker dies.
 
-A fixed table of rows ``(state, part_id, seq, t_acquired_ns)``. The PLC worker writes a row when it
-accepts a reject, marks it FIRING while the pulse is being written and frees it once the reject is
-delivered or reported. A restarted (or reloaded) PLC worker takes over the rows left behind; if no
-worker comes back, the supervisor reports them by part id. One writer at a time.
+A fixed table of rows ``(state, part_id, seq, t_acquired_ns, result, plc_seq)``. The PLC worker
+writes a row when it accepts a reject, marks it FIRING while its write is out (pulse ON sent, or
+handshake result written and not yet acknowledged), ON once a pulse is confirmed and only its OFF
+edge remains, and frees it once the reject is delivered or reported. A restarted (or reloaded)
+PLC worker takes over the rows left behind; if no worker comes back, the supervisor reports them
+by part id. One writer at a time.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-ROW = 4
+ROW = 6
 
 
 class RowState(IntEnum):
     FREE = 0
     PENDING = 1
-    FIRING = 2  # the pulse was being written: it may or may not have reached the PLC
+    FIRING = 2  # its write is out: it may or may not have reached the PLC (handshake: see plc_seq)
+    ON = 3  # pulse mode: delivered and logged; only the OFF edge is left
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class HeldReject:
     part_id: int
     seq: int
     t_acquired_ns: int
+    result: int
+    """basis << 32 | class_index << 16 | score (the handshake result words)."""
+    plc_seq: int
+    """handshake: the result sequence number it was written with (0: not written yet)."""
 
 
 class PendingTable:
@@ -62,7 +69,7 @@ class PendingTable:
     def __len__(self) -> int:
         return int(np.count_nonzero(self._rows[:, 0] != RowState.FREE))
 
-    def put(self, part_id: int, seq: int, t_acquired_ns: int) -> int | None:
+    def put(self, part_id: int, seq: int, t_acquired_ns: int, result: int = 0) -> int | None:
         # The free row is found in the shared rows themselves (no per-process free list), so a
         # successor never works from a stale copy; a scan of at most queue_size rows per reject.
         free = np.flatnonzero(self._rows[:, 0] == RowState.FREE)
@@ -70,15 +77,22 @@ class PendingTable:
             return None
         row = int(free[0])
         r = self._rows[row]
-        r[1], r[2], r[3] = part_id, seq, t_acquired_ns
+        r[1], r[2], r[3], r[4], r[5] = part_id, seq, t_acquired_ns, result, 0
         r[0] = RowState.PENDING  # last: a reader never sees a half-written row as taken
         return row
 
-    def mark_firing(self, row: int) -> None:
-        self._rows[row, 0] = RowState.FIRING
+    def mark_firing(self, row: int, plc_seq: int = 0) -> None:
+        if row >= 0:
+            self._rows[row, 5] = plc_seq
+            self._rows[row, 0] = RowState.FIRING
+
+    def mark_on(self, row: int) -> None:
+        if row >= 0:
+            self._rows[row, 0] = RowState.ON
 
     def mark_pending(self, row: int) -> None:
-        self._rows[row, 0] = RowState.PENDING
+        if row >= 0:
+            self._rows[row, 0] = RowState.PENDING
 
     def free(self, row: int) -> None:
         if row >= 0:

@@ -1,4 +1,4 @@
-"""The bounded reject hand-off from the inference loop to the PLC worker: a non-blocking pipe.
+"""The reject pipe: the bounded hand-off of rejects from the inference loop to the PLC worker.
 
 Each reject is one fixed-size record written with a single ``write`` (atomic below PIPE_BUF).
 The writer's end is non-blocking, so a full pipe is an immediate, counted "queue full", never a
@@ -14,9 +14,24 @@ import select
 import struct
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
+from typing import NamedTuple
 
-RECORD = struct.Struct("<QQq")  # part_id, seq, t_acquired_ns
-Reject = tuple[int, int, int]
+RECORD = struct.Struct("<QQqHHH")  # part_id, seq, t_acquired_ns, basis, class_index, score x 10000
+NO_CLASS = 0xFFFF
+"""class_index of a fail-safe reject (no class decided it)."""
+
+
+class Reject(NamedTuple):
+    """One reject as the PLC worker receives it."""
+
+    part_id: int
+    seq: int
+    t_acquired_ns: int
+    basis: int = 0
+    """0: the model decided; otherwise the fail-safe reason (see linegate.plc.interface, word ``basis``)."""
+    class_index: int = NO_CLASS
+    score: int = 0
+    """Score of the deciding class x 10000."""
 
 
 def reject_channel(ctx: BaseContext) -> tuple[Connection, Connection]:
@@ -34,9 +49,11 @@ class RejectOutbox:
         os.set_blocking(self._fd, False)
         self.capacity = _size_pipe(self._fd, capacity * RECORD.size) // RECORD.size
 
-    def offer(self, part_id: int, seq: int, t_acquired_ns: int) -> bool:
+    def offer(
+        self, part_id: int, seq: int, t_acquired_ns: int, basis: int = 0, class_index: int = NO_CLASS, score: int = 0
+    ) -> bool:
         try:
-            os.write(self._fd, RECORD.pack(part_id, seq, t_acquired_ns))
+            os.write(self._fd, RECORD.pack(part_id, seq, t_acquired_ns, basis, class_index, score))
         except BlockingIOError:
             return False
         return True
@@ -65,7 +82,7 @@ class RejectInbox:
             return []
         whole = len(data) - len(data) % RECORD.size
         self._partial = data[whole:]
-        return [RECORD.unpack_from(data, i) for i in range(0, whole, RECORD.size)]
+        return [Reject(*RECORD.unpack_from(data, i)) for i in range(0, whole, RECORD.size)]
 
     def close(self) -> None:
         self._conn.close()

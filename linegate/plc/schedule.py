@@ -21,6 +21,9 @@ class PendingReject:
     t_acquired_ns: int = field(compare=False)
     row: int = field(default=-1, compare=False)
     """Its row in the shared pending table (-1: not held there)."""
+    basis: int = field(default=0, compare=False)
+    class_index: int = field(default=0xFFFF, compare=False)
+    score: int = field(default=0, compare=False)
 
 
 class RejectSchedule:
@@ -34,14 +37,46 @@ class RejectSchedule:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def add(self, part_id: int, seq: int, t_acquired_ns: int, row: int = -1) -> PendingReject:
-        item = PendingReject(t_acquired_ns + self._fire_delay_ns, part_id, seq, t_acquired_ns, row)
+    def add(
+        self,
+        part_id: int,
+        seq: int,
+        t_acquired_ns: int,
+        row: int = -1,
+        basis: int = 0,
+        class_index: int = 0xFFFF,
+        score: int = 0,
+    ) -> PendingReject:
+        item = self.make(part_id, seq, t_acquired_ns, row, basis, class_index, score)
         heapq.heappush(self._heap, item)
         return item
+
+    def make(
+        self,
+        part_id: int,
+        seq: int,
+        t_acquired_ns: int,
+        row: int = -1,
+        basis: int = 0,
+        class_index: int = 0xFFFF,
+        score: int = 0,
+    ) -> PendingReject:
+        """The reject with its due time, not scheduled."""
+        return PendingReject(
+            t_acquired_ns + self._fire_delay_ns, part_id, seq, t_acquired_ns, row, basis, class_index, score
+        )
 
     def push(self, item: PendingReject) -> None:
         """Put back a reject that could not be fired yet (it keeps its due time)."""
         heapq.heappush(self._heap, item)
+
+    def deadline_ns(self, item: PendingReject) -> int:
+        """The last instant *item* may still reach the PLC."""
+        return item.due_ns + self._max_late_ns
+
+    def peek(self) -> PendingReject | None:
+        """The earliest reject, left in place."""
+        return self._heap[0] if self._heap else None
 
     def next_due_ns(self) -> int | None:
         return self._heap[0].due_ns if self._heap else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from linegate.pipeline.counters import Count
+from linegate.counters import Count
 
 HEARTBEAT_OF_ROLE: dict[str, Count] = {
     "acquire": Count.ACQ_HEARTBEAT_NS,

@@ -8,6 +8,8 @@ def fault_reasons(s: dict[str, int], restarting: list[str]) -> list[str]:
     out = [f"{role} worker restarting" for role in restarting]
     if s["camera_down"]:
         out.append("camera down, reconnecting")
+    if s["plc_alive_stale"]:
+        out.append("PLC alive counter stale (PLC program not taking results)")
     return out
 
 

@@ -17,6 +17,8 @@ def test_demo_runs_end_to_end_and_its_pulses_match(tmp_path: Path) -> None:
     assert re.search(r"\] fps +\d+\.\d \| latency p50", out)
     assert "frames   acquired 250 = decided 250 + dropped 0" in out
     assert "reconciled: every frame has one verdict" in out
-    seen = re.search(r"plc-sim  saw (\d+) reject pulses on coil 0 \(linegate delivered (\d+)\)", out)
-    assert seen and seen.group(1) == seen.group(2) and int(seen.group(1)) > 0
+    seen = re.search(
+        r"plc-sim  saw (\d+) (?:reject pulses|acknowledged results) for (\d+) parts \(linegate delivered (\d+)\)", out
+    )
+    assert seen and seen.group(1) == seen.group(2) == seen.group(3) and int(seen.group(1)) > 0
     assert sum(r["event"] == "frame" for r in records(log)) == 250

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from linegate.config import Config
+from linegate.counters import SharedCounters
 from linegate.engine import create_engine
 from linegate.logs import configure_logging, get_logger, shutdown_logging
-from linegate.pipeline.counters import SharedCounters
-from linegate.pipeline.handoff import RejectInbox, RejectOutbox, reject_channel
 from linegate.pipeline.infer import InferenceLoop
+from linegate.plc.reject_pipe import RejectInbox, RejectOutbox, reject_channel
 from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer
 from linegate.vision.preprocess import build_preprocessor
 from tests.pipeline.harness import records
@@ -109,7 +109,7 @@ def test_successor_finishes_exactly_the_effects_a_killed_loop_left_out(
 ) -> None:
     """A predecessor killed at each stage of a frame: its successor's recover() hands off, records
     and counts only what is missing, so the frame ends with one of each."""
-    from linegate.pipeline.counters import Count
+    from linegate.counters import Count
     from linegate.pipeline.inflight import InFlight, Outcome
     from linegate.ring import FrameMeta
     from linegate.timing.deadline import Basis

@@ -11,8 +11,8 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from linegate.counters import Count, SharedCounters
 from linegate.logs import LogOutputs
-from linegate.pipeline.counters import Count, SharedCounters
 from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
 
 CTX = mp.get_context("spawn")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from linegate.config.schema import PlcSection
+from linegate.config.schema import PlcSection, TrackingSection
 from linegate.plc.schedule import PendingReject
 from linegate.plc.tracking import (
     POSITION_LOST,
@@ -366,7 +366,12 @@ def test_encoder_schedule_orders_by_position() -> None:
 )
 def test_tracker_for(extra: dict[str, Any], kind: type) -> None:
     """The factory builds the tracker tracking.by names, with the configured distances in its unit."""
-    cfg = plc_section(**extra)
+    if extra.get("tracking", {}).get("by") == "encoder":
+        # The config refuses encoder tracking until the worker uses it; the factory is ready for it.
+        tracking = TrackingSection.model_validate(extra["tracking"])
+        cfg = plc_section().model_copy(update={"mode": "handshake", "tracking": tracking})
+    else:
+        cfg = plc_section(**extra)
     tracker = tracker_for(cfg)
     assert isinstance(tracker, kind)
     if isinstance(tracker, TimeTracker):

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from linegate.config.schema import PlcSection
+from linegate.counters import Count, SharedCounters
 from linegate.demo.runner import PlcSimProcess, free_port
-from linegate.pipeline.counters import Count, SharedCounters
-from linegate.pipeline.handoff import RejectInbox, RejectOutbox, reject_channel
-from linegate.plc.output import create_output
+from linegate.plc.links import create_link
+from linegate.plc.reject_pipe import RejectInbox, RejectOutbox, reject_channel
 from linegate.plc.worker import RejectWorker
 from tests.plc import libmodbus_peer
 
@@ -53,7 +53,7 @@ def plc_section(port: int, **extra: Any) -> PlcSection:
 def make_worker(cfg: PlcSection) -> tuple[RejectWorker, RecordingLog, SharedCounters]:
     log = RecordingLog()
     counters = SharedCounters.create(CTX)
-    return RejectWorker(cfg, create_output(cfg), counters, log), log, counters
+    return RejectWorker(cfg, create_link(cfg), counters, log), log, counters
 
 
 def channel(part_ids: list[int], t_acquired: int | None = None) -> RejectInbox:
@@ -67,10 +67,16 @@ def channel(part_ids: list[int], t_acquired: int | None = None) -> RejectInbox:
 
 
 def deliver(worker: RejectWorker, part_ids: list[int], t_acquired: int | None = None) -> None:
+    """Step the worker until each of *part_ids* has its one outcome (delivered or reported)."""
     inbox = channel(part_ids, t_acquired)
-    target = worker.counters.get(Count.PLC_RECEIVED) + len(part_ids)
+    c = worker.counters
+    target = c.get(Count.PLC_RECEIVED) + len(part_ids)
     end = time.monotonic() + 10
-    while (worker.counters.get(Count.PLC_RECEIVED) < target or len(worker.schedule)) and time.monotonic() < end:
+    while time.monotonic() < end and (
+        c.get(Count.PLC_RECEIVED) < target or c.get(Count.PLC_DELIVERED) + c.get(Count.PLC_UNDELIVERED) < target
+        or len(worker.schedule) > 0
+        or (not worker.mode.ready() and worker.connected)
+    ):
         worker.step(inbox, time.monotonic_ns())
     inbox.close()
 
@@ -174,7 +180,7 @@ def test_hung_plc_costs_timeouts_not_seconds(sim: PlcSimProcess) -> None:
 
 def test_rejects_too_late_to_hit_their_part_are_not_fired(sim: PlcSimProcess) -> None:
     """A reject whose firing window has passed is reported 'too_late' instead of ejecting the wrong part."""
-    worker, log, counters = make_worker(plc_section(sim.port, max_late_ms=50.0))
+    worker, log, counters = make_worker(plc_section(sim.port, max_late_ms=50.0, reconnect_max_ms=40.0))
     deliver(worker, [9], t_acquired=time.monotonic_ns() - 1_000 * MS)
     worker.shutdown()
     assert [(r["part_id"], r["reason"]) for r in log.events("reject_undelivered")] == [(9, "too_late")]
@@ -316,11 +322,11 @@ def test_reject_held_through_a_short_outage_is_delivered_after_reconnect(sim: Pl
     end = time.monotonic() + 0.4
     while time.monotonic() < end:
         worker.step(inbox, time.monotonic_ns())
-    assert not log.events("reject_undelivered") and len(worker.schedule) == 1  # held
+    assert not log.events("reject_undelivered") and worker.busy()  # held
     revived = PlcSimProcess(sim.port, part_id_register=10)
     try:
         end = time.monotonic() + 5
-        while len(worker.schedule) and time.monotonic() < end:
+        while worker.busy() and time.monotonic() < end:
             worker.step(inbox, time.monotonic_ns())
         worker.shutdown()
         assert [(e["value"], e["part_id"]) for e in wait_for_edges(revived, 2)][:2] == [(1, 2), (0, 2)]
@@ -357,7 +363,7 @@ def test_successor_fires_pending_rejects_and_reports_one_caught_mid_pulse(sim: P
     assert pending is not None and firing is not None
     first.table.mark_firing(firing)
     log = RecordingLog()
-    successor = RejectWorker(cfg, create_output(cfg), counters, log, first.table)
+    successor = RejectWorker(cfg, create_link(cfg), counters, log, first.table)
     successor.take_over()
     deliver(successor, [])
     successor.shutdown()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from linegate.pipeline.counters import Count
+from linegate.counters import Count
 from linegate.service.status import fault_reasons, status_line
 
 

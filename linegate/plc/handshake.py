@@ -1,0 +1,262 @@
+"""handshake mode: linegate writes results, the PLC acknowledges them and fires the ejector itself.
+
+The words are those of :mod:`linegate.plc.interface`. Each reject becomes a result with the next
+sequence number, written with the whole vision block in one request. The PLC acknowledges by
+writing that number into ``ack_seq``. Exactly once:
+
+- a write whose reply did not come is simply written again with the *same* sequence number (the
+  PLC acts on a number once), after the link is back: that is how its unknown outcome is settled;
+- no acknowledgement within ``ack_timeout_ms``: written again, same number (counted as a retry);
+- no acknowledgement by the reject's deadline: reported undelivered (``not_acknowledged``); an
+  acknowledgement of that number seen later is logged ``result_acknowledged_late``;
+- the sequence number continues from the one found in the PLC's copy of the block at the first
+  connect, so a restarted linegate never repeats a number the PLC has already acted on.
+
+The vision alive counter goes out every ``alive_ms``; the PLC block is read with it (and every
+``poll_ms`` while a result waits): a PLC alive counter that stops changing for
+``plc_alive_timeout_ms`` is a fault (``PLC_ALIVE_STALE``), shown in STATUS and the fault code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from linegate.config.schema import HandshakeSection
+from linegate.counters import Count, SharedCounters
+from linegate.plc.connection import LinkKeeper
+from linegate.plc.interface import (
+    PLC_OFFSET,
+    PLC_WORDS,
+    FaultCode,
+    PlcInputs,
+    Result,
+    Verdict,
+    VisionState,
+    decode_plc_block,
+    encode_vision_block,
+    next_seq,
+)
+from linegate.plc.ledger import Ledger
+from linegate.plc.link import PlcLink, PlcLinkError, PlcRefusedError
+from linegate.plc.pending import HeldReject, RowState
+from linegate.plc.schedule import PendingReject, RejectSchedule
+
+RESULT_SEQ_WORD = 3
+LATE_ACK_WATCH = 64
+
+
+@dataclass
+class Outstanding:
+    """The result now in the vision block, waiting for its acknowledgement."""
+
+    reject: PendingReject
+    seq: int
+    t_first_ns: int = 0
+    t_last_ns: int = 0
+    written: bool = False
+    writes: int = 0
+
+
+class HandshakeMode:
+    """One result at a time in the vision block; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        link: PlcLink,
+        keeper: LinkKeeper,
+        ledger: Ledger,
+        schedule: RejectSchedule,
+        counters: SharedCounters,
+        log: Any,
+        cfg: HandshakeSection,
+        timeout_ms: float,
+    ) -> None:
+        self.link = link
+        self.keeper = keeper
+        self.ledger = ledger
+        self.schedule = schedule
+        self.counters = counters
+        self.log = log
+        self.cfg = cfg
+        self.timeout_ns = int(timeout_ms * 1e6)
+        self.alive_ns = int(cfg.alive_ms * 1e6)
+        self.poll_ns = int(cfg.poll_ms * 1e6)
+        self.ack_timeout_ns = int(cfg.ack_timeout_ms * 1e6)
+        self.plc_alive_timeout_ns = int(cfg.plc_alive_timeout_ms * 1e6)
+        self.alive = 0
+        self.seq = 0
+        self.toggle = False
+        self.current: Outstanding | None = None
+        self.last_result: Result | None = None
+        self.fault_code = FaultCode.STARTING
+        self.plc: PlcInputs | None = None
+        self._seq_known = False
+        self._next_alive_ns = 0
+        self._next_poll_ns = 0
+        self._plc_alive_seen_ns = time.monotonic_ns()
+        self._stale = False
+        self._late: OrderedDict[int, PendingReject] = OrderedDict()
+
+    # -- link ----------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """After a connect: learn where the sequence stands, then write the block (ready as it is,
+        and the outstanding result again, same number)."""
+        if not self._seq_known:
+            found = self.link.read_words(RESULT_SEQ_WORD, 1)[0]
+            self.seq = max(self.seq, found)
+            self._seq_known = True
+            self.log.info("plc_result_seq_continues", last_seq=found)
+        self._write(time.monotonic_ns())
+        self._read(time.monotonic_ns())
+
+    def ready(self) -> bool:
+        return self.current is None
+
+    def next_wake_ns(self) -> int | None:
+        if self.current is not None:
+            return min(self._next_alive_ns, self._next_poll_ns)
+        return self._next_alive_ns
+
+    def take_over(self, held: HeldReject, reject: PendingReject) -> bool:
+        """Adopt a result a previous worker had written: True if it becomes the outstanding one."""
+        if held.state is not RowState.FIRING or held.plc_seq == 0 or self.current is not None:
+            return False
+        self.current = Outstanding(reject, held.plc_seq, t_first_ns=time.monotonic_ns())
+        self.seq = max(self.seq, held.plc_seq)
+        self.log.info("result_taken_over", part_id=reject.part_id, seq=reject.seq, plc_seq=held.plc_seq)
+        return True
+
+    def service(self, now_ns: int, fault_code: FaultCode) -> None:
+        """Alive counter, fault code, re-writes, acknowledgement polls and deadlines."""
+        if self._stale:
+            fault_code = FaultCode.PLC_ALIVE_STALE
+        cur = self.current
+        if self.keeper.connected:
+            retry = cur is not None and cur.written and now_ns - cur.t_last_ns >= self.ack_timeout_ns
+            if (
+                now_ns >= self._next_alive_ns
+                or fault_code != self.fault_code
+                or retry
+                or (cur is not None and not cur.written)
+            ):
+                self.fault_code = fault_code
+                self._write(now_ns)
+                self._read(now_ns)
+            elif cur is not None and now_ns >= self._next_poll_ns:
+                self._read(now_ns)
+        self.fault_code = fault_code
+        self._check_alive(time.monotonic_ns())
+        cur = self.current
+        if cur is not None and time.monotonic_ns() > self.schedule.deadline_ns(cur.reject):
+            self.current = None
+            self._late[cur.seq] = cur.reject
+            while len(self._late) > LATE_ACK_WATCH:
+                self._late.popitem(last=False)
+            why = f"not acknowledged (seq {cur.seq}, written {cur.writes}x) before its deadline"
+            if not self.keeper.connected:
+                why += f"; link down: {self.keeper.last_error}"
+            self.ledger.undelivered(cur.reject, "not_acknowledged", why)
+
+    def shutdown(self) -> None:
+        """Not ready, fault code STOPPING."""
+        if self.keeper.connected:
+            self.fault_code = FaultCode.STOPPING
+            try:
+                self._write_block(time.monotonic_ns(), ready=False)
+                self.counters.set(Count.PLC_FAULT, 1)
+            except PlcLinkError as exc:
+                self.log.error("plc_safe_state_failed", peer=self.link.peer, error=str(exc))
+
+    # -- one reject ----------------------------------------------------------------------------
+    def deliver(self, reject: PendingReject) -> None:
+        """Write *reject* as the next result (it is then acknowledged, or reported at its deadline)."""
+        now = time.monotonic_ns()
+        if now + self.timeout_ns > self.schedule.deadline_ns(reject):
+            self.counters.add(Count.PLC_LATE)
+            self.ledger.undelivered(reject, "too_late", "the result could no longer reach the PLC before its deadline")
+            return
+        self.seq = next_seq(self.seq)
+        self.toggle = not self.toggle
+        self.current = Outstanding(reject, self.seq, t_first_ns=now)
+        self.ledger.table.mark_firing(reject.row, self.seq)
+        if self.keeper.connected:
+            self._write(now)
+            self._read(time.monotonic_ns())
+
+    # -- words ---------------------------------------------------------------------------------
+    def _write(self, now_ns: int) -> None:
+        try:
+            self._write_block(now_ns, ready=self.fault_code == FaultCode.NONE)
+        except PlcRefusedError as exc:
+            self.log.error("plc_block_refused", peer=self.link.peer, error=str(exc))
+            cur, self.current = self.current, None
+            if cur is not None:
+                self.ledger.undelivered(cur.reject, "plc_refused", str(exc))
+        except PlcLinkError as exc:
+            self.keeper.lost(exc)  # the outstanding result (if any) is written again after reconnect
+
+    def _write_block(self, now_ns: int, ready: bool) -> None:
+        cur = self.current
+        if cur is not None:
+            r = cur.reject
+            self.last_result = Result(cur.seq, r.part_id, Verdict.REJECT, r.basis, r.class_index, r.score / 10_000)
+        self.alive = (self.alive + 1) & 0xFFFF
+        state = VisionState(self.alive, ready, self.fault_code, self.toggle, len(self.schedule))
+        words = encode_vision_block(state, self.last_result)
+        if cur is not None:
+            cur.written = False
+        self.link.write_words(0, words)
+        self._next_alive_ns = now_ns + self.alive_ns
+        self.counters.set(Count.PLC_FAULT, int(not ready))
+        if cur is not None:
+            if cur.writes:
+                self.counters.add(Count.PLC_RETRIES)  # the same seq again (retry, alive tick or reconnect)
+            cur.written = True
+            cur.writes += 1
+            cur.t_last_ns = time.monotonic_ns()
+            self.counters.add(Count.PLC_RESULT_WRITES)
+
+    def _read(self, now_ns: int) -> None:
+        if not self.keeper.connected:
+            return
+        try:
+            inputs = decode_plc_block(self.link.read_words(PLC_OFFSET, PLC_WORDS))
+        except PlcLinkError as exc:
+            self.keeper.lost(exc)
+            return
+        t_read = time.monotonic_ns()
+        self._next_poll_ns = now_ns + self.poll_ns
+        previous, self.plc = self.plc, inputs
+        if previous is None or inputs.alive != previous.alive:
+            self._plc_alive_seen_ns = t_read
+        if previous is not None and inputs.recipe != previous.recipe:
+            self.log.warning("plc_recipe_changed", recipe=inputs.recipe, previous=previous.recipe)
+        cur = self.current
+        if cur is not None and cur.written and inputs.ack_seq == cur.seq:
+            self.current = None
+            self.ledger.delivered(
+                cur.reject, cur.t_first_ns, t_read, confirmed_by="ack", plc_seq=cur.seq, writes=cur.writes,
+                plc_part_id=inputs.part_id,
+            )
+        elif inputs.ack_seq in self._late:
+            late = self._late.pop(inputs.ack_seq)
+            self.counters.add(Count.PLC_LATE_ACKS)
+            self.log.error("result_acknowledged_late", part_id=late.part_id, seq=late.seq, plc_seq=inputs.ack_seq)
+
+    def _check_alive(self, now_ns: int) -> None:
+        stale = now_ns - self._plc_alive_seen_ns > self.plc_alive_timeout_ns
+        if stale == self._stale:
+            return
+        self._stale = stale
+        self.counters.set(Count.PLC_ALIVE_STALE, int(stale))
+        if stale:
+            self.log.error("plc_alive_stale", since_ms=round((now_ns - self._plc_alive_seen_ns) / 1e6, 1))
+        else:
+            self.log.info("plc_alive_restored")
+
+    @property
+    def encoder(self) -> int | None:
+        return None if self.plc is None else self.plc.encoder

@@ -1,0 +1,52 @@
+"""The one place a reject's fate is written: delivered once, or undelivered with its part id.
+
+Both output modes report through a :class:`Ledger`, which frees the reject's row in the shared
+pending table, counts it and writes its single log record. A reject reaches exactly one of
+:meth:`Ledger.delivered` or :meth:`Ledger.undelivered`, exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from linegate.counters import Count, SharedCounters
+from linegate.plc.pending import PendingTable
+from linegate.plc.schedule import PendingReject
+
+
+class Ledger:
+    """Counts and records each reject's outcome."""
+
+    def __init__(self, table: PendingTable, counters: SharedCounters, log: Any) -> None:
+        self.table = table
+        self.counters = counters
+        self.log = log
+
+    def delivered(
+        self, reject: PendingReject, t_sent_ns: int, t_confirmed_ns: int, *, free: bool = True, **fields: Any
+    ) -> None:
+        """The PLC has the reject. ``late_ms`` is measured at the write that reached it (never later
+        than max_late: a write is only sent while it can still arrive in time)."""
+        if free:
+            self.table.free(reject.row)
+        else:
+            self.table.mark_on(reject.row)
+        self.counters.add(Count.PLC_DELIVERED)
+        self.log.info(
+            "reject_delivered",
+            part_id=reject.part_id,
+            seq=reject.seq,
+            t_pulse_ns=t_sent_ns,
+            late_ms=round((t_sent_ns - reject.due_ns) / 1e6, 3),
+            since_acquired_ms=round((t_sent_ns - reject.t_acquired_ns) / 1e6, 3),
+            confirm_ms=round((t_confirmed_ns - t_sent_ns) / 1e6, 3),
+            **fields,
+        )
+
+    def undelivered(self, reject: PendingReject, reason: str, error: str = "") -> None:
+        """The reject did not reach the PLC (or it cannot be known): the part must be checked by hand."""
+        self.table.free(reject.row)
+        self.counters.add(Count.PLC_UNDELIVERED)
+        if reason == "delivery_unknown":
+            self.counters.add(Count.PLC_DELIVERY_UNKNOWN)
+        self.log.error("reject_undelivered", part_id=reject.part_id, seq=reject.seq, reason=reason, error=error or None)
