@@ -160,6 +160,11 @@ class HandshakeMode:
                 why += f"; link down: {self.keeper.last_error}"
             self.ledger.undelivered(cur.reject, "not_acknowledged", why)
 
+    def abandon(self) -> PendingReject | None:
+        """At stop: the result still waiting for its acknowledgement, if any, for the caller to report."""
+        cur, self.current = self.current, None
+        return None if cur is None else cur.reject
+
     def shutdown(self) -> None:
         """Not ready, fault code STOPPING."""
         if self.keeper.connected:

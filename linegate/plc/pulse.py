@@ -86,8 +86,9 @@ class PulseMode:
             self.counters.add(Count.PLC_READ_BACKS)
             self.unsettled = None
             if applied:
-                self._delivered(u.reject, u.t_sent_ns, "read_back")
-                self.off_due_ns = max(self.off_due_ns, u.t_sent_ns + self.pulse_ns)
+                # The PLC may have applied the ON just before this read-back (a late reply, a held
+                # request): pulse_ms is only guaranteed when counted from here.
+                self.off_due_ns = self._delivered(u.reject, u.t_sent_ns, "read_back") + self.pulse_ns
                 return  # OFF when the pulse has lasted long enough (service)
             self._not_applied(u)
         if self.off_pending is None or time.monotonic_ns() >= self.off_due_ns:
@@ -127,6 +128,15 @@ class PulseMode:
             self._fault_written = fault
         except PlcLinkError as exc:
             self.keeper.lost(exc)
+
+    def abandon(self) -> PendingReject | None:
+        """At stop: the unsettled reject, if any, for the caller to report (its ON may be on)."""
+        u, self.unsettled = self.unsettled, None
+        if u is None:
+            return None
+        self.off_pending = replace(u.reject, row=-1)
+        self.off_due_ns = 0
+        return u.reject
 
     def shutdown(self) -> None:
         """Reject OFF, fault ON (linegate no longer inspects)."""

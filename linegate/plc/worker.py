@@ -203,10 +203,10 @@ class RejectWorker:
             self.step(inbox, time.monotonic_ns())
         for item in inbox.take(0):
             self.accept(item)
-        open_delivery = getattr(self.mode, "current", None)
+        open_delivery = self.mode.abandon()
         if open_delivery is not None:
-            self.mode.current = None  # type: ignore[union-attr]
-            self.ledger.undelivered(open_delivery.reject, "shutdown", "stopped before the PLC acknowledged it")
+            why = "stopped before the write was confirmed (no reply, not read back); check the part"
+            self.ledger.undelivered(open_delivery, "delivery_unknown", why)
         for reject in self.schedule.drain():
             self.ledger.undelivered(reject, "shutdown", "stopped before the reject could be delivered")
         self.counters.set(Count.PLC_PENDING, 0)
