@@ -20,7 +20,7 @@ def s7_pulse_section(port: int) -> PlcSection:
 
 
 def test_each_reject_is_one_pulse_of_the_reject_byte_and_the_fault_byte_ends_on() -> None:
-    """Each reject raises DB100.DBB60 once (whole-byte writes); after shutdown the reject byte is 0, the fault byte 1."""
+    """Each reject raises DB100.DBB60 once (whole bytes); after shutdown the reject byte is 0, the fault byte 1."""
     sim = PlcSimProcess(free_port(), args=sim_args(s7_pulse_section(1)))
     try:
         cfg = s7_pulse_section(sim.port)
