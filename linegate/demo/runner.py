@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import linegate
 from linegate.config import Config, load_config
+from linegate.config.schema import ModbusSection, PlcSection, S7Section
 from linegate.errors import LinegateError
 
 DEMO_CONFIG = Path(linegate.__file__).resolve().parents[1] / "config" / "demo.toml"
@@ -32,9 +34,12 @@ def free_port() -> int:
 class PlcSimProcess:
     """``python -m linegate.plc.sim`` as a child process; collects the coil edges it prints."""
 
-    def __init__(self, port: int, part_id_register: int) -> None:
+    def __init__(self, port: int, part_id_register: int = 0, args: Sequence[str] = ()) -> None:
         self.port = port
         self.edges: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+        self.duplicates: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
         self._proc = subprocess.Popen(
             [
                 sys.executable,
@@ -42,8 +47,8 @@ class PlcSimProcess:
                 "linegate.plc.sim",
                 "--port",
                 str(port),
-                "--part-id-register",
-                str(part_id_register),
+                *(["--part-id-register", str(part_id_register)] if "--part-id-register" not in args else []),
+                *args,
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -66,6 +71,12 @@ class PlcSimProcess:
                 self._listening.set()
             elif event.get("event") == "coil_edge":
                 self.edges.append(event)
+            elif event.get("event") == "result":
+                self.results.append(event)
+            elif event.get("event") == "duplicate_result":
+                self.duplicates.append(event)
+            elif event.get("event") == "vision_status":
+                self.statuses.append(event)
 
     def stop(self) -> None:
         self._proc.terminate()
@@ -93,11 +104,35 @@ class PlcSimProcess:
     def rising_part_ids(self, coil: int) -> list[int]:
         return [int(e["part_id"]) for e in self.edges if e["coil"] == coil and e["value"] == 1]
 
+    def parts_seen(self, plc: PlcSection) -> list[int]:
+        """Part ids the simulated PLC took, once per pulse (pulse) or per new result (handshake)."""
+        if plc.mode == "handshake":
+            return [int(e["part_id"]) for e in self.results]
+        link = plc.link
+        output = link.reject_coil if isinstance(link, ModbusSection) else getattr(link, "reject_byte", None)
+        return self.rising_part_ids(int(output or 0))
+
+
+def sim_args(plc: PlcSection) -> list[str]:
+    """``linegate plc-sim`` arguments that serve what *plc* expects."""
+    args = ["--protocol", plc.protocol, "--mode", plc.mode]
+    link = plc.link
+    if isinstance(link, ModbusSection):
+        args += ["--part-id-register", str(link.part_id_register or 0), "--register-base", str(link.register_base)]
+    elif isinstance(link, S7Section):
+        args += ["--db", str(link.db), "--byte-base", str(link.byte_base)]
+        for key in ("reject_byte", "fault_byte"):
+            if getattr(link, key) is not None:
+                args += [f"--{key.replace('_', '-')}", str(getattr(link, key))]
+    return args
+
 
 def with_plc_port(cfg: Config, port: int) -> Config:
-    """*cfg* with the Modbus peer moved to 127.0.0.1:*port*."""
-    modbus = cfg.plc.modbus.model_copy(update={"host": "127.0.0.1", "port": port})
-    return cfg.model_copy(update={"plc": cfg.plc.model_copy(update={"modbus": modbus})})
+    """*cfg* with the PLC peer moved to 127.0.0.1:*port*."""
+    link = cfg.plc.link
+    assert link is not None
+    moved = link.model_copy(update={"host": "127.0.0.1", "port": port})
+    return cfg.model_copy(update={"plc": cfg.plc.model_copy(update={cfg.plc.protocol: moved})})
 
 
 def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
@@ -107,8 +142,7 @@ def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
     from linegate.report import print_summary
 
     cfg = load_config(config or DEMO_CONFIG)
-    modbus = cfg.plc.modbus
-    sim = PlcSimProcess(free_port(), modbus.part_id_register or 0)
+    sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
     cfg = with_plc_port(cfg, sim.port)
     log_file.unlink(missing_ok=True)
     print(
@@ -132,11 +166,12 @@ def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
         time.sleep(0.2)  # let the simulator print the last edges
         sim.stop()
     print_summary(summary, sys.stdout)
-    pulses = sim.rising_part_ids(modbus.reject_coil)
+    seen = sim.parts_seen(cfg.plc)
     delivered = summary.counters["plc_delivered"]
-    print(f"  plc-sim  saw {len(pulses)} reject pulses on coil {modbus.reject_coil} (linegate delivered {delivered})")
+    what = "reject pulses" if cfg.plc.mode == "pulse" else "acknowledged results"
+    print(f"  plc-sim  saw {len(seen)} {what} for {len(set(seen))} parts (linegate delivered {delivered})")
     print(f"  records  {log_file}")
-    if len(pulses) != delivered:
-        print("  MISMATCH the PLC saw a different number of pulses than linegate delivered")
+    if len(seen) != delivered or len(set(seen)) != len(seen):
+        print("  MISMATCH the PLC did not see each delivered reject exactly once")
         return max(summary.exit_code, 1)
     return summary.exit_code

@@ -1,41 +1,119 @@
-"""``linegate plc-sim``: a Modbus TCP PLC simulator that prints every coil edge (the pymodbus server).
+"""``linegate plc-sim``: a Modbus TCP PLC simulator (the pymodbus server) printing one JSON line per event.
 
-It holds coils and holding registers on every device id, and prints one JSON line per coil value
-change: ``{"event": "coil_edge", "coil": N, "value": 0|1, "t_ns": monotonic ns, "part_id": P}``,
-where ``part_id`` is the 32-bit value of the part-id registers (high word first) at that moment.
-The first line is ``{"event": "listening", ...}`` so a parent process can wait for it.
+It holds coils and holding registers on every device id. The first line is
+``{"event": "listening", "host", "port", "protocol": "modbus", "mode"}`` (the port actually bound, also for
+``--port 0``) so a parent process can wait for it. Then, in both modes, one line per coil value change:
+``{"event": "coil_edge", "coil": N, "value": 0|1, "t_ns": monotonic ns, "part_id": P}``, where ``part_id``
+is the 32-bit value of the part-id registers (high word first) at that moment.
+
+``--mode handshake`` also runs the simulated PLC program (:mod:`linegate.plc.plc_program`) on every
+register write touching the vision block at ``register_base`` and serves the PLC block from its memory,
+refreshed at every access; the program's events (``result``, ``duplicate_result``, ``vision_status``)
+are printed as they happen. Every ``t_ns`` is ``time.monotonic_ns()`` taken in the pymodbus ``action=``
+callback, i.e. when the request is applied.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Mapping
+from typing import Literal, TextIO
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from linegate.plc import interface as itf
+from linegate.plc.plc_program import PlcProgram, ProgramConfig
+
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # a client vanishing mid-request is normal in tests
 
+Mode = Literal["pulse", "handshake"]
 FC_WRITE_COIL, FC_WRITE_COILS = 5, 15
 FC_WRITE_REGISTER, FC_WRITE_REGISTERS = 6, 16
+REGISTER_FCS = frozenset({3, 6, 16, 22, 23})
+
+
+class SimPortError(Exception):
+    """The simulator cannot listen where asked; the message is one line for the user."""
+
+
+class JsonLines:
+    """Writes one JSON object per line and flushes; safe from several threads."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Mapping[str, object]) -> None:
+        line = json.dumps(event) + "\n"
+        with self._lock, contextlib.suppress(BrokenPipeError, ValueError):  # the reader went away
+            self.out.write(line)
+            self.out.flush()
+
+
+def check_port(port: int) -> None:
+    """Raise SimPortError unless *port* is a TCP port number (0 = any free port)."""
+    if not 0 <= port <= 65535:
+        raise SimPortError(f"port {port} is out of range (0..65535; 0 picks a free port)")
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why listening on *host*:*port* fails now, as one line; None if a bind succeeds.
+
+    The probe binds without SO_REUSEPORT, so a port held by any listener (even one that set
+    SO_REUSEPORT, like snap7's server) is reported as in use.
+    """
+    check_port(port)
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot listen on {host!r}: unknown host ({exc})"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use"
+            if exc.errno == errno.EACCES:
+                return (f"no permission to listen on port {port} on {host} "
+                        "(ports below 1024 need root or CAP_NET_BIND_SERVICE)")
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"cannot listen on {host}: not an address of this machine"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 class EdgeRecorder:
-    """Tracks coil and register values from write requests and prints coil edges."""
+    """Tracks coil and register values from requests, prints coil edges, runs the handshake program."""
 
-    def __init__(self, out: TextIO, part_id_register: int, coils: int, registers: int) -> None:
-        self.out = out
+    def __init__(
+        self,
+        emit: Callable[[Mapping[str, object]], None],
+        part_id_register: int,
+        coils: int,
+        registers: int,
+        *,
+        program: PlcProgram | None = None,
+        register_base: int = 0,
+    ) -> None:
+        self.emit_event = emit
         self.part_id_register = part_id_register
         self.coils = [False] * (-(-coils // 16) * 16)  # whole 16-bit registers of coils
         self.registers = [0] * registers
+        self.program = program
+        self.register_base = register_base
+        if program is not None and register_base + itf.TOTAL_WORDS > registers:
+            raise ValueError(f"register_base {register_base} leaves no room for the {itf.TOTAL_WORDS}-word interface")
 
     def part_id(self) -> int:
         r = self.part_id_register
@@ -44,30 +122,41 @@ class EdgeRecorder:
     async def on_access(
         self,
         function_code: int,
-        _start_address: int,
+        start_address: int,
         address: int,
         count: int,
-        _current: list[int],
+        current: list[int],
         values: list[int] | list[bool] | None,
     ) -> None:
         """pymodbus calls this for every valid access, before a write is applied."""
-        if values is None:
-            return
-        if function_code in (FC_WRITE_REGISTER, FC_WRITE_REGISTERS):
-            for i, value in enumerate(values[:count]):
-                self.registers[address + i] = int(value)
-        elif function_code in (FC_WRITE_COIL, FC_WRITE_COILS):
+        t_ns = time.monotonic_ns()
+        if function_code in (FC_WRITE_COIL, FC_WRITE_COILS) and values is not None:
             for i, value in enumerate(values[:count]):
                 coil, new = address + i, bool(value)
                 if self.coils[coil] != new:
                     self.coils[coil] = new
-                    self.emit(coil, new)
+                    self.emit(coil, new, t_ns)
+            return
+        if function_code not in REGISTER_FCS:
+            return
+        wrote = function_code in (FC_WRITE_REGISTER, FC_WRITE_REGISTERS) and values is not None
+        if wrote and values is not None:
+            for i, value in enumerate(values[:count]):
+                self.registers[address + i] = int(value)
+                current[address + i - start_address] = int(value)  # pymodbus applies the same right after
+        if self.program is None:
+            return
+        base = self.register_base - start_address
+        if wrote and address < self.register_base + itf.VISION_WORDS and address + count > self.register_base:
+            for event in self.program.on_vision_block(current[base : base + itf.VISION_WORDS], t_ns):
+                self.emit_event(event)
+        plc = base + itf.PLC_OFFSET
+        current[plc : plc + itf.PLC_WORDS] = self.program.scan(t_ns)
 
-    def emit(self, coil: int, value: bool) -> None:
-        event = {"event": "coil_edge", "coil": coil, "value": int(value), "t_ns": time.monotonic_ns()}
-        event["part_id"] = self.part_id()
-        self.out.write(json.dumps(event) + "\n")
-        self.out.flush()
+    def emit(self, coil: int, value: bool, t_ns: int | None = None) -> None:
+        stamp = time.monotonic_ns() if t_ns is None else t_ns
+        self.emit_event({"event": "coil_edge", "coil": coil, "value": int(value), "t_ns": stamp,
+                         "part_id": self.part_id()})
 
 
 def build_device(recorder: EdgeRecorder) -> SimDevice:
@@ -87,26 +176,51 @@ async def serve_plc_sim(
     part_id_register: int = 0,
     coils: int = 64,
     registers: int = 64,
+    mode: Mode = "pulse",
+    register_base: int = 0,
+    program: ProgramConfig | None = None,
     ready: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve until cancelled; calls *ready* with the port once listening."""
+    """Serve until cancelled; calls *ready* with the bound port once listening. Raises SimPortError."""
+    if mode == "handshake":
+        registers = max(registers, register_base + itf.TOTAL_WORDS)
     if not 0 <= part_id_register < registers - 1:
         raise ValueError(f"part_id_register {part_id_register} needs two registers inside 0..{registers - 1}")
-    recorder = EdgeRecorder(out, part_id_register, coils, registers)
+    if not 0 <= register_base <= 65535 - itf.TOTAL_WORDS:
+        raise ValueError(f"register_base {register_base} must be within 0..{65535 - itf.TOTAL_WORDS}")
+    problem = bind_problem(host, port)
+    if problem is not None:
+        raise SimPortError(problem)
+    emit = JsonLines(out)
+    plc = PlcProgram(program or ProgramConfig(), time.monotonic_ns()) if mode == "handshake" else None
+    recorder = EdgeRecorder(emit, part_id_register, coils, registers, program=plc, register_base=register_base)
     server = ModbusTcpServer(build_device(recorder), address=(host, port))
-    await server.serve_forever(background=True)
-    out.write(json.dumps({"event": "listening", "host": host, "port": port}) + "\n")
-    out.flush()
+    try:
+        await server.serve_forever(background=True)
+    except RuntimeError as exc:  # pymodbus hides the OSError; probe again for the reason
+        raise SimPortError(bind_problem(host, port) or f"cannot listen on {host}:{port}") from exc
+    listener = server.transport
+    bound = int(listener.sockets[0].getsockname()[1]) if isinstance(listener, asyncio.Server) else port
+    emit({"event": "listening", "host": host, "port": bound, "protocol": "modbus", "mode": mode})
     if ready is not None:
-        ready(port)
+        ready(bound)
     try:
         await asyncio.Event().wait()
     finally:
         await server.shutdown()  # type: ignore[no-untyped-call]
 
 
-def run_plc_sim(host: str, port: int, *, part_id_register: int = 0, out: TextIO = sys.stdout) -> int:
-    """Run in the foreground until SIGINT or SIGTERM; returns the exit code."""
+def run_plc_sim(
+    host: str,
+    port: int,
+    *,
+    part_id_register: int = 0,
+    out: TextIO = sys.stdout,
+    mode: Mode = "pulse",
+    register_base: int = 0,
+    program: ProgramConfig | None = None,
+) -> int:
+    """Run in the foreground until SIGINT or SIGTERM; returns the exit code. Raises SimPortError."""
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -115,16 +229,14 @@ def run_plc_sim(host: str, port: int, *, part_id_register: int = 0, out: TextIO 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await serve_plc_sim(host, port, out=out, part_id_register=part_id_register)
+            await serve_plc_sim(host, port, out=out, part_id_register=part_id_register, mode=mode,
+                                register_base=register_base, program=program)
 
     asyncio.run(main())
     return 0
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="linegate plc-sim")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5020)
-    parser.add_argument("--part-id-register", type=int, default=0)
-    args = parser.parse_args()
-    raise SystemExit(run_plc_sim(args.host, args.port, part_id_register=args.part_id_register))
+if __name__ == "__main__":  # python -m linegate.plc.sim [plc-sim options]: the same as `linegate plc-sim`
+    import importlib
+
+    raise SystemExit(importlib.import_module("linegate.cli").main(["plc-sim", *sys.argv[1:]]))

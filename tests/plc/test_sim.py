@@ -1,16 +1,106 @@
-"""`linegate plc-sim`: a real Modbus TCP server printing coil edges with the part id."""
+"""`linegate plc-sim`: a real Modbus TCP server printing coil edges and, in handshake mode, PLC-program events."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pytest
 from pymodbus.client import ModbusTcpClient
 
 from linegate.demo.runner import PlcSimProcess, free_port
+from linegate.plc.interface import (
+    PLC_OFFSET,
+    PLC_WORDS,
+    FaultCode,
+    PlcInputs,
+    Result,
+    Verdict,
+    VisionState,
+    decode_plc_block,
+    encode_vision_block,
+)
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "plc-interface.md"
+READY = VisionState(alive=1, ready=True, fault_code=FaultCode.NONE, toggle=True, waiting=0)
+
+
+class SimProc:
+    """`linegate plc-sim ARGS --port 0` as a child process; collects every JSON line it prints."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "linegate", "plc-sim", *args, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise AssertionError(f"plc-sim exited with {self.proc.wait(5)}: {err}")
+        self.listening: dict[str, Any] = json.loads(line)
+        self.port = int(self.listening["port"])
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self.events.append(json.loads(line))
+
+    def named(self, *names: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if e["event"] in names]
+
+    def wait_for(self, check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        end = time.monotonic() + timeout_s
+        while not check():
+            if time.monotonic() > end:
+                raise AssertionError(f"timed out; events so far: {self.events}")
+            time.sleep(0.01)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(10)
+        self._reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return code
+
+
+def modbus_client(port: int) -> ModbusTcpClient:
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+    assert client.connect()
+    return client
+
+
+def write_result(client: ModbusTcpClient, seq: int, part_id: int, *, base: int = 0, alive: int = 1) -> None:
+    words = encode_vision_block(VisionState(alive, True, FaultCode.NONE, bool(seq % 2), 0),
+                                Result(seq, part_id, Verdict.REJECT, 0, 2, 0.5))
+    assert not client.write_registers(base, words, device_id=1).isError()
+
+
+def read_plc(client: ModbusTcpClient, base: int = 0) -> PlcInputs:
+    reply = client.read_holding_registers(base + PLC_OFFSET, count=PLC_WORDS, device_id=1)
+    assert not reply.isError()
+    return decode_plc_block(list(reply.registers))
 
 
 def test_prints_each_edge_with_part_id_and_time(plc_sim: PlcSimProcess) -> None:
@@ -50,7 +140,166 @@ def test_cli_announces_listening_and_stops_on_sigterm() -> None:
     )
     assert proc.stdout is not None
     first = json.loads(proc.stdout.readline())
-    assert first == {"event": "listening", "host": "127.0.0.1", "port": port}
+    assert first == {"event": "listening", "host": "127.0.0.1", "port": port, "protocol": "modbus", "mode": "pulse"}
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     proc.stdout.close()
+
+
+def test_port_zero_prints_the_port_actually_bound() -> None:
+    """`--port 0` listens on a free port and the listening line names it (a client can connect there)."""
+    sim = SimProc("--mode", "handshake")
+    try:
+        assert sim.listening["mode"] == "handshake" and sim.port > 0
+        with socket.create_connection(("127.0.0.1", sim.port), timeout=5):
+            pass
+    finally:
+        assert sim.stop() == 0
+
+
+def test_handshake_records_once_flags_duplicate_and_acks() -> None:
+    """Handshake: a new seq is one result event and acked; a re-write of an unacked seq is a duplicate."""
+    sim = SimProc("--mode", "handshake", "--ignore-ack-share", "0.5")  # acks: 1st written, 2nd skipped, 3rd...
+    client = modbus_client(sim.port)
+    try:
+        write_result(client, 1, 70_000)
+        assert read_plc(client).ack_seq == 1
+        write_result(client, 2, 70_001, alive=2)
+        assert read_plc(client).ack_seq == 1  # the PLC took it but skipped this ack
+        write_result(client, 2, 70_001, alive=3)  # linegate re-sends the same seq
+        assert read_plc(client).ack_seq == 2
+        write_result(client, 2, 70_001, alive=4)  # alive write repeating an acked result
+        sim.wait_for(lambda: len(sim.named("result", "duplicate_result")) >= 3)
+        time.sleep(0.2)
+    finally:
+        client.close()
+        assert sim.stop() == 0
+    results = sim.named("result", "duplicate_result")
+    assert [(e["event"], e["seq"], e["part_id"]) for e in results] == [
+        ("result", 1, 70_000), ("result", 2, 70_001), ("duplicate_result", 2, 70_001)]
+    assert results[0] == {"event": "result", "seq": 1, "part_id": 70_000, "verdict": 2, "basis": 0,
+                          "class_index": 2, "score": 0.5, "t_ns": results[0]["t_ns"]}
+    assert [e["t_ns"] for e in results] == sorted(e["t_ns"] for e in results)
+    (status,) = sim.named("vision_status")
+    assert (status["ready"], status["fault_code"], status["alive"]) == (True, 0, 1)
+
+
+def test_handshake_ack_delay_and_plc_block_inputs() -> None:
+    """--ack-delay-ms delays ack_seq; plc_alive counts; part id, recipe and encoder are served as configured."""
+    sim = SimProc("--mode", "handshake", "--register-base", "100", "--ack-delay-ms", "300", "--plc-alive-ms", "20",
+                  "--plc-part-id", "70000", "--recipe", "42", "--encoder-cps", "100000")
+    client = modbus_client(sim.port)
+    try:
+        first = read_plc(client, 100)
+        assert (first.part_id, first.recipe, first.control) == (70_000, 42, 0)
+        t_write = time.monotonic()
+        write_result(client, 9, 5, base=100)
+        early = read_plc(client, 100)
+        if time.monotonic() - t_write < 0.25:  # only meaningful if this read was surely before the delay
+            assert early.ack_seq == 0
+        end = time.monotonic() + 10
+        later = early
+        while later.ack_seq != 9 and time.monotonic() < end:
+            time.sleep(0.02)
+            later = read_plc(client, 100)
+        assert later.ack_seq == 9
+        assert later.alive != first.alive
+        assert later.encoder != first.encoder
+        assert read_plc(client, 0).ack_seq == 0  # nothing at the default base: the block moved
+    finally:
+        client.close()
+        assert sim.stop() == 0
+    assert [e["seq"] for e in sim.named("result")] == [9]
+
+
+def test_handshake_keeps_coil_edges() -> None:
+    """Coil edges are still printed in handshake mode."""
+    sim = SimProc("--mode", "handshake")
+    client = modbus_client(sim.port)
+    try:
+        for value in (True, False):
+            assert not client.write_coil(1, value, device_id=1).isError()
+        sim.wait_for(lambda: len(sim.named("coil_edge")) >= 2)
+    finally:
+        client.close()
+        sim.stop()
+    assert [(e["coil"], e["value"]) for e in sim.named("coil_edge")] == [(1, 1), (1, 0)]
+
+
+def run_cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, sys.executable, "-m", "linegate", "plc-sim", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line_usage_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+def test_port_in_use_is_one_line_and_exit_2(protocol: str) -> None:
+    """A port already taken: one clear line on stderr, exit status 2, no traceback, no listening line."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = run_cli("--protocol", protocol, "--port", str(port))
+    assert_one_line_usage_error(done, f"port {port}", "already in use")
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+def test_port_out_of_range_is_one_line_and_exit_2(protocol: str) -> None:
+    """A port number outside 0..65535: one line, exit 2."""
+    assert_one_line_usage_error(run_cli("--protocol", protocol, "--port", "70000"), "70000", "out of range")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+def test_port_without_permission_is_one_line_and_exit_2(protocol: str) -> None:
+    """A port below 1024 without CAP_NET_BIND_SERVICE: one line naming the permission, exit 2."""
+    drop = ("setpriv", "--bounding-set", "-net_bind_service", "--inh-caps", "-net_bind_service")
+    done = run_cli("--protocol", protocol, "--port", "102", prefix=drop)
+    assert_one_line_usage_error(done, "no permission", "102")
+
+
+def documented_number(name: str) -> int:
+    """The 4xxxx number of interface field *name* from docs/plc-interface.md's table (first register)."""
+    for line in DOC.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 3 and cells[1] == f"`{name}`":
+            return int(cells[3].split("-")[0])
+    raise AssertionError(f"{name} not in {DOC}")
+
+
+def mbpoll(port: int, number: int, count: int, *kind: str) -> list[int]:
+    """Read with Debian's mbpoll: 1-based reference = the 4xxxx number - 40000 (*kind*: default -t 4)."""
+    out = subprocess.run(
+        ["mbpoll", "-m", "tcp", "-a", "1", *(kind or ("-t", "4")), "-r", str(number - 40000), "-c", str(count),
+         "-1", "-o", "2", "-p", str(port), "127.0.0.1"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    return [int(v) for v in re.findall(r"^\[\d+\]:\s+(-?\d+)", out, re.MULTILINE)]
+
+
+@pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll not installed (apt-get install mbpoll)")
+def test_mbpoll_reads_the_documented_plc_block() -> None:
+    """mbpoll, an independent client, reads at the documented addresses exactly what the PLC program wrote."""
+    sim = SimProc("--mode", "handshake", "--plc-alive-ms", "0", "--plc-part-id", "70000", "--recipe", "42")
+    client = modbus_client(sim.port)
+    try:
+        write_result(client, 5, 1)
+        expected = read_plc(client)
+        assert (expected.ack_seq, expected.part_id, expected.recipe) == (5, 70_000, 42)
+        words = mbpoll(sim.port, documented_number("plc_alive"), PLC_WORDS)
+        assert decode_plc_block(words) == expected
+        assert mbpoll(sim.port, documented_number("ack_seq"), 1) == [5]
+        assert mbpoll(sim.port, documented_number("recipe"), 1) == [42]
+        # 32-bit, high word first = mbpoll's big-endian word order (-B)
+        assert mbpoll(sim.port, documented_number("plc_part_id"), 1, "-t", "4:int", "-B") == [70_000]
+    finally:
+        client.close()
+        sim.stop()

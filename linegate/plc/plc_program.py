@@ -1,0 +1,199 @@
+"""The PLC side of the handshake, simulated: what a PLC program does with linegate's vision block.
+
+Used by both simulators (``linegate plc-sim --mode handshake``, Modbus and S7). Pure: no I/O, no clock of
+its own; every call takes the time (``time.monotonic_ns()`` of the caller) and returns events as dicts.
+
+What it does, as a PLC programmer would write it (see docs/plc-interface.md):
+
+- on every write of the vision block: a ``result_seq`` that is not 0 and differs from the last one taken
+  is a NEW result: it is recorded once (``result`` event) and acknowledged by writing the seq into
+  ``ack_seq`` (after ``ack_delay_ms``; an evenly spread ``ignore_ack_share`` of acks is skipped, for tests).
+  The last seq written again while its ack is not yet published is a ``duplicate_result`` (the writer
+  re-sending): counted, never recorded again, and acknowledged (again). Once the ack is published, further
+  writes carrying that seq (alive/status writes) are neither results nor duplicates.
+- ``vision_status`` when ready, the fault bit or ``fault_code`` change (not on every alive tick);
+- its own ``plc_alive`` counts up every ``alive_ms`` (0: frozen; :meth:`PlcProgram.freeze_alive`);
+- ``plc_part_id`` (next part id it wants used; 0 = not provided), ``encoder`` (counts per second, wrapping
+  32-bit) and ``recipe`` in the PLC block (:data:`linegate.plc.interface.PLC_BLOCK` layout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from linegate.plc import interface as itf
+
+Event = dict[str, Any]
+U32 = 0xFFFF_FFFF
+
+_OFF = {f.name: f.offset for f in itf.FIELDS}
+
+
+@dataclass(frozen=True)
+class ProgramConfig:
+    """Behaviour knobs of the simulated PLC program (defaults: a prompt, well-behaved PLC)."""
+
+    ack_delay_ms: float = 0.0
+    """Time from taking a result to publishing its ``ack_seq``."""
+    ignore_ack_share: float = 0.0
+    """Share (0..1) of acks never written, evenly spread (0.5: every 2nd, 1: none)."""
+    alive_ms: float = 100.0
+    """``plc_alive`` counts up by 1 this often; 0 freezes it."""
+    part_id_start: int = 0
+    """First ``plc_part_id`` offered; 0: the PLC provides no part id (the words stay 0)."""
+    part_period_ms: float = 0.0
+    """``plc_part_id`` advances by 1 this often (a part passing the camera); 0: it stays."""
+    encoder_cps: float = 0.0
+    """Encoder counts per second (the word pair wraps at 2**32)."""
+    encoder_start: int = 0
+    recipe: int = 0
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.ack_delay_ms >= 0, "ack_delay_ms must be >= 0"),
+            (0.0 <= self.ignore_ack_share <= 1.0, "ignore_ack_share must be within 0..1"),
+            (self.alive_ms >= 0, "alive_ms must be >= 0"),
+            (0 <= self.part_id_start <= U32, "part_id_start must be a u32"),
+            (self.part_period_ms >= 0, "part_period_ms must be >= 0"),
+            (self.encoder_cps >= 0, "encoder_cps must be >= 0"),
+            (0 <= self.encoder_start <= U32, "encoder_start must be a u32"),
+            (0 <= self.recipe <= 0xFFFF, "recipe must be a u16"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+class PlcProgram:
+    """State of the simulated PLC program; feed it vision-block writes and scan it for the PLC block."""
+
+    def __init__(self, config: ProgramConfig, t_ns: int) -> None:
+        self.config = config
+        self.results: list[Event] = []
+        """Every recorded (new) result event, in order."""
+        self.duplicates = 0
+        self._t0 = t_ns
+        self._last_seq = 0
+        self._ack_seq = 0
+        self._pending_ack: tuple[int, int] | None = None  # (seq, due t_ns)
+        self._ack_chances = 0
+        self._acks_ignored = 0
+        self._alive = 0
+        self._alive_frozen = config.alive_ms == 0
+        self._alive_mark_ns = t_ns
+        self._status: tuple[bool, bool, int] | None = None
+        self._part_id_start = config.part_id_start
+        self._part_t0 = t_ns
+        self._recipe = config.recipe
+
+    # -- inputs -------------------------------------------------------------------------------------------
+
+    def on_vision_block(self, words: Sequence[int], t_ns: int) -> list[Event]:
+        """Handle one write of the vision block (all 12 words as now in memory); returns the events."""
+        if len(words) != itf.VISION_WORDS:
+            raise ValueError(f"vision block is {itf.VISION_WORDS} words, got {len(words)}")
+        self._advance(t_ns)
+        events: list[Event] = []
+        w = [int(x) & 0xFFFF for x in words]
+        status = w[_OFF["status"]]
+        now = (bool(status >> itf.Status.READY & 1), bool(status >> itf.Status.FAULT & 1), w[_OFF["fault_code"]])
+        if now != self._status:
+            self._status = now
+            events.append({"event": "vision_status", "ready": now[0], "fault": now[1], "fault_code": now[2],
+                           "alive": w[_OFF["vision_alive"]], "t_ns": t_ns})
+        seq = w[_OFF["result_seq"]]
+        if seq == 0:
+            return events
+        if seq != self._last_seq:
+            self._last_seq = seq
+            event = self._result_event("result", w, t_ns)
+            self.results.append(event)
+            events.append(event)
+            self._pending_ack = None
+            self._offer_ack(seq, t_ns)
+        elif self._ack_seq != seq:
+            self.duplicates += 1
+            events.append(self._result_event("duplicate_result", w, t_ns))
+            if self._pending_ack is None:
+                self._offer_ack(seq, t_ns)
+        self._advance(t_ns)
+        return events
+
+    def freeze_alive(self, frozen: bool, t_ns: int) -> None:
+        """Stop (or restart) the ``plc_alive`` counter, as a PLC whose program halted would."""
+        self._advance(t_ns)
+        self._alive_frozen = frozen or self.config.alive_ms == 0
+        self._alive_mark_ns = t_ns
+
+    def set_part_id(self, part_id: int, t_ns: int) -> None:
+        """Offer *part_id* as the next part id from now on (it keeps advancing if ``part_period_ms``)."""
+        self._part_id_start = part_id & U32
+        self._part_t0 = t_ns
+
+    def set_recipe(self, recipe: int) -> None:
+        """A product change."""
+        self._recipe = recipe & 0xFFFF
+
+    # -- outputs ------------------------------------------------------------------------------------------
+
+    def scan(self, t_ns: int) -> list[int]:
+        """Run one PLC scan at *t_ns*: publish due acks, count alive; returns the 8 PLC-block words."""
+        self._advance(t_ns)
+        part = self._part_id(t_ns)
+        enc = self._encoder(t_ns)
+        return [self._alive, self._ack_seq, part >> 16, part & 0xFFFF, enc >> 16, enc & 0xFFFF, self._recipe, 0]
+
+    @property
+    def ack_seq(self) -> int:
+        """The acknowledged seq as published (after the last scan or write)."""
+        return self._ack_seq
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _result_event(self, name: str, w: list[int], t_ns: int) -> Event:
+        return {
+            "event": name,
+            "seq": w[_OFF["result_seq"]],
+            "part_id": (w[_OFF["part_id"]] << 16) | w[_OFF["part_id"] + 1],
+            "verdict": w[_OFF["verdict"]],
+            "basis": w[_OFF["basis"]],
+            "class_index": w[_OFF["class_index"]],
+            "score": w[_OFF["score"]] / itf.SCORE_SCALE,
+            "t_ns": t_ns,
+        }
+
+    def _offer_ack(self, seq: int, t_ns: int) -> None:
+        """One chance to acknowledge *seq*: skipped for an even share, else due after the delay."""
+        self._ack_chances += 1
+        if int(self._ack_chances * self.config.ignore_ack_share) > self._acks_ignored:
+            self._acks_ignored += 1
+            return
+        self._pending_ack = (seq, t_ns + round(self.config.ack_delay_ms * 1e6))
+
+    def _advance(self, t_ns: int) -> None:
+        """Bring timers up to *t_ns*: the alive counter and a pending ack."""
+        if self._pending_ack is not None and t_ns >= self._pending_ack[1]:
+            self._ack_seq = self._pending_ack[0]
+            self._pending_ack = None
+        if self._alive_frozen:
+            self._alive_mark_ns = max(self._alive_mark_ns, t_ns)
+            return
+        period = max(1, round(self.config.alive_ms * 1e6))
+        ticks = (t_ns - self._alive_mark_ns) // period
+        if ticks > 0:
+            self._alive = (self._alive + ticks) & 0xFFFF
+            self._alive_mark_ns += ticks * period
+
+    def _part_id(self, t_ns: int) -> int:
+        if self._part_id_start == 0:
+            return 0
+        steps = 0
+        if self.config.part_period_ms > 0:
+            steps = max(0, t_ns - self._part_t0) // max(1, round(self.config.part_period_ms * 1e6))
+        return (self._part_id_start + steps) & U32
+
+    def _encoder(self, t_ns: int) -> int:
+        counts = (max(0, t_ns - self._t0) * self.config.encoder_cps) // 1e9
+        return (self.config.encoder_start + int(counts)) & U32

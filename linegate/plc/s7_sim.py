@@ -1,0 +1,219 @@
+"""``linegate plc-sim --protocol s7``: a Siemens S7 PLC simulator (python-snap7's server) printing JSON lines.
+
+One data block ``db`` is served (ISO-on-TCP, any rack/slot). The first line is
+``{"event": "listening", "host", "port", "protocol": "s7", "mode", "db"}`` (the port actually bound).
+
+- ``pulse``: one line per change 0 <-> 1 of a flag byte (``reject_byte``, ``fault_byte``, bytes 0 and 1 if
+  neither is given; any non-zero byte counts as 1):
+  ``{"event": "coil_edge", "coil": <byte offset>, "value": 0|1, "t_ns", "part_id": 0}``
+  (S7 pulse mode has no part-id address, so ``part_id`` is always 0).
+- ``handshake``: the simulated PLC program (:mod:`linegate.plc.plc_program`) runs on every write touching
+  the vision block at ``byte_base`` (its events are printed); the PLC block is written into the DB at every
+  write and by a scan thread every ``scan_ms`` (default 5 ms, like a PLC cycle). Flag bytes are watched only
+  if given and outside the interface block.
+
+How writes are observed: python-snap7 3.3.0's server calls its events callback (``EVC_DATA_WRITE``, with the
+area, DB number, start and length) in the client's handler thread right after the bytes are in the DB and
+before the reply is sent. ``t_ns`` is ``time.monotonic_ns()`` taken there: every write is seen (no polling,
+no missed short pulses) and stamped within microseconds of being applied. Reads are served from the DB as it
+is, so what a read sees of the PLC block is at most one scan (``scan_ms``) old.
+
+python-snap7's server mishandles bit writes and multi-item writes (see docs): write whole bytes and words.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import TextIO
+
+from snap7.server import EVC_DATA_WRITE, Server
+from snap7.type import SrvArea, SrvEvent
+
+from linegate.plc import interface as itf
+from linegate.plc.plc_program import PlcProgram, ProgramConfig
+from linegate.plc.sim import JsonLines, Mode, SimPortError, bind_problem
+
+logging.getLogger("snap7").setLevel(logging.CRITICAL)  # clients vanishing mid-request are normal in tests
+
+BLOCK_BYTES = 2 * itf.TOTAL_WORDS
+MAX_DB_BYTES = 65535
+
+
+class S7Sim:
+    """The S7 simulator: a snap7 server with one DB, watched on every write. Start, then stop."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        emit: Callable[[Mapping[str, object]], None],
+        db: int = 100,
+        byte_base: int = 0,
+        reject_byte: int | None = None,
+        fault_byte: int | None = None,
+        mode: Mode = "pulse",
+        program: ProgramConfig | None = None,
+        scan_ms: float = 5.0,
+    ) -> None:
+        if mode == "pulse" and reject_byte is None and fault_byte is None:
+            reject_byte, fault_byte = 0, 1
+        flags = [b for b in (reject_byte, fault_byte) if b is not None]
+        _check(1 <= db <= 65535, f"db {db} must be within 1..65535")
+        _check(0 <= byte_base <= MAX_DB_BYTES - BLOCK_BYTES, f"byte_base {byte_base} leaves no room for the interface")
+        _check(all(0 <= b < MAX_DB_BYTES for b in flags), "flag bytes must be within 0..65534")
+        _check(len(set(flags)) == len(flags), "reject_byte and fault_byte must differ")
+        _check(scan_ms > 0, "scan_ms must be > 0")
+        if mode == "handshake":  # a flag byte inside the interface block would report the block's words as edges
+            flags = [b for b in flags if not byte_base <= b < byte_base + BLOCK_BYTES]
+        self.host, self.port, self.db, self.mode, self.scan_ms = host, port, db, mode, scan_ms
+        self.byte_base = byte_base
+        self.emit = emit
+        size = max([64, *(b + 1 for b in flags)] + ([byte_base + BLOCK_BYTES] if mode == "handshake" else []))
+        self.data = bytearray(size)
+        self.flags = {b: 0 for b in flags}
+        self.program = PlcProgram(program or ProgramConfig(), time.monotonic_ns()) if mode == "handshake" else None
+        self._lock = threading.Lock()  # one write handled at a time (several clients, plus the scan thread)
+        self._stop = threading.Event()
+        self._scanner: threading.Thread | None = None
+        self._server: Server | None = None
+
+    def start(self) -> int:
+        """Listen and return the bound port; raises SimPortError (one line) if that is not possible."""
+        problem = bind_problem(self.host, self.port)
+        if problem is not None:
+            raise SimPortError(problem)
+        try:
+            ip = socket.gethostbyname(self.host)
+        except OSError as exc:
+            raise SimPortError(f"cannot listen on {self.host!r}: unknown host ({exc})") from exc
+        server = Server(log=False)
+        server.register_area(SrvArea.DB, self.db, self.data)
+        server.set_events_callback(self._on_server_event)
+        if self.program is not None:
+            self._scan(time.monotonic_ns())
+        try:
+            server.start_to(ip, self.port)
+        except Exception as exc:  # S7ConnectionError wrapping the OSError
+            why = bind_problem(self.host, self.port) or f"cannot listen on {self.host}:{self.port}: {exc}"
+            raise SimPortError(why) from exc
+        self._server = server
+        assert server.server_socket is not None
+        bound = int(server.server_socket.getsockname()[1])
+        if self.program is not None:
+            self._scanner = threading.Thread(target=self._scan_loop, name="s7-sim-scan", daemon=True)
+            self._scanner.start()
+        return bound
+
+    def stop(self) -> None:
+        """Stop scanning and serving."""
+        self._stop.set()
+        if self._scanner is not None:
+            self._scanner.join(2)
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def _on_server_event(self, event: SrvEvent) -> None:
+        """snap7's events callback: runs in the client's thread right after a write is applied."""
+        if event.EvtCode != EVC_DATA_WRITE or event.EvtParam1 != SrvArea.DB or event.EvtParam2 != self.db:
+            return
+        t_ns = time.monotonic_ns()
+        start, end = int(event.EvtParam3), int(event.EvtParam3) + int(event.EvtParam4)
+        with self._lock:
+            snapshot = self._read()
+            for byte in sorted(self.flags):
+                value = int(snapshot[byte] != 0)
+                if start <= byte < end and value != self.flags[byte]:
+                    self.flags[byte] = value
+                    self.emit({"event": "coil_edge", "coil": byte, "value": value, "t_ns": t_ns, "part_id": 0})
+            base = self.byte_base
+            if self.program is not None and start < base + 2 * itf.VISION_WORDS and end > base:
+                words = struct.unpack_from(f">{itf.VISION_WORDS}H", snapshot, base)
+                for out in self.program.on_vision_block(words, t_ns):
+                    self.emit(out)
+                self._scan(t_ns)
+
+    def _read(self) -> bytes:
+        self._lock_area()
+        try:
+            return bytes(self.data)
+        finally:
+            self._unlock_area()
+
+    def _scan(self, t_ns: int) -> None:
+        """Write the program's PLC block into the DB (caller holds ``_lock`` or is not serving yet)."""
+        assert self.program is not None
+        block = struct.pack(f">{itf.PLC_WORDS}H", *self.program.scan(t_ns))
+        at = self.byte_base + 2 * itf.PLC_OFFSET
+        self._lock_area()
+        try:
+            self.data[at : at + len(block)] = block
+        finally:
+            self._unlock_area()
+
+    def _scan_loop(self) -> None:
+        while not self._stop.wait(self.scan_ms / 1000):
+            with self._lock:
+                self._scan(time.monotonic_ns())
+
+    def _lock_area(self) -> None:
+        if self._server is not None:
+            self._server.lock_area(SrvArea.DB, self.db)
+
+    def _unlock_area(self) -> None:
+        if self._server is not None:
+            self._server.unlock_area(SrvArea.DB, self.db)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def run_s7_sim(
+    host: str,
+    port: int,
+    *,
+    db: int = 100,
+    byte_base: int = 0,
+    reject_byte: int | None = None,
+    fault_byte: int | None = None,
+    mode: Mode = "pulse",
+    program: ProgramConfig | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Run in the foreground until SIGINT or SIGTERM; returns the exit code. Raises SimPortError."""
+    emit = JsonLines(out)
+    sim = S7Sim(host, port, emit=emit, db=db, byte_base=byte_base, reject_byte=reject_byte,
+                fault_byte=fault_byte, mode=mode, program=program)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        bound = sim.start()
+        emit({"event": "listening", "host": host, "port": bound, "protocol": "s7", "mode": mode, "db": db})
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sim.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+if __name__ == "__main__":  # python -m linegate.plc.s7_sim [plc-sim options]: `linegate plc-sim --protocol s7`
+    import importlib
+
+    raise SystemExit(importlib.import_module("linegate.cli").main(["plc-sim", "--protocol", "s7", *sys.argv[1:]]))

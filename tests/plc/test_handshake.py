@@ -1,0 +1,220 @@
+"""handshake mode end to end: the real PLC worker against `linegate plc-sim --mode handshake`.
+
+The simulator runs the PLC side of docs/plc-interface.md (a pymodbus server, or python-snap7's
+server for S7): it records each new result once, flags re-sent sequence numbers as duplicates and
+acknowledges by writing ack_seq. Every test reconciles at the simulated PLC.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from linegate.config.schema import PlcSection
+from linegate.counters import Count
+from linegate.demo.runner import PlcSimProcess, free_port, sim_args
+from linegate.plc.interface import FaultCode
+from linegate.plc.links import create_link
+from linegate.plc.worker import RejectWorker
+from tests.plc.test_worker import RecordingLog, channel, make_worker
+
+pytestmark = pytest.mark.peer
+
+
+def handshake_section(port: int, protocol: str = "modbus", **extra: Any) -> PlcSection:
+    link: dict[str, Any] = {"host": "127.0.0.1", "port": port, "timeout_ms": 50}
+    if protocol == "modbus":
+        link["register_base"] = 100
+    handshake = {"alive_ms": 50, "ack_timeout_ms": 60, "poll_ms": 2, "plc_alive_timeout_ms": 500}
+    handshake.update(extra.pop("handshake", {}))
+    return PlcSection.model_validate(
+        {"protocol": protocol, "mode": "handshake", protocol: link, "handshake": handshake, **extra}
+    )
+
+
+def start_sim(cfg: PlcSection, *extra: str) -> PlcSimProcess:
+    return PlcSimProcess(free_port(), args=[*sim_args(cfg), *extra])
+
+
+def with_port(cfg: PlcSection, port: int) -> PlcSection:
+    link = cfg.link
+    assert link is not None
+    return cfg.model_copy(update={cfg.protocol: link.model_copy(update={"port": port})})
+
+
+def run_until(worker: RejectWorker, part_ids: list[int], done: Any, timeout_s: float = 10.0) -> None:
+    inbox = channel(part_ids)
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and not done():
+        worker.step(inbox, time.monotonic_ns())
+    inbox.close()
+
+
+def outcomes(worker: RejectWorker) -> int:
+    return worker.counters.get(Count.PLC_DELIVERED) + worker.counters.get(Count.PLC_UNDELIVERED)
+
+
+def wait_events(sim: PlcSimProcess, n: int, timeout_s: float = 3.0) -> None:
+    end = time.monotonic() + timeout_s
+    while len(sim.results) < n and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+def test_each_reject_is_one_acknowledged_result_at_the_plc(protocol: str) -> None:
+    """Every reject becomes one result with its part id, acknowledged once; linegate logs it delivered by ack."""
+    cfg = handshake_section(1, protocol)
+    sim = start_sim(cfg)
+    try:
+        cfg = with_port(cfg, sim.port)
+        worker, log, counters = make_worker(cfg)
+        parts = list(range(1, 41))
+        run_until(worker, parts, lambda: outcomes(worker) >= len(parts))
+        worker.shutdown()
+        wait_events(sim, len(parts))
+    finally:
+        sim.stop()
+    delivered = log.events("reject_delivered")
+    assert [r["part_id"] for r in delivered] == parts
+    assert {r["confirmed_by"] for r in delivered} == {"ack"}
+    assert [e["part_id"] for e in sim.results] == parts  # once each, in order, at the PLC
+    seqs = [e["seq"] for e in sim.results]
+    assert len(set(seqs)) == len(seqs) and 0 not in seqs
+    assert not log.events("reject_undelivered") and counters.get(Count.PLC_UNDELIVERED) == 0
+    assert all(r["late_ms"] <= cfg.max_late_ms for r in delivered)
+
+
+def test_slow_acknowledgement_is_rewritten_with_the_same_number_and_taken_once() -> None:
+    """Acks slower than ack_timeout: the result is written again with the same seq; the PLC takes it once."""
+    cfg = handshake_section(1)
+    sim = start_sim(cfg, "--ack-delay-ms", "150")
+    try:
+        cfg = with_port(cfg, sim.port)
+        worker, log, counters = make_worker(cfg)
+        parts = [11, 12, 13]
+        run_until(worker, parts, lambda: outcomes(worker) >= len(parts))
+        worker.shutdown()
+        wait_events(sim, len(parts))
+    finally:
+        sim.stop()
+    assert [r["part_id"] for r in log.events("reject_delivered")] == parts
+    assert [e["part_id"] for e in sim.results] == parts
+    assert sim.duplicates, "the re-written results reached the PLC as duplicates of the same seq"
+    assert {d["seq"] for d in sim.duplicates} <= {e["seq"] for e in sim.results}
+    assert counters.get(Count.PLC_RETRIES) >= len(parts)
+
+
+def test_unacknowledged_result_is_reported_at_its_deadline_and_never_delivered() -> None:
+    """A PLC that never acknowledges: the written reject is reported 'not_acknowledged', the one queued
+    behind it (same acquisition time) 'too_late', by part id; none is delivered."""
+    cfg = handshake_section(1, max_late_ms=300, reconnect_max_ms=100)
+    sim = start_sim(cfg, "--ignore-ack-share", "1")
+    try:
+        cfg = with_port(cfg, sim.port)
+        worker, log, counters = make_worker(cfg)
+        run_until(worker, [7, 8], lambda: outcomes(worker) >= 2)
+        worker.shutdown()
+    finally:
+        sim.stop()
+    assert not log.events("reject_delivered")
+    assert [(r["part_id"], r["reason"]) for r in log.events("reject_undelivered")] == [
+        (7, "not_acknowledged"),
+        (8, "too_late"),
+    ]
+    assert counters.get(Count.PLC_DELIVERED) == 0
+
+
+def test_frozen_plc_alive_counter_is_a_fault_shown_to_the_plc_and_cleared_when_it_moves() -> None:
+    """plc_alive frozen: PLC_ALIVE_STALE is set and the vision block says fault code 5; a live PLC clears it."""
+    cfg = handshake_section(1)
+    frozen = start_sim(cfg, "--plc-alive-ms", "0")
+    try:
+        cfg = with_port(cfg, frozen.port)
+        worker, log, counters = make_worker(cfg)
+        counters.set(Count.INSPECTING, 1)
+        counters.set(Count.READY, 1)
+        run_until(worker, [], lambda: counters.get(Count.PLC_ALIVE_STALE) == 1, timeout_s=3.0)
+        run_until(worker, [], lambda: False, timeout_s=0.2)
+        worker.keeper.close()
+    finally:
+        frozen.stop()
+    assert log.events("plc_alive_stale")
+    assert any(e["fault_code"] == FaultCode.PLC_ALIVE_STALE for e in frozen.statuses)
+    live = PlcSimProcess(frozen.port, args=sim_args(cfg))
+    try:
+        run_until(worker, [], lambda: counters.get(Count.PLC_ALIVE_STALE) == 0, timeout_s=3.0)
+        run_until(worker, [], lambda: False, timeout_s=0.3)
+        worker.shutdown()
+        time.sleep(0.2)
+    finally:
+        live.stop()
+    assert log.events("plc_alive_restored") and counters.get(Count.PLC_ALIVE_STALE) == 0
+    codes = [e["fault_code"] for e in live.statuses]
+    assert FaultCode.NONE in codes and codes[-1] == FaultCode.STOPPING
+
+
+def test_vision_alive_counter_counts_at_its_period() -> None:
+    """The vision block's alive word advances about every alive_ms while nothing else happens."""
+    from pymodbus.client import ModbusTcpClient
+
+    cfg = handshake_section(1)
+    sim = start_sim(cfg)
+    try:
+        cfg = with_port(cfg, sim.port)
+        worker, _, _ = make_worker(cfg)
+        client = ModbusTcpClient("127.0.0.1", port=sim.port, timeout=1)
+        client.connect()  # type: ignore[no-untyped-call]
+        run_until(worker, [], lambda: False, timeout_s=0.3)
+        first = client.read_holding_registers(100, count=1, device_id=1).registers[0]
+        run_until(worker, [], lambda: False, timeout_s=1.0)
+        second = client.read_holding_registers(100, count=1, device_id=1).registers[0]
+        client.close()  # type: ignore[no-untyped-call]
+        worker.shutdown()
+    finally:
+        sim.stop()
+    assert 10 <= (second - first) % 65536 <= 40  # 1 s at alive_ms 50: about 20 writes
+
+
+def test_restarted_linegate_continues_the_sequence_the_plc_has_seen() -> None:
+    """A new worker reads result_seq back from the PLC first: its numbers never repeat ones the PLC acted on."""
+    cfg = handshake_section(1)
+    sim = start_sim(cfg)
+    try:
+        cfg = with_port(cfg, sim.port)
+        first, _, _ = make_worker(cfg)
+        run_until(first, [1, 2, 3], lambda: outcomes(first) >= 3)
+        first.shutdown()
+        second, log, _ = make_worker(cfg)
+        run_until(second, [4, 5], lambda: outcomes(second) >= 2)
+        second.shutdown()
+        wait_events(sim, 5)
+    finally:
+        sim.stop()
+    assert [e["part_id"] for e in sim.results] == [1, 2, 3, 4, 5]
+    seqs = [e["seq"] for e in sim.results]
+    assert seqs == sorted(set(seqs))
+    assert [r["part_id"] for r in log.events("reject_delivered")] == [4, 5]
+
+
+def test_successor_rewrites_a_result_its_predecessor_had_written_and_the_plc_takes_it_once() -> None:
+    """A result left FIRING with its seq in the shared table is written again with that seq: one result at the PLC."""
+    cfg = handshake_section(1)
+    sim = start_sim(cfg, "--ack-delay-ms", "400")
+    try:
+        cfg = with_port(cfg, sim.port)
+        first, _, counters = make_worker(cfg)
+        run_until(first, [21], lambda: first.counters.get(Count.PLC_RESULT_WRITES) >= 1)
+        first.keeper.close()  # the worker "dies" with its result written and not yet acknowledged
+        log = RecordingLog()
+        successor = RejectWorker(cfg, create_link(cfg), counters, log, first.table)
+        successor.take_over()
+        run_until(successor, [], lambda: outcomes(successor) >= 1)
+        successor.shutdown()
+        wait_events(sim, 1)
+    finally:
+        sim.stop()
+    assert [r["part_id"] for r in log.events("reject_delivered")] == [21]
+    assert [e["part_id"] for e in sim.results] == [21]
+    assert len(first.table) == 0
