@@ -11,6 +11,7 @@ taken effect. The worker resolves that by reading back, never by blind re-sendin
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
@@ -63,3 +64,12 @@ class PlcLink(Protocol):
     def has_flag(self, flag: Flag) -> bool:
         """Whether *flag* is configured on this link."""
         ...
+
+
+def tcp_reachable(host: str, port: int, timeout_s: float) -> bool:
+    """Whether *host* accepts a TCP connection on *port* now (opened and closed at once)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

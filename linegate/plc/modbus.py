@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from linegate.config.schema import ModbusSection
-from linegate.plc.link import Flag, PlcLinkError, PlcRefusedError
+from linegate.plc.link import Flag, PlcLinkError, PlcRefusedError, tcp_reachable
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # failures are reported by linegate, once
 
@@ -46,11 +45,7 @@ class ModbusLink:
             self._client.close()  # type: ignore[no-untyped-call]
 
     def reachable(self, timeout_s: float) -> bool:
-        try:
-            with socket.create_connection((self.cfg.host, self.cfg.port), timeout=timeout_s):
-                return True
-        except OSError:
-            return False
+        return tcp_reachable(self.cfg.host, self.cfg.port, timeout_s)
 
     def has_flag(self, flag: Flag) -> bool:
         return self._coils[flag] is not None

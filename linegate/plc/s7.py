@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from snap7.error import S7ProtocolError
 from snap7.s7protocol import S7Protocol, get_return_code_description
 
 from linegate.config.schema import S7Section
-from linegate.plc.link import Flag, PlcLinkError, PlcRefusedError
+from linegate.plc.link import Flag, PlcLinkError, PlcRefusedError, tcp_reachable
 
 logging.getLogger("snap7").setLevel(logging.CRITICAL)  # failures reach the worker as exceptions, reported once
 
@@ -102,11 +101,7 @@ class S7Link:
 
     def reachable(self, timeout_s: float) -> bool:
         """Whether the PLC accepts a TCP connection now (opened and closed at once, no S7 session)."""
-        try:
-            with socket.create_connection((self.cfg.host, self.cfg.port), timeout=timeout_s):
-                return True
-        except OSError:
-            return False
+        return tcp_reachable(self.cfg.host, self.cfg.port, timeout_s)
 
     def write_words(self, offset: int, words: Sequence[int]) -> None:
         """Write *words* (unsigned 16-bit) at interface word *offset*: one DB write of the whole range."""
