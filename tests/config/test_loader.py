@@ -91,6 +91,8 @@ def test_not_utf8_is_reported(tmp_path: Path) -> None:
         ("budget_ms = 50.0", "budget_ms = 0", "deadline.budget_ms: Input should be greater than 0"),
         ('when_full = "drop_newest"', 'when_full = "block"', "ring.when_full: Input should be 'drop_newest' or"),
         ("reject_coil = 0", "", "plc: mode = 'pulse' needs plc.modbus.reject_coil"),
+        ('mode = "pulse"', 'mode = "blink"', "plc.mode: Input should be 'pulse' or 'handshake'"),
+        ('protocol = "modbus"', 'protocol = "s7"', "plc: protocol = 's7' needs a [plc.s7] section"),
         ('path = "../engines/demo/ball_zone.onnx"', 'path = "missing.onnx"', "model.path: model file not found"),
         ('cti = "builtin:viky"', 'cti = "/nonexistent/producer.cti"', "camera.cti: GenTL producer file not found"),
         (
