@@ -86,7 +86,9 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="run a PLC simulator (Modbus TCP or S7) printing one JSON line per event",
         description="A PLC simulator printing one JSON line per event: first 'listening' (with the bound port), "
         "then 'coil_edge' (pulse outputs) and, in handshake mode, the simulated PLC program's 'result', "
-        "'duplicate_result' and 'vision_status'. Stops with exit 0 on SIGINT/SIGTERM; a port that cannot be "
+        "'duplicate_result' and 'vision_status'. With --encoder-cps > 0 the PLC block (encoder, plc_alive, ...) "
+        "is served in pulse mode too, 'listening' gains encoder_t0_ns, encoder_cps and encoder_start, and each "
+        "'coil_edge' gains 'encoder'. Stops with exit 0 on SIGINT/SIGTERM; a port that cannot be "
         "used is one line on stderr and exit 2.",
     )
     add = sim.add_argument
@@ -101,10 +103,11 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     add("--part-id-register", metavar="N", type=int, default=0,
         help="modbus: holding registers N, N+1 reported as each coil edge's part id (default: %(default)s)")
     add("--register-base", metavar="N", type=int, default=0,
-        help="modbus handshake: holding register of interface word 0 (default: %(default)s)")
+        help="modbus handshake (or pulse with --encoder-cps): holding register of interface word 0 "
+        "(default: %(default)s)")
     add("--db", metavar="N", type=int, default=100, help="s7: data block number (default: %(default)s)")
     add("--byte-base", metavar="N", type=int, default=0,
-        help="s7 handshake: byte of interface word 0 in the DB (default: %(default)s)")
+        help="s7 handshake (or pulse with --encoder-cps): byte of interface word 0 in the DB (default: %(default)s)")
     add("--reject-byte", metavar="N", type=int, default=None,
         help="s7: DB byte reported as the reject output (default: 0 in pulse mode if neither byte is given)")
     add("--fault-byte", metavar="N", type=int, default=None,
@@ -114,15 +117,21 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     add("--ignore-ack-share", metavar="SHARE", type=float, default=0.0,
         help="handshake: share 0..1 of acks never written, evenly spread, to exercise re-sends (default: %(default)s)")
     add("--plc-alive-ms", metavar="MS", type=float, default=100.0,
-        help="handshake: plc_alive counts up this often; 0 freezes it (default: %(default)s)")
+        help="handshake (or pulse with --encoder-cps): plc_alive counts up this often; 0 freezes it "
+        "(default: %(default)s)")
     add("--plc-part-id", metavar="N", type=int, default=0,
-        help="handshake: first plc_part_id offered; 0 = none (default: %(default)s)")
+        help="handshake (or pulse with --encoder-cps): first plc_part_id offered; 0 = none (default: %(default)s)")
     add("--part-period-ms", metavar="MS", type=float, default=0.0,
-        help="handshake: plc_part_id advances by 1 this often; 0 = fixed (default: %(default)s)")
+        help="handshake (or pulse with --encoder-cps): plc_part_id advances by 1 this often; 0 = fixed "
+        "(default: %(default)s)")
     add("--encoder-cps", metavar="CPS", type=float, default=0.0,
-        help="handshake: encoder counts per second, wrapping at 2**32 (default: %(default)s)")
+        help="encoder counts per second, wrapping at 2**32; > 0 also serves the PLC block in pulse mode, and "
+        "the count at monotonic t is (start + floor(cps * (t - encoder_t0_ns) / 1e9)) mod 2**32 "
+        "(default: %(default)s)")
+    add("--encoder-start", metavar="N", type=int, default=0,
+        help="encoder count at the simulator's start (encoder_t0_ns), 0..2**32-1 (default: %(default)s)")
     add("--recipe", metavar="N", type=int, default=0,
-        help="handshake: recipe number in the PLC block (default: %(default)s)")
+        help="handshake (or pulse with --encoder-cps): recipe number in the PLC block (default: %(default)s)")
 
 
 def _plc_sim(args: argparse.Namespace) -> int:
@@ -140,6 +149,7 @@ def _plc_sim(args: argparse.Namespace) -> int:
             part_id_start=args.plc_part_id,
             part_period_ms=args.part_period_ms,
             encoder_cps=args.encoder_cps,
+            encoder_start=args.encoder_start,
             recipe=args.recipe,
         )
         if args.protocol == "s7":

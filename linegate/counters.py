@@ -63,6 +63,9 @@ class Count(IntEnum):
     PLC_ALIVE_STALE = 64  # 1 while the PLC's alive counter (handshake) has stopped changing
     PLC_LATE_ACKS = 65  # handshake: acknowledgements that came after the result was reported undelivered
     PLC_RESULT_WRITES = 66  # handshake: vision-block writes carrying a result (first writes and re-writes)
+    PLC_RECIPE = 67  # handshake: the PLC's recipe word + 1 (0: not read yet)
+    # supervisor
+    RECIPE_UNKNOWN = 68  # 1 while the PLC names a recipe the configuration has no model for
     # supervisor
     WORKER_RESTARTS = 40
     WORKER_STALLS = 41

@@ -281,13 +281,16 @@ class TrackingSection(_Section):
     """Where the ejector is: the reject is due when the imaged part reaches it."""
 
     by: Literal["time", "encoder"] = "time"
-    """"time": due at acquisition + ``plc.fire_delay_ms`` (a belt at constant speed). "encoder": due
-    when the PLC's encoder count (handshake input block) has advanced ``ejector_counts`` since the
-    frame was acquired."""
+    """"time": due at acquisition + ``plc.fire_delay_ms`` (a belt at constant speed). "encoder"
+    (pulse mode): due when the PLC's encoder count (interface words 20-21) has advanced
+    ``ejector_counts`` since the frame was acquired."""
     ejector_counts: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     """by = "encoder": encoder counts from the camera's field of view to the ejector."""
     tolerance_counts: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-    """by = "encoder": a reject is still fired this many counts past its position, never later."""
+    """by = "encoder": a reject is still fired this many counts past its position, never later. It
+    must cover the belt's travel during one encoder read plus one write."""
+    poll_ms: Annotated[float, Field(ge=0.5, le=100)] = 2.0
+    """by = "encoder": the encoder is read this often (and right before each pulse)."""
 
 
 class PlcSection(_Section):
@@ -331,10 +334,10 @@ class PlcSection(_Section):
                 f"reconnect_max_ms ({self.reconnect_max_ms}) must be below max_late_ms ({self.max_late_ms}): "
                 "a PLC that is back must be used while held rejects can still be fired"
             )
-        if self.tracking.by == "encoder":
+        if self.tracking.by == "encoder" and self.mode != "pulse":
             raise ValueError(
-                "tracking.by = 'encoder' is not used by the PLC worker yet (linegate/plc/tracking.py has the logic); "
-                "use 'time' with plc.fire_delay_ms"
+                "tracking.by = 'encoder' times linegate's own pulses: it needs mode = 'pulse' (in handshake mode "
+                "the PLC tracks the part to its ejector with its own encoder)"
             )
         return self
 
@@ -387,6 +390,28 @@ class LoggingSection(_Section):
         return None if value is None else _resolve(value, info)
 
 
+class RecipeSection(_Section):
+    """The model (and optionally the deadline) for one recipe number the PLC selects (handshake mode)."""
+
+    model: ModelSection
+    deadline: DeadlineSection | None = None
+    """None keeps the top-level ``[deadline]``."""
+
+
+RecipeNumber = Annotated[int, Field(ge=0, le=65535)]
+
+
+def _check_geometry(where: str, pre: PreprocessSection, camera: CameraSection) -> None:
+    if pre.roi is not None:
+        x, y, w, h = pre.roi
+        if x + w > camera.width or y + h > camera.height:
+            raise ValueError(
+                f"{where}.preprocess.roi {list(pre.roi)} exceeds the camera frame {camera.width}x{camera.height}"
+            )
+    if pre.color != "gray" and camera.channels == 1:
+        raise ValueError(f"{where}.preprocess.color={pre.color!r} needs a colour pixel_format, camera gives Mono8")
+
+
 class Config(_Section):
     """The whole linegate configuration."""
 
@@ -399,17 +424,15 @@ class Config(_Section):
     scheduling: SchedulingSection = SchedulingSection()
     supervisor: SupervisorSection = SupervisorSection()
     logging: LoggingSection = LoggingSection()
+    recipes: dict[RecipeNumber, RecipeSection] = {}
+    """Recipe number (the PLC's ``recipe`` word, handshake mode) -> the model for that product. The
+    top-level ``[model]`` runs until the PLC names a recipe; a recipe not listed here is a fault."""
 
     @model_validator(mode="after")
     def _geometry_fits(self) -> Config:
-        pre = self.model.preprocess
-        if pre.roi is not None:
-            x, y, w, h = pre.roi
-            if x + w > self.camera.width or y + h > self.camera.height:
-                raise ValueError(
-                    f"model.preprocess.roi {list(pre.roi)} exceeds the camera frame "
-                    f"{self.camera.width}x{self.camera.height}"
-                )
-        if pre.color != "gray" and self.camera.channels == 1:
-            raise ValueError(f"model.preprocess.color={pre.color!r} needs a colour pixel_format, camera gives Mono8")
+        _check_geometry("model", self.model.preprocess, self.camera)
+        for number, recipe in self.recipes.items():
+            _check_geometry(f"recipes.{number}.model", recipe.model.preprocess, self.camera)
+        if self.recipes and self.plc.mode != "handshake":
+            raise ValueError("recipes are selected by the PLC's recipe word: they need plc.mode = 'handshake'")
         return self

@@ -40,6 +40,7 @@ class PlcSimProcess:
         self.results: list[dict[str, Any]] = []
         self.duplicates: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
+        self.listening: dict[str, Any] | None = None
         self._proc = subprocess.Popen(
             [
                 sys.executable,
@@ -68,6 +69,7 @@ class PlcSimProcess:
             except ValueError:
                 continue
             if event.get("event") == "listening":
+                self.listening = event
                 self._listening.set()
             elif event.get("event") == "coil_edge":
                 self.edges.append(event)

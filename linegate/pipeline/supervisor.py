@@ -74,6 +74,7 @@ class Supervisor:
         self.workers: dict[str, Worker] = {}
         self.candidates: dict[str, Worker] = {}
         self._reload_queue: list[str] = []
+        self._recipe_applied = 0
         self._reload_cfg: Config | None = None
         self._inspecting = False
 
@@ -185,6 +186,7 @@ class Supervisor:
             if self._reload_requested:
                 self._reload_requested = False
                 self._begin_reload()
+            self._follow_recipe()
             now = time.monotonic_ns()
             self._mark_up(now)
             self._advance_reload()
@@ -320,7 +322,8 @@ class Supervisor:
         all_up = all(w.up for w in self.workers.values()) and len(self.workers) == len(START_ORDER)
         healthy = all_up and not self._stale(time.monotonic_ns(), self._fresh_ns)
         c = self.counters
-        inspecting = healthy and not c.get(Count.CAMERA_DOWN) and not c.get(Count.PLC_ALIVE_STALE)
+        faults = (Count.CAMERA_DOWN, Count.PLC_ALIVE_STALE, Count.RECIPE_UNKNOWN)
+        inspecting = healthy and not any(c.get(f) for f in faults)
         self.counters.set(Count.INSPECTING, int(inspecting))
         if inspecting != self._inspecting:  # tell systemctl status and the journal at once
             self._inspecting = inspecting
@@ -357,6 +360,29 @@ class Supervisor:
         except ConfigError as exc:
             self._reload_failed(f"invalid configuration, keeping the running one: {exc}")
             return
+        self._recipe_applied = 0  # the PLC's current recipe is applied again on top of the new file
+        self._apply(new)
+
+    def _follow_recipe(self) -> None:
+        """Switch the model when the PLC names another recipe (warm hand-over between two frames,
+        as a reload); a recipe with no model in the configuration is a fault until it changes."""
+        seen = self.counters.get(Count.PLC_RECIPE)
+        if not seen or seen == self._recipe_applied or not self.cfg.recipes or self._reload_queue or self.candidates:
+            return
+        self._recipe_applied = seen
+        number = seen - 1
+        recipe = self.cfg.recipes.get(number)
+        if recipe is None:
+            self.counters.set(Count.RECIPE_UNKNOWN, 1)
+            self.log.error("recipe_unknown", recipe=number, known=sorted(self.cfg.recipes))
+            return
+        self.counters.set(Count.RECIPE_UNKNOWN, 0)
+        new = self.cfg.model_copy(update={"model": recipe.model, "deadline": recipe.deadline or self.cfg.deadline})
+        self.log.info("recipe_selected", recipe=number, model=recipe.model.id)
+        self._apply(new)
+
+    def _apply(self, new: Config) -> None:
+        """Replace the workers whose sections changed, one at a time, each taking over warm."""
         plan = plan_reload(self.cfg, new)
         if plan.needs_restart:
             self._reload_failed(

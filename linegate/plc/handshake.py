@@ -237,8 +237,10 @@ class HandshakeMode:
         previous, self.plc = self.plc, inputs
         if previous is None or inputs.alive != previous.alive:
             self._plc_alive_seen_ns = t_read
-        if previous is not None and inputs.recipe != previous.recipe:
-            self.log.warning("plc_recipe_changed", recipe=inputs.recipe, previous=previous.recipe)
+        if previous is None or inputs.recipe != previous.recipe:
+            self.counters.set(Count.PLC_RECIPE, inputs.recipe + 1)
+            if previous is not None:
+                self.log.warning("plc_recipe_changed", recipe=inputs.recipe, previous=previous.recipe)
         cur = self.current
         if cur is not None and cur.written and inputs.ack_seq == cur.seq:
             self.current = None

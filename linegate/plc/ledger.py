@@ -23,21 +23,32 @@ class Ledger:
         self.log = log
 
     def delivered(
-        self, reject: PendingReject, t_sent_ns: int, t_confirmed_ns: int, *, free: bool = True, **fields: Any
+        self,
+        reject: PendingReject,
+        t_sent_ns: int,
+        t_confirmed_ns: int,
+        *,
+        free: bool = True,
+        position: int | None = None,
+        **fields: Any,
     ) -> None:
-        """The PLC has the reject. ``late_ms`` is measured at the write that reached it (never later
-        than max_late: a write is only sent while it can still arrive in time)."""
+        """The PLC has the reject. Lateness is measured at the write that reached it (never beyond
+        the window: a write is only sent while it can still arrive in time): ``late_ms`` against
+        the due time, or ``late_counts`` against the due encoder *position* (encoder tracking)."""
         if free:
             self.table.free(reject.row)
         else:
             self.table.mark_on(reject.row)
         self.counters.add(Count.PLC_DELIVERED)
+        if position is None:
+            fields["late_ms"] = round((t_sent_ns - reject.due_ns) / 1e6, 3)
+        else:
+            fields.update(position=position, late_counts=position - reject.due_ns)
         self.log.info(
             "reject_delivered",
             part_id=reject.part_id,
             seq=reject.seq,
             t_pulse_ns=t_sent_ns,
-            late_ms=round((t_sent_ns - reject.due_ns) / 1e6, 3),
             since_acquired_ms=round((t_sent_ns - reject.t_acquired_ns) / 1e6, 3),
             confirm_ms=round((t_confirmed_ns - t_sent_ns) / 1e6, 3),
             **fields,

@@ -15,12 +15,23 @@ What it does, as a PLC programmer would write it (see docs/plc-interface.md):
 - its own ``plc_alive`` counts up every ``alive_ms`` (0: frozen; :meth:`PlcProgram.freeze_alive`);
 - ``plc_part_id`` (next part id it wants used; 0 = not provided), ``encoder`` (counts per second, wrapping
   32-bit) and ``recipe`` in the PLC block (:data:`linegate.plc.interface.PLC_BLOCK` layout).
+
+The encoder is a pure function of time, never accumulated (no drift, whenever and however often it is read):
+at ``t_ns`` it is ``(encoder_start + floor(encoder_cps * (t_ns - t0_ns) / 1e9)) mod 2**32``, where ``t0_ns``
+is the time the program was created with (:attr:`PlcProgram.t0_ns`; ``encoder_start`` before it) and
+``encoder_cps`` is taken as the decimal its ``repr`` shows (what JSON prints: ``0.3`` is 3/10, not the binary
+float just below it); the product and division are exact rational arithmetic, so the count is the floor of
+the true value, never off by float rounding however large ``t_ns - t0_ns`` grows.
+:meth:`PlcProgram.encoder_origin` gives the three numbers (the simulators print them in their ``listening``
+line) so anyone can compute the true count at any instant.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from linegate.plc import interface as itf
@@ -46,8 +57,9 @@ class ProgramConfig:
     part_period_ms: float = 0.0
     """``plc_part_id`` advances by 1 this often (a part passing the camera); 0: it stays."""
     encoder_cps: float = 0.0
-    """Encoder counts per second (the word pair wraps at 2**32)."""
+    """Encoder counts per second (the word pair wraps at 2**32); 0: the encoder stays at ``encoder_start``."""
     encoder_start: int = 0
+    """Encoder count at the program's start (``t0_ns``)."""
     recipe: int = 0
 
     def __post_init__(self) -> None:
@@ -57,7 +69,7 @@ class ProgramConfig:
             (self.alive_ms >= 0, "alive_ms must be >= 0"),
             (0 <= self.part_id_start <= U32, "part_id_start must be a u32"),
             (self.part_period_ms >= 0, "part_period_ms must be >= 0"),
-            (self.encoder_cps >= 0, "encoder_cps must be >= 0"),
+            (math.isfinite(self.encoder_cps) and self.encoder_cps >= 0, "encoder_cps must be a finite number >= 0"),
             (0 <= self.encoder_start <= U32, "encoder_start must be a u32"),
             (0 <= self.recipe <= 0xFFFF, "recipe must be a u16"),
         )
@@ -87,6 +99,9 @@ class PlcProgram:
         self._part_id_start = config.part_id_start
         self._part_t0 = t_ns
         self._recipe = config.recipe
+        # encoder_cps as the exact decimal of its repr: counts = dt_ns * num // (den * 1e9), integer arithmetic
+        cps = Fraction(repr(float(config.encoder_cps)))
+        self._cps_num, self._cps_den_ns = cps.numerator, cps.denominator * 1_000_000_000
 
     # -- inputs -------------------------------------------------------------------------------------------
 
@@ -145,6 +160,25 @@ class PlcProgram:
         enc = self._encoder(t_ns)
         return [self._alive, self._ack_seq, part >> 16, part & 0xFFFF, enc >> 16, enc & 0xFFFF, self._recipe, 0]
 
+    def encoder_at(self, t_ns: int) -> int:
+        """The raw encoder count (u32) at *t_ns*: ``(start + floor(cps * (t_ns - t0_ns) / 1e9)) mod 2**32``."""
+        return self._encoder(t_ns)
+
+    @property
+    def has_encoder(self) -> bool:
+        """Whether the encoder moves (``encoder_cps > 0``)."""
+        return self._cps_num > 0
+
+    @property
+    def t0_ns(self) -> int:
+        """The time the program was created with: the encoder's origin."""
+        return self._t0
+
+    def encoder_origin(self) -> dict[str, int | float]:
+        """``encoder_t0_ns``, ``encoder_cps`` and ``encoder_start``: what :meth:`encoder_at` computes from."""
+        return {"encoder_t0_ns": self._t0, "encoder_cps": self.config.encoder_cps,
+                "encoder_start": self.config.encoder_start}
+
     @property
     def ack_seq(self) -> int:
         """The acknowledged seq as published (after the last scan or write)."""
@@ -195,5 +229,5 @@ class PlcProgram:
         return (self._part_id_start + steps) & U32
 
     def _encoder(self, t_ns: int) -> int:
-        counts = (max(0, t_ns - self._t0) * self.config.encoder_cps) // 1e9
-        return (self.config.encoder_start + int(counts)) & U32
+        counts = max(0, t_ns - self._t0) * self._cps_num // self._cps_den_ns
+        return (self.config.encoder_start + counts) & U32

@@ -2,7 +2,9 @@
 
 Exactly once, per reject:
 
-- ON is written only while it can still arrive in time: ``now + timeout <= due + max_late``.
+- ON is written only while it can still arrive in time (:class:`TimeWindow`: ``now + timeout <=
+  due + max_late``; :class:`EncoderWindow`: the part is in front of the ejector by the encoder
+  read just before).
 - ON answered: delivered (logged now; the row stays ON until the OFF edge is confirmed).
 - ON refused: undelivered (``plc_refused``), the PLC said no.
 - ON not answered: the outcome is unknown and nothing else is fired until it is settled. The
@@ -22,13 +24,67 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from linegate.counters import Count, SharedCounters
 from linegate.plc.connection import LinkKeeper
 from linegate.plc.ledger import Ledger
 from linegate.plc.link import PlcLink, PlcLinkError, PlcRefusedError
 from linegate.plc.schedule import PendingReject, RejectSchedule
+from linegate.plc.tracking import EncoderTracker
+
+
+class FireWindow(Protocol):
+    """When a reject may still be fired."""
+
+    def open(self, reject: PendingReject, now_ns: int) -> bool:
+        """A write sent now reaches the PLC while the part is still in front of the ejector."""
+        ...
+
+    def settle_by_ns(self, reject: PendingReject, t_sent_ns: int) -> int:
+        """An unanswered write must be settled (read back) by then, or it is reported unknown."""
+        ...
+
+    def position(self, now_ns: int) -> int | None:
+        """The belt position now (encoder tracking), for the record; None when tracking by time."""
+        ...
+
+
+class TimeWindow:
+    """Due at acquisition + fire delay; a write must be able to arrive by due + max_late."""
+
+    def __init__(self, schedule: RejectSchedule, timeout_ns: int) -> None:
+        self.schedule = schedule
+        self.timeout_ns = timeout_ns
+
+    def open(self, reject: PendingReject, now_ns: int) -> bool:
+        return now_ns + self.timeout_ns <= self.schedule.deadline_ns(reject)
+
+    def settle_by_ns(self, reject: PendingReject, t_sent_ns: int) -> int:
+        return self.schedule.deadline_ns(reject)
+
+    def position(self, now_ns: int) -> int | None:
+        return None
+
+
+class EncoderWindow:
+    """Due at a belt position (``PendingReject.due_ns`` holds it); open while the freshly read
+    position is within ``[due, due + tolerance_counts]``."""
+
+    def __init__(self, tracker: EncoderTracker, max_late_ns: int, read_encoder: Callable[[], None]) -> None:
+        self.tracker = tracker
+        self.max_late_ns = max_late_ns
+        self.read_encoder = read_encoder
+
+    def open(self, reject: PendingReject, now_ns: int) -> bool:
+        self.read_encoder()
+        return self.tracker.state(reject.due_ns, time.monotonic_ns()) == "due"
+
+    def settle_by_ns(self, reject: PendingReject, t_sent_ns: int) -> int:
+        return t_sent_ns + self.max_late_ns
+
+    def position(self, now_ns: int) -> int | None:
+        return self.tracker.current(now_ns)
 
 
 @dataclass
@@ -39,6 +95,7 @@ class Unsettled:
     t_sent_ns: int
     window_end_ns: int
     error: str
+    position: int | None
 
 
 class PulseMode:
@@ -57,6 +114,7 @@ class PulseMode:
         timeout_ms: float,
         retries: int,
         write_part_id: Callable[[int], None] | None = None,
+        window: FireWindow | None = None,
     ) -> None:
         self.link = link
         self.keeper = keeper
@@ -68,6 +126,7 @@ class PulseMode:
         self.timeout_ns = int(timeout_ms * 1e6)
         self.attempts = 1 + retries
         self.write_part_id = write_part_id
+        self.window: FireWindow = window if window is not None else TimeWindow(schedule, self.timeout_ns)
         self.unsettled: Unsettled | None = None
         self.off_pending: PendingReject | None = None
         """ON (or possibly ON), OFF edge not yet confirmed: no new pulse until it is."""
@@ -88,7 +147,7 @@ class PulseMode:
             if applied:
                 # The PLC may have applied the ON just before this read-back (a late reply, a held
                 # request): pulse_ms is only guaranteed when counted from here.
-                self.off_due_ns = self._delivered(u.reject, u.t_sent_ns, "read_back") + self.pulse_ns
+                self.off_due_ns = self._delivered(u.reject, u.t_sent_ns, "read_back", u.position) + self.pulse_ns
                 return  # OFF when the pulse has lasted long enough (service)
             self._not_applied(u)
         if self.off_pending is None or time.monotonic_ns() >= self.off_due_ns:
@@ -154,15 +213,14 @@ class PulseMode:
     # -- one reject ----------------------------------------------------------------------------
     def deliver(self, reject: PendingReject) -> None:
         """Fire *reject* (due now, link up, nothing unsettled)."""
-        window_end = self.schedule.deadline_ns(reject)
-        now = time.monotonic_ns()
-        if now + self.timeout_ns > window_end:
+        if not self.window.open(reject, time.monotonic_ns()):
             self.counters.add(Count.PLC_LATE)
             self._tries.pop(reject.seq, None)
-            self.ledger.undelivered(reject, "too_late", "the write could no longer reach the PLC within max_late_ms")
+            self.ledger.undelivered(reject, "too_late", "the part would be past the ejector before a write lands")
             return
         self.ledger.table.mark_firing(reject.row)
         t_sent = time.monotonic_ns()
+        position = self.window.position(t_sent)
         try:
             if self.write_part_id is not None:
                 self.write_part_id(reject.part_id)
@@ -172,10 +230,10 @@ class PulseMode:
             self.ledger.undelivered(reject, "plc_refused", str(exc))
             return
         except PlcLinkError as exc:
-            self.unsettled = Unsettled(reject, t_sent, window_end, str(exc))
+            self.unsettled = Unsettled(reject, t_sent, self.window.settle_by_ns(reject, t_sent), str(exc), position)
             self.keeper.lost(exc)
             return
-        t_on = self._delivered(reject, t_sent, "reply")
+        t_on = self._delivered(reject, t_sent, "reply", position)
         self.off_due_ns = t_on + self.pulse_ns
         remaining = self.off_due_ns - time.monotonic_ns()
         if remaining > 0:
@@ -188,10 +246,10 @@ class PulseMode:
             return
         self._off_confirmed()
 
-    def _delivered(self, reject: PendingReject, t_sent: int, confirmed_by: str) -> int:
+    def _delivered(self, reject: PendingReject, t_sent: int, confirmed_by: str, position: int | None) -> int:
         t_on = time.monotonic_ns()
         self._tries.pop(reject.seq, None)
-        self.ledger.delivered(reject, t_sent, t_on, free=False, confirmed_by=confirmed_by)
+        self.ledger.delivered(reject, t_sent, t_on, free=False, position=position, confirmed_by=confirmed_by)
         self.off_pending = reject
         return t_on
 

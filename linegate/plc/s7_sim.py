@@ -11,6 +11,12 @@ One data block ``db`` is served (ISO-on-TCP, any rack/slot). The first line is
   the vision block at ``byte_base`` (its events are printed); the PLC block is written into the DB at every
   write and by a scan thread every ``scan_ms`` (default 5 ms, like a PLC cycle). Flag bytes are watched only
   if given and outside the interface block.
+- with an encoder (``encoder_cps`` > 0), in either mode: pulse mode serves the PLC block at ``byte_base`` too
+  (written by the scan thread; no handshake logic: vision-block writes are stored, nothing more; a flag byte
+  inside the PLC block is refused), the ``listening`` line gains ``"encoder_t0_ns"``, ``"encoder_cps"`` and
+  ``"encoder_start"`` and every ``coil_edge`` gains ``"encoder"`` (the raw u32 count at its ``t_ns``), as in
+  the Modbus simulator (:mod:`linegate.plc.sim`). Unlike there, an S7 read of the encoder sees the count of
+  the last scan, at most ``scan_ms`` old (as of a real PLC's DB).
 
 How writes are observed: python-snap7 3.3.0's server calls its events callback (``EVC_DATA_WRITE``, with the
 area, DB number, start and length) in the client's handler thread right after the bytes are in the DB and
@@ -72,15 +78,21 @@ class S7Sim:
         _check(all(0 <= b < MAX_DB_BYTES for b in flags), "flag bytes must be within 0..65534")
         _check(len(set(flags)) == len(flags), "reject_byte and fault_byte must differ")
         _check(scan_ms > 0, "scan_ms must be > 0")
+        config = program or ProgramConfig()
+        serves_plc_block = mode == "handshake" or config.encoder_cps > 0
         if mode == "handshake":  # a flag byte inside the interface block would report the block's words as edges
             flags = [b for b in flags if not byte_base <= b < byte_base + BLOCK_BYTES]
+        elif serves_plc_block:  # the scan would overwrite it
+            plc_at = byte_base + 2 * itf.PLC_OFFSET
+            _check(all(not plc_at <= b < plc_at + 2 * itf.PLC_WORDS for b in flags),
+                   f"flag bytes must be outside the PLC block (bytes {plc_at}..{plc_at + 2 * itf.PLC_WORDS - 1})")
         self.host, self.port, self.db, self.mode, self.scan_ms = host, port, db, mode, scan_ms
         self.byte_base = byte_base
         self.emit = emit
-        size = max([64, *(b + 1 for b in flags)] + ([byte_base + BLOCK_BYTES] if mode == "handshake" else []))
+        size = max([64, *(b + 1 for b in flags)] + ([byte_base + BLOCK_BYTES] if serves_plc_block else []))
         self.data = bytearray(size)
         self.flags = {b: 0 for b in flags}
-        self.program = PlcProgram(program or ProgramConfig(), time.monotonic_ns()) if mode == "handshake" else None
+        self.program = PlcProgram(config, time.monotonic_ns()) if serves_plc_block else None
         self._lock = threading.Lock()  # one write handled at a time (several clients, plus the scan thread)
         self._stop = threading.Event()
         self._scanner: threading.Thread | None = None
@@ -113,6 +125,10 @@ class S7Sim:
             self._scanner.start()
         return bound
 
+    def listening_extra(self) -> dict[str, int | float]:
+        """The encoder's origin for the ``listening`` line (empty without an encoder)."""
+        return self.program.encoder_origin() if self.program is not None and self.program.has_encoder else {}
+
     def stop(self) -> None:
         """Stop scanning and serving."""
         self._stop.set()
@@ -134,9 +150,14 @@ class S7Sim:
                 value = int(snapshot[byte] != 0)
                 if start <= byte < end and value != self.flags[byte]:
                     self.flags[byte] = value
-                    self.emit({"event": "coil_edge", "coil": byte, "value": value, "t_ns": t_ns, "part_id": 0})
+                    edge: dict[str, object] = {"event": "coil_edge", "coil": byte, "value": value, "t_ns": t_ns,
+                                               "part_id": 0}
+                    if self.program is not None and self.program.has_encoder:
+                        edge["encoder"] = self.program.encoder_at(t_ns)
+                    self.emit(edge)
             base = self.byte_base
-            if self.program is not None and start < base + 2 * itf.VISION_WORDS and end > base:
+            touches_vision = start < base + 2 * itf.VISION_WORDS and end > base
+            if self.mode == "handshake" and self.program is not None and touches_vision:
                 words = struct.unpack_from(f">{itf.VISION_WORDS}H", snapshot, base)
                 for out in self.program.on_vision_block(words, t_ns):
                     self.emit(out)
@@ -203,7 +224,8 @@ def run_s7_sim(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         bound = sim.start()
-        emit({"event": "listening", "host": host, "port": bound, "protocol": "s7", "mode": mode, "db": db})
+        emit({"event": "listening", "host": host, "port": bound, "protocol": "s7", "mode": mode, "db": db,
+              **sim.listening_extra()})
         while not stop.wait(0.5):
             pass
     finally:

@@ -11,6 +11,18 @@ register write touching the vision block at ``register_base`` and serves the PLC
 refreshed at every access; the program's events (``result``, ``duplicate_result``, ``vision_status``)
 are printed as they happen. Every ``t_ns`` is ``time.monotonic_ns()`` taken in the pymodbus ``action=``
 callback, i.e. when the request is applied.
+
+With an encoder (``--encoder-cps`` > 0), in either mode:
+
+- ``--mode pulse`` serves the PLC block at ``register_base`` too (words 16..23: ``plc_alive``, ``ack_seq``
+  0, ``plc_part_id``, ``encoder``, ``recipe``), as handshake mode does, but runs no handshake logic (writes
+  to the vision block are stored, nothing more). The part-id registers must not overlap the PLC block.
+- every access to the holding registers recomputes the PLC block at that access's ``t_ns``, so a read of
+  ``encoder`` (words 20-21, high word first) is the count at the moment of the read, never a cached one;
+- the ``listening`` line gains ``"encoder_t0_ns"``, ``"encoder_cps"`` and ``"encoder_start"`` and every
+  ``coil_edge`` gains ``"encoder"``, the raw u32 count at its ``t_ns``. The count at any monotonic instant
+  ``t`` is ``(encoder_start + floor(encoder_cps * (t - encoder_t0_ns) / 1e9)) mod 2**32``, exactly, with
+  ``encoder_cps`` the decimal printed (:meth:`linegate.plc.plc_program.PlcProgram.encoder_at`).
 """
 
 from __future__ import annotations
@@ -94,7 +106,11 @@ def bind_problem(host: str, port: int) -> str | None:
 
 
 class EdgeRecorder:
-    """Tracks coil and register values from requests, prints coil edges, runs the handshake program."""
+    """Tracks coil and register values from requests, prints coil edges, serves the PLC block from *program*.
+
+    *handshake*: feed vision-block writes to the program (its result logic); otherwise (pulse mode with an
+    encoder) the program only serves the PLC block.
+    """
 
     def __init__(
         self,
@@ -105,6 +121,7 @@ class EdgeRecorder:
         *,
         program: PlcProgram | None = None,
         register_base: int = 0,
+        handshake: bool = True,
     ) -> None:
         self.emit_event = emit
         self.part_id_register = part_id_register
@@ -112,6 +129,7 @@ class EdgeRecorder:
         self.registers = [0] * registers
         self.program = program
         self.register_base = register_base
+        self.handshake = handshake
         if program is not None and register_base + itf.TOTAL_WORDS > registers:
             raise ValueError(f"register_base {register_base} leaves no room for the {itf.TOTAL_WORDS}-word interface")
 
@@ -147,7 +165,8 @@ class EdgeRecorder:
         if self.program is None:
             return
         base = self.register_base - start_address
-        if wrote and address < self.register_base + itf.VISION_WORDS and address + count > self.register_base:
+        touches_vision = address < self.register_base + itf.VISION_WORDS and address + count > self.register_base
+        if self.handshake and wrote and touches_vision:
             for event in self.program.on_vision_block(current[base : base + itf.VISION_WORDS], t_ns):
                 self.emit_event(event)
         plc = base + itf.PLC_OFFSET
@@ -155,8 +174,11 @@ class EdgeRecorder:
 
     def emit(self, coil: int, value: bool, t_ns: int | None = None) -> None:
         stamp = time.monotonic_ns() if t_ns is None else t_ns
-        self.emit_event({"event": "coil_edge", "coil": coil, "value": int(value), "t_ns": stamp,
-                         "part_id": self.part_id()})
+        event: dict[str, object] = {"event": "coil_edge", "coil": coil, "value": int(value), "t_ns": stamp,
+                                    "part_id": self.part_id()}
+        if self.program is not None and self.program.has_encoder:
+            event["encoder"] = self.program.encoder_at(stamp)
+        self.emit_event(event)
 
 
 def build_device(recorder: EdgeRecorder) -> SimDevice:
@@ -182,18 +204,26 @@ async def serve_plc_sim(
     ready: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until cancelled; calls *ready* with the bound port once listening. Raises SimPortError."""
-    if mode == "handshake":
+    config = program or ProgramConfig()
+    serves_plc_block = mode == "handshake" or config.encoder_cps > 0
+    if serves_plc_block:
         registers = max(registers, register_base + itf.TOTAL_WORDS)
     if not 0 <= part_id_register < registers - 1:
         raise ValueError(f"part_id_register {part_id_register} needs two registers inside 0..{registers - 1}")
     if not 0 <= register_base <= 65535 - itf.TOTAL_WORDS:
         raise ValueError(f"register_base {register_base} must be within 0..{65535 - itf.TOTAL_WORDS}")
+    plc_first = register_base + itf.PLC_OFFSET
+    if mode == "pulse" and serves_plc_block and part_id_register + 2 > plc_first \
+            and part_id_register < plc_first + itf.PLC_WORDS:
+        raise ValueError(f"part_id_register {part_id_register} overlaps the PLC block at registers "
+                         f"{plc_first}..{plc_first + itf.PLC_WORDS - 1} (register_base {register_base})")
     problem = bind_problem(host, port)
     if problem is not None:
         raise SimPortError(problem)
     emit = JsonLines(out)
-    plc = PlcProgram(program or ProgramConfig(), time.monotonic_ns()) if mode == "handshake" else None
-    recorder = EdgeRecorder(emit, part_id_register, coils, registers, program=plc, register_base=register_base)
+    plc = PlcProgram(config, time.monotonic_ns()) if serves_plc_block else None
+    recorder = EdgeRecorder(emit, part_id_register, coils, registers, program=plc, register_base=register_base,
+                            handshake=mode == "handshake")
     server = ModbusTcpServer(build_device(recorder), address=(host, port))
     try:
         await server.serve_forever(background=True)
@@ -201,7 +231,11 @@ async def serve_plc_sim(
         raise SimPortError(bind_problem(host, port) or f"cannot listen on {host}:{port}") from exc
     listener = server.transport
     bound = int(listener.sockets[0].getsockname()[1]) if isinstance(listener, asyncio.Server) else port
-    emit({"event": "listening", "host": host, "port": bound, "protocol": "modbus", "mode": mode})
+    listening: dict[str, object] = {"event": "listening", "host": host, "port": bound, "protocol": "modbus",
+                                    "mode": mode}
+    if plc is not None and plc.has_encoder:
+        listening.update(plc.encoder_origin())
+    emit(listening)
     if ready is not None:
         ready(bound)
     try:

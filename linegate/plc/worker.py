@@ -16,14 +16,16 @@ from typing import Any, Protocol
 from linegate.config.schema import PlcSection
 from linegate.counters import Count, SharedCounters
 from linegate.plc.connection import LinkKeeper
+from linegate.plc.encoder_feed import EncoderFeed
 from linegate.plc.handshake import HandshakeMode
 from linegate.plc.interface import FaultCode
 from linegate.plc.ledger import Ledger
 from linegate.plc.link import PlcLink
 from linegate.plc.pending import PendingTable, RowState
-from linegate.plc.pulse import PulseMode
+from linegate.plc.pulse import EncoderWindow, FireWindow, PulseMode
 from linegate.plc.reject_pipe import Reject
 from linegate.plc.schedule import PendingReject, RejectSchedule
+from linegate.plc.tracking import EncoderTracker, tracker_for
 from linegate.timing.backoff import Backoff
 
 IDLE_POLL_NS = 50_000_000
@@ -73,12 +75,21 @@ class RejectWorker:
         section = cfg.link
         assert section is not None  # the config requires the protocol's section
         self.mode: PulseMode | HandshakeMode
+        self.feed: EncoderFeed | None = None
+        self.tracker = tracker_for(cfg)
         if cfg.mode == "pulse":
-            self.schedule = RejectSchedule(delay_ns, max_late_ns)
+            self.schedule = self.tracker.new_schedule()
+            window: FireWindow | None = None
+            if isinstance(self.tracker, EncoderTracker):
+                feed = self.feed = EncoderFeed(
+                    link, self.keeper, self.tracker, self.ledger, self.schedule, log,
+                    poll_ms=cfg.tracking.poll_ms, max_wait_ms=cfg.max_late_ms,
+                )
+                window = EncoderWindow(self.tracker, max_late_ns, lambda: feed.read(0, force=True))
             self.mode = PulseMode(
                 link, self.keeper, self.ledger, self.schedule, counters, log,
                 pulse_ms=cfg.pulse_ms, timeout_ms=section.timeout_ms, retries=section.retries,
-                write_part_id=getattr(link, "write_part_id", None),
+                write_part_id=getattr(link, "write_part_id", None), window=window,
             )
         else:
             # The PLC times the ejector: a result goes out at once and must be acknowledged before
@@ -118,7 +129,7 @@ class RejectWorker:
                 why = "the previous PLC worker died while writing this reject; check the part"
                 self.ledger.undelivered(reject, "delivery_unknown", why)
             else:
-                self.schedule.push(reject)
+                self._schedule(reject)
                 self.log.info("reject_taken_over", part_id=held.part_id, seq=held.seq)
 
     def accept(self, item: Reject) -> None:
@@ -129,7 +140,15 @@ class RejectWorker:
             reject = PendingReject(item.t_acquired_ns, item.part_id, item.seq, item.t_acquired_ns)
             self.ledger.undelivered(reject, "plc_queue_full", f"{self.table.capacity} rejects already wait for the PLC")
             return
-        self.schedule.add(item.part_id, item.seq, item.t_acquired_ns, row, item.basis, item.class_index, item.score)
+        i = item
+        self._schedule(self.schedule.make(i.part_id, i.seq, i.t_acquired_ns, row, i.basis, i.class_index, i.score))
+
+    def _schedule(self, reject: PendingReject) -> None:
+        """By time: due now known. By encoder: placed once a reading after its acquisition exists."""
+        if self.feed is not None:
+            self.feed.hold(reject)
+        else:
+            self.schedule.push(reject)
 
     # -- loop -------------------------------------------------------------------------------
     def step(self, inbox: Inbox, now_ns: int) -> None:
@@ -139,7 +158,9 @@ class RejectWorker:
         self._service(now_ns)
         wait_ns = IDLE_POLL_NS
         due = self.schedule.next_due_ns()
-        if due is not None and self.connected and self.mode.ready():
+        if self.feed is not None:
+            wait_ns = min(wait_ns, self.feed.next_read_ns - now_ns)
+        elif due is not None and self.connected and self.mode.ready():
             wait_ns = min(wait_ns, due - now_ns)
         wake = self.mode.next_wake_ns()
         if wake is not None:
@@ -147,22 +168,43 @@ class RejectWorker:
         for item in inbox.take(max(0, wait_ns) / 1e9):
             self.accept(item)
         now_ns = time.monotonic_ns()
-        for reject in self.schedule.pop_expired(now_ns):
+        if self.feed is not None:
+            self.feed.read(now_ns)
+            self.feed.place(now_ns)
+        current = self.tracker.current(now_ns)
+        if current is None:  # encoder reading too old (link down): nothing is decided blind
+            current = self._expire_by_link(now_ns)
+        for reject in self.schedule.pop_expired(current) if current is not None else ():
             self.counters.add(Count.PLC_LATE)
             if self.connected:
-                why = f"not delivered within {self.cfg.max_late_ms} ms of its due time"
-                self.ledger.undelivered(reject, "too_late", why)
+                reason = self.tracker.passed_reason(reject.due_ns)
+                self.ledger.undelivered(reject, reason, "its part has passed the ejector")
             else:
                 self.ledger.undelivered(reject, "plc_unreachable", self.keeper.last_error)
-        if self.connected and self.mode.ready():
-            due_reject = self.schedule.pop_due(now_ns)
+        if self.connected and self.mode.ready() and current is not None:
+            due_reject = self.schedule.pop_due(current)
             if due_reject is not None:
                 self.mode.deliver(due_reject)
         self.counters.set(Count.PLC_PENDING, len(self.schedule) + int(not self.mode.ready()))
 
+    def _expire_by_link(self, now_ns: int) -> int | None:
+        """Encoder tracking without a fresh reading: while the link is down, rejects held longer
+        than max_late_ms are reported; otherwise nothing is decided until the next reading."""
+        if self.connected:
+            return None
+        limit = now_ns - int(self.cfg.max_late_ms * 1e6)
+        for reject in self.schedule.drain():
+            if reject.t_acquired_ns >= limit:
+                self.schedule.push(reject)
+            else:
+                self.counters.add(Count.PLC_LATE)
+                self.ledger.undelivered(reject, "plc_unreachable", self.keeper.last_error)
+        return None
+
     def busy(self) -> bool:
         """Rejects still waiting or a delivery still open."""
-        return bool(len(self.schedule)) or not self.mode.ready()
+        waiting = len(self.feed.waiting) if self.feed is not None else 0
+        return bool(len(self.schedule) + waiting) or not self.mode.ready()
 
     def run(
         self,

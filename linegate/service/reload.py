@@ -10,6 +10,8 @@ SECTIONS_OF_ROLE = {"infer": ("model", "deadline"), "plc": ("plc",)}
 """Sections a reload applies by replacing the worker that uses them."""
 RESTART_ONLY_KEYS = frozenset({"plc.queue_size"})
 """Keys inside those sections that size shared memory, so they need a restart."""
+SUPERVISOR_SECTIONS = frozenset({"recipes"})
+"""Sections only the supervisor reads: a reload applies them without replacing a worker."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class ReloadPlan:
 
 def plan_reload(old: Config, new: Config) -> ReloadPlan:
     """Compare two valid configurations section by section."""
-    reloadable = {section for sections in SECTIONS_OF_ROLE.values() for section in sections}
+    reloadable = {section for sections in SECTIONS_OF_ROLE.values() for section in sections} | SUPERVISOR_SECTIONS
     old_d, new_d = old.model_dump(), new.model_dump()
     changed = [key for section in old_d for key in _changed(section, old_d[section], new_d[section])]
     needs_restart = tuple(k for k in changed if k.split(".")[0] not in reloadable or k in RESTART_ONLY_KEYS)

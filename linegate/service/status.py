@@ -10,6 +10,8 @@ def fault_reasons(s: dict[str, int], restarting: list[str]) -> list[str]:
         out.append("camera down, reconnecting")
     if s["plc_alive_stale"]:
         out.append("PLC alive counter stale (PLC program not taking results)")
+    if s["recipe_unknown"]:
+        out.append(f"PLC recipe {s['plc_recipe'] - 1} has no model in the configuration")
     return out
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -129,6 +132,22 @@ def test_encoder_advances_at_its_rate_and_wraps_u32(start: int, cps: float, t_ms
     assert words[4:6] == [expected >> 16, expected & 0xFFFF]
 
 
+def test_encoder_is_the_exact_formula_at_any_instant_without_drift() -> None:
+    """encoder_at(t) is (start + floor(cps x (t - t0) / 1e9)) mod 2**32 exactly (cps as JSON prints it), for years."""
+    t0, start = 123_456_789, 4_000_000_000
+    for cps in (0.1, 0.3, 33_333.3, 1e6 / 3, 2_500_000.7):
+        program = PlcProgram(ProgramConfig(encoder_cps=cps, encoder_start=start), t0)
+        assert program.encoder_origin() == {"encoder_t0_ns": t0, "encoder_cps": cps, "encoder_start": start}
+        assert program.has_encoder and program.t0_ns == t0
+        for dt in (0, 1, 999_999, 10**9 + 7, 10**10, 86_400 * 10**9 + 3, 365 * 86_400 * 10**9 + 11,
+                   20_973_351_264_276_845):  # the last: float arithmetic is one count off here at 2_500_000.7
+            exact = (start + math.floor(Fraction(json.dumps(cps)) * dt / 10**9)) % 2**32
+            assert program.encoder_at(t0 + dt) == exact, (cps, dt)
+            assert decode_plc_block(program.scan(t0 + dt)).encoder == exact
+        assert program.encoder_at(t0 - 10**9) == start  # before its start the encoder stands at encoder_start
+    assert not PlcProgram(ProgramConfig(encoder_start=7), 0).has_encoder
+
+
 def test_part_id_and_recipe_in_the_plc_block() -> None:
     """plc_part_id starts where configured and advances per period; set_part_id/set_recipe take effect."""
     program = PlcProgram(ProgramConfig(part_id_start=70_000, part_period_ms=100, recipe=3), 0)
@@ -144,7 +163,8 @@ def test_part_id_and_recipe_in_the_plc_block() -> None:
 @pytest.mark.parametrize(
     "bad",
     [{"ack_delay_ms": -1}, {"ignore_ack_share": 1.5}, {"alive_ms": -5}, {"part_id_start": 2**32},
-     {"encoder_cps": -1.0}, {"recipe": 70_000}],
+     {"encoder_cps": -1.0}, {"encoder_cps": float("inf")}, {"encoder_cps": float("nan")}, {"encoder_start": -1},
+     {"encoder_start": 2**32}, {"recipe": 70_000}],
 )
 def test_invalid_settings_are_refused(bad: dict[str, Any]) -> None:
     """Out-of-range program settings raise ValueError (the CLI turns it into one line, exit 2)."""

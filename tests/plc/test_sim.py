@@ -303,3 +303,125 @@ def test_mbpoll_reads_the_documented_plc_block() -> None:
     finally:
         client.close()
         sim.stop()
+
+
+# --- encoder ---------------------------------------------------------------------------------------------
+
+U32_WRAP = 2**32
+
+
+def true_encoder(listening: dict[str, Any], t_ns: int) -> float:
+    """The encoder position the listening line promises at monotonic *t_ns* (not reduced mod 2**32)."""
+    return float(listening["encoder_start"] + listening["encoder_cps"] * (t_ns - listening["encoder_t0_ns"]) / 1e9)
+
+
+def wrapped_distance(count: int, position: float) -> float:
+    """Signed distance of a raw u32 *count* from *position*, modulo 2**32."""
+    return (count - position + U32_WRAP / 2) % U32_WRAP - U32_WRAP / 2
+
+
+def read_encoder(client: ModbusTcpClient, first_word: int) -> tuple[int, int, int]:
+    """(monotonic ns before, raw u32 read from words first_word, +1, monotonic ns after)."""
+    before = time.monotonic_ns()
+    reply = client.read_holding_registers(first_word, count=2, device_id=1)
+    after = time.monotonic_ns()
+    assert not reply.isError()
+    high, low = reply.registers
+    return before, (high << 16) | low, after
+
+
+def test_pulse_mode_serves_the_encoder_at_the_moment_of_each_read() -> None:
+    """Pulse mode with --encoder-cps: words base+20..21 advance by about cps x dt between two reads."""
+    cps = 100_000
+    sim = SimProc("--encoder-cps", str(cps), "--register-base", "100", "--plc-alive-ms", "10")
+    client = modbus_client(sim.port)
+    try:
+        assert sim.listening["mode"] == "pulse"
+        assert (sim.listening["encoder_cps"], sim.listening["encoder_start"]) == (cps, 0)
+        a0, first, a1 = read_encoder(client, 120)
+        time.sleep(0.05)
+        b0, second, b1 = read_encoder(client, 120)
+        for before, count, after in ((a0, first, a1), (b0, second, b1)):  # within the read's own interval
+            assert true_encoder(sim.listening, before) - 1 <= count <= true_encoder(sim.listening, after) + 1
+        advance = second - first
+        assert cps * (b0 - a1) / 1e9 - 2 <= advance <= cps * (b1 - a0) / 1e9 + 2
+        assert 0.04 * cps <= advance <= 2 * cps  # ~50 ms of travel (loosely: a slow machine may sleep longer)
+        block = read_plc(client, 100)
+        write_result(client, 1, 70_000, base=100)  # pulse mode: stored, no handshake logic
+        time.sleep(0.05)
+        later = read_plc(client, 100)
+        assert later.ack_seq == 0 and later.alive != block.alive
+    finally:
+        client.close()
+        assert sim.stop() == 0
+    assert sim.named("result", "duplicate_result", "vision_status") == []
+
+
+@pytest.mark.parametrize("mode", ["pulse", "handshake"])
+def test_coil_edge_carries_the_encoder_count_of_its_write(mode: str) -> None:
+    """Each coil_edge's encoder is the listening line's formula at the edge's t_ns (here across the u32 wrap)."""
+    start = U32_WRAP - 1000  # wraps after 10 ms at 100000 counts/s
+    sim = SimProc("--mode", mode, "--encoder-cps", "100000", "--encoder-start", str(start), "--register-base", "100")
+    client = modbus_client(sim.port)
+    try:
+        assert sim.listening["encoder_start"] == start
+        time.sleep(0.05)
+        for value in (True, False):
+            assert not client.write_coil(3, value, device_id=1).isError()
+        sim.wait_for(lambda: len(sim.named("coil_edge")) >= 2)
+    finally:
+        client.close()
+        assert sim.stop() == 0
+    edges = sim.named("coil_edge")
+    assert [(e["coil"], e["value"]) for e in edges] == [(3, 1), (3, 0)]
+    for edge in edges:
+        assert 0 <= edge["encoder"] < U32_WRAP
+        assert abs(wrapped_distance(edge["encoder"], true_encoder(sim.listening, edge["t_ns"]))) <= 3
+    assert edges[0]["encoder"] < start  # wrapped past 2**32
+
+
+@pytest.mark.parametrize("mode", ["pulse", "handshake"])
+def test_without_encoder_cps_nothing_changes(mode: str) -> None:
+    """Without --encoder-cps: no encoder fields in the listening line or coil edges."""
+    sim = SimProc("--mode", mode)
+    client = modbus_client(sim.port)
+    try:
+        assert not client.write_coil(0, True, device_id=1).isError()
+        sim.wait_for(lambda: bool(sim.named("coil_edge")))
+    finally:
+        client.close()
+        assert sim.stop() == 0
+    assert sim.listening == {"event": "listening", "host": "127.0.0.1", "port": sim.port, "protocol": "modbus",
+                             "mode": mode}
+    (edge,) = sim.named("coil_edge")
+    assert set(edge) == {"event", "coil", "value", "t_ns", "part_id"}
+
+
+def test_pulse_encoder_refuses_part_id_registers_inside_the_plc_block() -> None:
+    """Pulse mode with an encoder: part-id registers overlapping the served PLC block are one line, exit 2."""
+    done = run_cli("--encoder-cps", "1000", "--part-id-register", "19", "--port", "0")
+    assert_one_line_usage_error(done, "part_id_register 19", "PLC block")
+
+
+def test_s7_pulse_mode_serves_the_encoder_and_stamps_edges() -> None:
+    """S7 pulse mode with --encoder-cps: the PLC block carries the encoder (as of the last scan); edges carry it."""
+    import snap7
+
+    sim = SimProc("--protocol", "s7", "--encoder-cps", "100000", "--reject-byte", "60")
+    client = snap7.Client()
+    client.connect("127.0.0.1", 0, 1, tcp_port=sim.port)
+    assert client.connection is not None and client.connection.socket is not None
+    client.connection.socket.settimeout(5)
+    try:
+        before = time.monotonic_ns()
+        raw = int.from_bytes(client.db_read(100, 2 * (PLC_OFFSET + 4), 4), "big")
+        after = time.monotonic_ns()
+        stale = 100_000 * 0.1  # a scan is due every 5 ms; allow a loaded machine's scheduling
+        assert true_encoder(sim.listening, before) - stale <= raw <= true_encoder(sim.listening, after) + 1
+        client.db_write(100, 60, bytearray([1]))
+        sim.wait_for(lambda: bool(sim.named("coil_edge")))
+    finally:
+        client.disconnect()
+        assert sim.stop() == 0
+    (edge,) = sim.named("coil_edge")
+    assert abs(edge["encoder"] - true_encoder(sim.listening, edge["t_ns"])) <= 3

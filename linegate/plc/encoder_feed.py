@@ -1,0 +1,84 @@
+"""Encoder tracking's I/O: reads the PLC's encoder count and places rejects at their due position.
+
+The count is interface words 20-21 (u32, high word first; ``docs/plc-interface.md``), read every
+``tracking.poll_ms`` and right before each pulse, and fed to the tracker's
+:class:`~linegate.plc.tracking.EncoderClock`. A reject is placed (due position = belt position at
+its acquisition + ``ejector_counts``) only once a reading at or after its acquisition exists, so it
+is never placed short; if none comes within ``max_late_ms`` it is reported ``position_unknown``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from linegate.plc.connection import LinkKeeper
+from linegate.plc.interface import FIELDS
+from linegate.plc.ledger import Ledger
+from linegate.plc.link import PlcLink, PlcLinkError
+from linegate.plc.schedule import PendingReject, RejectSchedule
+from linegate.plc.tracking import POSITION_UNKNOWN, EncoderTracker
+
+ENCODER_WORD = next(f.offset for f in FIELDS if f.name == "encoder")
+
+
+class EncoderFeed:
+    """Encoder readings in, placed rejects out (into the schedule keyed by position)."""
+
+    def __init__(
+        self,
+        link: PlcLink,
+        keeper: LinkKeeper,
+        tracker: EncoderTracker,
+        ledger: Ledger,
+        schedule: RejectSchedule,
+        log: Any,
+        *,
+        poll_ms: float,
+        max_wait_ms: float,
+    ) -> None:
+        self.link = link
+        self.keeper = keeper
+        self.tracker = tracker
+        self.ledger = ledger
+        self.schedule = schedule
+        self.log = log
+        self.poll_ns = int(poll_ms * 1e6)
+        self.max_wait_ns = int(max_wait_ms * 1e6)
+        self.waiting: list[PendingReject] = []
+        self.next_read_ns = 0
+
+    def read(self, now_ns: int, *, force: bool = False) -> None:
+        """Read the count when due (or now, *force*) and feed the clock."""
+        if not self.keeper.connected or (not force and now_ns < self.next_read_ns):
+            return
+        try:
+            hi, lo = self.link.read_words(ENCODER_WORD, 2)
+        except PlcLinkError as exc:
+            self.keeper.lost(exc)
+            return
+        t_read = time.monotonic_ns()
+        self.tracker.clock.feed(t_read, (hi << 16) | lo)
+        self.next_read_ns = t_read + self.poll_ns
+
+    def hold(self, reject: PendingReject) -> None:
+        """Place *reject* as soon as a reading at or after its acquisition exists."""
+        self.waiting.append(reject)
+
+    def place(self, now_ns: int) -> None:
+        """Move placeable rejects into the schedule; report those that can never be placed."""
+        still = []
+        for r in self.waiting:
+            if self.tracker.ready(r.t_acquired_ns):
+                due = self.tracker.due(r.t_acquired_ns)
+                if due is None:
+                    self.ledger.undelivered(r, POSITION_UNKNOWN, "its acquisition is older than the encoder history")
+                else:
+                    self.schedule.push(replace(r, due_ns=due))
+            elif now_ns - r.t_acquired_ns > self.max_wait_ns:
+                why = f"no encoder reading since its acquisition ({self.keeper.last_error or 'link up'})"
+                self.ledger.undelivered(r, POSITION_UNKNOWN, why)
+            else:
+                still.append(r)
+        self.waiting = still
