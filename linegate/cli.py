@@ -20,6 +20,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _recipe_change(text: str) -> tuple[float, int]:
+    ms, sep, recipe = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(ms), int(recipe)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MS:N (e.g. 1500:2), got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linegate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +140,9 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "(default: %(default)s)")
     add("--encoder-start", metavar="N", type=int, default=0,
         help="encoder count at the simulator's start (encoder_t0_ns), 0..2**32-1 (default: %(default)s)")
+    add("--recipe-at", metavar="MS:N", type=_recipe_change, action="append", default=[],
+        help="handshake: the recipe word becomes N at MS ms after start (repeatable, in time order) "
+        "(default: none)")
     add("--recipe", metavar="N", type=int, default=0,
         help="handshake (or pulse with --encoder-cps): recipe number in the PLC block (default: %(default)s)")
 
@@ -151,6 +164,7 @@ def _plc_sim(args: argparse.Namespace) -> int:
             encoder_cps=args.encoder_cps,
             encoder_start=args.encoder_start,
             recipe=args.recipe,
+            recipe_changes=tuple(args.recipe_at),
         )
         if args.protocol == "s7":
             from linegate.plc.s7_sim import run_s7_sim

@@ -75,6 +75,7 @@ class Supervisor:
         self.candidates: dict[str, Worker] = {}
         self._reload_queue: list[str] = []
         self._recipe_applied = 0
+        self._fault_state: tuple[bool, tuple[int, ...], tuple[str, ...]] = (False, (), ())
         self._reload_cfg: Config | None = None
         self._inspecting = False
 
@@ -322,13 +323,18 @@ class Supervisor:
         all_up = all(w.up for w in self.workers.values()) and len(self.workers) == len(START_ORDER)
         healthy = all_up and not self._stale(time.monotonic_ns(), self._fresh_ns)
         c = self.counters
-        faults = (Count.CAMERA_DOWN, Count.PLC_ALIVE_STALE, Count.RECIPE_UNKNOWN)
-        inspecting = healthy and not any(c.get(f) for f in faults)
+        faults = tuple(c.get(f) for f in (Count.CAMERA_DOWN, Count.PLC_ALIVE_STALE, Count.RECIPE_UNKNOWN))
+        inspecting = healthy and not any(faults)
         self.counters.set(Count.INSPECTING, int(inspecting))
-        if inspecting != self._inspecting:  # tell systemctl status and the journal at once
-            self._inspecting = inspecting
+        restarting = [w.role for w in self.workers.values() if not w.up]
+        # A fault that appears while linegate is already not inspecting (e.g. at start) is told too.
+        state = (inspecting, faults if all_up else (), tuple(restarting))
+        if state != self._fault_state:  # tell systemctl status and the journal at once
+            was_inspecting = self._inspecting
+            self._inspecting, self._fault_state = inspecting, state
             snapshot = self.counters.snapshot()
-            restarting = [w.role for w in self.workers.values() if not w.up]
+            if inspecting == was_inspecting and not any(faults):
+                return healthy  # only the start-up sequence moved on: nothing to tell
             if inspecting:
                 self.log.info("inspection_resumed")
             else:

@@ -61,6 +61,8 @@ class ProgramConfig:
     encoder_start: int = 0
     """Encoder count at the program's start (``t0_ns``)."""
     recipe: int = 0
+    recipe_changes: tuple[tuple[float, int], ...] = ()
+    """``(ms after start, recipe)``: product changes at those times (a scripted line)."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -72,6 +74,7 @@ class ProgramConfig:
             (math.isfinite(self.encoder_cps) and self.encoder_cps >= 0, "encoder_cps must be a finite number >= 0"),
             (0 <= self.encoder_start <= U32, "encoder_start must be a u32"),
             (0 <= self.recipe <= 0xFFFF, "recipe must be a u16"),
+            (all(ms >= 0 and 0 <= r <= 0xFFFF for ms, r in self.recipe_changes), "recipe changes need ms >= 0, u16"),
         )
         for ok, message in checks:
             if not ok:
@@ -99,6 +102,7 @@ class PlcProgram:
         self._part_id_start = config.part_id_start
         self._part_t0 = t_ns
         self._recipe = config.recipe
+        self._recipe_changes_done = 0
         # encoder_cps as the exact decimal of its repr: counts = dt_ns * num // (den * 1e9), integer arithmetic
         cps = Fraction(repr(float(config.encoder_cps)))
         self._cps_num, self._cps_den_ns = cps.numerator, cps.denominator * 1_000_000_000
@@ -158,6 +162,11 @@ class PlcProgram:
         self._advance(t_ns)
         part = self._part_id(t_ns)
         enc = self._encoder(t_ns)
+        changes, done = self.config.recipe_changes, self._recipe_changes_done
+        while done < len(changes) and t_ns - self._t0 >= changes[done][0] * 1e6:
+            self._recipe = changes[done][1]
+            done += 1
+        self._recipe_changes_done = done
         return [self._alive, self._ack_seq, part >> 16, part & 0xFFFF, enc >> 16, enc & 0xFFFF, self._recipe, 0]
 
     def encoder_at(self, t_ns: int) -> int:

@@ -1,6 +1,11 @@
 """Benchmark: frame in hand -> reject at the PLC, linegate next to a naive single-threaded script, in one run.
 
     python tests/bench/bench_coil.py --frames 2000 --blocks 2 [--modes pulse,handshake] [--protocols modbus,s7]
+        [--plc-rt-priority N] [--sim-rt-priority N] [--alive-poll-ms 1] [--keep DIR]
+
+``--plc-rt-priority`` overrides the demo config's ``scheduling.plc_rt_priority``; ``--sim-rt-priority`` runs the
+PLC simulator SCHED_FIFO (for both sides), as a PLC with its own CPU would be; ``--keep`` keeps every record
+(linegate logs, naive output, the simulator's events) for a closer look.
 
 Method. For each protocol and mode one recording PLC simulator (``linegate plc-sim``, :class:`PlcSimProcess`)
 is started; then blocks alternate on it: linegate (the :class:`Supervisor` on config/demo.toml, the PLC mode and
@@ -36,6 +41,7 @@ The naive script speaks Modbus only: for ``--protocols s7`` only linegate is mea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -83,6 +89,13 @@ def reject_output(plc: PlcSection) -> int:
         return int(link.reject_coil or 0)
     assert isinstance(link, S7Section)
     return int(link.reject_byte or 0)
+
+
+def set_fifo(pid: int, priority: int) -> None:
+    """SCHED_FIFO *priority* for every thread of *pid* (threads it starts later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(priority))
 
 
 # --- the alive-counter poller (a separate process) ----------------------------------------------------
@@ -309,6 +322,8 @@ def run_config(base: Config, protocol: str, mode: str, args: argparse.Namespace,
     sides = ("linegate", "naive") if protocol == "modbus" else ("linegate",)
     load_before = os.getloadavg()
     sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
+    if args.sim_rt_priority:
+        set_fifo(sim._proc.pid, args.sim_rt_priority)
     cfg = with_plc_port(cfg, sim.port)
     link = cfg.plc.link
     assert link is not None
@@ -372,7 +387,8 @@ def report(results: Sequence[ConfigResult], args: argparse.Namespace, cfg: Confi
     print(f"Camera {cfg.camera.width}x{cfg.camera.height} {cfg.camera.pixel_format} at {cfg.camera.frame_rate_hz:g} "
           f"fps (simulated GenTL producer), model {cfg.model.id} (onnxruntime {onnxruntime.__version__}), "
           f"pulse {cfg.plc.pulse_ms:g} ms, linegate inference SCHED_FIFO {cfg.scheduling.infer_rt_priority}, "
-          f"PLC worker {cfg.scheduling.plc_rt_priority} (the naive script: normal priority); "
+          f"PLC worker {cfg.scheduling.plc_rt_priority} (the naive script: normal priority), PLC simulator "
+          f"{f'SCHED_FIFO {args.sim_rt_priority}' if args.sim_rt_priority else 'normal priority'}; "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}. Times in ms.\n")
     print("| protocol | mode | side | frames | fps | camera skipped | rejects | at PLC | in hand -> PLC p50 | p99 "
           "| p99.9 | max | in hand -> verdict p50 | p99 | p99.9 | max |")
@@ -436,6 +452,9 @@ def main() -> int:
     ap.add_argument("--modes", default="pulse,handshake")
     ap.add_argument("--protocols", default="modbus")
     ap.add_argument("--alive-poll-ms", type=float, default=1.0)
+    ap.add_argument("--plc-rt-priority", type=int, help="override scheduling.plc_rt_priority (0: normal scheduler)")
+    ap.add_argument("--sim-rt-priority", type=int, default=0,
+                    help="run the PLC simulator SCHED_FIFO at this priority, as a PLC with its own CPU (0: off)")
     ap.add_argument("--keep", type=Path, help="keep the records (linegate logs, naive output) in this folder")
     ap.add_argument("--poll-alive", choices=("modbus", "s7"), help=argparse.SUPPRESS)
     ap.add_argument("--poll-port", type=int, help=argparse.SUPPRESS)
@@ -446,6 +465,9 @@ def main() -> int:
         return poll_alive(args.poll_alive, args.poll_port, args.poll_base, args.alive_poll_ms, args.poll_out)
 
     base = load_config(args.config)
+    if args.plc_rt_priority is not None:
+        sched = base.scheduling.model_copy(update={"plc_rt_priority": args.plc_rt_priority})
+        base = base.model_copy(update={"scheduling": sched})
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="bench-coil-"))
     tmp.mkdir(parents=True, exist_ok=True)
     results = [

@@ -1,0 +1,77 @@
+"""Recipe changes from the PLC, end to end: `linegate run` in handshake mode against a simulated PLC
+whose recipe word changes mid-run (`plc-sim --recipe-at`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from linegate.demo.runner import PlcSimProcess, free_port
+from tests.pipeline.harness import MODEL, LinegateRun, assert_every_frame_and_reject_accounted
+
+HANDSHAKE = {'mode = "pulse"': 'mode = "handshake"'}
+
+
+def recipes(*numbers: int) -> str:
+    out = ""
+    for n in numbers:
+        out += f"""
+[recipes.{n}.model]
+id = "demo-ball-zone-recipe{n}"
+path = "{MODEL}"
+[recipes.{n}.model.preprocess]
+resize = [160, 120]
+[recipes.{n}.model.postprocess]
+classes = ["pass", "reject"]
+reject_thresholds = {{ reject = 0.5 }}
+"""
+    return out
+
+
+def handshake_sim(*extra: str) -> PlcSimProcess:
+    return PlcSimProcess(free_port(), args=["--mode", "handshake", "--register-base", "100", *extra])
+
+
+def test_plc_recipe_change_switches_the_model_between_two_frames(tmp_path: Path) -> None:
+    """Recipe 1 from the start, recipe 2 later: each switch is a warm hand-over; every frame has a
+    model verdict from one model or the next, in order, and every result reaches the PLC once."""
+    sim = handshake_sim("--recipe", "1", "--recipe-at", "6000:2")
+    try:
+        run = LinegateRun(tmp_path, sim.port, HANDSHAKE)
+        run.config.write_text(run.config.read_text() + recipes(1, 2))
+        run.wait_event("recipe_selected", 2, timeout_s=60)
+        run.wait_event("reload_applied", 2, timeout_s=60)
+        run.wait_frames(100)
+        stderr = run.stop()
+    finally:
+        sim.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    assert_every_frame_and_reject_accounted(recs, [int(e["part_id"]) for e in sim.results])
+    assert [r["recipe"] for r in recs if r["event"] == "recipe_selected"] == [1, 2]
+    frames = sorted((r for r in recs if r["event"] == "frame"), key=lambda r: r["seq"])
+    assert all(r["basis"] == "model" for r in frames), [r["basis"] for r in frames if r["basis"] != "model"]
+    models = [r["model"] for r in frames]
+    order = list(dict.fromkeys(models))
+    assert order == ["demo-ball-zone-v1", "demo-ball-zone-recipe1", "demo-ball-zone-recipe2"], order
+    assert models == sorted(models, key=order.index)  # each model's frames form one run, in order
+
+
+def test_recipe_without_a_model_is_a_fault_until_the_plc_names_a_known_one(tmp_path: Path) -> None:
+    """A recipe the configuration does not know: FAULT in the log (inspection suspended, named), the
+    vision block's fault bit set at the PLC; a known recipe ends the fault."""
+    sim = handshake_sim("--recipe", "7", "--recipe-at", "6000:1")
+    try:
+        run = LinegateRun(tmp_path, sim.port, HANDSHAKE)
+        run.config.write_text(run.config.read_text() + recipes(1))
+        unknown = run.wait_event("recipe_unknown", timeout_s=60)
+        run.wait_event("recipe_selected", timeout_s=60)
+        run.wait_event("inspection_resumed", timeout_s=30)
+        run.wait_frames(50)
+        stderr = run.stop()
+    finally:
+        sim.stop()
+    assert run.proc.returncode == 0, stderr
+    assert unknown["recipe"] == 7 and unknown["known"] == [1]
+    suspended = [r for r in run.records() if r["event"] == "inspection_suspended"]
+    assert any("PLC recipe 7 has no model" in " ".join(r["faults"]) for r in suspended), suspended
+    assert any(e["fault"] for e in sim.statuses) and not sim.statuses[-1]["ready"]  # stopped at the end
