@@ -23,6 +23,14 @@ class FrameIdTracker:
         self.lost += gap
         return gap
 
+    def observe_unnumbered(self) -> int:
+        """A delivered frame whose id could not be read: it takes the next id (0 before any id was
+        seen), so the next numbered frame does not count it as lost. Returns the id it was given."""
+        if self.last is None:
+            return 0
+        self.last += 1
+        return self.last
+
     def reset(self) -> None:
         """Forget the last id (after a deliberate stop/start, ids start again)."""
         self.last = None

@@ -3,10 +3,19 @@
 One long-lived image acquirer per camera: re-creating acquirers leaks memory in Harvesters, so a
 restart is ``stop()``/``start()``, not ``close()``/``open()``. ``fetch`` uses short timeouts because
 Harvesters holds the GIL while it waits.
+
+Every frame the camera delivers reaches the callback as a :class:`CameraFrame`, also one that cannot
+be inspected (``defect`` set, see :mod:`linegate.camera.defects`). Harvesters 1.4.3's ``fetch()``
+re-queues a buffer the producer flagged incomplete and waits on for the next one, with its timeout
+started afresh: the frame would vanish (a frame-id gap) and a stream of incomplete buffers would
+block ``fetch`` for good. Its ``INCOMPLETE_BUFFER`` callback (emitted after the re-queue) raises
+here instead, so ``fetch`` returns and the frame gets its fail-safe verdict (its id is not readable
+then: the acquisition side takes it as the next id).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -17,13 +26,39 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from genicam import gentl
-from harvesters.core import Harvester, ImageAcquirer
+from harvesters.core import Callback, Harvester, ImageAcquirer
 
+from linegate.camera.defects import UNKNOWN_BYTES, DefectKind, FrameDefect, check_payload
 from linegate.config.schema import BUILTIN_VIKY, CameraSection, NodeValue
 from linegate.errors import CameraError, CameraSettingError
 
-FrameCallback = Callable[[npt.NDArray[np.uint8], int, int, int | None], None]
-"""``on_frame(pixels, frame_id, host_receipt_ns, camera_timestamp_ns or None)``."""
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """One frame as the camera delivered it, whole or not."""
+
+    pixels: npt.NDArray[np.uint8] | None
+    """Shaped ``(height, width)`` or ``(height, width, channels)``; a view of the camera's buffer, valid
+    only during the callback. None when ``defect`` is set."""
+    frame_id: int | None
+    """The camera's frame id; None when the buffer was discarded before its id could be read."""
+    t_receipt_ns: int
+    camera_ns: int | None
+    defect: FrameDefect | None = None
+    """Why the frame cannot be inspected; ``str(defect)`` is its text (e.g. ``incomplete``)."""
+
+
+FrameCallback = Callable[[CameraFrame], None]
+
+
+class _IncompleteBuffer(Exception):
+    """Raised out of Harvesters' fetch when it discards a buffer the producer flagged incomplete."""
+
+
+class _RaiseOnIncomplete(Callback):  # type: ignore[misc]
+    def emit(self, context: object = None) -> None:
+        raise _IncompleteBuffer
+
 
 # Typed config keys -> GenICam SFNC node names, in the order they must be applied.
 _TYPED_NODES: tuple[tuple[str, str], ...] = (
@@ -69,6 +104,9 @@ class GenICamCamera:
         self._harvester: Harvester | None = None
         self._acquirer: ImageAcquirer | None = None
         self.timeouts = 0
+        self.defective = 0
+        channels = cfg.channels
+        self.shape: tuple[int, ...] = (cfg.height, cfg.width) if channels == 1 else (cfg.height, cfg.width, channels)
         self._timestamps_available = True
 
     def open(self) -> CameraInfo:
@@ -96,6 +134,7 @@ class GenICamCamera:
             # Harvester.create() installs its own SIGINT handler (upstream issue 463).
             signal.signal(signal.SIGINT, previous)
         self._acquirer = ia
+        ia.add_callback(ImageAcquirer.Events.INCOMPLETE_BUFFER, _RaiseOnIncomplete())
         info = ia.device.module
         camera = CameraInfo(
             producer=path,
@@ -159,22 +198,50 @@ class GenICamCamera:
         """Wait up to *timeout_s* for one frame and pass it to *on_frame* while the buffer is held.
 
         Returns False on timeout (counted in ``timeouts``). The buffer is re-queued when the
-        callback returns, so the callback must copy what it keeps.
+        callback returns, so the callback must copy what it keeps. A frame that cannot be inspected
+        is handed over too, with ``defect`` set (counted in ``defective``); it never raises.
         """
         ia = self._require()
         timeout = self.cfg.fetch_timeout_ms / 1000 if timeout_s is None else timeout_s
         try:
-            with ia.fetch(timeout=timeout) as buffer:
-                t_receipt = time.monotonic_ns()
-                component = buffer.payload.components[0]
-                frame_id = int(buffer.module.frame_id)
-                on_frame(component.data, frame_id, t_receipt, self._camera_timestamp(buffer))
+            try:
+                buffer = ia.fetch(timeout=timeout)
+            except _IncompleteBuffer:  # already re-queued by Harvesters
+                self._deliver_unread(on_frame, DefectKind.INCOMPLETE)
+                return True
+            except ValueError as exc:  # Harvesters could not map the payload (e.g. a part larger than the buffer)
+                raise CameraError(f"camera: unreadable buffer: {exc}") from exc
+            if buffer is None:  # Harvesters could not read the buffer's information and re-queued it
+                self._deliver_unread(on_frame, DefectKind.NO_IMAGE)
+                return True
+            with buffer:
+                on_frame(self._frame(buffer, time.monotonic_ns()))
         except gentl.TimeoutException:
             self.timeouts += 1
             return False
         except gentl.GenericException as exc:
             raise CameraError(f"camera: fetch failed: {type(exc).__name__}: {exc}") from exc
         return True
+
+    def _frame(self, buffer: Any, t_receipt: int) -> CameraFrame:
+        """The thin Harvesters-facing part: read the buffer, let :func:`check_payload` decide."""
+        module = buffer.module
+        frame_id = int(module.frame_id)
+        # Harvesters 1.4.3 hands over complete buffers only; checked again so that does not matter.
+        incomplete = not _safe(module.is_complete, False)
+        payload = buffer.payload
+        components = payload.components if payload is not None else []
+        data = components[0].data if components else None
+        pixels, defect = check_payload(data, self.shape, incomplete=incomplete)
+        if defect is not None:
+            self.defective += 1
+        return CameraFrame(pixels, frame_id, t_receipt, self._camera_timestamp(buffer), defect)
+
+    def _deliver_unread(self, on_frame: FrameCallback, kind: DefectKind) -> None:
+        self.defective += 1
+        bytes_ = UNKNOWN_BYTES if kind == DefectKind.INCOMPLETE else 0
+        defect = FrameDefect(kind, bytes_, math.prod(self.shape))
+        on_frame(CameraFrame(None, None, time.monotonic_ns(), None, defect))
 
     def _camera_timestamp(self, buffer: Any) -> int | None:
         if not self._timestamps_available:

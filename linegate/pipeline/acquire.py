@@ -10,10 +10,9 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from linegate.camera.frame_ids import CameraClockMapper, FrameIdTracker
-from linegate.camera.genicam import GenICamCamera
+from linegate.camera.genicam import CameraFrame, GenICamCamera
 from linegate.config.schema import CameraSection
 from linegate.counters import Count, SharedCounters
 from linegate.errors import CameraError, CameraSettingError
@@ -28,33 +27,40 @@ RING_FLUSH_TIMEOUT_S = 1.0
 class FrameWriter:
     """Per-frame callback: sequence, part id, ring slot, copy, publish; counts what it cannot keep."""
 
-    def __init__(
-        self, producer: RingProducer, counters: SharedCounters, log: Any, shape: tuple[int, ...], first_part_id: int = 1
-    ) -> None:
+    def __init__(self, producer: RingProducer, counters: SharedCounters, log: Any, first_part_id: int = 1) -> None:
         self.producer = producer
         self.counters = counters
         self.log = log
-        self.shape = shape
         self.ids = FrameIdTracker()
         self.clock_map = CameraClockMapper()
         self.next_part_id = first_part_id
 
-    def __call__(self, data: npt.NDArray[np.uint8], frame_id: int, t_receipt_ns: int, camera_ns: int | None) -> None:
+    def __call__(self, frame: CameraFrame) -> None:
+        t_receipt_ns, camera_ns = frame.t_receipt_ns, frame.camera_ns
         t_acquired = t_receipt_ns if camera_ns is None else self.clock_map.to_host(camera_ns, t_receipt_ns)
-        lost = self.ids.observe(frame_id)
-        if lost:
-            self.counters.add(Count.CAMERA_LOST, lost)
-            self.log.warning("camera_frames_lost", count=lost, before_frame_id=frame_id)
+        if frame.frame_id is None:  # a buffer discarded before its id could be read: it takes the next id
+            frame_id = self.ids.observe_unnumbered()
+        else:
+            frame_id = frame.frame_id
+            lost = self.ids.observe(frame_id)
+            if lost:
+                self.counters.add(Count.CAMERA_LOST, lost)
+                self.log.warning("camera_frames_lost", count=lost, before_frame_id=frame_id)
         part_id = self.next_part_id
         self.next_part_id += 1
-        _seq, slot = self.producer.reserve(frame_id, part_id, t_acquired)
+        # A defective frame goes through the ring like any other (one part id, one sequence number),
+        # flagged in its header and with its pixels not written: inference gives it the fail-safe verdict.
+        defect = frame.defect
+        flag = (int(defect.kind), defect.payload_bytes) if defect is not None else (0, 0)
+        _seq, slot = self.producer.reserve(frame_id, part_id, t_acquired, *flag)
         # Counted once it is in the ring (or deferred there): if this process dies in between, the
         # supervisor counts it from the ring's last part id.
         self.counters.add(Count.ACQUIRED)
         if slot is None:  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
             self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
             return
-        np.copyto(self.producer.pixels(slot), data.reshape(self.shape))
+        if frame.pixels is not None:
+            np.copyto(self.producer.pixels(slot), frame.pixels)
         if not self.producer.publish(slot, time.monotonic_ns()):  # published at the next frame instead
             self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
 
@@ -158,7 +164,7 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any
     counters = ctx.counters
     producer = RingProducer(ring)
     # Part ids continue across worker restarts: one per acquired frame, in order.
-    writer = FrameWriter(producer, counters, log, ring.geometry.shape, first_part_id=counters.get(Count.ACQUIRED) + 1)
+    writer = FrameWriter(producer, counters, log, first_part_id=counters.get(Count.ACQUIRED) + 1)
     link = CameraLink(cfg.camera, counters, log, stop)
 
     def on_drill(_signum: int, _frame: FrameType | None) -> None:

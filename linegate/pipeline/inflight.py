@@ -37,8 +37,8 @@ class Outcome(IntEnum):
 
 
 # slot layout: stage, seq, frame_id, part_id, t_acquired_ns, t_written_ns, reason, counter,
-#              verdict_is_reject, basis_index, logged, handed
-_FIELDS = 12
+#              verdict_is_reject, basis_index, logged, handed, defect, payload_bytes
+_FIELDS = 14
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class InFlight:
         a = self._a
         a[1:8] = (meta.seq, meta.frame_id, meta.part_id, meta.t_acquired_ns, meta.t_written_ns, meta.reason, counter)
         a[8:12] = 0
+        a[12:14] = (meta.defect, meta.payload_bytes)
         a[0] = Stage.TAKEN  # last: a successor never sees a half-written frame as taken
 
     def settle(self, reject: bool, basis_index: int) -> None:
@@ -99,5 +100,5 @@ class InFlight:
         a = [int(x) for x in self._a]
         if a[0] == Stage.IDLE:
             return None
-        meta = FrameMeta(a[1], a[2], a[3], a[4], a[5], a[6])
+        meta = FrameMeta(a[1], a[2], a[3], a[4], a[5], a[6], a[12], a[13])
         return InFlightFrame(Stage(a[0]), meta, a[7], bool(a[8]), a[9], Outcome(a[10]), Outcome(a[11]))

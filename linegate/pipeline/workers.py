@@ -23,6 +23,7 @@ from linegate.pipeline.plc_io import plc_main
 from linegate.plc.pending import PendingTable
 from linegate.plc.reject_pipe import reject_channel
 from linegate.ring import FrameRing, RingGeometry
+from linegate.ring.sync import PipeQueue, SharedEvent
 
 START_ORDER = ("plc", "infer", "acquire")
 
@@ -63,11 +64,15 @@ class Shared:
     inflight: InFlight  # the frame the inference loop is deciding
     reject_reader: Connection
     reject_writer: Connection
-    errors: Any  # multiprocessing.Queue of (worker name, exit code, message)
+    errors: PipeQueue  # (worker name, exit code, message) of a worker that failed
     collector: LogCollector
 
     @classmethod
     def create(cls, ctx: Any, cfg: Config, counters: SharedCounters, collector: LogCollector) -> Shared:
+        """No shared object here has a name in /dev/shm (no multiprocessing Lock, Event, Queue, ...:
+        those are named semaphores that a SIGKILL of the whole service leaves behind): the ring and
+        its lock live in anonymous shared memory, the events too (linegate.ring.sync), the rest are
+        pipes and RawArrays."""
         geometry = RingGeometry(cfg.camera.height, cfg.camera.width, cfg.camera.channels, cfg.camera.pixel_format)
         ring = FrameRing.create(
             ctx,
@@ -79,12 +84,13 @@ class Shared:
         )
         reader, writer = reject_channel(ctx)
         table = PendingTable.create(ctx, cfg.plc.queue_size)
-        return cls(ctx, ring, counters, table, InFlight.create(ctx), reader, writer, ctx.Queue(), collector)
+        return cls(ctx, ring, counters, table, InFlight.create(ctx), reader, writer, PipeQueue(ctx), collector)
 
     def close(self) -> None:
         self.ring.close()
         self.reject_reader.close()
         self.reject_writer.close()
+        self.errors.close()
 
 
 class WorkerFactory:
@@ -101,7 +107,7 @@ class WorkerFactory:
         s, ctx = self.shared, self.shared.ctx
         log_reader, log_writer = log_pipe(ctx)
         wctx = WorkerContext(cfg, s.counters, log_writer, os.getpid())
-        stop, ready, baton = ctx.Event(), ctx.Event(), Baton.create(ctx)
+        stop, ready, baton = SharedEvent(), SharedEvent(), Baton(SharedEvent(), SharedEvent())
         name = f"{role}#{self._generation}"
         if role == "plc":
             args: tuple[Any, ...] = (plc_main, wctx, s.reject_reader, stop, ready, s.table, baton, predecessor)

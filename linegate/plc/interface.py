@@ -91,7 +91,8 @@ VISION_BLOCK = (
     Field("verdict", 6, "u16", "linegate", "1 pass, 2 reject.", "with the result"),
     Field("basis", 7, "u16", "linegate",
           "0 decided by the model; otherwise the fail-safe verdict: 1 deadline missed, 2 deadline "
-          "unreachable, 3 dropped (ring full), 4 lost in flight (worker died), 5 engine error.", "with the result"),
+          "unreachable, 3 dropped (ring full), 4 lost in flight (worker died), 5 engine error, 6 incomplete "
+          "frame (the camera delivered it incomplete or with a wrong payload size).", "with the result"),
     Field("class_index", 8, "u16", "linegate",
           "Index of the deciding class in model.postprocess.classes; 65535 for a fail-safe verdict.",
           "with the result"),

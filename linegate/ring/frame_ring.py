@@ -7,8 +7,14 @@ applies the ``when_full`` policy and records the dropped frame's header in a jou
 consumer drains, so every acquired frame still gets a verdict. A semaphore counts pending items
 and wakes the consumer (one wake-up per frame).
 
-The segment is a file under /dev/shm with a name derived from the instance, so a restart after
-``kill -9`` finds and removes the stale one: nothing leaks across restarts.
+The segment is anonymous shared memory (a memfd named after the instance, seen in
+``/proc/PID/maps`` as ``/memfd:linegate-<instance>-ring``), and the lock and semaphore are unnamed
+(:mod:`linegate.ring.sync`): workers get them as file descriptors when they are spawned, and the
+kernel frees them with the last process that maps them. So nothing is left in /dev/shm even when
+every process is SIGKILLed at once (systemd's watchdog, KillMode=mixed). Versions before this one
+kept the ring in a file, ``/dev/shm/linegate-<instance>-ring``; :meth:`FrameRing.create` removes one
+that a killed run of such a version left behind (the caller holds the instance lock, see
+:mod:`linegate.service.instance_lock`, so it can never be a live ring).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import mmap
 import os
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
-from multiprocessing.synchronize import Lock, Semaphore
+from multiprocessing.reduction import DupFd
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +40,7 @@ from linegate.ring.layout import (
     RingLayout,
     SlotState,
 )
+from linegate.ring.sync import SharedLock, SharedSemaphore
 
 SHM_DIR = "/dev/shm"
 LOCK_TIMEOUT_S = 0.002
@@ -44,7 +51,8 @@ WhenFull = Literal["drop_newest", "drop_oldest"]
 
 
 def ring_path(instance: str) -> str:
-    """The shared-memory file of *instance*'s frame ring."""
+    """The name of *instance*'s frame ring: the file older versions kept it in (removed by
+    :meth:`FrameRing.create` if a killed run left one), and the memfd's name now."""
     return os.path.join(SHM_DIR, f"linegate-{instance}-ring")
 
 
@@ -68,14 +76,42 @@ class RingGeometry:
 
 @dataclass(frozen=True)
 class RingHandle:
-    """Everything a worker process needs to open the ring; passed once at process start."""
+    """Everything a worker process needs to open the ring; passed once at process start (the
+    segment travels as a file descriptor, so only to a process being spawned)."""
 
-    path: str
+    path: str  # the ring's name, for messages (see ring_path)
+    fd: int  # the segment, open in this process
     layout: RingLayout
     geometry: RingGeometry
     when_full: WhenFull
-    lock: Lock
-    ready: Semaphore
+    lock: SharedLock
+    ready: SharedSemaphore
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_handle, (self.path, DupFd(self.fd), self.layout, self.geometry, self.when_full,
+                                  self.lock, self.ready))  # fmt: skip
+
+
+def _rebuild_handle(
+    path: str, fd: Any, layout: RingLayout, geometry: RingGeometry, when_full: WhenFull, lock: Any, ready: Any
+) -> RingHandle:
+    return RingHandle(path, fd.detach(), layout, geometry, when_full, lock, ready)
+
+
+def _anonymous_segment(name: str, size: int) -> int:
+    """A file descriptor of *size* bytes of shared memory that has no name in any file system."""
+    try:
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd (old kernel, seccomp): a /dev/shm file unlinked at once
+        path = os.path.join(SHM_DIR, f"{name}.{os.getpid()}.{os.urandom(4).hex()}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.unlink(path)
+    try:
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @dataclass(frozen=True)
@@ -88,6 +124,8 @@ class FrameMeta:
     t_acquired_ns: int
     t_written_ns: int
     reason: int = 0
+    defect: int = 0  # 0: a whole frame; else the camera's DefectKind (the pixels were not written)
+    payload_bytes: int = 0  # with a defect: the image bytes the camera delivered (-1: unknown)
 
 
 class _Mapping:
@@ -96,16 +134,9 @@ class _Mapping:
     def __init__(self, handle: RingHandle, *, create: bool) -> None:
         self.handle = handle
         layout = handle.layout
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        fd = os.open(handle.path, flags, 0o600)
-        try:
-            if create:
-                os.ftruncate(fd, layout.total_bytes)
-            elif os.fstat(fd).st_size != layout.total_bytes:
-                raise RingClosed(f"{handle.path}: size does not match the ring layout (stale segment?)")
-            self.mm = mmap.mmap(fd, layout.total_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        finally:
-            os.close(fd)
+        if os.fstat(handle.fd).st_size != layout.total_bytes:
+            raise RingClosed(f"{handle.path}: size does not match the ring layout")
+        self.mm = mmap.mmap(handle.fd, layout.total_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         buf = memoryview(self.mm)
         self.control: npt.NDArray[np.void] = np.ndarray((), dtype=CONTROL, buffer=buf, offset=0)
         self.headers: npt.NDArray[np.void] = np.ndarray(
@@ -136,7 +167,8 @@ class _Mapping:
 
 
 class FrameRing:
-    """Owner of the segment: creates it (removing a stale one), and unlinks it on close."""
+    """Owner of the segment: creates it (removing a file an older version's killed run left), and
+    closes it; the memory goes when the last process mapping it closes or dies."""
 
     def __init__(self, handle: RingHandle, mapping: _Mapping, removed_stale: bool) -> None:
         self.handle = handle
@@ -155,11 +187,20 @@ class FrameRing:
         when_full: WhenFull,
         path: str | None = None,
     ) -> FrameRing:
+        """*ctx* is not used any more (the lock and semaphore are :mod:`linegate.ring.sync`'s); kept
+        so callers need not change. The caller must hold *instance*'s lock
+        (:mod:`linegate.service.instance_lock`) if the instance may be running elsewhere."""
+        del ctx
         path = path or ring_path(instance)
         removed_stale = remove_stale(path)
         layout = RingLayout(slots=slots, frame_bytes=geometry.frame_bytes, journal_size=journal_size)
-        handle = RingHandle(path, layout, geometry, when_full, ctx.Lock(), ctx.Semaphore(0))
-        return cls(handle, _Mapping(handle, create=True), removed_stale)
+        fd = _anonymous_segment(os.path.basename(path), layout.total_bytes)
+        handle = RingHandle(path, fd, layout, geometry, when_full, SharedLock(), SharedSemaphore(0))
+        try:
+            return cls(handle, _Mapping(handle, create=True), removed_stale)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def counters(self) -> dict[str, int]:
         c = self._mapping.control
@@ -214,8 +255,8 @@ class FrameRing:
 
     def close(self) -> None:
         self._mapping.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.handle.path)
+        with contextlib.suppress(OSError):
+            os.close(self.handle.fd)
 
     def __enter__(self) -> FrameRing:
         return self
@@ -225,7 +266,7 @@ class FrameRing:
 
 
 def remove_stale(path: str) -> bool:
-    """Remove a segment left by a killed run; True if there was one."""
+    """Remove a ring file left by a killed run of an older version; True if there was one."""
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -245,28 +286,32 @@ class RingProducer:
         g = handle.geometry
         self._dims = (g.height, g.width, g.channels)
         self.lock_timeouts = 0
-        self._deferred: list[tuple[int, int, int]] = []
+        self._deferred: list[tuple[int, int, int, int, int]] = []
         self._unpublished: list[tuple[int, int]] = []
 
     def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
         return self._m.pixels[slot]
 
-    def reserve(self, frame_id: int, part_id: int, t_acquired_ns: int) -> tuple[int, int | None]:
+    def reserve(
+        self, frame_id: int, part_id: int, t_acquired_ns: int, defect: int = 0, payload_bytes: int = 0
+    ) -> tuple[int, int | None]:
         """Give the next frame a sequence number and a slot: ``(seq, slot)``.
 
         ``slot`` is None when the frame was dropped: it is then in the journal (ring full) or, if
         the lock timed out (its holder stalled or died), deferred: it is journaled at the next
         successful lock, so inference still gives it the fail-safe verdict (``seq`` is -1 then).
+        A frame the camera delivered defective carries *defect* and *payload_bytes* in its header
+        either way (its pixels are not to be written).
         """
         m = self._m
         if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
             self.lock_timeouts += 1
-            self._deferred.append((frame_id, part_id, t_acquired_ns))
+            self._deferred.append((frame_id, part_id, t_acquired_ns, defect, payload_bytes))
             return -1, None
         try:
             self._catch_up()
             seq = self._sequence(part_id)
-            record = self._record(SlotState.WRITING, seq, frame_id, part_id, t_acquired_ns)
+            record = self._record(SlotState.WRITING, seq, frame_id, part_id, t_acquired_ns, defect, payload_bytes)
             states = m.headers["state"]
             free = np.flatnonzero(states == SlotState.FREE)
             if free.size:
@@ -290,9 +335,11 @@ class RingProducer:
         c["last_part_id"] = max(int(c["last_part_id"]), part_id)
         return seq
 
-    def _record(self, state: SlotState, seq: int, frame_id: int, part_id: int, t_acquired_ns: int) -> tuple[Any, ...]:
+    def _record(
+        self, state: SlotState, seq: int, frame_id: int, part_id: int, t_acquired_ns: int, defect: int, payload: int
+    ) -> tuple[Any, ...]:
         h, w, c = self._dims
-        return (int(state), 0, seq, frame_id, part_id, t_acquired_ns, 0, h, w, c, self._pixel_format)
+        return (int(state), 0, seq, frame_id, part_id, t_acquired_ns, 0, h, w, c, self._pixel_format, defect, payload)
 
     def _journal(self, header: Any, reason: DropReason) -> None:
         _journal(self._m, self._ready, header, reason)
@@ -304,9 +351,10 @@ class RingProducer:
             self._m.headers[slot]["state"] = int(SlotState.READY)
             self._ready.release()
         self._unpublished.clear()
-        for frame_id, part_id, t_acquired_ns in self._deferred:
+        for frame_id, part_id, t_acquired_ns, defect, payload in self._deferred:
             seq = self._sequence(part_id)
-            entry = np.array(self._record(SlotState.FREE, seq, frame_id, part_id, t_acquired_ns), dtype=FRAME_HEADER)
+            record = self._record(SlotState.FREE, seq, frame_id, part_id, t_acquired_ns, defect, payload)
+            entry = np.array(record, dtype=FRAME_HEADER)
             self._journal(entry, DropReason.LOCK_TIMEOUT)
         self._deferred.clear()
 
@@ -343,7 +391,7 @@ class RingProducer:
             finally:
                 self._lock.release()
             return []
-        lost = [(f, p) for f, p, _ in self._deferred]
+        lost = [(f, p) for f, p, *_ in self._deferred]
         lost += [
             (int(self._m.headers[s]["frame_id"]), int(self._m.headers[s]["part_id"])) for s, _ in self._unpublished
         ]
@@ -428,7 +476,7 @@ class RingConsumer:
         self._m.close()
 
 
-def _journal(m: _Mapping, ready: Semaphore, header: Any, reason: DropReason) -> None:
+def _journal(m: _Mapping, ready: SharedSemaphore, header: Any, reason: DropReason) -> None:
     """Append a dropped frame's header (lock held); posts one wake-up for the consumer."""
     c = m.control
     written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
@@ -444,4 +492,7 @@ def _journal(m: _Mapping, ready: Semaphore, header: Any, reason: DropReason) -> 
 
 def _meta(fields: tuple[Any, ...]) -> FrameMeta:
     _state, reason, seq, frame_id, part_id, t_acq, t_written = fields[:7]
-    return FrameMeta(int(seq), int(frame_id), int(part_id), int(t_acq), int(t_written), int(reason))
+    defect, payload_bytes = fields[11:13]
+    return FrameMeta(
+        int(seq), int(frame_id), int(part_id), int(t_acq), int(t_written), int(reason), int(defect), int(payload_bytes)
+    )

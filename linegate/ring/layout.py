@@ -12,7 +12,7 @@ from enum import IntEnum
 import numpy as np
 
 PAGE = 4096
-MAGIC = 0x4C47_5249_4E47_0002  # "LGRING" + layout version 2
+MAGIC = 0x4C47_5249_4E47_0003  # "LGRING" + layout version 3
 
 
 class SlotState(IntEnum):
@@ -49,6 +49,8 @@ FRAME_HEADER = np.dtype(
         ("width", "<u4"),
         ("channels", "<u4"),
         ("pixel_format", "<u4"),
+        ("defect", "<u4"),  # 0: a whole frame; else linegate.camera.defects.DefectKind (pixels not written)
+        ("payload_bytes", "<i8"),  # with a defect: the image bytes the camera delivered (-1: unknown)
     ],
     align=True,
 )

@@ -33,6 +33,9 @@ class Basis(str, Enum):
     """The inference worker died while holding the frame."""
     ENGINE_ERROR = "engine_error"
     """The engine raised on this frame."""
+    INCOMPLETE_FRAME = "incomplete_frame"
+    """The camera delivered the frame incomplete or with a payload of the wrong size; it was not inspected.
+    (Members keep their order: a basis's index is its code in the PLC interface, so new ones go last.)"""
 
 
 FAIL_SAFE_BASES = frozenset(Basis) - {Basis.MODEL}

@@ -61,10 +61,10 @@ def main() -> int:
          "pixel_format": "Mono8", "frame_rate_hz": 100.0, "buffers": 16}
     )  # fmt: skip
 
-    def on_frame(data: Any, frame_id: int, t_ns: int, _cam: Any) -> None:
-        _, slot = producer.reserve(frame_id, frame_id, t_ns)
+    def on_frame(frame: Any) -> None:
+        _, slot = producer.reserve(frame.frame_id, frame.frame_id, frame.t_receipt_ns)
         if slot is not None:
-            np.copyto(producer.pixels(slot), data.reshape(geometry.shape))
+            np.copyto(producer.pixels(slot), frame.pixels)
             producer.publish(slot, time.monotonic_ns())
 
     with GenICamCamera(cfg) as cam:

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from linegate.camera.frame_ids import CameraClockMapper, FrameIdTracker
-from linegate.camera.genicam import GenICamCamera
+from linegate.camera.genicam import CameraFrame, GenICamCamera
 from linegate.config.schema import CameraSection
 from linegate.errors import CameraError
 
@@ -21,14 +21,20 @@ def camera(**override: object) -> GenICamCamera:
 def test_opens_by_serial_applies_settings_and_streams() -> None:
     """The device is found by serial number, configured, and delivers frames of that geometry with ids."""
     frames: list[tuple[tuple[int, ...], int, int, int]] = []
+
+    def keep(f: CameraFrame) -> None:
+        assert f.defect is None and f.pixels is not None and f.frame_id is not None
+        frames.append((f.pixels.shape, f.frame_id, f.t_receipt_ns, int(f.pixels.min())))
+
     with camera(frame_rate_hz=200.0) as cam:
         info = cam.open()
         assert info.serial_number == "0" and info.model == "Viky"
         assert info.applied == {"PixelFormat": "Mono8", "Width": 320, "Height": 240, "AcquisitionFrameRate": 200.0}
         cam.start()
         while len(frames) < 20:
-            assert cam.fetch(lambda data, fid, t, cam_ts: frames.append((data.shape, fid, t, int(data.min()))))
-    assert all(shape == (320 * 240,) for shape, _, _, _ in frames)
+            assert cam.fetch(keep)
+        assert cam.defective == 0
+    assert all(shape == (240, 320) for shape, _, _, _ in frames)
     ids = [fid for _, fid, _, _ in frames]
     assert ids == list(range(ids[0], ids[0] + 20))  # consecutive: no gaps from the simulator
     times = [t for _, _, t, _ in frames]
@@ -138,3 +144,39 @@ def test_camera_clock_mapper_uses_the_fastest_arrival() -> None:
     mapper.to_host(4_000, 8_600)  # offset 4600; the window forgets 4500, best stays 4100
     assert mapper.to_host(5_000, 9_600) == 9_600  # the window forgets 4100: best is now 4600 (follows drift)
     assert mapper.to_host(6_000, 10_700) == 10_600
+
+
+def test_rgba_frames_come_shaped_with_their_channels() -> None:
+    """An RGBa8 stream hands over whole frames shaped (height, width, 4)."""
+    shapes: list[tuple[int, ...]] = []
+    with camera(pixel_format="RGBa8") as cam:
+        cam.open()
+        cam.start()
+        assert cam.fetch(lambda f: shapes.append(f.pixels.shape if f.pixels is not None else ()), timeout_s=3.0)
+    assert shapes == [(240, 320, 4)]
+
+
+def test_buffer_flagged_incomplete_is_handed_over_as_a_defective_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buffer flagged incomplete comes out of fetch at once as a frame with defect "incomplete" and no pixels."""
+    # Viky never loses data: the GenTL flag is forced for every 5th frame id of its real buffers. Harvesters
+    # alone would re-queue such a buffer and wait on; the whole frames around it must flow on.
+    from genicam import gentl
+
+    real = gentl.Buffer.is_complete
+    monkeypatch.setattr(gentl.Buffer, "is_complete", lambda self: real(self) and int(self.frame_id) % 5 != 0)
+    got: list[CameraFrame] = []
+    with camera(frame_rate_hz=200.0) as cam:
+        cam.open()
+        cam.start()
+        while len(got) < 12:
+            assert cam.fetch(lambda f: got.append(CameraFrame(None, f.frame_id, f.t_receipt_ns, None, f.defect)))
+        assert cam.defective == sum(f.defect is not None for f in got) >= 2
+    ids = [f.frame_id for f in got]
+    first = ids[0]
+    assert first is not None
+    expected = [None if i % 5 == 0 else i for i in range(first, first + 12)]
+    assert ids == expected
+    assert [str(f.defect) for f in got if f.frame_id is None] == ["incomplete"] * expected.count(None)
+    assert all(f.defect is None for f in got if f.frame_id is not None)
+    times = [f.t_receipt_ns for f in got]
+    assert times == sorted(times)

@@ -110,7 +110,7 @@ def viky_stream(count: int) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
         cam.open()
         cam.start()
         while len(frames) < count:
-            cam.fetch(lambda data, fid, *_: frames.append((fid, data.reshape(480, 640).copy())), timeout_s=2.0)
+            cam.fetch(lambda f: frames.append((f.frame_id, f.pixels.copy())), timeout_s=2.0)
     yield from frames
 
 

@@ -7,11 +7,21 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from linegate.ring import DropReason, FrameMeta, FrameRing, RingConsumer, RingGeometry, RingHandle, RingProducer
+from linegate.ring import (
+    DropReason,
+    FrameMeta,
+    FrameRing,
+    RingConsumer,
+    RingGeometry,
+    RingHandle,
+    RingProducer,
+    ring_path,
+)
 from tests.conftest import unique_instance
 
 CTX = mp.get_context("spawn")
@@ -179,16 +189,21 @@ def _claim_and_hang(handle: RingHandle, claimed) -> None:  # type: ignore[no-unt
     time.sleep(60)
 
 
-def test_create_removes_a_stale_segment_and_close_unlinks() -> None:
-    """A segment left by a killed run is replaced at start; close() removes the file."""
+def test_ring_has_no_name_in_dev_shm_and_removes_an_old_versions_leftover() -> None:
+    """The segment is anonymous (nothing in /dev/shm to leak); an older version's leftover ring file is removed."""
     name = unique_instance()
-    first = FrameRing.create(CTX, instance=name, geometry=GEOMETRY, slots=2, journal_size=16, when_full="drop_newest")
-    path = first.handle.path
-    # Simulate kill -9: the owner never closes.
-    second = FrameRing.create(CTX, instance=name, geometry=GEOMETRY, slots=2, journal_size=16, when_full="drop_newest")
-    assert second.removed_stale and not first.removed_stale
-    second.close()
-    assert not os.path.exists(path)
+    path = ring_path(name)
+    with open(path, "wb") as leftover:  # what a kill -9 of a version that kept the ring in /dev/shm left
+        leftover.write(b"old ring")
+    ring = FrameRing.create(CTX, instance=name, geometry=GEOMETRY, slots=2, journal_size=16, when_full="drop_newest")
+    assert ring.removed_stale and not os.path.exists(path)
+    maps = Path("/proc/self/maps").read_text()
+    assert f"/memfd:linegate-{name}-ring" in maps and f"/dev/shm/linegate-{name}" not in maps
+    again = FrameRing.create(CTX, instance=name, geometry=GEOMETRY, slots=2, journal_size=16, when_full="drop_newest")
+    assert not again.removed_stale  # two rings of one name never meet (the instance lock keeps runs apart)
+    again.close()
+    ring.close()
+    assert not [n for n in os.listdir("/dev/shm") if name in n]
 
 
 def test_attach_rejects_a_foreign_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -200,6 +215,7 @@ def test_attach_rejects_a_foreign_file(tmp_path) -> None:  # type: ignore[no-unt
     )
     other = RingHandle(
         ring.handle.path,
+        ring.handle.fd,
         ring.handle.layout.__class__(3, GEOMETRY.frame_bytes, 16),
         GEOMETRY,
         "drop_newest",
