@@ -38,7 +38,7 @@ RUN apt-get update \
 # --system-site-packages: the image's tensorrt module (/usr/lib/python3.10/dist-packages) stays
 # visible inside the venv; everything else comes pinned from pyproject.toml.
 RUN python3 -m venv --system-site-packages /opt/linegate/venv
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml setup.py MANIFEST.in README.md /src/
 COPY linegate /src/linegate
 COPY config /src/config
 COPY engines /src/engines

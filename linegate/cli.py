@@ -1,23 +1,68 @@
-"""Command line: the only place that maps errors to exit codes (0 clean, 78 config error, else non-zero)."""
+"""Command line: parses arguments and maps errors to exit codes (see EXIT_CODES)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
+import linegate
 from linegate.config import Config, load_config
 from linegate.errors import ConfigError, LinegateError
+from linegate.service.instance_lock import InstanceLocked
 
+EX_OK = 0
+EX_FAILED = 1
+EX_USAGE = 2
 EX_CONFIG = 78
-EX_SOFTWARE = 70
+
+DESCRIPTION = """\
+linegate inspects every part on a production line: it takes each frame from a GenICam camera,
+decides pass or reject within a fixed deadline with an ONNX Runtime (CPU) or TensorRT (GPU) model,
+signals rejects to the PLC (Modbus TCP or Siemens S7) and logs one JSON record per frame.
+In production it runs as the systemd service `linegate` (systemctl start|stop|reload|status
+linegate; journalctl -u linegate)."""
+
+EXIT_CODES = """\
+exit codes:
+  0   clean stop; check-config: the configuration is valid; status: inspecting; reload: applied
+  1   runtime failure: start-up failed, the worker restart limit was reached, or the counters did
+      not reconcile (systemd restarts linegate); a bounded run (--max-frames) that ended with a
+      fault still present or with rejects that did not reach the PLC; check-config --probe: camera
+      or PLC not reachable; status: not inspecting (fault); reload: refused, nothing changed
+  2   wrong command line (this usage message), or plc-sim cannot use its port; reload: no answer
+  3   status / reload: linegate is not running
+  78  configuration error: an invalid file, or a model that cannot be loaded or does not fit the
+      configuration (EX_CONFIG: systemd does not restart it; fix what the message names, check it
+      with `linegate check-config FILE`, then `systemctl restart linegate`)"""
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def _frames(text: str) -> int:
+    """--max-frames: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames (1 or more), got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames (1 or more), got {value}")
     return value
+
+
+def _whole(text: str) -> int:
+    """A whole number (range checks, if any, come later with their own message)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    """A decimal number."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _recipe_change(text: str) -> tuple[float, int]:
@@ -30,22 +75,101 @@ def _recipe_change(text: str) -> tuple[float, int]:
         raise argparse.ArgumentTypeError(f"expected MS:N (e.g. 1500:2), got {text!r}") from None
 
 
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """A sub-command whose --help ends with the exit codes."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, width=100),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="linegate", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="linegate",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {linegate.__version__}")
+    sub = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the inspection pipeline")
-    run.add_argument("--config", required=True, type=Path)
-    run.add_argument("--max-frames", type=_positive, help="stop after acquiring N frames")
-    run.add_argument("--log-file", type=Path, help="also write the JSON records to this file")
+    run = _command(
+        sub,
+        "run",
+        "run the inspection pipeline (what the systemd unit starts)",
+        "Run the inspection pipeline until SIGTERM/SIGINT (a second one forces the stop) or --max-frames; "
+        "SIGHUP reloads the configuration. Records go to stdout (the journal) and to --log-file.",
+    )
+    run.add_argument("--config", metavar="FILE", required=True, type=Path,
+                     help="configuration file (the service uses /etc/linegate/linegate.toml)")
+    run.add_argument("--max-frames", metavar="N", type=_frames, default=None,
+                     help="stop after acquiring N frames (default: run until stopped)")
+    run.add_argument("--log-file", metavar="FILE", type=Path, default=None,
+                     help="also write the JSON records to FILE (default: logging.file of the configuration, if set)")
 
-    demo = sub.add_parser("demo", help="run the whole pipeline on the simulated camera and PLC")
-    demo.add_argument("--config", type=Path, help="default: config/demo.toml of this checkout")
-    demo.add_argument("--max-frames", type=_positive, default=1000)
-    demo.add_argument("--log-file", type=Path, default=Path("linegate-demo.jsonl"))
+    demo = _command(
+        sub,
+        "demo",
+        "run the whole pipeline on a simulated camera and PLC (no hardware needed)",
+        "Run the real pipeline on the simulated GenTL camera shipped with the genicam package, with the demo "
+        "model and a simulated PLC started here; prints a live line each second and a reconciled summary.",
+    )
+    demo.add_argument("--config", metavar="FILE", type=Path, default=None,
+                      help="configuration to run (default: the demo configuration shipped with linegate)")
+    demo.add_argument("--max-frames", metavar="N", type=_frames, default=1000,
+                      help="stop after N frames (default: %(default)s)")
+    demo.add_argument("--log-file", metavar="FILE", type=Path, default=Path("linegate-demo.jsonl"),
+                      help="write the JSON records to FILE (default: %(default)s in the current directory)")
 
-    check = sub.add_parser("check-config", help="validate a configuration file")
-    check.add_argument("path", type=Path)
+    status = _command(
+        sub,
+        "status",
+        "show the running service's state (exit 0 only while it inspects)",
+        "Show the running linegate's state for maintenance: inspecting or FAULT and why, uptime, fps, rejects "
+        "delivered and undelivered, deadline misses, the last worker restart and its reason. Exit 0 while it "
+        "inspects, 1 while it does not (fault or starting), 3 when it is not running: usable as a health check.",
+    )
+    status.add_argument("--instance", metavar="NAME", default=None,
+                        help="instance.name of the configuration (default: the only one running)")
+    status.add_argument("--config", metavar="FILE", type=Path, default=None,
+                        help="take the instance name from this configuration file")
+    reload = _command(
+        sub,
+        "reload",
+        "reload the running service's configuration and wait for the outcome",
+        "Send SIGHUP to the running linegate and wait until it has applied the configuration (exit 0) or "
+        "refused it (exit 1, the reason is printed; nothing changed). The unit's ExecReload= runs this, so "
+        "`systemctl reload linegate` returns only then. Exit 3 when it is not running, 2 without an answer "
+        "within --timeout.",
+    )
+    reload.add_argument("--instance", metavar="NAME", default=None,
+                        help="instance.name of the configuration (default: the only one running)")
+    reload.add_argument("--config", metavar="FILE", type=Path, default=None,
+                        help="take the instance name from this configuration file")
+    reload.add_argument("--timeout", metavar="S", type=_number, default=25.0,
+                        help="seconds to wait for the outcome (default: %(default)s; keep it below the unit's "
+                        "TimeoutSec)")
+
+    check = _command(
+        sub,
+        "check-config",
+        "check a configuration file, its model and (with --probe) its camera and PLC",
+        "Check FILE as `linegate run` would use it, without the camera or the PLC: every key, each model's "
+        "preprocessing for the camera's frames, and the model itself, loaded and run once on a blank frame "
+        "(ONNX models on the CPU; TensorRT engines only where TensorRT is installed, elsewhere the file is "
+        "checked to be a readable engine). Prints 'ok' and what was checked, or one line per problem naming "
+        "the file and the key.",
+    )
+    check.add_argument("path", metavar="FILE", type=Path, help="configuration file")
+    check.add_argument("--probe", action="store_true",
+                       help="also open and configure the camera (within 30 s) and connect to the PLC and read "
+                       "from it (within 3 s plus the configured timeouts; nothing is written); fails while "
+                       "a running linegate holds the camera")
 
     _add_plc_sim_parser(sub)
     _add_plc_interface_parser(sub)
@@ -56,38 +180,83 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":
-            cfg = load_config(args.path)
-            print(f"{args.path}: ok (model {cfg.model.id!r}, {cfg.model.backend}, PLC {cfg.plc.protocol})")
-            return 0
+            return _check_config(args.path, args.probe)
         if args.command == "plc-sim":
             return _plc_sim(args)
         if args.command == "plc-interface":
             return _plc_interface(args)
+        if args.command in ("status", "reload"):
+            return _service_command(args)
         if args.command == "demo":
             from linegate.demo.runner import run_demo
 
             return run_demo(args.config, max_frames=args.max_frames, log_file=args.log_file)
         return _run(load_config(args.config), args.config, args.max_frames, args.log_file)
+    except InstanceLocked as exc:  # one clear line: another run of this instance is live
+        print(f"linegate: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except ConfigError as exc:
         print(f"linegate: configuration error:\n{exc}", file=sys.stderr)
         return EX_CONFIG
     except LinegateError as exc:
         print(f"linegate: {exc}", file=sys.stderr)
-        return 1
+        return EX_FAILED
+
+
+def _service_command(args: argparse.Namespace) -> int:
+    """`status` / `reload` against the running service (see linegate.service.commands)."""
+    from linegate.service.commands import reload_command, status_command
+
+    instance = args.instance
+    if instance is None and args.config is not None:
+        instance = load_config(args.config).instance.name
+    if args.command == "status":
+        return status_command(instance, sys.stdout, sys.stderr)
+    return reload_command(instance, sys.stdout, sys.stderr, args.timeout)
+
+
+def _check_config(path: Path, probe: bool) -> int:
+    """Print 'ok' and what was checked (stdout), or one line per problem (stderr); see EXIT_CODES."""
+    from linegate.config.check import check_config
+
+    report = check_config(path, probe=probe)
+    if report.problems:
+        print("linegate: configuration error:", *report.problems, sep="\n", file=sys.stderr)
+    if report.unreachable:
+        print("linegate: not reachable now:", *report.unreachable, sep="\n", file=sys.stderr)
+    if report.exit_code == EX_OK and report.config is not None:
+        cfg = report.config
+        print(f"{path}: ok (model {cfg.model.id!r}, {cfg.model.backend}, PLC {cfg.plc.protocol})")
+        for note in report.notes:
+            print(f"  {note}")
+    return report.exit_code
 
 
 def _run(cfg: Config, config_path: Path, max_frames: int | None, log_file: Path | None) -> int:
     from linegate.pipeline.supervisor import Supervisor
     from linegate.report import print_summary
 
-    summary = Supervisor(cfg, config_path=config_path, log_file=log_file, max_frames=max_frames).run()
+    if not sys.stdout.isatty():  # the service: JSON records to stdout (journald) and the log file
+        summary = Supervisor(cfg, config_path=config_path, log_file=log_file, max_frames=max_frames).run()
+    else:  # a person at a terminal: one live line a second; the JSON records go to a file
+        from linegate.pipeline.summary import live_line
+
+        log_file = log_file or cfg.logging.file or Path(f"linegate-{cfg.instance.name}.jsonl")
+        print(f"linegate: records in {log_file}; live summary each second (Ctrl-C stops)", flush=True)
+        previous: list[dict[str, int]] = []
+
+        def tick(snapshot: dict[str, int], elapsed: float) -> None:
+            print(live_line(snapshot, elapsed, previous[-1] if previous else None, 1.0), flush=True)
+            previous[:] = [snapshot]
+
+        summary = Supervisor(
+            cfg, config_path=config_path, log_file=log_file, log_stdout=False, max_frames=max_frames, on_tick=tick
+        ).run()
     print_summary(summary, sys.stderr)
     return summary.exit_code
 
 
 # --- plc-sim and plc-interface ---------------------------------------------------------------------------
-
-EX_USAGE = 2
 
 
 def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,42 +277,42 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="pulse: report output edges; handshake: also run the PLC side of docs/plc-interface.md "
         "(default: %(default)s)")
     add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    add("--port", metavar="PORT", type=int, default=None,
+    add("--port", metavar="PORT", type=_whole, default=None,
         help="TCP port; 0 picks a free one, printed in the listening line (default: 5020 for modbus, 1102 for s7)")
-    add("--part-id-register", metavar="N", type=int, default=0,
+    add("--part-id-register", metavar="N", type=_whole, default=0,
         help="modbus: holding registers N, N+1 reported as each coil edge's part id (default: %(default)s)")
-    add("--register-base", metavar="N", type=int, default=0,
+    add("--register-base", metavar="N", type=_whole, default=0,
         help="modbus handshake (or pulse with --encoder-cps): holding register of interface word 0 "
         "(default: %(default)s)")
-    add("--db", metavar="N", type=int, default=100, help="s7: data block number (default: %(default)s)")
-    add("--byte-base", metavar="N", type=int, default=0,
+    add("--db", metavar="N", type=_whole, default=100, help="s7: data block number (default: %(default)s)")
+    add("--byte-base", metavar="N", type=_whole, default=0,
         help="s7 handshake (or pulse with --encoder-cps): byte of interface word 0 in the DB (default: %(default)s)")
-    add("--reject-byte", metavar="N", type=int, default=None,
+    add("--reject-byte", metavar="N", type=_whole, default=None,
         help="s7: DB byte reported as the reject output (default: 0 in pulse mode if neither byte is given)")
-    add("--fault-byte", metavar="N", type=int, default=None,
+    add("--fault-byte", metavar="N", type=_whole, default=None,
         help="s7: DB byte reported as the fault output (default: 1 in pulse mode if neither byte is given)")
-    add("--ack-delay-ms", metavar="MS", type=float, default=0.0,
+    add("--ack-delay-ms", metavar="MS", type=_number, default=0.0,
         help="handshake: delay before the PLC writes ack_seq (default: %(default)s)")
-    add("--ignore-ack-share", metavar="SHARE", type=float, default=0.0,
+    add("--ignore-ack-share", metavar="SHARE", type=_number, default=0.0,
         help="handshake: share 0..1 of acks never written, evenly spread, to exercise re-sends (default: %(default)s)")
-    add("--plc-alive-ms", metavar="MS", type=float, default=100.0,
+    add("--plc-alive-ms", metavar="MS", type=_number, default=100.0,
         help="handshake (or pulse with --encoder-cps): plc_alive counts up this often; 0 freezes it "
         "(default: %(default)s)")
-    add("--plc-part-id", metavar="N", type=int, default=0,
+    add("--plc-part-id", metavar="N", type=_whole, default=0,
         help="handshake (or pulse with --encoder-cps): first plc_part_id offered; 0 = none (default: %(default)s)")
-    add("--part-period-ms", metavar="MS", type=float, default=0.0,
+    add("--part-period-ms", metavar="MS", type=_number, default=0.0,
         help="handshake (or pulse with --encoder-cps): plc_part_id advances by 1 this often; 0 = fixed "
         "(default: %(default)s)")
-    add("--encoder-cps", metavar="CPS", type=float, default=0.0,
+    add("--encoder-cps", metavar="CPS", type=_number, default=0.0,
         help="encoder counts per second, wrapping at 2**32; > 0 also serves the PLC block in pulse mode, and "
         "the count at monotonic t is (start + floor(cps * (t - encoder_t0_ns) / 1e9)) mod 2**32 "
         "(default: %(default)s)")
-    add("--encoder-start", metavar="N", type=int, default=0,
+    add("--encoder-start", metavar="N", type=_whole, default=0,
         help="encoder count at the simulator's start (encoder_t0_ns), 0..2**32-1 (default: %(default)s)")
     add("--recipe-at", metavar="MS:N", type=_recipe_change, action="append", default=[],
         help="handshake: the recipe word becomes N at MS ms after start (repeatable, in time order) "
         "(default: none)")
-    add("--recipe", metavar="N", type=int, default=0,
+    add("--recipe", metavar="N", type=_whole, default=0,
         help="handshake (or pulse with --encoder-cps): recipe number in the PLC block (default: %(default)s)")
 
 

@@ -6,10 +6,13 @@ by the supervisor for the live summary, STATUS and the final reconciliation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from multiprocessing.context import BaseContext
 from typing import Any
+
+from linegate.timing import histogram
 
 
 class Count(IntEnum):
@@ -47,6 +50,7 @@ class Count(IntEnum):
     LATENCY_P99_US = 25
     ENGINE_P99_US = 26
     READY = 27
+    INCOMPLETE_FRAMES = 28  # frames the camera delivered incomplete or mis-sized, decided fail-safe uninspected
     # plc
     PLC_DELIVERED = 30
     PLC_UNDELIVERED = 31
@@ -100,7 +104,15 @@ class SharedCounters:
 
     @classmethod
     def create(cls, ctx: BaseContext) -> SharedCounters:
-        return cls(ctx.RawArray("q", SIZE))
+        return cls(ctx.RawArray("q", SIZE + histogram.BINS))
+
+    def add_latency(self, ns: int) -> None:
+        """Count one frame's acquisition-to-verdict latency in the run-long histogram (infer worker)."""
+        self.array[SIZE + histogram.bin_of(ns)] += 1
+
+    def latency_percentiles(self, qs: Sequence[float]) -> list[float]:
+        """Percentiles (ns) over every frame of the run so far; NaN before the first."""
+        return histogram.percentiles(self.array[SIZE : SIZE + histogram.BINS], qs)
 
     def add(self, name: Count, n: int = 1) -> None:
         self.array[name] += n
@@ -118,12 +130,11 @@ class SharedCounters:
             out[f"log_{kind}"] = sum(out[f"log_{kind}_{role}"] for role in LOG_ROLES)
         return out
 
-    def publish_log_stats(self, role: str, queued: int, queue_full: int) -> None:
-        """Record a process's log sink totals (each role's process owns these two; the supervisor's
-        log collector owns ``LOG_WRITE_FAILED_<role>``)."""
-        suffix = role.upper()
-        self.array[Count[f"LOG_QUEUED_{suffix}"]] = queued
-        self.array[Count[f"LOG_QUEUE_FULL_{suffix}"]] = queue_full
+    def publish_log_drops(self, role: str, queue_full: int) -> None:
+        """Record a process's records dropped at a full pipe (each role's process owns this one; the
+        supervisor's log collector owns ``LOG_QUEUED_<role>``, the records it received, and
+        ``LOG_WRITE_FAILED_<role>``)."""
+        self.array[Count[f"LOG_QUEUE_FULL_{role.upper()}"]] = queue_full
 
 
 LOG_ROLES = ("acquire", "infer", "plc", "supervisor")

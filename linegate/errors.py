@@ -1,4 +1,8 @@
-"""Exceptions that cross module boundaries; only the CLI maps them to exit codes."""
+"""Exceptions that cross module boundaries; the CLI maps them to exit codes (a worker process to its own).
+
+A :class:`ConfigError` (and every subclass) means no restart can help: exit 78 (EX_CONFIG), which
+the unit lists in ``RestartPreventExitStatus=``.
+"""
 
 
 class LinegateError(Exception):
@@ -15,6 +19,12 @@ class CameraError(LinegateError):
 
 class EngineError(LinegateError):
     """The inference engine could not be loaded or run."""
+
+
+class ModelError(EngineError, ConfigError):
+    """The model cannot serve this configuration: unreadable, not a model for its backend, inputs
+    or outputs that do not fit the preprocessing, or a backend not installed. No restart fixes it
+    (exit 78)."""
 
 
 class RingClosed(LinegateError):

@@ -6,11 +6,13 @@ against the configuration file's directory, passed as the validation context ``b
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 BUILTIN_VIKY = "builtin:viky"
 """The simulated GenTL producer shipped inside the ``genicam`` package."""
@@ -215,8 +217,29 @@ class DeadlineSection(_Section):
     fail_safe: Literal["reject", "pass"] = "reject"
 
 
-Host = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.:_-]*[A-Za-z0-9])?$")]
-"""An IPv4/IPv6 address or a DNS name (no spaces, no scheme)."""
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def _check_host(value: str) -> str:
+    """An IPv4/IPv6 address or a DNS name; anything else is refused with what a host looks like."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    expected = "expected an IPv4 address (192.168.0.20), an IPv6 address or a host name (plc-line3.local)"
+    if ":" in value or "/" in value:
+        raise ValueError(f"{expected}; no scheme or port here (the port is its own key)")
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(f"{expected}: letters, digits and '-' between dots, no spaces")
+    if all(label.isdigit() for label in labels):
+        raise ValueError(f"{expected}; {value!r} is not a valid IPv4 address")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_check_host)]
+"""An IPv4/IPv6 address or a DNS name (no spaces, no scheme, no port)."""
 Coil = Annotated[int, Field(ge=0, le=65535)]
 
 

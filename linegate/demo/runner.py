@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,13 @@ from typing import Any
 import linegate
 from linegate.config import Config, load_config
 from linegate.config.schema import ModbusSection, PlcSection, S7Section
-from linegate.errors import LinegateError
+from linegate.errors import ConfigError, LinegateError
 
-DEMO_CONFIG = Path(linegate.__file__).resolve().parents[1] / "config" / "demo.toml"
+PACKAGED_DEMO_CONFIG = Path(__file__).resolve().parent / "data" / "config" / "demo.toml"
+"""Where an installed wheel has the demo's configuration (setup.py copies it there, with its model)."""
+CHECKOUT_DEMO_CONFIG = Path(linegate.__file__).resolve().parents[1] / "config" / "demo.toml"
+"""Where a checkout (an editable install) has it."""
+DEMO_CONFIG = PACKAGED_DEMO_CONFIG if PACKAGED_DEMO_CONFIG.is_file() else CHECKOUT_DEMO_CONFIG
 
 
 def free_port() -> int:
@@ -32,10 +37,19 @@ def free_port() -> int:
 
 
 class PlcSimProcess:
-    """``python -m linegate.plc.sim`` as a child process; collects the coil edges it prints."""
+    """``python -m linegate.plc.sim`` as a child process; collects the events it prints.
 
-    def __init__(self, port: int, part_id_register: int = 0, args: Sequence[str] = ()) -> None:
+    *compact* (the demo, which may run for hours): keep only the part ids of rising edges and of
+    results (8 bytes each) instead of every event, so memory grows by bytes, not dicts, per reject.
+    """
+
+    def __init__(self, port: int, part_id_register: int = 0, args: Sequence[str] = (), compact: bool = False) -> None:
         self.port = port
+        self.compact = compact
+        self.rising: dict[int, array[int]] = {}
+        """compact: part ids of each coil's rising edges."""
+        self.result_part_ids: array[int] = array("q")
+        """compact: part ids of the results the simulated PLC took."""
         self.edges: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
         self.duplicates: list[dict[str, Any]] = []
@@ -71,6 +85,11 @@ class PlcSimProcess:
             if event.get("event") == "listening":
                 self.listening = event
                 self._listening.set()
+            elif self.compact:
+                if event.get("event") == "coil_edge" and event["value"] == 1:
+                    self.rising.setdefault(int(event["coil"]), array("q")).append(int(event["part_id"]))
+                elif event.get("event") == "result":
+                    self.result_part_ids.append(int(event["part_id"]))
             elif event.get("event") == "coil_edge":
                 self.edges.append(event)
             elif event.get("event") == "result":
@@ -104,12 +123,14 @@ class PlcSimProcess:
         self._proc.send_signal(signal.SIGCONT)
 
     def rising_part_ids(self, coil: int) -> list[int]:
+        if self.compact:
+            return list(self.rising.get(coil, ()))
         return [int(e["part_id"]) for e in self.edges if e["coil"] == coil and e["value"] == 1]
 
     def parts_seen(self, plc: PlcSection) -> list[int]:
         """Part ids the simulated PLC took, once per pulse (pulse) or per new result (handshake)."""
         if plc.mode == "handshake":
-            return [int(e["part_id"]) for e in self.results]
+            return list(self.result_part_ids) if self.compact else [int(e["part_id"]) for e in self.results]
         link = plc.link
         output = link.reject_coil if isinstance(link, ModbusSection) else getattr(link, "reject_byte", None)
         return self.rising_part_ids(int(output or 0))
@@ -143,8 +164,13 @@ def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
     from linegate.pipeline.supervisor import Supervisor
     from linegate.report import print_summary
 
+    if config is None and not DEMO_CONFIG.is_file():
+        raise ConfigError(
+            f"the demo's configuration is missing (neither {PACKAGED_DEMO_CONFIG} nor {CHECKOUT_DEMO_CONFIG}): "
+            "reinstall linegate, or pass --config"
+        )
     cfg = load_config(config or DEMO_CONFIG)
-    sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
+    sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc), compact=True)
     cfg = with_plc_port(cfg, sim.port)
     log_file.unlink(missing_ok=True)
     print(

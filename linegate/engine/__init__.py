@@ -11,7 +11,7 @@ import numpy as np
 
 from linegate.config.schema import ModelSection
 from linegate.engine.base import Engine
-from linegate.errors import EngineError
+from linegate.errors import ModelError
 
 BACKENDS: dict[str, str] = {
     "onnxruntime": "linegate.engine.ort_backend:OnnxRuntimeEngine",
@@ -26,7 +26,7 @@ def create_engine(cfg: ModelSection, input_shape: tuple[int, ...], input_dtype: 
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise EngineError(f"model.backend={cfg.backend!r} is not available here: {exc}") from exc
+        raise ModelError(f"model.backend={cfg.backend!r} is not available here: {exc}") from exc
     engine_cls: type[Engine] = getattr(module, attr)
     return engine_cls(cfg, input_shape, input_dtype)
 

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from linegate.config.schema import ModelSection
-from linegate.errors import EngineError
+from linegate.errors import EngineError, ModelError
 
 Array = npt.NDArray[np.floating]
 
@@ -41,8 +41,10 @@ class Engine(ABC):
             self._load()
         except EngineError:
             raise
-        except Exception as exc:
-            raise EngineError(f"{self.cfg.path}: cannot load model {self.model_id!r}: {exc}") from exc
+        except MemoryError as exc:
+            raise EngineError(f"{self.cfg.path}: out of memory loading model {self.model_id!r}") from exc
+        except Exception as exc:  # the backend refused the file itself: a restart cannot fix that
+            raise ModelError(f"{self.cfg.path}: cannot load model {self.model_id!r}: {exc}") from exc
         self._loaded = True
 
     @property

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from linegate.engine.base import Array, Engine
-from linegate.errors import EngineError
+from linegate.errors import ModelError
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
@@ -47,12 +47,12 @@ class OnnxRuntimeEngine(Engine):
             isinstance(d, int) and d != w for d, w in zip(inp.shape, want, strict=True)
         )
         if fixed_dims_differ:
-            raise EngineError(
+            raise ModelError(
                 f"{self.cfg.path}: input {inp.name!r} has shape {inp.shape}, but model.preprocess produces {list(want)}"
             )
         dtype = _ORT_TYPES.get(inp.type)
         if dtype is None or np.dtype(dtype) != self.requested_dtype:
-            raise EngineError(
+            raise ModelError(
                 f"{self.cfg.path}: input {inp.name!r} is {inp.type}, model.preprocess.dtype gives "
                 f"{self.requested_dtype}"
             )
@@ -73,9 +73,9 @@ def _pick(args: list[ort.NodeArg], name: str | None, kind: str) -> ort.NodeArg:
     if name is None:
         if len(args) != 1:
             names = [a.name for a in args]
-            raise EngineError(f"model has {len(args)} {kind}s {names}; set model.{kind}_name")
+            raise ModelError(f"model has {len(args)} {kind}s {names}; set model.{kind}_name")
         return args[0]
     for a in args:
         if a.name == name:
             return a
-    raise EngineError(f"model.{kind}_name={name!r} not in the model's {kind}s {[a.name for a in args]}")
+    raise ModelError(f"model.{kind}_name={name!r} not in the model's {kind}s {[a.name for a in args]}")

@@ -15,7 +15,7 @@ import tensorrt as trt
 
 from linegate.engine import cuda_memory as cm
 from linegate.engine.base import Array, Engine
-from linegate.errors import EngineError
+from linegate.errors import EngineError, ModelError
 
 _Buf = TypeVar("_Buf", cm.PinnedBuffer, cm.DeviceBuffer)
 
@@ -51,7 +51,7 @@ class TensorRTEngine(Engine):
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             detail = "; ".join(self._logger.messages[-3:]) or "no detail from TensorRT"
-            raise EngineError(
+            raise ModelError(
                 f"{path}: TensorRT {trt.__version__} cannot deserialize this engine (built with another "
                 f"TensorRT version or for another GPU? rebuild it on this device): {detail}"
             )
@@ -73,7 +73,7 @@ class TensorRTEngine(Engine):
         self.output_name = _pick(outputs, self.cfg.output_name, "output")
         for name in (self.input_name, self.output_name):
             if engine.get_tensor_format(name) != trt.TensorFormat.LINEAR:
-                raise EngineError(
+                raise ModelError(
                     f"{path}: tensor {name!r} has the vectorized format {engine.get_tensor_format_desc(name)}; "
                     "rebuild the engine without --inputIOFormats/--outputIOFormats (or with :chw)"
                 )
@@ -81,13 +81,13 @@ class TensorRTEngine(Engine):
 
         in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input_name)))
         if in_dtype != self.requested_dtype:
-            raise EngineError(
+            raise ModelError(
                 f"{path}: input {self.input_name!r} is {in_dtype}, model.preprocess.dtype gives {self.requested_dtype}"
             )
         out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
         out_shape = tuple(int(d) for d in self._context.get_tensor_shape(self.output_name))
         if any(d < 0 for d in out_shape):
-            raise EngineError(
+            raise ModelError(
                 f"{path}: output {self.output_name!r} has data-dependent shape {list(out_shape)}; not supported"
             )
 
@@ -117,20 +117,20 @@ class TensorRTEngine(Engine):
         want = tuple(int(d) for d in self.requested_shape)
         shape = tuple(int(d) for d in self._engine.get_tensor_shape(name))
         if len(shape) != len(want) or any(d not in (-1, w) for d, w in zip(shape, want, strict=True)):
-            raise EngineError(
+            raise ModelError(
                 f"{path}: input {name!r} has shape {list(shape)}, but model.preprocess produces {list(want)}"
             )
         if -1 not in shape:
             return
         lo, _opt, hi = (tuple(int(d) for d in dims) for dims in self._engine.get_tensor_profile_shape(name, 0))
         if any(not (a <= w <= b) for a, w, b in zip(lo, want, hi, strict=True)):
-            raise EngineError(
+            raise ModelError(
                 f"{path}: input {name!r} shape {list(want)} is outside the engine's optimisation profile "
                 f"{list(lo)}..{list(hi)}; rebuild the engine with trtexec --minShapes/--optShapes/--maxShapes "
                 "that contain it"
             )
         if not self._context.set_input_shape(name, want):
-            raise EngineError(f"{path}: TensorRT refused input shape {list(want)} for {name!r}")
+            raise ModelError(f"{path}: TensorRT refused input shape {list(want)} for {name!r}")
 
     @property
     def input(self) -> Array:
@@ -170,8 +170,8 @@ class TensorRTEngine(Engine):
 def _pick(names: list[str], wanted: str | None, kind: str) -> str:
     if wanted is None:
         if len(names) != 1:
-            raise EngineError(f"engine has {len(names)} {kind}s {names}; set model.{kind}_name")
+            raise ModelError(f"engine has {len(names)} {kind}s {names}; set model.{kind}_name")
         return names[0]
     if wanted not in names:
-        raise EngineError(f"model.{kind}_name={wanted!r} not in the engine's {kind}s {names}")
+        raise ModelError(f"model.{kind}_name={wanted!r} not in the engine's {kind}s {names}")
     return wanted

@@ -3,7 +3,10 @@
 Per frame: claim the oldest ready slot, check the deadline is still reachable, preprocess straight
 from the shared-memory slot into the engine's bound input, free the slot, infer, classify, settle
 against the deadline, hand rejects to the PLC worker without waiting, and log one record. Frames the
-ring dropped arrive through its journal and get the fail-safe verdict and a record too.
+ring dropped arrive through its journal and get the fail-safe verdict and a record too. A frame the
+camera delivered defective (incomplete, wrong payload size: flagged in its ring header) is never
+inspected: fail-safe verdict, basis ``incomplete_frame`` whichever way it arrives, its defect named
+in the record.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from linegate.camera.defects import FrameDefect
 from linegate.config.schema import Config
 from linegate.counters import Count, SharedCounters
 from linegate.engine import Engine, create_engine
@@ -41,7 +45,13 @@ _COUNTER_OF_BASIS = {
     Basis.DEADLINE_MISSED: Count.DEADLINE_MISSED,
     Basis.DEADLINE_UNREACHABLE: Count.DEADLINE_UNREACHABLE,
     Basis.ENGINE_ERROR: Count.ENGINE_ERRORS,
+    Basis.INCOMPLETE_FRAME: Count.INCOMPLETE_FRAMES,
 }
+
+
+def _fail_safe_basis(meta: FrameMeta, basis: Basis) -> Basis:
+    """A frame the camera delivered defective is ``incomplete_frame`` however it reached its verdict."""
+    return Basis.INCOMPLETE_FRAME if meta.defect else basis
 
 
 def _ms(ns: int) -> float:
@@ -64,6 +74,7 @@ class InferenceLoop:
         inflight: InFlight | None = None,
     ) -> None:
         self.consumer = consumer
+        self._frame_bytes = consumer.pixels(0).nbytes
         self.inflight = inflight if inflight is not None else InFlight.local()
         self.engine = engine
         self.preprocess = preprocess
@@ -107,7 +118,8 @@ class InferenceLoop:
         skip = left.meta.seq if left is not None else None
         if left is not None:
             if left.stage is Stage.TAKEN:
-                self._finish(left.meta, self.fail_safe, Basis.LOST_IN_FLIGHT, Count(left.counter), self.log.warning)
+                basis = _fail_safe_basis(left.meta, Basis.LOST_IN_FLIGHT)
+                self._finish(left.meta, self.fail_safe, basis, Count(left.counter), self.log.warning)
             else:
                 verdict = Verdict.REJECT if left.reject else Verdict.PASS
                 basis = BASES[left.basis_index]
@@ -136,6 +148,7 @@ class InferenceLoop:
             self.inflight.take(meta, Count.DROPPED)
             self.consumer.advance_journal()
             basis = Basis.LOST_IN_FLIGHT if meta.reason == DropReason.PRODUCER_DIED else Basis.DROPPED
+            basis = _fail_safe_basis(meta, basis)
             self._finish(meta, self.fail_safe, basis, Count.DROPPED, self.log.warning)
             handled = True
         overflow = self.consumer.take_overflow()
@@ -153,7 +166,10 @@ class InferenceLoop:
         deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
         label, score = "", float("nan")
         t_pre = t_inf = t_post = t_picked
-        if not deadline.worth_starting(t_picked, self.expected_ns):
+        if meta.defect:  # not a whole image of the part: never read its slot
+            self.consumer.release(slot)
+            verdict, basis = self.fail_safe, Basis.INCOMPLETE_FRAME
+        elif not deadline.worth_starting(t_picked, self.expected_ns):
             self.consumer.release(slot)
             verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
         else:
@@ -193,13 +209,14 @@ class InferenceLoop:
         decided = (self._class_index.get(label, NO_CLASS), _score_word(score))
         t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided)
         self.latency.add(t_done - meta.t_acquired_ns)
+        self.counters.add_latency(t_done - meta.t_acquired_ns)
         self._last_done_ns = time.monotonic_ns()
         if t_done >= self._next_stats_ns:
             self._publish_stats(t_done)
 
     def _fail_safe(self, meta: FrameMeta, basis: Basis, counter: Count) -> None:
         self.inflight.take(meta, counter)
-        self._finish(meta, self.fail_safe, basis, counter, self.log.warning)
+        self._finish(meta, self.fail_safe, _fail_safe_basis(meta, basis), counter, self.log.warning)
 
     def _finish(
         self,
@@ -230,6 +247,8 @@ class InferenceLoop:
     ) -> Outcome:
         """The frame's one record: OK, or DROPPED when the log pipe was full."""
         dropped_before = self.sink.dropped_full
+        if meta.defect:
+            stages["defect"] = str(FrameDefect(meta.defect, meta.payload_bytes, self._frame_bytes))
         emit(
             "frame",
             seq=meta.seq,

@@ -87,6 +87,7 @@ class LogCollector:
         self.counters = counters
         self._pipes: dict[int, tuple[Connection, str, bytearray]] = {}
         self._failed: dict[str, int] = {}
+        self._received: dict[str, int] = {}
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._closing = False
@@ -134,6 +135,9 @@ class LogCollector:
             del rest[:cut]
         if data:
             lines = data.count(b"\n")
+            # counted here, by the one reader of every pipe: a restarted worker cannot reset it
+            self._received[role] = self._received.get(role, 0) + lines
+            self.counters.set(Count[f"LOG_QUEUED_{role.upper()}"], self._received[role])
             if not self.outputs.write(data, lines):
                 self._failed[role] = self._failed.get(role, 0) + lines
                 self.counters.set(Count[f"LOG_WRITE_FAILED_{role.upper()}"], self._failed[role])

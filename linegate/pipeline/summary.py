@@ -11,16 +11,31 @@ class RunSummary:
 
     counters: dict[str, int]
     problems: list[str]
+    """Broken invariants (a frame or reject not accounted for): a defect, always exit 1."""
     failures: list[tuple[str, int, str]] = field(default_factory=list)
     elapsed_s: float = 0.0
     stop_reason: str = ""
     removed_stale_ring: bool = False
+    faults: list[str] = field(default_factory=list)
+    """Each fault kind of the run: time, episodes, and whether it was still there at the end."""
+    lasting: list[str] = field(default_factory=list)
+    """What was still wrong at the end: faults still present, rejects that never reached the PLC."""
+    bounded: bool = False
+    """Ended by --max-frames (a test or commissioning run), not by a stop request."""
+    forced: str = ""
+    """Why workers were killed instead of stopped in order, if they were."""
+    latency_ms: tuple[float, float] = (float("nan"), float("nan"))
+    """p50, p99 from acquisition to verdict over every frame of the run."""
 
     @property
     def exit_code(self) -> int:
+        """0 all well; 1 an invariant broke, or a bounded run ended with a lasting fault; a
+        worker's own code (78: configuration, no restart helps) when one failed."""
         if self.failures:
             return max(code for _, code, _ in self.failures)
-        return 1 if self.problems else 0
+        if self.problems or (self.bounded and self.lasting):
+            return 1
+        return 0
 
 
 def live_line(snapshot: dict[str, int], elapsed_s: float, previous: dict[str, int] | None, dt_s: float) -> str:

@@ -30,17 +30,23 @@ from linegate.counters import Count, SharedCounters, reconcile
 from linegate.errors import ConfigError
 from linegate.logs import LogOutputs, configure_logging, get_logger, shutdown_logging
 from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
+from linegate.pipeline.published_state import RunState, build_state
 from linegate.pipeline.recovery import final_sweep, recover_after
 from linegate.pipeline.summary import RunSummary
 from linegate.pipeline.workers import START_ORDER, Shared, Worker, WorkerFactory
+from linegate.service.faults import FaultTimes
 from linegate.service.health import HEARTBEAT_OF_ROLE, stalled
+from linegate.service.instance_lock import InstanceLock
 from linegate.service.notify import Notifier, watchdog_interval_ns
 from linegate.service.reload import plan_reload
 from linegate.service.restarts import RestartBudget
-from linegate.service.status import fault_reasons, status_line
+from linegate.service.state_file import state_path, write_state
+from linegate.service.status import fault_reasons, fps_between, status_line
 
 TICK_NS = 1_000_000_000
 POLL_S = 0.05
+PLC_DOWN_FAULT_S = 1.0
+"""A PLC link down this long is a fault (shorter: a reconnect, rejects are held meanwhile)."""
 EX_CONFIG = 78
 
 
@@ -75,7 +81,15 @@ class Supervisor:
         self.candidates: dict[str, Worker] = {}
         self._reload_queue: list[str] = []
         self._recipe_applied = 0
-        self._fault_state: tuple[bool, tuple[int, ...], tuple[str, ...]] = (False, (), ())
+        self._faults = FaultTimes()
+        self._fault_kinds: tuple[str, ...] = ()
+        self._reasons: list[str] = []
+        self._started = False  # every worker was up once: from then on, faults are timed
+        self._plc_down_since: int | None = None
+        self._plc_seen = False
+        self._forced = ""
+        self._fps = 0.0
+        self._state_failed = False
         self._reload_cfg: Config | None = None
         self._inspecting = False
 
@@ -88,6 +102,7 @@ class Supervisor:
         self._reload_requested = True
 
     def run(self) -> RunSummary:
+        instance_lock = InstanceLock.acquire(self.cfg.instance.name)  # first: a second run stops here (exit 78)
         handlers: dict[signal.Signals, Callable[[int, FrameType | None], None]] = {
             signal.SIGTERM: self._on_stop_signal,
             signal.SIGINT: self._on_stop_signal,
@@ -99,6 +114,7 @@ class Supervisor:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            instance_lock.release()
 
     # -- the three phases ---------------------------------------------------------------------
     def _run(self) -> RunSummary:
@@ -138,6 +154,9 @@ class Supervisor:
             notify=self.notify.enabled,
         )
         self.notify.status("starting: loading the engine")
+        self._state_path = state_path(cfg.instance.name)
+        self._run_state = RunState(cfg.instance.name, str(self.config_path) if self.config_path else None, time.time())
+        self._publish("starting")
         try:
             if self._start():
                 self.notify.ready(self._status_text(None, 0.0))
@@ -151,6 +170,7 @@ class Supervisor:
                     w.proc.join()
             final_sweep(self.shared, self.log, self.cfg.deadline.fail_safe)
             self.shared.close()
+            self._state_path.unlink(missing_ok=True)
         return self._summarize()
 
     def _start(self) -> bool:
@@ -201,12 +221,36 @@ class Supervisor:
                 self.notify.status(self._status_text(previous, (now - last_tick) / 1e9, snapshot))
                 if self.on_tick is not None:
                     self.on_tick(snapshot, (now - self.t_start) / 1e9)
-                self.counters.publish_log_stats("supervisor", self.sink.enqueued, self.sink.dropped_full)
+                self.counters.publish_log_drops("supervisor", self.sink.dropped_full)
+                self._fps = fps_between(snapshot, previous, (now - last_tick) / 1e9)
+                self._publish(snapshot=snapshot)
                 previous, last_tick, next_tick = snapshot, now, now + TICK_NS
+
+    def _publish(self, phase: str | None = None, snapshot: dict[str, int] | None = None) -> None:
+        """Rewrite the state file (``linegate status`` / ``linegate reload`` read it)."""
+        if phase is None:
+            phase = "inspecting" if self._inspecting else ("fault" if self._started else "starting")
+        state = build_state(
+            self._run_state,
+            phase,
+            self._reasons,
+            snapshot or self.counters.snapshot(),
+            self._fps,
+            (time.monotonic_ns() - self.t_start) / 1e9,
+            self.cfg.model.id,
+            f"{self.cfg.plc.protocol} {self.cfg.plc.mode}",
+        )
+        try:
+            write_state(self._state_path, state)
+        except OSError as exc:  # status is a convenience: never a reason to stop inspecting
+            if not self._state_failed:
+                self._state_failed = True
+                self.log.warning("state_file_failed", path=str(self._state_path), error=str(exc))
 
     def _stop_all(self) -> None:
         """Acquisition, then inference (drains the ring), then PLC (delivers or reports, safe state)."""
         self.counters.set(Count.INSPECTING, 0)
+        self._publish("stopping")
         reason = self._stop_reason or "stopping"
         self.notify.stopping(f"stopping ({reason}): draining the ring and pending rejects")
         self.log.info("linegate_stopping", reason=reason)
@@ -223,6 +267,7 @@ class Supervisor:
             if worker.proc.is_alive():
                 why = "second stop signal" if self._stop_signals >= 2 else "supervisor.stop_timeout_ms"
                 self.log.error("worker_killed_on_stop", worker=worker.name, reason=why)
+                self._forced = f"workers killed ({why})"
                 worker.proc.kill()
                 worker.proc.join()
 
@@ -272,6 +317,7 @@ class Supervisor:
             )
             return
         self.counters.add(Count.WORKER_RESTARTS)
+        self._run_state.last_restart = {"role": w.role, "reason": why, "unix": round(time.time(), 1)}
         successor = self.factory.spawn(w.role, w.cfg)
         successor.down_since_ns = now
         self.workers[w.role] = successor
@@ -319,32 +365,43 @@ class Supervisor:
                 w.proc.join(1.0)
 
     def _update_inspecting(self) -> bool:
-        """True (and the PLC's fault coil off) while every worker is up and beating, camera included."""
+        """True while every worker is up and beating. Inspecting (the PLC's fault output off) also
+        needs no fault: camera, PLC link, PLC alive counter, recipe. Faults are timed for the summary."""
+        now = time.monotonic_ns()
         all_up = all(w.up for w in self.workers.values()) and len(self.workers) == len(START_ORDER)
-        healthy = all_up and not self._stale(time.monotonic_ns(), self._fresh_ns)
-        c = self.counters
-        faults = tuple(c.get(f) for f in (Count.CAMERA_DOWN, Count.PLC_ALIVE_STALE, Count.RECIPE_UNKNOWN))
-        inspecting = healthy and not any(faults)
-        self.counters.set(Count.INSPECTING, int(inspecting))
+        stale = self._stale(now, self._fresh_ns)
+        healthy = all_up and not stale
+        snapshot = self.counters.snapshot()
         restarting = [w.role for w in self.workers.values() if not w.up]
-        # A fault that appears while linegate is already not inspecting (e.g. at start) is told too.
-        state = (inspecting, faults if all_up else (), tuple(restarting))
-        if state != self._fault_state:  # tell systemctl status and the journal at once
-            was_inspecting = self._inspecting
-            self._inspecting, self._fault_state = inspecting, state
-            snapshot = self.counters.snapshot()
-            if inspecting == was_inspecting and not any(faults):
-                return healthy  # only the start-up sequence moved on: nothing to tell
+        reasons = fault_reasons(snapshot, restarting, sorted(stale), self._plc_unreachable_s(now, snapshot))
+        inspecting = healthy and not reasons
+        self.counters.set(Count.INSPECTING, int(inspecting))
+        self._started = self._started or all_up
+        self._reasons = reasons if self._started else []  # before that, STATUS says "starting"
+        if self._started:
+            self._faults.update(reasons, now)
+        kinds = tuple(r.split(" for ", 1)[0] for r in self._reasons) if self._started else ()
+        if (inspecting, kinds) != (self._inspecting, self._fault_kinds):  # tell the journal and STATUS at once
+            self._inspecting, self._fault_kinds = inspecting, kinds
             if inspecting:
                 self.log.info("inspection_resumed")
-            else:
-                self.log.error(
-                    "inspection_suspended",
-                    faults=fault_reasons(snapshot, restarting),
-                    plc_mode=self.cfg.plc.mode,
-                )
+            elif self._started:
+                self.log.error("inspection_suspended", faults=self._reasons, plc_mode=self.cfg.plc.mode)
             self.notify.status(self._status_text(None, 0.0, snapshot))
+            self._publish(snapshot=snapshot)
         return healthy
+
+    def _plc_unreachable_s(self, now: int, s: dict[str, int]) -> float | None:
+        """Seconds the PLC link has been down, once that is longer than a reconnect blip (or from
+        the start, until it first connects: never inspecting without a PLC)."""
+        if s["plc_connected"]:
+            self._plc_down_since = None
+            self._plc_seen = True
+            return None
+        if self._plc_down_since is None:
+            self._plc_down_since = now
+        down = (now - self._plc_down_since) / 1e9
+        return down if down >= PLC_DOWN_FAULT_S or not self._plc_seen else None
 
     def _fatal(self, role: str, code: int, message: str) -> None:
         self.log.error("linegate_failed", worker=role, exit_code=code, error=message)
@@ -353,6 +410,7 @@ class Supervisor:
 
     # -- reload -------------------------------------------------------------------------------
     def _begin_reload(self) -> None:
+        self._run_state.reload.requested += 1
         self.notify.reloading()
         self.log.info("reload_requested", config=str(self.config_path) if self.config_path else None)
         if self.config_path is None:
@@ -360,6 +418,7 @@ class Supervisor:
             return
         if self._reload_queue or self.candidates:
             self.log.warning("reload_ignored", reason="a reload is still being applied")
+            self._answer_reload("refused", "a reload or recipe change is still being applied; try again")
             return
         try:
             new = load_config(self.config_path)
@@ -425,9 +484,18 @@ class Supervisor:
         self._reload_cfg = None
         self.counters.add(Count.RELOADS)
         self.log.info("reload_applied", model=self.cfg.model.id, budget_ms=self.cfg.deadline.budget_ms)
+        self._answer_reload("applied", "")
         self.notify.ready(self._status_text(None, 0.0))
 
+    def _answer_reload(self, outcome: str, error: str) -> None:
+        """The outcome of the newest SIGHUP, for ``linegate reload`` waiting on the state file."""
+        r = self._run_state.reload
+        if r.answered < r.requested:
+            r.answered, r.outcome, r.error = r.requested, outcome, error
+            self._publish()
+
     def _reload_failed(self, why: str) -> None:
+        self._answer_reload("refused", why)
         self.counters.add(Count.RELOAD_FAILURES)
         self._reload_queue = []
         self._reload_cfg = None
@@ -440,22 +508,37 @@ class Supervisor:
 
     # -- the end ------------------------------------------------------------------------------
     def _summarize(self) -> RunSummary:
-        # +1: the run_summary record below, the supervisor's last
-        self.counters.publish_log_stats("supervisor", self.sink.enqueued + 1, self.sink.dropped_full)
+        self.counters.publish_log_drops("supervisor", self.sink.dropped_full)
         snapshot = self.counters.snapshot()
+        now = time.monotonic_ns()
+        undelivered = snapshot["plc_undelivered"] + snapshot["plc_queue_full"]
+        lasting = [f"{kind} (still at the end)" for kind in self._faults.active]
+        if undelivered:
+            lasting.append(f"{undelivered} rejects did not reach the PLC: pull those parts (see reject_undelivered)")
+        p50, p99 = self.counters.latency_percentiles((50, 99))
         summary = RunSummary(
             counters=snapshot,
             problems=reconcile(snapshot),
             failures=self._failures,
-            elapsed_s=(time.monotonic_ns() - self.t_start) / 1e9,
+            elapsed_s=(now - self.t_start) / 1e9,
             stop_reason=self._stop_reason,
             removed_stale_ring=self.ring.removed_stale,
+            faults=self._faults.report(now),
+            lasting=lasting,
+            bounded=self._stop_reason == "max_frames reached",
+            forced=self._forced,
+            latency_ms=(p50 / 1e6, p99 / 1e6),
         )
         self.log.info(
             "run_summary",
             exit_code=summary.exit_code,
             stop_reason=summary.stop_reason,
             problems=summary.problems,
+            faults=summary.faults,
+            lasting=summary.lasting,
+            forced=summary.forced or None,
+            latency_p50_ms=round(summary.latency_ms[0], 3),
+            latency_p99_ms=round(summary.latency_ms[1], 3),
             elapsed_s=round(summary.elapsed_s, 3),
             **snapshot,
         )
@@ -465,8 +548,8 @@ class Supervisor:
         return summary
 
     def _status_text(self, previous: dict[str, int] | None, dt_s: float, snapshot: dict[str, int] | None = None) -> str:
-        restarting = [w.role for w in self.workers.values() if not w.up]
-        return status_line(snapshot or self.counters.snapshot(), previous, dt_s, restarting)
+        faults = self._reasons or [f"{w.role} worker starting" for w in self.workers.values() if not w.up]
+        return status_line(snapshot or self.counters.snapshot(), previous, dt_s, faults)
 
 
 __all__ = ["RunSummary", "Supervisor"]

@@ -1,13 +1,27 @@
-"""The one-line status shown by ``systemctl status`` and printed each second (pure)."""
+"""Why linegate is not inspecting, and the one-line status shown by ``systemctl status`` (pure)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
-def fault_reasons(s: dict[str, int], restarting: list[str]) -> list[str]:
-    """Why linegate is not inspecting right now; empty when it is."""
+
+def fault_reasons(
+    s: dict[str, int],
+    restarting: Sequence[str],
+    stalled: Sequence[str] = (),
+    plc_unreachable_s: float | None = None,
+) -> list[str]:
+    """Why linegate is not inspecting right now; empty when it is.
+
+    *restarting*: workers not up; *stalled*: up but their loop stopped turning;
+    *plc_unreachable_s*: how long the PLC link has been down, once that counts as a fault.
+    """
     out = [f"{role} worker restarting" for role in restarting]
+    out += [f"{role} worker stalled" for role in stalled if role not in restarting]
     if s["camera_down"]:
         out.append("camera down, reconnecting")
+    if plc_unreachable_s is not None:
+        out.append(f"PLC unreachable for {plc_unreachable_s:.0f} s, reconnecting")
     if s["plc_alive_stale"]:
         out.append("PLC alive counter stale (PLC program not taking results)")
     if s["recipe_unknown"]:
@@ -15,11 +29,17 @@ def fault_reasons(s: dict[str, int], restarting: list[str]) -> list[str]:
     return out
 
 
-def status_line(s: dict[str, int], previous: dict[str, int] | None, dt_s: float, restarting: list[str]) -> str:
+def fps_between(s: dict[str, int], previous: dict[str, int] | None, dt_s: float) -> float:
+    """Frames decided per second between two snapshots *dt_s* apart."""
+    if previous is None or dt_s <= 0:
+        return 0.0
+    return (s["decided"] + s["dropped"] - previous["decided"] - previous["dropped"]) / dt_s
+
+
+def status_line(s: dict[str, int], previous: dict[str, int] | None, dt_s: float, faults: Sequence[str]) -> str:
     """Fault state first (what maintenance needs), then throughput, rejects and deadline misses."""
     done = s["decided"] + s["dropped"]
-    fps = (done - (previous["decided"] + previous["dropped"])) / dt_s if previous is not None and dt_s > 0 else 0.0
-    faults = fault_reasons(s, restarting)
+    fps = fps_between(s, previous, dt_s)
     state = "FAULT: " + ", ".join(faults) if faults else "inspecting"
     plc = "plc connected" if s["plc_connected"] else "PLC DISCONNECTED"
     return (

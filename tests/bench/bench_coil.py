@@ -28,10 +28,14 @@ at 100 fps), same model, same simulator process.
   reply received (linegate: ``confirm_ms``; naive: ``t_on_ns``).
 - Vision alive counter (handshake only): the simulator prints no event per vision-block write, so a separate
   process (this script with ``--poll-alive``) reads the vision block's words 0..11 every ``--alive-poll-ms`` and
-  notes each change of word 0 (alive) with the result sequence number (word 3). A change without a new sequence
-  number is an alive-only write, due ``plc.handshake.alive_ms`` after linegate's previous write of the block; its
-  period is reported (resolution: the poll interval, also reported). The poller runs during the naive blocks too,
-  so both sides see the same extra load on the simulator.
+  notes each change of word 0 (alive) with the result sequence number (word 3), between the block's first and
+  last frame (full load; start-up and drain left out). A change without a new sequence number is an alive-only
+  write, due ``plc.handshake.alive_ms`` after linegate's previous write of the block; its period is reported
+  (resolution: the poll interval, also reported). Only consecutive writes (alive + 1) give a period; writes that
+  fell between two polls are counted as missed. The poller runs during the naive blocks too, so both sides see
+  the same extra load on the simulator.
+- The naive script's "in hand" starts when its fetch returns: a frame that waited in the producer's queue while
+  the script was busy does not count that wait (the "camera skipped" column shows when it fell behind).
 
 Percentiles are over all matched rejects of all blocks of one side (about 27% of frames are rejects, so with
 2 x 2000 frames p99.9 is about the second-worst reject). Prints Markdown tables; asserts nothing.
@@ -186,6 +190,9 @@ class Block:
     send_to_plc_ms: list[float] = field(default_factory=list)
     send_to_reply_ms: list[float] = field(default_factory=list)
     unmatched: list[int] = field(default_factory=list)
+    t_first: int = 0
+    t_last: int = 0
+    """First and last frame in hand: the span in which the loop runs at full load."""
     load1: float = 0.0
     """1-minute load average at the block's end."""
 
@@ -250,6 +257,8 @@ def plc_times(frames: Sequence[Frame], events: Sequence[Event]) -> dict[int, int
 
 def analyse(block: Block, frames: list[Frame], events: Sequence[Event]) -> Block:
     block.frames = len(frames)
+    if frames:
+        block.t_first, block.t_last = frames[0].t_hand, frames[-1].t_hand
     if len(frames) > 1:
         block.fps = (len(frames) - 1) / ((frames[-1].t_hand - frames[0].t_hand) / 1e9)
         block.camera_skipped = frames[-1].frame_id - frames[0].frame_id + 1 - len(frames)
@@ -276,16 +285,15 @@ def window(events: Sequence[Event], block: Block) -> list[Event]:
     return [e for e in events if block.t0 <= int(e["t_ns"]) <= block.t1]
 
 
-def run_linegate(cfg: Config, frames: int, log: Path) -> tuple[Block, list[Frame], int]:
+def run_linegate(cfg: Config, frames: int, log: Path) -> tuple[Block, list[Frame]]:
     log.unlink(missing_ok=True)  # the Supervisor appends
     t0 = time.monotonic_ns()
     summary = Supervisor(cfg, log_file=log, log_stdout=False, max_frames=frames).run()
     block = Block("linegate", t0, time.monotonic_ns())
     if summary.problems:
         print(f"  linegate reconciliation problems: {summary.problems}", file=sys.stderr)
-    recs, fail_safe = linegate_frames(log)
-    block.fail_safe = fail_safe
-    return block, recs, fail_safe
+    recs, block.fail_safe = linegate_frames(log)
+    return block, recs
 
 
 def run_naive(cfg: Config, frames: int, out: Path) -> tuple[Block, list[Frame]]:
@@ -314,6 +322,8 @@ class ConfigResult:
     alive_ms: float
     alive_periods: dict[str, list[float]] = field(default_factory=dict)
     all_periods: dict[str, list[float]] = field(default_factory=dict)
+    missed: dict[str, int] = field(default_factory=dict)
+    """Vision-block writes the poller did not see (two writes between two polls)."""
     poll_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
@@ -338,7 +348,7 @@ def run_config(base: Config, protocol: str, mode: str, args: argparse.Namespace,
             for side in order:
                 print(f"  {protocol} {mode} block {b + 1}/{args.blocks}: {side} ...", file=sys.stderr, flush=True)
                 if side == "linegate":
-                    block, frames, _ = run_linegate(cfg, args.frames, tmp / f"{protocol}-{mode}-{b}-linegate.jsonl")
+                    block, frames = run_linegate(cfg, args.frames, tmp / f"{protocol}-{mode}-{b}-linegate.jsonl")
                 else:
                     block, frames = run_naive(cfg, args.frames, tmp / f"{protocol}-{mode}-{b}-naive.jsonl")
                 block.load1 = os.getloadavg()[0]
@@ -358,8 +368,11 @@ def run_config(base: Config, protocol: str, mode: str, args: argparse.Namespace,
         polls, changes = polled
         result.poll_ms = np.diff(polls) / 1e6
         for blk in result.blocks:
-            inside = [c for c in changes if blk.t0 <= c[0] <= blk.t1]
+            inside = [c for c in changes if blk.t_first <= c[0] <= blk.t_last]  # not start-up, not drain
             for prev, cur in itertools.pairwise(inside):
+                if (cur[1] - prev[1]) & 0xFFFF != 1:  # a write fell between two polls: no period to take
+                    result.missed[blk.side] = result.missed.get(blk.side, 0) + ((cur[1] - prev[1]) & 0xFFFF) - 1
+                    continue
                 period = (cur[0] - prev[0]) / 1e6
                 result.all_periods.setdefault(blk.side, []).append(period)
                 if cur[2] == prev[2]:
@@ -421,14 +434,15 @@ def report(results: Sequence[ConfigResult], args: argparse.Namespace, cfg: Confi
     alive = [r for r in results if r.mode == "handshake"]
     if alive:
         print("\n### Vision alive counter at the PLC, linegate at full load (handshake)\n")
-        print("| protocol | side | alive-only periods | p50 | p99 | p99.9 | max | nominal | all block writes: n "
+        print("| protocol | side | alive-only periods | p50 | p99 | p99.9 | max | nominal | block writes seen | missed "
               "| poll interval p50 | p99 | max |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in alive:
             periods = r.alive_periods.get("linegate", [])
             poll = pcts(list(r.poll_ms))
             print("| " + " | ".join([r.protocol, "linegate", str(len(periods)), *pcts(periods), f"{r.alive_ms:g}",
-                                     str(len(r.all_periods.get("linegate", [])) + 1), poll[0], poll[1], poll[3]])
+                                     str(len(r.all_periods.get("linegate", []))), str(r.missed.get("linegate", 0)),
+                                     poll[0], poll[1], poll[3]])
                   + " |")
     print("\n### Load average (1, 5, 15 min) before and after each configuration\n")
     for r in results:

@@ -31,9 +31,19 @@ def demo_config_file(tmp_path: Path, plc_port: int, replace: dict[str, str] | No
     return path, instance
 
 
-def run_linegate(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_linegate(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`linegate ARGS` to completion; *env* is added to this process's environment."""
+    import os
+
     return subprocess.run(
-        [sys.executable, "-m", "linegate", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "linegate", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -189,6 +189,9 @@ def test_second_sigint_cuts_a_long_drain_short_and_still_reports_every_reject(
     assert_every_frame_and_reject_accounted(recs)
     assert {r["reason"] for r in recs if r["event"] == "reject_undelivered"} == {"plc_worker_lost"}
     assert run.proc.returncode == 0, stderr
+    # the person who pressed Ctrl-C twice sees that the stop was forced, and what that cost
+    assert "FORCED: workers killed (second stop signal)" in stderr, stderr
+    assert "rejects did not reach the PLC" in stderr
 
 
 def test_stop_timeout_bounds_a_graceful_stop(tmp_path: Path, plc_sim: PlcSimProcess) -> None:

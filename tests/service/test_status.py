@@ -18,7 +18,7 @@ def test_healthy_line_has_fps_rejects_and_misses() -> None:
     prev = snapshot(decided=100)
     now = snapshot(decided=300, dropped=0, rejected=50, plc_delivered=49, plc_undelivered=1, deadline_missed=2,
                    deadline_unreachable=1, plc_connected=1)  # fmt: skip
-    line = status_line(now, prev, 2.0, [])
+    line = status_line(now, prev, 2.0, fault_reasons(now, []))
     assert line.startswith("inspecting | 100.0 fps | frames 300 | rejects 50 (delivered 49, undelivered 1)")
     assert "deadline misses 3" in line and "plc connected" in line
 
@@ -26,7 +26,20 @@ def test_healthy_line_has_fps_rejects_and_misses() -> None:
 def test_faults_lead_the_line() -> None:
     """Camera down and a restarting worker are named first; a lost PLC link is shouted."""
     s = snapshot(camera_down=1)
-    assert fault_reasons(s, ["infer"]) == ["infer worker restarting", "camera down, reconnecting"]
-    line = status_line(s, None, 0.0, ["infer"])
+    faults = fault_reasons(s, ["infer"])
+    assert faults == ["infer worker restarting", "camera down, reconnecting"]
+    line = status_line(s, None, 0.0, faults)
     assert line.startswith("FAULT: infer worker restarting, camera down, reconnecting |")
     assert "PLC DISCONNECTED" in line
+
+
+def test_every_fault_kind_is_named() -> None:
+    """A stalled worker, an unreachable PLC, a stale PLC alive counter and an unknown recipe each have a reason."""
+    s = snapshot(plc_alive_stale=1, recipe_unknown=1, plc_recipe=8)
+    assert fault_reasons(s, [], ["acquire"], 3.2) == [
+        "acquire worker stalled",
+        "PLC unreachable for 3 s, reconnecting",
+        "PLC alive counter stale (PLC program not taking results)",
+        "PLC recipe 7 has no model in the configuration",
+    ]
+    assert fault_reasons(snapshot(), [], [], None) == []

@@ -32,7 +32,7 @@ def unit_with_runnable_exec(tmp_path: Path) -> Path:
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
     text = UNIT.read_text()
-    assert text.count(EXEC) == 1
+    assert text.count(EXEC) == 2  # ExecStart= and ExecReload=
     unit = tmp_path / "linegate.service"
     unit.write_text(text.replace(EXEC, str(binary)))
     return unit
@@ -88,7 +88,8 @@ def test_unit_has_what_supervision_needs() -> None:
     assert one["RestartPreventExitStatus"] == "78"
     assert one["StartLimitIntervalSec"] and one["StartLimitBurst"]
     assert one["KillMode"] == "mixed" and one["TimeoutStopSec"] == "30s" and one["TimeoutStartSec"]
-    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert one["ExecReload"].startswith(f"{EXEC} reload --config /etc/linegate/linegate.toml")  # waits for the outcome
+    assert one["RuntimeDirectory"] == "linegate" and one["RuntimeDirectoryMode"] == "0755"  # linegate status
     assert one["LimitMEMLOCK"] == "infinity" and one["LimitRTPRIO"] == "20"
     assert one["User"] == "linegate" and one["CapabilityBoundingSet"] == "" and one["NoNewPrivileges"] == "yes"
     assert (one["ConfigurationDirectory"], one["StateDirectory"], one["LogsDirectory"]) == ("linegate",) * 3

@@ -1,0 +1,302 @@
+"""``linegate check-config``: what ``linegate run`` would refuse, found before it runs.
+
+Without the camera or the PLC: the file against the schema; each model's preprocessing built for
+the camera's frames; the model loaded as ``run`` loads it (ONNX Runtime on the CPU; a TensorRT
+engine where TensorRT is installed, else file checks only) and run once on a blank frame through the
+postprocessing. With ``probe``: the camera opened and configured (in a child process, bounded) and
+the PLC connected and read (never written), each within a bounded time.
+
+Each problem is one line ``file: key: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from linegate.config.loader import load_config
+from linegate.config.schema import CameraSection, Config, ModelSection, PreprocessSection
+from linegate.errors import ConfigError, EngineError
+from linegate.vision.preprocess import Preprocessor, build_preprocessor
+
+CAMERA_PROBE_S = 30.0
+"""--probe: the camera must be open and configured within this long (GigE discovery included)."""
+PLC_CONNECT_S = 3.0
+"""--probe: the PLC must accept a TCP connection within this long."""
+
+
+@dataclass
+class CheckReport:
+    """Outcome of a check: configuration problems (exit 78), unreachable devices (exit 1), notes."""
+
+    path: Path
+    config: Config | None = None
+    problems: list[str] = field(default_factory=list)
+    """Each is one line naming file and key; no restart fixes these."""
+    unreachable: list[str] = field(default_factory=list)
+    """--probe: a device that does not answer now (the file may be right)."""
+    notes: list[str] = field(default_factory=list)
+    """What was checked, and what was skipped and why."""
+
+    @property
+    def exit_code(self) -> int:
+        return 78 if self.problems else 1 if self.unreachable else 0
+
+
+def check_config(path: Path, *, probe: bool = False) -> CheckReport:
+    """Check *path* as ``run`` would use it; with *probe* also open the camera and reach the PLC."""
+    report = CheckReport(path)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        report.problems.extend(str(exc).splitlines())
+        return report
+    report.config = cfg
+    models = [("model", cfg.model)] + [(f"recipes.{n}.model", r.model) for n, r in sorted(cfg.recipes.items())]
+    for key, model in models:
+        check_model(report, key, model, cfg.camera)
+    if probe:
+        probe_camera(report, cfg.camera)
+        probe_plc(report, cfg)
+    else:
+        report.notes.append("camera and PLC not contacted (--probe opens the camera and connects to the PLC)")
+    return report
+
+
+def frame_shape(camera: CameraSection) -> tuple[int, ...]:
+    """The shape of one frame in the ring: (h, w) for Mono8, (h, w, c) otherwise."""
+    return (camera.height, camera.width) if camera.channels == 1 else (camera.height, camera.width, camera.channels)
+
+
+def check_model(report: CheckReport, key: str, model: ModelSection, camera: CameraSection) -> None:
+    """Preprocessing for the camera's frames, the model loaded, one run on a blank frame."""
+    src = report.path
+    problems = preprocess_problems(src, key, model.preprocess, camera)
+    if problems:
+        report.problems.extend(problems)
+        return
+    try:
+        pre = build_preprocessor(model.preprocess, frame_shape(camera), camera.pixel_format)
+    except ConfigError as exc:
+        report.problems.append(f"{src}: {key}.preprocess: {exc}")
+        return
+    if model.backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        report.problems.extend(engine_file_problems(src, key, model.path))
+        report.notes.append(
+            f"{key} {model.id!r}: TensorRT is not installed here: {model.path} was only checked to be a readable "
+            "binary file; run check-config on the Jetson to load it and check its inputs and outputs"
+        )
+        return
+    run_once(report, key, model, camera, pre)
+
+
+def preprocess_problems(src: Path, key: str, pre: PreprocessSection, camera: CameraSection) -> list[str]:
+    """Preprocessing settings the camera's frames cannot satisfy, each naming its key."""
+    problems = []
+    if pre.color == "gray" and camera.channels != 1:
+        problems.append(
+            f"{src}: {key}.preprocess.color: 'gray' needs camera.pixel_format = 'Mono8', the camera gives "
+            f"{camera.pixel_format!r} (set color = 'rgb' or 'bgr', or change the pixel format)"
+        )
+    if pre.interpolation == "area":
+        _, _, w, h = pre.roi if pre.roi is not None else (0, 0, camera.width, camera.height)
+        out_w, out_h = pre.resize if pre.resize is not None else (w, h)
+        if w % out_w or h % out_h:
+            what = "preprocess.roi" if pre.roi is not None else "camera frame"
+            problems.append(
+                f"{src}: {key}.preprocess.resize: interpolation = 'area' needs the {what} ({w}x{h}) to be a whole "
+                f"multiple of resize ({out_w}x{out_h}); use interpolation = 'bilinear', or change resize or roi"
+            )
+    return problems
+
+
+def run_once(report: CheckReport, key: str, model: ModelSection, camera: CameraSection, pre: Preprocessor) -> None:
+    """Load *model* as ``run`` does, preprocess a blank frame into it, infer once, classify."""
+    from linegate.engine import create_engine
+
+    src, spec = report.path, pre.spec
+    try:
+        engine = create_engine(model, spec.shape, spec.dtype)
+        engine.load()
+    except EngineError as exc:
+        report.problems.append(f"{src}: {key}.path: {exc}{layout_hint(key, model, camera)}")
+        return
+    try:
+        pre(np.zeros(frame_shape(camera), dtype=np.uint8), engine.input)
+        output = engine.infer()
+        report_output(report, key, model, spec.shape, spec.dtype, output)
+    except Exception as exc:  # whatever the backend raises: one line, not a traceback
+        report.problems.append(f"{src}: {key}.path: loads, but one run on a blank frame fails: {exc}")
+    finally:
+        engine.close()
+
+
+def report_output(
+    report: CheckReport, key: str, model: ModelSection, shape: tuple[int, ...], dtype: np.dtype[np.floating],
+    output: npt.NDArray[np.floating],
+) -> None:
+    """The model's output on a blank frame must fit the postprocessing: size, finite, 0..1 if probabilities."""
+    from linegate.vision.postprocess import Classifier
+
+    src, post = report.path, model.postprocess
+    scores = output.astype(np.float64).reshape(-1)
+    try:
+        decision = Classifier(post)(output)
+    except ValueError as exc:
+        report.problems.append(f"{src}: {key}.postprocess.classes: {exc} ({model.path})")
+        return
+    if not np.isfinite(scores).all():
+        report.problems.append(f"{src}: {key}.path: the model's output on a blank frame is not finite: {scores}")
+    elif post.scores == "probabilities" and (scores.min() < -1e-3 or scores.max() > 1 + 1e-3):
+        report.problems.append(
+            f"{src}: {key}.postprocess.scores: 'probabilities', but the model's output on a blank frame is "
+            f"{np.round(scores, 3).tolist()}, outside 0..1 (logits? set scores = 'logits')"
+        )
+    else:
+        report.notes.append(
+            f"{key} {model.id!r}: {model.path} loads ({model.backend}), input {list(shape)} {dtype}, "
+            f"{scores.size} scores for {list(post.classes)}; a blank frame gives {decision.verdict.value} "
+            f"({decision.label} {decision.score:.2f})"
+        )
+
+
+def layout_hint(key: str, model: ModelSection, camera: CameraSection) -> str:
+    """If the ONNX model loads with the other channel layout, say so (the usual shape mismatch)."""
+    from linegate.engine import create_engine
+
+    if model.backend != "onnxruntime":
+        return ""
+    other = "NHWC" if model.preprocess.layout == "NCHW" else "NCHW"
+    swapped = model.model_copy(update={"preprocess": model.preprocess.model_copy(update={"layout": other})})
+    try:
+        spec = build_preprocessor(swapped.preprocess, frame_shape(camera), camera.pixel_format).spec
+        engine = create_engine(swapped, spec.shape, spec.dtype)
+        engine.load()
+        engine.close()
+    except (EngineError, ConfigError):
+        return ""
+    return f" (the model takes {other} input: set {key}.preprocess.layout = {other!r})"
+
+
+def engine_file_problems(src: Path, key: str, path: Path) -> list[str]:
+    """What can be said of a TensorRT engine file without TensorRT: readable, binary, not ONNX."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        return [f"{src}: {key}.path: cannot read {path}: {exc.strerror}"]
+    if not head:
+        return [f"{src}: {key}.path: {path} is empty, not a serialized TensorRT engine"]
+    if path.suffix.lower() == ".onnx":
+        return [
+            f"{src}: {key}.path: {path} is an ONNX model, not a TensorRT engine: set {key}.backend = "
+            "'onnxruntime', or build an engine from it with trtexec on the Jetson (engines/README.md)"
+        ]
+    if b"\0" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            return []
+        return [f"{src}: {key}.path: {path} is a text file, not a serialized TensorRT engine"]
+    return []
+
+
+# --- --probe -------------------------------------------------------------------------------------
+
+
+def probe_camera(report: CheckReport, camera: CameraSection) -> None:
+    """Open and configure the camera in a child process (Harvesters can block; it is killed after
+    CAMERA_PROBE_S), then close it."""
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_open_camera, args=(camera, sender), name="linegate-camera-probe", daemon=True)
+    proc.start()
+    sender.close()
+    try:
+        if not receiver.poll(CAMERA_PROBE_S):
+            report.unreachable.append(
+                f"{report.path}: camera: not open within {CAMERA_PROBE_S:.0f} s (producer {camera.cti}); check the "
+                "camera's power, cable and link LED, and that no other program (a running linegate) holds it"
+            )
+            return
+        try:
+            kind, message = receiver.recv()
+        except EOFError:
+            kind, message = "down", "the probe process died before it could say why"
+    finally:
+        receiver.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if kind == "ok":
+        report.notes.append(f"camera: opened {message}")
+    elif kind == "config":
+        report.problems.append(f"{report.path}: {message}")
+    else:
+        report.unreachable.append(f"{report.path}: camera: {message}")
+
+
+def _open_camera(camera: CameraSection, conn: Connection) -> None:
+    """Child process: open, configure and close the camera; send ``(kind, message)`` back."""
+    try:
+        from linegate.camera.genicam import GenICamCamera
+
+        cam = GenICamCamera(camera)
+        try:
+            info = cam.open()
+        finally:
+            cam.close()
+        conn.send(("ok", f"{info.vendor} {info.model} (serial {info.serial_number!r}) as {camera.width}x"
+                         f"{camera.height} {camera.pixel_format} through {info.producer}"))
+    except ConfigError as exc:  # the camera refused a configured setting
+        conn.send(("config", str(exc)))
+    except Exception as exc:
+        conn.send(("down", str(exc) or type(exc).__name__))
+    finally:
+        conn.close()
+
+
+def probe_plc(report: CheckReport, cfg: Config) -> None:
+    """Connect to the PLC and read what linegate will use (never write), each step bounded."""
+    from linegate.plc.interface import PLC_OFFSET, PLC_WORDS
+    from linegate.plc.link import Flag, PlcLinkError, PlcRefusedError, tcp_reachable
+    from linegate.plc.links import create_link
+
+    plc, link_cfg = cfg.plc, cfg.plc.link
+    assert link_cfg is not None
+    key, peer = f"plc.{plc.protocol}", f"{link_cfg.host}:{link_cfg.port}"
+    if not tcp_reachable(link_cfg.host, link_cfg.port, PLC_CONNECT_S):
+        report.unreachable.append(
+            f"{report.path}: {key}.host, {key}.port: nothing accepts a TCP connection at {peer} within "
+            f"{PLC_CONNECT_S:.0f} s (PLC off, wrong address or port, or a firewall)"
+        )
+        return
+    link = create_link(plc)
+    try:
+        link.connect()
+        if plc.mode == "handshake":
+            link.read_words(PLC_OFFSET, PLC_WORDS)
+            what = f"read the PLC block (interface words {PLC_OFFSET}..{PLC_OFFSET + PLC_WORDS - 1})"
+        else:
+            flags: list[Flag] = [flag for flag in ("reject", "fault") if link.has_flag(flag)]
+            for flag in flags:
+                link.read_flag(flag)
+            what = f"read the {' and '.join(flags)} output{'s' if len(flags) > 1 else ''}"
+    except PlcRefusedError as exc:
+        report.problems.append(f"{report.path}: {key}: the PLC refuses linegate's addresses: {exc}")
+        return
+    except PlcLinkError as exc:
+        report.unreachable.append(
+            f"{report.path}: {key}: {exc} (within {key}.timeout_ms = {link_cfg.timeout_ms:g} ms)"
+        )
+        return
+    finally:
+        link.close()
+    report.notes.append(f"plc: connected to {peer} ({plc.protocol}, {plc.mode} mode) and {what}")
