@@ -35,7 +35,7 @@ echo "tests: $("$VENV/bin/python" --version) in $VENV"
 "$VENV/bin/python" -m mypy
 "$VENV/bin/python" -m ruff check linegate tests
 set +e
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest --durations=12 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
