@@ -239,13 +239,14 @@ def _run(cfg: Config, config_path: Path, max_frames: int | None, log_file: Path 
     if not sys.stdout.isatty():  # the service: JSON records to stdout (journald) and the log file
         summary = Supervisor(cfg, config_path=config_path, log_file=log_file, max_frames=max_frames).run()
     else:  # a person at a terminal: one live line a second; the JSON records go to a file
+        from linegate.counters import Snapshot
         from linegate.pipeline.summary import live_line
 
         log_file = log_file or cfg.logging.file or Path(f"linegate-{cfg.instance.name}.jsonl")
         print(f"linegate: records in {log_file}; live summary each second (Ctrl-C stops)", flush=True)
-        previous: list[dict[str, int]] = []
+        previous: list[Snapshot] = []
 
-        def tick(snapshot: dict[str, int], elapsed: float) -> None:
+        def tick(snapshot: Snapshot, elapsed: float) -> None:
             print(live_line(snapshot, elapsed, previous[-1] if previous else None, 1.0), flush=True)
             previous[:] = [snapshot]
 

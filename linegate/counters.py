@@ -6,92 +6,14 @@ by the supervisor for the live summary, STATUS and the final reconciliation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from linegate.counter_names import Count
+from linegate.roles import LOG_ROLES, ROLES, Role
 from linegate.timing import histogram
-
-
-class Count(IntEnum):
-    """Counter names. The comment says which process writes it."""
-
-    # acquisition
-    ACQUIRED = 0
-    CAMERA_TIMEOUTS = 1
-    CAMERA_LOST = 2  # frame-id gaps: frames the camera numbered but never delivered
-    CAMERA_ERRORS = 3
-    RING_LOCK_TIMEOUTS = 4  # frames that never got the ring lock, reported by part id by acquisition itself
-    ACQ_HEARTBEAT_NS = 5
-    CAMERA_DOWN = 6  # 1 while the camera is lost and being reopened
-    CAMERA_RECONNECTS = 7
-    CAMERA_DOWNTIME_MS = 8
-    CAMERA_MISSED_ESTIMATE = 9  # frames the camera would have sent while down (downtime x frame rate)
-    RING_LOCK_WAITS = 47  # times the ring lock was busy beyond its timeout (those frames were deferred)
-    ACQ_LOST = 48  # frames a killed acquisition worker had counted but not yet put in the ring (by part id)
-    # inference
-    DECIDED = 10  # frames that reached the model loop (any basis but dropped)
-    DROPPED = 11  # frames the ring dropped, decided fail-safe without the model
-    PASSED = 12
-    REJECTED = 13
-    FAIL_SAFE = 14
-    DEADLINE_MISSED = 15
-    DEADLINE_UNREACHABLE = 16
-    ENGINE_ERRORS = 17
-    LOGGED = 18
-    LOG_DROPPED = 19
-    JOURNAL_OVERFLOW = 20
-    PLC_QUEUED = 21
-    PLC_QUEUE_FULL = 22  # rejects undelivered because the PLC queue was full
-    INFER_HEARTBEAT_NS = 23
-    LATENCY_P50_US = 24
-    LATENCY_P99_US = 25
-    ENGINE_P99_US = 26
-    READY = 27
-    INCOMPLETE_FRAMES = 28  # frames the camera delivered incomplete or mis-sized, decided fail-safe uninspected
-    # plc
-    PLC_DELIVERED = 30
-    PLC_UNDELIVERED = 31
-    PLC_RETRIES = 32
-    PLC_RECONNECTS = 33
-    PLC_LATE = 34
-    PLC_CONNECTED = 35
-    PLC_HEARTBEAT_NS = 36
-    PLC_RECEIVED = 37
-    PLC_FAULT = 38  # the fault state last written to the PLC's fault coil (1 = not inspecting)
-    PLC_PENDING = 39
-    PLC_READ_BACKS = 62  # writes whose reply did not come, resolved by reading back
-    PLC_DELIVERY_UNKNOWN = 63  # rejects whose write could not be resolved in time (reported, part id named)
-    PLC_ALIVE_STALE = 64  # 1 while the PLC's alive counter (handshake) has stopped changing
-    PLC_LATE_ACKS = 65  # handshake: acknowledgements that came after the result was reported undelivered
-    PLC_RESULT_WRITES = 66  # handshake: vision-block writes carrying a result (first writes and re-writes)
-    PLC_RECIPE = 67  # handshake: the PLC's recipe word + 1 (0: not read yet)
-    # supervisor
-    RECIPE_UNKNOWN = 68  # 1 while the PLC names a recipe the configuration has no model for
-    # supervisor
-    WORKER_RESTARTS = 40
-    WORKER_STALLS = 41
-    RELOADS = 42
-    RELOAD_FAILURES = 43
-    PRODUCER_LOST = 44  # frames a dying acquisition worker left half-written, journaled fail-safe
-    UNRESOLVED = 45  # frames still in the ring when linegate stopped for good (each logged by part id)
-    INSPECTING = 46  # 1 while every worker runs and the camera delivers (the PLC's fault coil is off)
-    # log pipes, one block per process role: records queued, dropped (pipe full), failed to write out
-    LOG_QUEUED_ACQUIRE = 50
-    LOG_QUEUE_FULL_ACQUIRE = 51
-    LOG_WRITE_FAILED_ACQUIRE = 52
-    LOG_QUEUED_INFER = 53
-    LOG_QUEUE_FULL_INFER = 54
-    LOG_WRITE_FAILED_INFER = 55
-    LOG_QUEUED_PLC = 56
-    LOG_QUEUE_FULL_PLC = 57
-    LOG_WRITE_FAILED_PLC = 58
-    LOG_QUEUED_SUPERVISOR = 59
-    LOG_QUEUE_FULL_SUPERVISOR = 60
-    LOG_WRITE_FAILED_SUPERVISOR = 61
-
 
 SIZE = max(Count) + 1
 
@@ -123,24 +45,70 @@ class SharedCounters:
     def get(self, name: Count) -> int:
         return int(self.array[name])
 
-    def snapshot(self) -> dict[str, int]:
-        values = list(self.array)
-        out = {c.name.lower(): int(values[c]) for c in Count}
-        for kind in ("queued", "queue_full", "write_failed"):
-            out[f"log_{kind}"] = sum(out[f"log_{kind}_{role}"] for role in LOG_ROLES)
-        return out
+    def snapshot(self) -> Snapshot:
+        return Snapshot(tuple(int(v) for v in self.array[:SIZE]))
 
-    def publish_log_drops(self, role: str, queue_full: int) -> None:
+    def publish_log_drops(self, role: Role, queue_full: int) -> None:
         """Record a process's records dropped at a full pipe (each role's process owns this one; the
         supervisor's log collector owns ``LOG_QUEUED_<role>``, the records it received, and
         ``LOG_WRITE_FAILED_<role>``)."""
-        self.array[Count[f"LOG_QUEUE_FULL_{role.upper()}"]] = queue_full
+        self.array[ROLES[role].log.queue_full] = queue_full
 
 
-LOG_ROLES = ("acquire", "infer", "plc", "supervisor")
+class Snapshot(Mapping[Count, int]):
+    """Every counter at one moment, read by name: ``s[Count.PLC_DELIVERED]`` (mypy sees a rename).
+
+    Plus the log totals over every process; :meth:`as_record` is the flat form the ``run_summary``
+    record carries (``{"plc_delivered": ..., "log_queued": ...}``).
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Sequence[int]) -> None:
+        self._values = tuple(values)  # indexed by Count value
+
+    @classmethod
+    def of(cls, counts: Mapping[Count, int]) -> Snapshot:
+        """A snapshot with these counters set and every other one 0 (tests, tools)."""
+        values = [0] * SIZE
+        for name, value in counts.items():
+            values[name] = value
+        return cls(values)
+
+    def __getitem__(self, name: Count) -> int:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[Count]:
+        return iter(Count)
+
+    def __len__(self) -> int:
+        return len(Count)
+
+    @property
+    def log_queued(self) -> int:
+        """Records the collector received from every process."""
+        return sum(self._values[ROLES[role].log.queued] for role in LOG_ROLES)
+
+    @property
+    def log_queue_full(self) -> int:
+        """Records every process dropped at a full pipe."""
+        return sum(self._values[ROLES[role].log.queue_full] for role in LOG_ROLES)
+
+    @property
+    def log_write_failed(self) -> int:
+        """Records received but not written out (the output failed)."""
+        return sum(self._values[ROLES[role].log.write_failed] for role in LOG_ROLES)
+
+    def as_record(self) -> dict[str, int]:
+        """Every counter by its lower-case name, then the log totals (the ``run_summary`` record's keys)."""
+        out = {c.name.lower(): self._values[c] for c in Count}
+        out["log_queued"] = self.log_queued
+        out["log_queue_full"] = self.log_queue_full
+        out["log_write_failed"] = self.log_write_failed
+        return out
 
 
-def reconcile(s: dict[str, int]) -> list[str]:
+def reconcile(s: Snapshot) -> list[str]:
     """Broken invariants in a final snapshot; empty when every frame and reject is accounted for.
 
     acquired = decided + dropped (+ frames reported by the acquisition side itself), decided +
@@ -148,22 +116,26 @@ def reconcile(s: dict[str, int]) -> list[str]:
     or reported undelivered. Frames left unresolved at the very end are reported one by one but
     still break the invariant: they never got a verdict the PLC saw.
     """
+    c = Count
     problems = []
-    frames = s["decided"] + s["dropped"]
-    if s["acquired"] != frames + s["ring_lock_timeouts"] + s["acq_lost"]:
+    frames = s[c.DECIDED] + s[c.DROPPED]
+    if s[c.ACQUIRED] != frames + s[c.RING_LOCK_TIMEOUTS] + s[c.ACQ_LOST]:
         problems.append(
-            f"acquired {s['acquired']} != decided {s['decided']} + dropped {s['dropped']}"
-            + (f" + lock-timeouts {s['ring_lock_timeouts']}" if s["ring_lock_timeouts"] else "")
-            + (f" + lost in flight {s['acq_lost']}" if s["acq_lost"] else "")
-            + (f" ({s['unresolved']} left in the ring unresolved)" if s["unresolved"] else "")
+            f"acquired {s[c.ACQUIRED]} != decided {s[c.DECIDED]} + dropped {s[c.DROPPED]}"
+            + (f" + lock-timeouts {s[c.RING_LOCK_TIMEOUTS]}" if s[c.RING_LOCK_TIMEOUTS] else "")
+            + (f" + lost in flight {s[c.ACQ_LOST]}" if s[c.ACQ_LOST] else "")
+            + (f" ({s[c.UNRESOLVED]} left in the ring unresolved)" if s[c.UNRESOLVED] else "")
         )
-    if s["logged"] + s["log_dropped"] != frames:
-        problems.append(f"frame records {s['logged']} (+{s['log_dropped']} dropped) != frames {frames}")
-    if s["rejected"] != s["plc_queued"] + s["plc_queue_full"]:
-        problems.append(f"rejects {s['rejected']} != queued {s['plc_queued']} + queue-full {s['plc_queue_full']}")
-    if s["plc_received"] != s["plc_queued"] or s["plc_queued"] != s["plc_delivered"] + s["plc_undelivered"]:
+    if s[c.LOGGED] + s[c.LOG_DROPPED] != frames:
+        problems.append(f"frame records {s[c.LOGGED]} (+{s[c.LOG_DROPPED]} dropped) != frames {frames}")
+    if s[c.REJECTED] != s[c.PLC_QUEUED] + s[c.PLC_QUEUE_FULL]:
+        problems.append(f"rejects {s[c.REJECTED]} != queued {s[c.PLC_QUEUED]} + queue-full {s[c.PLC_QUEUE_FULL]}")
+    if s[c.PLC_RECEIVED] != s[c.PLC_QUEUED] or s[c.PLC_QUEUED] != s[c.PLC_DELIVERED] + s[c.PLC_UNDELIVERED]:
         problems.append(
-            f"rejects queued {s['plc_queued']} != received {s['plc_received']} or delivered "
-            f"{s['plc_delivered']} + undelivered {s['plc_undelivered']}"
+            f"rejects queued {s[c.PLC_QUEUED]} != received {s[c.PLC_RECEIVED]} or delivered "
+            f"{s[c.PLC_DELIVERED]} + undelivered {s[c.PLC_UNDELIVERED]}"
         )
     return problems
+
+
+__all__ = ["SIZE", "Count", "SharedCounters", "Snapshot", "reconcile"]

@@ -4,36 +4,37 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from linegate.counters import Count
 from linegate.pipeline.summary import RunSummary
 
 
 def print_summary(summary: RunSummary, out: TextIO) -> None:
-    s = summary.counters
-    frames = s["decided"] + s["dropped"]
+    s, c = summary.counters, Count
+    frames = s[c.DECIDED] + s[c.DROPPED]
     stopped = summary.stop_reason or "done"
     if summary.forced:
         stopped += f"; FORCED: {summary.forced}, what they held is reported by part id"
     lines = [
         f"linegate: stopped after {summary.elapsed_s:.1f} s ({stopped})",
-        f"  frames   acquired {s['acquired']} = decided {s['decided']} + dropped {s['dropped']}"
-        + (f" + lock-timeouts {s['ring_lock_timeouts']}" if s["ring_lock_timeouts"] else "")
-        + (f" + lost in a killed acquisition worker {s['acq_lost']}" if s["acq_lost"] else ""),
-        f"  verdicts pass {s['passed']}, reject {s['rejected']} (fail-safe {s['fail_safe']}: deadline missed "
-        f"{s['deadline_missed']}, unreachable {s['deadline_unreachable']}, engine errors {s['engine_errors']}, "
-        f"incomplete frames {s['incomplete_frames']})",
-        f"  records  logged {s['logged']} of {frames} frames (dropped {s['log_dropped']})",
-        f"  rejects  {s['rejected']} = delivered {s['plc_delivered']} + undelivered {s['plc_undelivered']} "
-        f"+ queue-full {s['plc_queue_full']} (retries {s['plc_retries']}, late {s['plc_late']})",
-        f"  camera   timeouts {s['camera_timeouts']}, frames lost {s['camera_lost']}, reconnects "
-        f"{s['camera_reconnects']} (down {s['camera_downtime_ms'] / 1000:.1f} s, ~{s['camera_missed_estimate']} "
+        f"  frames   acquired {s[c.ACQUIRED]} = decided {s[c.DECIDED]} + dropped {s[c.DROPPED]}"
+        + (f" + lock-timeouts {s[c.RING_LOCK_TIMEOUTS]}" if s[c.RING_LOCK_TIMEOUTS] else "")
+        + (f" + lost in a killed acquisition worker {s[c.ACQ_LOST]}" if s[c.ACQ_LOST] else ""),
+        f"  verdicts pass {s[c.PASSED]}, reject {s[c.REJECTED]} (fail-safe {s[c.FAIL_SAFE]}: deadline missed "
+        f"{s[c.DEADLINE_MISSED]}, unreachable {s[c.DEADLINE_UNREACHABLE]}, engine errors {s[c.ENGINE_ERRORS]}, "
+        f"incomplete frames {s[c.INCOMPLETE_FRAMES]})",
+        f"  records  logged {s[c.LOGGED]} of {frames} frames (dropped {s[c.LOG_DROPPED]})",
+        f"  rejects  {s[c.REJECTED]} = delivered {s[c.PLC_DELIVERED]} + undelivered {s[c.PLC_UNDELIVERED]} "
+        f"+ queue-full {s[c.PLC_QUEUE_FULL]} (retries {s[c.PLC_RETRIES]}, late {s[c.PLC_LATE]})",
+        f"  camera   timeouts {s[c.CAMERA_TIMEOUTS]}, frames lost {s[c.CAMERA_LOST]}, reconnects "
+        f"{s[c.CAMERA_RECONNECTS]} (down {s[c.CAMERA_DOWNTIME_MS] / 1000:.1f} s, ~{s[c.CAMERA_MISSED_ESTIMATE]} "
         f"frames not taken)",
-        f"  workers  restarts {s['worker_restarts']} (stalls {s['worker_stalls']}), frames recovered from a dead "
-        f"acquisition worker {s['producer_lost']}, reloads {s['reloads']} (refused {s['reload_failures']})",
-        f"  logs     records {s['log_queued']} queued by all processes, {s['log_queue_full']} dropped (pipe full), "
-        f"{s['log_write_failed']} not written (output failed)"
-        + (f", frame records unresolved {s['unresolved']}" if s["unresolved"] else ""),
+        f"  workers  restarts {s[c.WORKER_RESTARTS]} (stalls {s[c.WORKER_STALLS]}), frames recovered from a dead "
+        f"acquisition worker {s[c.PRODUCER_LOST]}, reloads {s[c.RELOADS]} (refused {s[c.RELOAD_FAILURES]})",
+        f"  logs     records {s.log_queued} queued by all processes, {s.log_queue_full} dropped (pipe full), "
+        f"{s.log_write_failed} not written (output failed)"
+        + (f", frame records unresolved {s[c.UNRESOLVED]}" if s[c.UNRESOLVED] else ""),
         f"  latency  p50 {summary.latency_ms[0]:.2f} ms, p99 {summary.latency_ms[1]:.2f} ms over all {frames} frames "
-        f"(engine path p99 at warm-up {s['engine_p99_us'] / 1000:.2f} ms)",
+        f"(engine path p99 at warm-up {s[c.ENGINE_P99_US] / 1000:.2f} ms)",
     ]
     lines += [f"  fault    {f}" for f in summary.faults] or ["  faults   none"]
     if summary.removed_stale_ring:

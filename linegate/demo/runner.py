@@ -160,6 +160,7 @@ def with_plc_port(cfg: Config, port: int) -> Config:
 
 def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
     """Run the demo and print a live line each second and a reconciled final summary."""
+    from linegate.counters import Count, Snapshot
     from linegate.pipeline.summary import live_line
     from linegate.pipeline.supervisor import Supervisor
     from linegate.report import print_summary
@@ -179,10 +180,10 @@ def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
         f"{cfg.deadline.budget_ms} ms, PLC simulator on 127.0.0.1:{sim.port}, {max_frames} frames",
         flush=True,
     )
-    previous: dict[str, int] | None = None
+    previous: Snapshot | None = None
     last = time.monotonic()
 
-    def tick(snapshot: dict[str, int], elapsed: float) -> None:
+    def tick(snapshot: Snapshot, elapsed: float) -> None:
         nonlocal previous, last
         now = time.monotonic()
         print(live_line(snapshot, elapsed, previous, now - last), flush=True)
@@ -195,7 +196,7 @@ def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
         sim.stop()
     print_summary(summary, sys.stdout)
     seen = sim.parts_seen(cfg.plc)
-    delivered = summary.counters["plc_delivered"]
+    delivered = summary.counters[Count.PLC_DELIVERED]
     what = "reject pulses" if cfg.plc.mode == "pulse" else "acknowledged results"
     print(f"  plc-sim  saw {len(seen)} {what} for {len(set(seen))} parts (linegate delivered {delivered})")
     print(f"  records  {log_file}")

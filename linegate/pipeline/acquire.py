@@ -19,6 +19,7 @@ from linegate.errors import CameraError, CameraSettingError
 from linegate.logs import shutdown_logging
 from linegate.pipeline.context import WorkerContext
 from linegate.ring import RingHandle, RingProducer
+from linegate.roles import Role
 from linegate.timing.backoff import Backoff
 
 RING_FLUSH_TIMEOUT_S = 1.0
@@ -159,7 +160,7 @@ class CameraLink:
 
 def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any, max_frames: int | None) -> None:
     """Process entry: stream the camera into the ring until *stop* or *max_frames*, reconnecting as needed."""
-    log, sink = ctx.enter("acquire")
+    log, sink = ctx.enter(Role.ACQUIRE)
     cfg = ctx.cfg
     counters = ctx.counters
     producer = RingProducer(ring)
@@ -176,7 +177,7 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any
         while not stop.is_set() and (max_frames is None or counters.get(Count.ACQUIRED) < max_frames):
             now = time.monotonic_ns()
             counters.set(Count.ACQ_HEARTBEAT_NS, now)
-            ctx.report_logs("acquire", sink, now)
+            ctx.report_logs(Role.ACQUIRE, sink, now)
             if not link.camera.is_open:
                 if link.connect():
                     writer.ids = FrameIdTracker()  # the camera numbers frames afresh after a reopen
@@ -196,5 +197,5 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any
         writer.flush(RING_FLUSH_TIMEOUT_S)
         link.camera.close()
         producer.close()
-        ctx.report_logs("acquire", sink, None)
+        ctx.report_logs(Role.ACQUIRE, sink, None)
         shutdown_logging()

@@ -13,6 +13,7 @@ from linegate.logs import Sink, configure_logging, get_logger
 from linegate.pipeline.log_pipes import PipeSink
 from linegate.pipeline.process import become_worker
 from linegate.pipeline.scheduling import apply_scheduling
+from linegate.roles import Role
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class WorkerContext:
     log_pipe: Connection  # writing end of this worker's log pipe to the supervisor
     supervisor_pid: int
 
-    def enter(self, role: str) -> tuple[Any, Sink]:
+    def enter(self, role: Role) -> tuple[Any, Sink]:
         """Turn the current process into the *role* worker; returns its logger and log sink."""
         become_worker(self.supervisor_pid)
         sink = configure_logging(
@@ -39,7 +40,7 @@ class WorkerContext:
             log.warning("scheduling_not_applied", problem=problem)
         return log, sink
 
-    def report_logs(self, role: str, sink: Sink, now_ns: int | None) -> None:
+    def report_logs(self, role: Role, sink: Sink, now_ns: int | None) -> None:
         """Publish this process's log-sink totals, at most once per second (*now_ns* None: now)."""
         if now_ns is not None and now_ns < sink.next_report_ns:
             return

@@ -28,6 +28,7 @@ from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.inflight import InFlight, Outcome, Stage
 from linegate.plc.reject_pipe import NO_CLASS, RejectOutbox
 from linegate.ring import DropReason, FrameMeta, RingConsumer, RingHandle
+from linegate.roles import Role
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
 from linegate.timing.latency import LatencyWindow
 from linegate.vision.postprocess import Classifier
@@ -309,7 +310,7 @@ def inference_main(
     """Process entry: load and warm the engine, take over from a predecessor (reload) or recover
     what a dead one left, signal ready, then decide frames until stopped and drained, or until a
     successor takes the baton at a frame boundary."""
-    log, sink = ctx.enter("infer")
+    log, sink = ctx.enter(Role.INFER)
     cfg = ctx.cfg
     counters = ctx.counters
     consumer = RingConsumer(ring)
@@ -332,7 +333,7 @@ def inference_main(
         while True:
             now = time.monotonic_ns()
             counters.set(Count.INFER_HEARTBEAT_NS, now)
-            ctx.report_logs("infer", sink, now)
+            ctx.report_logs(Role.INFER, sink, now)
             if own.should_hand_over():
                 handed_over = True
                 break
@@ -352,5 +353,5 @@ def inference_main(
         engine.close()
         consumer.close()
         outbox.close()
-        ctx.report_logs("infer", sink, None)
+        ctx.report_logs(Role.INFER, sink, None)
         shutdown_logging()

@@ -18,8 +18,9 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 
-from linegate.counters import Count, SharedCounters
+from linegate.counters import SharedCounters
 from linegate.logs import LogOutputs
+from linegate.roles import ROLES, Role
 
 PIPE_BYTES = 1 << 20
 """Pipe buffer asked for per worker (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB by default):
@@ -85,16 +86,16 @@ class LogCollector:
     def __init__(self, outputs: LogOutputs, counters: SharedCounters) -> None:
         self.outputs = outputs
         self.counters = counters
-        self._pipes: dict[int, tuple[Connection, str, bytearray]] = {}
-        self._failed: dict[str, int] = {}
-        self._received: dict[str, int] = {}
+        self._pipes: dict[int, tuple[Connection, Role, bytearray]] = {}
+        self._failed: dict[Role, int] = {}
+        self._received: dict[Role, int] = {}
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="log-collector", daemon=True)
         self._thread.start()
 
-    def add(self, reader: Connection, role: str) -> None:
+    def add(self, reader: Connection, role: Role) -> None:
         """Collect from *reader* until its writer (the worker) closes it or dies."""
         with self._lock:
             self._pipes[reader.fileno()] = (reader, role, bytearray())
@@ -137,10 +138,10 @@ class LogCollector:
             lines = data.count(b"\n")
             # counted here, by the one reader of every pipe: a restarted worker cannot reset it
             self._received[role] = self._received.get(role, 0) + lines
-            self.counters.set(Count[f"LOG_QUEUED_{role.upper()}"], self._received[role])
+            self.counters.set(ROLES[role].log.queued, self._received[role])
             if not self.outputs.write(data, lines):
                 self._failed[role] = self._failed.get(role, 0) + lines
-                self.counters.set(Count[f"LOG_WRITE_FAILED_{role.upper()}"], self._failed[role])
+                self.counters.set(ROLES[role].log.write_failed, self._failed[role])
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is left in every pipe (their writers must be closed), then stop."""

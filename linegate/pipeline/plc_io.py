@@ -14,6 +14,7 @@ from linegate.plc.links import create_link
 from linegate.plc.pending import PendingTable
 from linegate.plc.reject_pipe import Reject, RejectInbox
 from linegate.plc.worker import RejectWorker
+from linegate.roles import Role
 
 
 class _ReportingInbox:
@@ -25,7 +26,7 @@ class _ReportingInbox:
         self._sink = sink
 
     def take(self, timeout_s: float) -> list[Reject]:
-        self._ctx.report_logs("plc", self._sink, time.monotonic_ns())
+        self._ctx.report_logs(Role.PLC, self._sink, time.monotonic_ns())
         return self._inbox.take(timeout_s)
 
 
@@ -40,7 +41,7 @@ def plc_main(
 ) -> None:
     """Own the PLC link until *stop* (deliver what is pending, bounded, then safe state) or until a
     successor takes the baton (pending rejects stay in *table* for it)."""
-    log, sink = ctx.enter("plc")
+    log, sink = ctx.enter(Role.PLC)
     counters = ctx.counters
     try:
         if predecessor is not None:
@@ -55,5 +56,5 @@ def plc_main(
         log.info("plc_handed_over" if handed_over else "plc_stopped")
     finally:
         own.released.set()
-        ctx.report_logs("plc", sink, None)
+        ctx.report_logs(Role.PLC, sink, None)
         shutdown_logging()

@@ -6,6 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from linegate.counters import Count, Snapshot
+
 
 @dataclass
 class ReloadState:
@@ -36,14 +38,14 @@ def build_state(
     run: RunState,
     phase: str,
     faults: list[str],
-    snapshot: dict[str, int],
+    snapshot: Snapshot,
     fps: float,
     uptime_s: float,
     model: str,
     plc: str,
 ) -> dict[str, Any]:
     """The state file's content. *phase*: starting, inspecting, fault or stopping."""
-    s = snapshot
+    s, c = snapshot, Count
     return {
         **asdict(run),
         "state": phase,
@@ -52,12 +54,12 @@ def build_state(
         "model": model,
         "plc": plc,
         "fps": round(fps, 1),
-        "frames": s["decided"] + s["dropped"],
-        "rejects": s["rejected"],
-        "delivered": s["plc_delivered"],
-        "undelivered": s["plc_undelivered"] + s["plc_queue_full"],
-        "deadline_misses": s["deadline_missed"] + s["deadline_unreachable"],
-        "dropped": s["dropped"],
-        "plc_connected": bool(s["plc_connected"]),
-        "restarts": s["worker_restarts"],
+        "frames": s[c.DECIDED] + s[c.DROPPED],
+        "rejects": s[c.REJECTED],
+        "delivered": s[c.PLC_DELIVERED],
+        "undelivered": s[c.PLC_UNDELIVERED] + s[c.PLC_QUEUE_FULL],
+        "deadline_misses": s[c.DEADLINE_MISSED] + s[c.DEADLINE_UNREACHABLE],
+        "dropped": s[c.DROPPED],
+        "plc_connected": bool(s[c.PLC_CONNECTED]),
+        "restarts": s[c.WORKER_RESTARTS],
     }

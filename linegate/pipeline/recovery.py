@@ -8,6 +8,7 @@ from linegate.counters import Count
 from linegate.pipeline.workers import Shared, Worker
 from linegate.plc.pending import RowState
 from linegate.plc.reject_pipe import RejectInbox
+from linegate.roles import Role
 
 
 def recover_after(w: Worker, shared: Shared, log: Any, fail_safe: str) -> None:
@@ -15,11 +16,11 @@ def recover_after(w: Worker, shared: Shared, log: Any, fail_safe: str) -> None:
     it left half-written (inference gives them the fail-safe verdict). Inference and PLC leftovers
     (in-flight frame, claimed slots, pending rejects) are taken over by their successor."""
     counters, ring = shared.counters, shared.ring
-    if w.role == "infer":
+    if w.role is Role.INFER:
         counters.set(Count.READY, 0)
-    if w.role in ("acquire", "infer") and ring.recover_lock():
+    if w.role in (Role.ACQUIRE, Role.INFER) and ring.recover_lock():
         log.warning("ring_lock_recovered", worker=w.name)
-    if w.role != "acquire":
+    if w.role is not Role.ACQUIRE:
         return
     _reconcile_acquired(w, shared, log)
     lost = ring.journal_unpublished()

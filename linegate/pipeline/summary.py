@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from linegate.counters import Count, Snapshot
+
 
 @dataclass
 class RunSummary:
     """How a run ended, with its final counters and any broken invariant."""
 
-    counters: dict[str, int]
+    counters: Snapshot
     problems: list[str]
     """Broken invariants (a frame or reject not accounted for): a defect, always exit 1."""
     failures: list[tuple[str, int, str]] = field(default_factory=list)
@@ -38,14 +40,15 @@ class RunSummary:
         return 0
 
 
-def live_line(snapshot: dict[str, int], elapsed_s: float, previous: dict[str, int] | None, dt_s: float) -> str:
+def live_line(snapshot: Snapshot, elapsed_s: float, previous: Snapshot | None, dt_s: float) -> str:
     """The one-line summary printed each second."""
-    done = snapshot["decided"] + snapshot["dropped"]
-    fps = (done - (previous["decided"] + previous["dropped"] if previous else 0)) / dt_s if dt_s > 0 else 0.0
+    s, c = snapshot, Count
+    done = s[c.DECIDED] + s[c.DROPPED]
+    fps = (done - (previous[c.DECIDED] + previous[c.DROPPED] if previous else 0)) / dt_s if dt_s > 0 else 0.0
     return (
-        f"[{elapsed_s:6.1f}s] fps {fps:6.1f} | latency p50 {snapshot['latency_p50_us'] / 1000:6.2f} ms "
-        f"p99 {snapshot['latency_p99_us'] / 1000:6.2f} ms | frames {done} | rejects {snapshot['rejected']} "
-        f"(delivered {snapshot['plc_delivered']}) | deadline misses "
-        f"{snapshot['deadline_missed'] + snapshot['deadline_unreachable']} | drops {snapshot['dropped']} "
-        f"| lost {snapshot['camera_lost']}"
+        f"[{elapsed_s:6.1f}s] fps {fps:6.1f} | latency p50 {s[c.LATENCY_P50_US] / 1000:6.2f} ms "
+        f"p99 {s[c.LATENCY_P99_US] / 1000:6.2f} ms | frames {done} | rejects {s[c.REJECTED]} "
+        f"(delivered {s[c.PLC_DELIVERED]}) | deadline misses "
+        f"{s[c.DEADLINE_MISSED] + s[c.DEADLINE_UNREACHABLE]} | drops {s[c.DROPPED]} "
+        f"| lost {s[c.CAMERA_LOST]}"
     )

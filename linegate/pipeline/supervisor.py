@@ -5,7 +5,8 @@ Run: a worker that dies is restarted (its in-flight frames and rejects are recov
 reported); one whose heartbeat goes stale is killed and restarted; more restarts than the budget
 allows ends the run non-zero for systemd. The systemd watchdog is pinged only while every worker
 is up and beating. SIGHUP reloads the configuration: an invalid one is logged and ignored, a
-valid one replaces the inference and/or PLC worker through a hand-over at a frame boundary.
+valid one replaces the inference and/or PLC worker through a hand-over at a frame boundary
+(:mod:`linegate.pipeline.reloader`, which also follows the PLC's recipe).
 Stop (SIGTERM/SIGINT, ``max_frames``, a fatal error): acquisition first, then inference drains
 the ring, then the PLC worker delivers or reports every pending reject and sets its outputs safe.
 Signal handlers only set flags; a second stop signal or the stop timeout kills the workers.
@@ -24,21 +25,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from linegate.config.loader import load_config
 from linegate.config.schema import Config
-from linegate.counters import Count, SharedCounters, reconcile
-from linegate.errors import ConfigError
+from linegate.counters import Count, SharedCounters, Snapshot, reconcile
 from linegate.logs import LogOutputs, configure_logging, get_logger, shutdown_logging
 from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
 from linegate.pipeline.published_state import RunState, build_state
 from linegate.pipeline.recovery import final_sweep, recover_after
+from linegate.pipeline.reloader import Reloader
 from linegate.pipeline.summary import RunSummary
-from linegate.pipeline.workers import START_ORDER, Shared, Worker, WorkerFactory
+from linegate.pipeline.workers import Shared, Worker, WorkerFactory
+from linegate.roles import HEARTBEAT_OF_ROLE, START_ORDER, Role
 from linegate.service.faults import FaultTimes
-from linegate.service.health import HEARTBEAT_OF_ROLE, stalled
+from linegate.service.health import stalled
 from linegate.service.instance_lock import InstanceLock
 from linegate.service.notify import Notifier, watchdog_interval_ns
-from linegate.service.reload import plan_reload
 from linegate.service.restarts import RestartBudget
 from linegate.service.state_file import state_path, write_state
 from linegate.service.status import fault_reasons, fps_between, status_line
@@ -50,7 +50,7 @@ PLC_DOWN_FAULT_S = 1.0
 EX_CONFIG = 78
 
 
-Tick = Callable[[dict[str, int], float], None]
+Tick = Callable[[Snapshot, float], None]
 
 
 class Supervisor:
@@ -77,10 +77,7 @@ class Supervisor:
         self._reload_requested = False
         self._stop_reason = ""
         self._failures: list[tuple[str, int, str]] = []
-        self.workers: dict[str, Worker] = {}
-        self.candidates: dict[str, Worker] = {}
-        self._reload_queue: list[str] = []
-        self._recipe_applied = 0
+        self.workers: dict[Role, Worker] = {}
         self._faults = FaultTimes()
         self._fault_kinds: tuple[str, ...] = ()
         self._reasons: list[str] = []
@@ -90,7 +87,6 @@ class Supervisor:
         self._forced = ""
         self._fps = 0.0
         self._state_failed = False
-        self._reload_cfg: Config | None = None
         self._inspecting = False
 
     # Signal handlers only record what happened; the main loop acts on it.
@@ -124,11 +120,11 @@ class Supervisor:
         outputs = LogOutputs(stream=sys.stdout if self.log_stdout else None, file=self.log_file)
         self.collector = LogCollector(outputs, self.counters)
         reader, writer = log_pipe(self.ctx)
-        self.collector.add(reader, "supervisor")
+        self.collector.add(reader, Role.SUPERVISOR)
         self.sink = configure_logging(
             level=cfg.logging.level,
             sink=PipeSink(writer),
-            static={"instance": cfg.instance.name, "proc": "supervisor", "pid": os.getpid()},
+            static={"instance": cfg.instance.name, "proc": Role.SUPERVISOR, "pid": os.getpid()},
         )
         self.log = get_logger()
         self.shared = Shared.create(self.ctx, cfg, self.counters, self.collector)
@@ -156,10 +152,18 @@ class Supervisor:
         self.notify.status("starting: loading the engine")
         self._state_path = state_path(cfg.instance.name)
         self._run_state = RunState(cfg.instance.name, str(self.config_path) if self.config_path else None, time.time())
-        self._publish("starting")
+        self.reloader = Reloader(
+            self,
+            config_path=self.config_path,
+            counters=self.counters,
+            log=self.log,
+            notify=self.notify,
+            answers=self._run_state.reload,
+        )
+        self.publish("starting")
         try:
             if self._start():
-                self.notify.ready(self._status_text(None, 0.0))
+                self.notify.ready(self.status_text())
                 self.log.info("linegate_ready", startup_ms=round((time.monotonic_ns() - self.t_start) / 1e6, 1))
                 self._supervise()
             self._stop_all()
@@ -196,7 +200,7 @@ class Supervisor:
 
     def _supervise(self) -> None:
         next_ping = next_tick = time.monotonic_ns()
-        previous: dict[str, int] | None = None
+        previous: Snapshot | None = None
         last_tick = next_tick
         while not self._stop_signals and not self._stop_reason:
             sentinels: dict[Any, Worker] = {w.proc.sentinel: w for w in self._all_workers()}
@@ -206,11 +210,11 @@ class Supervisor:
                 break
             if self._reload_requested:
                 self._reload_requested = False
-                self._begin_reload()
-            self._follow_recipe()
+                self.reloader.request()
+            self.reloader.follow_recipe()
             now = time.monotonic_ns()
             self._mark_up(now)
-            self._advance_reload()
+            self.reloader.advance()
             self._kill_stalled(now)
             healthy = self._update_inspecting()
             if self.watchdog_ns and healthy and now >= next_ping:
@@ -221,12 +225,12 @@ class Supervisor:
                 self.notify.status(self._status_text(previous, (now - last_tick) / 1e9, snapshot))
                 if self.on_tick is not None:
                     self.on_tick(snapshot, (now - self.t_start) / 1e9)
-                self.counters.publish_log_drops("supervisor", self.sink.dropped_full)
+                self.counters.publish_log_drops(Role.SUPERVISOR, self.sink.dropped_full)
                 self._fps = fps_between(snapshot, previous, (now - last_tick) / 1e9)
-                self._publish(snapshot=snapshot)
+                self.publish(snapshot=snapshot)
                 previous, last_tick, next_tick = snapshot, now, now + TICK_NS
 
-    def _publish(self, phase: str | None = None, snapshot: dict[str, int] | None = None) -> None:
+    def publish(self, phase: str | None = None, snapshot: Snapshot | None = None) -> None:
         """Rewrite the state file (``linegate status`` / ``linegate reload`` read it)."""
         if phase is None:
             phase = "inspecting" if self._inspecting else ("fault" if self._started else "starting")
@@ -234,7 +238,7 @@ class Supervisor:
             self._run_state,
             phase,
             self._reasons,
-            snapshot or self.counters.snapshot(),
+            snapshot if snapshot is not None else self.counters.snapshot(),
             self._fps,
             (time.monotonic_ns() - self.t_start) / 1e9,
             self.cfg.model.id,
@@ -250,44 +254,56 @@ class Supervisor:
     def _stop_all(self) -> None:
         """Acquisition, then inference (drains the ring), then PLC (delivers or reports, safe state)."""
         self.counters.set(Count.INSPECTING, 0)
-        self._publish("stopping")
+        self.publish("stopping")
         reason = self._stop_reason or "stopping"
         self.notify.stopping(f"stopping ({reason}): draining the ring and pending rejects")
         self.log.info("linegate_stopping", reason=reason)
-        for candidate in self.candidates.values():
-            candidate.proc.kill()
         end_ns = time.monotonic_ns() + int(self.cfg.supervisor.stop_timeout_ms * 1e6)
         for role in reversed(START_ORDER):
-            worker = self.workers.get(role)
-            if worker is None:
+            worker, successor = self.workers.get(role), self.reloader.candidates.get(role)
+            for w in (worker, successor):
+                if w is not None:
+                    w.stop.set()
+            if worker is not None:
+                self._join_on_stop(worker, end_ns)
+            if successor is None:
                 continue
-            worker.stop.set()
-            while worker.proc.is_alive() and time.monotonic_ns() < end_ns and self._stop_signals < 2:
-                worker.proc.join(POLL_S)
-            if worker.proc.is_alive():
-                why = "second stop signal" if self._stop_signals >= 2 else "supervisor.stop_timeout_ms"
-                self.log.error("worker_killed_on_stop", worker=worker.name, reason=why)
-                self._forced = f"workers killed ({why})"
-                worker.proc.kill()
-                worker.proc.join()
+            # A reload was handing this role over. If the successor never asked for the role, the
+            # worker kept it and drained everything: cancel the successor. If it did ask, it may
+            # hold frames or rejects now: it finds the stop set and drains them itself.
+            if worker is not None and not worker.baton.handover.is_set():
+                successor.proc.kill()
+                successor.proc.join()
+                self.log.info("successor_cancelled", worker=successor.name, role=str(role))
+            else:
+                self._join_on_stop(successor, end_ns)
+
+    def _join_on_stop(self, worker: Worker, end_ns: int) -> None:
+        """Wait for a stopping worker; kill it at the stop timeout or a second stop signal."""
+        while worker.proc.is_alive() and time.monotonic_ns() < end_ns and self._stop_signals < 2:
+            worker.proc.join(POLL_S)
+        if worker.proc.is_alive():
+            why = "second stop signal" if self._stop_signals >= 2 else "supervisor.stop_timeout_ms"
+            self.log.error("worker_killed_on_stop", worker=worker.name, reason=why)
+            self._forced = f"workers killed ({why})"
+            worker.proc.kill()
+            worker.proc.join()
 
     # -- workers ------------------------------------------------------------------------------
     def _all_workers(self) -> list[Worker]:
-        return [*self.workers.values(), *self.candidates.values()]
+        return [*self.workers.values(), *self.reloader.candidates.values()]
 
     def _on_exit(self, w: Worker) -> None:
         w.proc.join()
         code, message = self.factory.exit_of(w)
         active = self.workers.get(w.role)
-        if self.candidates.get(w.role) is w:
-            del self.candidates[w.role]
-            self._reload_failed(f"new {w.role} worker failed: {message}")
+        if self.reloader.successor_exited(w, message):  # the reload is refused
             if active is not None and not active.proc.is_alive():  # it had already handed over
                 self._restart(active, "its successor failed after the hand-over")
             return
         if active is not w or (w.baton.handover.is_set() and w.proc.exitcode == 0):
             return  # handed over to a reload's successor, which is promoted once ready
-        if w.role == "acquire" and w.proc.exitcode == 0 and self.max_frames is not None:
+        if w.role is Role.ACQUIRE and w.proc.exitcode == 0 and self.max_frames is not None:
             self._stop_reason = "max_frames reached"
             return
         if code == EX_CONFIG:
@@ -337,7 +353,7 @@ class Supervisor:
                     "worker_recovered", worker=w.name, down_ms=round((now - w.down_since_ns) / 1e6, 1), t_ns=now
                 )
 
-    def _stale(self, now: int, threshold_ns: int) -> dict[str, int]:
+    def _stale(self, now: int, threshold_ns: int) -> dict[Role, int]:
         """Up workers whose heartbeat is older than *threshold_ns*, with its age."""
         beats = {role: self.counters.get(c) for role, c in HEARTBEAT_OF_ROLE.items()}
         started = {w.role: w.up_since_ns for w in self.workers.values() if w.up}
@@ -388,13 +404,13 @@ class Supervisor:
             elif self._started:
                 self.log.error("inspection_suspended", faults=self._reasons, plc_mode=self.cfg.plc.mode)
             self.notify.status(self._status_text(None, 0.0, snapshot))
-            self._publish(snapshot=snapshot)
+            self.publish(snapshot=snapshot)
         return healthy
 
-    def _plc_unreachable_s(self, now: int, s: dict[str, int]) -> float | None:
+    def _plc_unreachable_s(self, now: int, s: Snapshot) -> float | None:
         """Seconds the PLC link has been down, once that is longer than a reconnect blip (or from
         the start, until it first connects: never inspecting without a PLC)."""
-        if s["plc_connected"]:
+        if s[Count.PLC_CONNECTED]:
             self._plc_down_since = None
             self._plc_seen = True
             return None
@@ -408,110 +424,28 @@ class Supervisor:
         self._failures.append((role, code, message))
         self._stop_reason = self._stop_reason or message
 
-    # -- reload -------------------------------------------------------------------------------
-    def _begin_reload(self) -> None:
-        self._run_state.reload.requested += 1
-        self.notify.reloading()
-        self.log.info("reload_requested", config=str(self.config_path) if self.config_path else None)
-        if self.config_path is None:
-            self._reload_failed("no configuration file to reload (started without --config)")
-            return
-        if self._reload_queue or self.candidates:
-            self.log.warning("reload_ignored", reason="a reload is still being applied")
-            self._answer_reload("refused", "a reload or recipe change is still being applied; try again")
-            return
-        try:
-            new = load_config(self.config_path)
-        except ConfigError as exc:
-            self._reload_failed(f"invalid configuration, keeping the running one: {exc}")
-            return
-        self._recipe_applied = 0  # the PLC's current recipe is applied again on top of the new file
-        self._apply(new)
+    # -- what the reloader asks of the supervisor (linegate.pipeline.reloader.ReloadHost) -------
+    def active(self, role: Role) -> Worker | None:
+        return self.workers.get(role)
 
-    def _follow_recipe(self) -> None:
-        """Switch the model when the PLC names another recipe (warm hand-over between two frames,
-        as a reload); a recipe with no model in the configuration is a fault until it changes."""
-        seen = self.counters.get(Count.PLC_RECIPE)
-        if not seen or seen == self._recipe_applied or not self.cfg.recipes or self._reload_queue or self.candidates:
-            return
-        self._recipe_applied = seen
-        number = seen - 1
-        recipe = self.cfg.recipes.get(number)
-        if recipe is None:
-            self.counters.set(Count.RECIPE_UNKNOWN, 1)
-            self.log.error("recipe_unknown", recipe=number, known=sorted(self.cfg.recipes))
-            return
-        self.counters.set(Count.RECIPE_UNKNOWN, 0)
-        new = self.cfg.model_copy(update={"model": recipe.model, "deadline": recipe.deadline or self.cfg.deadline})
-        self.log.info("recipe_selected", recipe=number, model=recipe.model.id)
-        self._apply(new)
+    def spawn_successor(self, role: Role, cfg: Config, predecessor: Worker) -> Worker:
+        return self.factory.spawn(role, cfg, predecessor=predecessor.baton)
 
-    def _apply(self, new: Config) -> None:
-        """Replace the workers whose sections changed, one at a time, each taking over warm."""
-        plan = plan_reload(self.cfg, new)
-        if plan.needs_restart:
-            self._reload_failed(
-                "these keys cannot change without a restart (systemctl restart linegate): "
-                + ", ".join(plan.needs_restart)
-            )
-            return
-        self._reload_cfg = new
-        self._reload_queue = list(plan.replace)
-        if not self._reload_queue:
-            self._reload_done()
+    def promote(self, successor: Worker) -> None:
+        self.workers[successor.role] = successor
 
-    def _advance_reload(self) -> None:
-        """Replace one worker at a time: start its successor, promote it once it has taken over."""
-        if not self._reload_queue or self._reload_cfg is None:
-            return
-        role = self._reload_queue[0]
-        candidate = self.candidates.get(role)
-        if candidate is None:
-            current = self.workers[role]
-            self.candidates[role] = self.factory.spawn(role, self._reload_cfg, predecessor=current.baton)
-            return
-        if candidate.up:
-            del self.candidates[role]
-            self.workers[role] = candidate
-            self._reload_queue.pop(0)
-            self.log.info("worker_replaced", worker=candidate.name, role=role)
-            if not self._reload_queue:
-                self._reload_done()
+    def adopt(self, cfg: Config) -> None:
+        self.cfg = cfg
 
-    def _reload_done(self) -> None:
-        assert self._reload_cfg is not None
-        self.cfg = self._reload_cfg
-        self._reload_cfg = None
-        self.counters.add(Count.RELOADS)
-        self.log.info("reload_applied", model=self.cfg.model.id, budget_ms=self.cfg.deadline.budget_ms)
-        self._answer_reload("applied", "")
-        self.notify.ready(self._status_text(None, 0.0))
-
-    def _answer_reload(self, outcome: str, error: str) -> None:
-        """The outcome of the newest SIGHUP, for ``linegate reload`` waiting on the state file."""
-        r = self._run_state.reload
-        if r.answered < r.requested:
-            r.answered, r.outcome, r.error = r.requested, outcome, error
-            self._publish()
-
-    def _reload_failed(self, why: str) -> None:
-        self._answer_reload("refused", why)
-        self.counters.add(Count.RELOAD_FAILURES)
-        self._reload_queue = []
-        self._reload_cfg = None
-        self.log.error(
-            "reload_failed",
-            error=why,
-            running_model=self.workers["infer"].cfg.model.id if "infer" in self.workers else None,
-        )
-        self.notify.ready(self._status_text(None, 0.0))
+    def status_text(self) -> str:
+        return self._status_text(None, 0.0)
 
     # -- the end ------------------------------------------------------------------------------
     def _summarize(self) -> RunSummary:
-        self.counters.publish_log_drops("supervisor", self.sink.dropped_full)
+        self.counters.publish_log_drops(Role.SUPERVISOR, self.sink.dropped_full)
         snapshot = self.counters.snapshot()
         now = time.monotonic_ns()
-        undelivered = snapshot["plc_undelivered"] + snapshot["plc_queue_full"]
+        undelivered = snapshot[Count.PLC_UNDELIVERED] + snapshot[Count.PLC_QUEUE_FULL]
         lasting = [f"{kind} (still at the end)" for kind in self._faults.active]
         if undelivered:
             lasting.append(f"{undelivered} rejects did not reach the PLC: pull those parts (see reject_undelivered)")
@@ -540,16 +474,16 @@ class Supervisor:
             latency_p50_ms=round(summary.latency_ms[0], 3),
             latency_p99_ms=round(summary.latency_ms[1], 3),
             elapsed_s=round(summary.elapsed_s, 3),
-            **snapshot,
+            **snapshot.as_record(),
         )
         shutdown_logging()
         self.collector.close()  # every worker has exited: their pipes are drained to the end
         summary.counters = self.counters.snapshot()  # with the collector's final write-failure counts
         return summary
 
-    def _status_text(self, previous: dict[str, int] | None, dt_s: float, snapshot: dict[str, int] | None = None) -> str:
+    def _status_text(self, previous: Snapshot | None, dt_s: float, snapshot: Snapshot | None = None) -> str:
         faults = self._reasons or [f"{w.role} worker starting" for w in self.workers.values() if not w.up]
-        return status_line(snapshot or self.counters.snapshot(), previous, dt_s, faults)
+        return status_line(snapshot if snapshot is not None else self.counters.snapshot(), previous, dt_s, faults)
 
 
 __all__ = ["RunSummary", "Supervisor"]

@@ -24,15 +24,14 @@ from linegate.plc.pending import PendingTable
 from linegate.plc.reject_pipe import reject_channel
 from linegate.ring import FrameRing, RingGeometry
 from linegate.ring.sync import PipeQueue, SharedEvent
-
-START_ORDER = ("plc", "infer", "acquire")
+from linegate.roles import Role
 
 
 @dataclass
 class Worker:
     """One worker process and what the supervisor knows about it."""
 
-    role: str
+    role: Role
     generation: int
     proc: BaseProcess
     cfg: Config
@@ -102,16 +101,16 @@ class WorkerFactory:
         self._generation = 0
         self._messages: dict[str, tuple[int, str]] = {}
 
-    def spawn(self, role: str, cfg: Config, predecessor: Baton | None = None) -> Worker:
+    def spawn(self, role: Role, cfg: Config, predecessor: Baton | None = None) -> Worker:
         self._generation += 1
         s, ctx = self.shared, self.shared.ctx
         log_reader, log_writer = log_pipe(ctx)
         wctx = WorkerContext(cfg, s.counters, log_writer, os.getpid())
         stop, ready, baton = SharedEvent(), SharedEvent(), Baton(SharedEvent(), SharedEvent())
         name = f"{role}#{self._generation}"
-        if role == "plc":
+        if role is Role.PLC:
             args: tuple[Any, ...] = (plc_main, wctx, s.reject_reader, stop, ready, s.table, baton, predecessor)
-        elif role == "infer":
+        elif role is Role.INFER:
             ring = s.ring.handle
             args = (inference_main, wctx, ring, stop, s.reject_writer, ready, baton, predecessor, s.inflight)
         else:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from linegate.config.schema import Config
+from linegate.roles import SECTIONS_OF_ROLE, Role
 
-SECTIONS_OF_ROLE = {"infer": ("model", "deadline"), "plc": ("plc",)}
-"""Sections a reload applies by replacing the worker that uses them."""
 RESTART_ONLY_KEYS = frozenset({"plc.queue_size"})
 """Keys inside those sections that size shared memory, so they need a restart."""
 SUPERVISOR_SECTIONS = frozenset({"recipes"})
@@ -18,7 +17,7 @@ SUPERVISOR_SECTIONS = frozenset({"recipes"})
 class ReloadPlan:
     """Workers to replace (in this order) and changed keys a reload cannot apply."""
 
-    replace: tuple[str, ...]
+    replace: tuple[Role, ...]
     needs_restart: tuple[str, ...]
 
 

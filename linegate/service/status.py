@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from linegate.counters import Count, Snapshot
+
 
 def fault_reasons(
-    s: dict[str, int],
+    s: Snapshot,
     restarting: Sequence[str],
     stalled: Sequence[str] = (),
     plc_unreachable_s: float | None = None,
@@ -18,33 +20,35 @@ def fault_reasons(
     """
     out = [f"{role} worker restarting" for role in restarting]
     out += [f"{role} worker stalled" for role in stalled if role not in restarting]
-    if s["camera_down"]:
+    if s[Count.CAMERA_DOWN]:
         out.append("camera down, reconnecting")
     if plc_unreachable_s is not None:
         out.append(f"PLC unreachable for {plc_unreachable_s:.0f} s, reconnecting")
-    if s["plc_alive_stale"]:
+    if s[Count.PLC_ALIVE_STALE]:
         out.append("PLC alive counter stale (PLC program not taking results)")
-    if s["recipe_unknown"]:
-        out.append(f"PLC recipe {s['plc_recipe'] - 1} has no model in the configuration")
+    if s[Count.RECIPE_UNKNOWN]:
+        out.append(f"PLC recipe {s[Count.PLC_RECIPE] - 1} has no model in the configuration")
     return out
 
 
-def fps_between(s: dict[str, int], previous: dict[str, int] | None, dt_s: float) -> float:
+def fps_between(s: Snapshot, previous: Snapshot | None, dt_s: float) -> float:
     """Frames decided per second between two snapshots *dt_s* apart."""
     if previous is None or dt_s <= 0:
         return 0.0
-    return (s["decided"] + s["dropped"] - previous["decided"] - previous["dropped"]) / dt_s
+    c = Count
+    return (s[c.DECIDED] + s[c.DROPPED] - previous[c.DECIDED] - previous[c.DROPPED]) / dt_s
 
 
-def status_line(s: dict[str, int], previous: dict[str, int] | None, dt_s: float, faults: Sequence[str]) -> str:
+def status_line(s: Snapshot, previous: Snapshot | None, dt_s: float, faults: Sequence[str]) -> str:
     """Fault state first (what maintenance needs), then throughput, rejects and deadline misses."""
-    done = s["decided"] + s["dropped"]
+    c = Count
+    done = s[c.DECIDED] + s[c.DROPPED]
     fps = fps_between(s, previous, dt_s)
     state = "FAULT: " + ", ".join(faults) if faults else "inspecting"
-    plc = "plc connected" if s["plc_connected"] else "PLC DISCONNECTED"
+    plc = "plc connected" if s[c.PLC_CONNECTED] else "PLC DISCONNECTED"
     return (
-        f"{state} | {fps:.1f} fps | frames {done} | rejects {s['rejected']} (delivered {s['plc_delivered']}, "
-        f"undelivered {s['plc_undelivered'] + s['plc_queue_full']}) | deadline misses "
-        f"{s['deadline_missed'] + s['deadline_unreachable']} | dropped {s['dropped']} | {plc} | "
-        f"restarts {s['worker_restarts']} | log lost {s['log_queue_full'] + s['log_write_failed']}"
+        f"{state} | {fps:.1f} fps | frames {done} | rejects {s[c.REJECTED]} (delivered {s[c.PLC_DELIVERED]}, "
+        f"undelivered {s[c.PLC_UNDELIVERED] + s[c.PLC_QUEUE_FULL]}) | deadline misses "
+        f"{s[c.DEADLINE_MISSED] + s[c.DEADLINE_UNREACHABLE]} | dropped {s[c.DROPPED]} | {plc} | "
+        f"restarts {s[c.WORKER_RESTARTS]} | log lost {s.log_queue_full + s.log_write_failed}"
     )

@@ -95,7 +95,7 @@ def main() -> int:
     }
     modelled = np.array([r["basis"] == "model" for r in decided])
     overhead = col["total_ms"][modelled] - col["infer_ms"][modelled]
-    s = summary.counters
+    s = summary.counters.as_record()
     print(
         f"linegate pipeline benchmark: {cfg.camera.width}x{cfg.camera.height} {cfg.camera.pixel_format} at "
         f"{args.fps:g} fps set, budget {args.budget_ms:g} ms, model {cfg.model.id} ({cfg.model.backend}), "

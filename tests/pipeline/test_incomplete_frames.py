@@ -133,9 +133,10 @@ def test_defective_frames_get_fail_safe_reject_record_handoff_and_count(line_for
     ]
     assert [r[0] for r in line.inbox.take(1.0)] == [2, 3, 5]
     s = line.counters.snapshot()
-    assert (s["acquired"], s["decided"], s["dropped"], s["logged"]) == (5, 5, 0, 5)
-    assert (s["incomplete_frames"], s["fail_safe"], s["rejected"], s["passed"], s["plc_queued"]) == (3, 3, 3, 2, 3)
-    assert s["camera_lost"] == 0
+    assert (s[Count.ACQUIRED], s[Count.DECIDED], s[Count.DROPPED], s[Count.LOGGED]) == (5, 5, 0, 5)
+    assert (s[Count.INCOMPLETE_FRAMES], s[Count.FAIL_SAFE], s[Count.REJECTED], s[Count.PASSED],
+            s[Count.PLC_QUEUED]) == (3, 3, 3, 2, 3)  # fmt: skip
+    assert s[Count.CAMERA_LOST] == 0
 
 
 def test_defective_frame_dropped_by_a_full_ring_is_still_incomplete_frame(line_for: Any) -> None:
@@ -149,7 +150,8 @@ def test_defective_frame_dropped_by_a_full_ring_is_still_incomplete_frame(line_f
     assert by_part[4][2:4] == ("reject", "dropped")
     assert sorted(by_part) == [1, 2, 3, 4]
     s = line.counters.snapshot()
-    assert (s["acquired"], s["decided"], s["dropped"], s["incomplete_frames"], s["logged"]) == (4, 2, 2, 1, 4)
+    assert (s[Count.ACQUIRED], s[Count.DECIDED], s[Count.DROPPED], s[Count.INCOMPLETE_FRAMES],
+            s[Count.LOGGED]) == (4, 2, 2, 1, 4)  # fmt: skip
 
 
 @pytest.mark.parametrize("stage", ["TAKEN", "HANDED"])
@@ -166,5 +168,6 @@ def test_successor_of_a_killed_loop_keeps_the_defect(line_for: Any, stage: str) 
     assert summary(line) == [(8, 7, "reject", "incomplete_frame", "payload 1234 bytes, expected 307200")]
     assert [r[0] for r in line.inbox.take(0.2)] == ([8] if stage == "TAKEN" else [])
     s = line.counters.snapshot()
-    assert (s["decided"], s["incomplete_frames"], s["rejected"], s["plc_queued"], s["logged"]) == (1, 1, 1, 1, 1)
+    assert (s[Count.DECIDED], s[Count.INCOMPLETE_FRAMES], s[Count.REJECTED], s[Count.PLC_QUEUED],
+            s[Count.LOGGED]) == (1, 1, 1, 1, 1)  # fmt: skip
     assert inflight.current() is None

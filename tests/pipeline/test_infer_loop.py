@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from linegate.config import Config
-from linegate.counters import SharedCounters
+from linegate.counters import Count, SharedCounters
 from linegate.engine import create_engine
 from linegate.logs import configure_logging, get_logger, shutdown_logging
 from linegate.pipeline.infer import InferenceLoop
@@ -90,14 +90,9 @@ def test_engine_errors_give_fail_safe_rejects_with_records(tmp_path: Path, demo_
     ]
     assert sum(r["event"] == "engine_failed" for r in records(log_path)) == 3
     assert [r[0] for r in RejectInbox(reader).take(1.0)] == [1, 2, 3]
-    snapshot = counters.snapshot()
-    assert (snapshot["decided"], snapshot["engine_errors"], snapshot["fail_safe"], snapshot["plc_queued"]) == (
-        3,
-        3,
-        3,
-        3,
-    )
-    assert snapshot["logged"] == 3
+    s = counters.snapshot()
+    assert (s[Count.DECIDED], s[Count.ENGINE_ERRORS], s[Count.FAIL_SAFE], s[Count.PLC_QUEUED]) == (3, 3, 3, 3)
+    assert s[Count.LOGGED] == 3
 
 
 @pytest.mark.parametrize(
@@ -109,7 +104,6 @@ def test_successor_finishes_exactly_the_effects_a_killed_loop_left_out(
 ) -> None:
     """A predecessor killed at each stage of a frame: its successor's recover() hands off, records
     and counts only what is missing, so the frame ends with one of each."""
-    from linegate.counters import Count
     from linegate.pipeline.inflight import InFlight, Outcome
     from linegate.ring import FrameMeta
     from linegate.timing.deadline import Basis
@@ -150,5 +144,5 @@ def test_successor_finishes_exactly_the_effects_a_killed_loop_left_out(
         expected_basis = "lost_in_flight" if stage == "TAKEN" else "model"
         assert (frames[0]["part_id"], frames[0]["verdict"], frames[0]["basis"]) == (42, "reject", expected_basis)
     s = counters.snapshot()
-    assert (s["decided"], s["rejected"], s["plc_queued"], s["logged"]) == (1, 1, 1, 1)  # counted once, always
+    assert (s[Count.DECIDED], s[Count.REJECTED], s[Count.PLC_QUEUED], s[Count.LOGGED]) == (1, 1, 1, 1)  # once, always
     assert inflight.current() is None

@@ -14,6 +14,7 @@ from pathlib import Path
 from linegate.counters import Count, SharedCounters
 from linegate.logs import LogOutputs
 from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
+from linegate.roles import Role
 
 CTX = mp.get_context("spawn")
 
@@ -34,7 +35,7 @@ def test_records_of_a_killed_worker_are_all_written(tmp_path: Path) -> None:
     proc = CTX.Process(target=_write_then_die, args=(writer, 2000))
     proc.start()
     writer.close()
-    collector.add(reader, "infer")
+    collector.add(reader, Role.INFER)
     proc.join(30)
     assert proc.exitcode == -signal.SIGKILL
     collector.close()
@@ -62,7 +63,7 @@ def test_unwritable_output_counts_failed_lines_per_worker(tmp_path: Path) -> Non
     counters = SharedCounters.create(CTX)
     collector = LogCollector(LogOutputs(stream=None, file=Path("/dev/full")), counters)
     reader, writer = log_pipe(CTX)
-    collector.add(reader, "plc")
+    collector.add(reader, Role.PLC)
     sink = PipeSink(writer)
     for i in range(10):
         sink.put(json.dumps({"event": "reject_delivered", "part_id": i}))

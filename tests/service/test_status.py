@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from linegate.counters import Count
+from linegate.counters import Count, Snapshot
 from linegate.service.status import fault_reasons, status_line
 
 
-def snapshot(**values: int) -> dict[str, int]:
-    s = {c.name.lower(): 0 for c in Count}
-    s.update(log_queued=0, log_queue_full=0, log_write_failed=0)
-    s.update(values)
-    return s
+def snapshot(**values: int) -> Snapshot:
+    return Snapshot.of({Count[name.upper()]: value for name, value in values.items()})
 
 
 def test_healthy_line_has_fps_rejects_and_misses() -> None:
