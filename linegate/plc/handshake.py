@@ -263,7 +263,3 @@ class HandshakeMode:
             self.log.error("plc_alive_stale", since_ms=round((now_ns - self._plc_alive_seen_ns) / 1e6, 1))
         else:
             self.log.info("plc_alive_restored")
-
-    @property
-    def encoder(self) -> int | None:
-        return None if self.plc is None else self.plc.encoder

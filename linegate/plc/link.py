@@ -61,6 +61,11 @@ class PlcLink(Protocol):
         """Read a pulse-mode output back (resolves a write whose reply did not come)."""
         ...
 
+    def write_part_id(self, part_id: int) -> None:
+        """pulse mode: the part id where the PLC reads it before the reject output rises (Modbus
+        ``part_id_register``); nothing where none is configured."""
+        ...
+
     def has_flag(self, flag: Flag) -> bool:
         """Whether *flag* is configured on this link."""
         ...

@@ -113,7 +113,6 @@ class PulseMode:
         pulse_ms: float,
         timeout_ms: float,
         retries: int,
-        write_part_id: Callable[[int], None] | None = None,
         window: FireWindow | None = None,
     ) -> None:
         self.link = link
@@ -125,7 +124,6 @@ class PulseMode:
         self.pulse_ns = int(pulse_ms * 1e6)
         self.timeout_ns = int(timeout_ms * 1e6)
         self.attempts = 1 + retries
-        self.write_part_id = write_part_id
         self.window: FireWindow = window if window is not None else TimeWindow(schedule, self.timeout_ns)
         self.unsettled: Unsettled | None = None
         self.off_pending: PendingReject | None = None
@@ -222,8 +220,7 @@ class PulseMode:
         t_sent = time.monotonic_ns()
         position = self.window.position(t_sent)
         try:
-            if self.write_part_id is not None:
-                self.write_part_id(reject.part_id)
+            self.link.write_part_id(reject.part_id)
             self.link.write_flag("reject", True)
         except PlcRefusedError as exc:
             self._tries.pop(reject.seq, None)

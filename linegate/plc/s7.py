@@ -103,6 +103,9 @@ class S7Link:
         """Whether the PLC accepts a TCP connection now (opened and closed at once, no S7 session)."""
         return tcp_reachable(self.cfg.host, self.cfg.port, timeout_s)
 
+    def write_part_id(self, part_id: int) -> None:
+        """S7 pulse mode has no part-id bytes: the handshake mode's result block carries part ids."""
+
     def write_words(self, offset: int, words: Sequence[int]) -> None:
         """Write *words* (unsigned 16-bit) at interface word *offset*: one DB write of the whole range."""
         if not words:

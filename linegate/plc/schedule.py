@@ -37,20 +37,6 @@ class RejectSchedule:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def add(
-        self,
-        part_id: int,
-        seq: int,
-        t_acquired_ns: int,
-        row: int = -1,
-        basis: int = 0,
-        class_index: int = 0xFFFF,
-        score: int = 0,
-    ) -> PendingReject:
-        item = self.make(part_id, seq, t_acquired_ns, row, basis, class_index, score)
-        heapq.heappush(self._heap, item)
-        return item
-
     def make(
         self,
         part_id: int,

@@ -89,7 +89,7 @@ class RejectWorker:
             self.mode = PulseMode(
                 link, self.keeper, self.ledger, self.schedule, counters, log,
                 pulse_ms=cfg.pulse_ms, timeout_ms=section.timeout_ms, retries=section.retries,
-                write_part_id=getattr(link, "write_part_id", None), window=window,
+                window=window,
             )
         else:
             # The PLC times the ejector: a result goes out at once and must be acknowledged before
