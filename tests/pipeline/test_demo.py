@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.pipeline.harness import records, run_linegate
+import pytest
+
+from tests.conftest import DEMO_CONFIG
+from tests.pipeline.harness import MODEL, records, run_linegate
 
 
 def test_demo_runs_end_to_end_and_its_pulses_match(tmp_path: Path) -> None:
@@ -22,3 +25,35 @@ def test_demo_runs_end_to_end_and_its_pulses_match(tmp_path: Path) -> None:
     )
     assert seen and seen.group(1) == seen.group(2) == seen.group(3) and int(seen.group(1)) > 0
     assert sum(r["event"] == "frame" for r in records(log)) == 250
+
+
+S7_PLC = """[plc]
+protocol = "s7"
+mode = "{mode}"
+pulse_ms = 2.0
+
+[plc.s7]
+host = "127.0.0.1"
+port = 1102
+db = 100
+{outputs}
+"""
+
+
+@pytest.mark.parametrize("mode", ["pulse", "handshake"])
+def test_demo_runs_against_the_s7_simulator(tmp_path: Path, mode: str) -> None:
+    """`linegate demo --config` with protocol = "s7": the S7 simulator takes exactly what linegate delivered
+    (by part id in handshake mode; counted in pulse mode, whose S7 output carries no part id)."""
+    text = DEMO_CONFIG.read_text().replace('path = "../engines/demo/ball_zone.onnx"', f'path = "{MODEL}"')
+    start, end = text.index("[plc]\n"), text.index("[scheduling]")
+    outputs = "reject_byte = 60\nfault_byte = 61" if mode == "pulse" else ""
+    config = tmp_path / "s7.toml"
+    config.write_text(text[:start] + S7_PLC.format(mode=mode, outputs=outputs) + "\n" + text[end:])
+    result = run_linegate(
+        "demo", "--config", str(config), "--max-frames", "200", "--log-file", str(tmp_path / "d.jsonl")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = re.search(r"plc-sim  saw (\d+) .*\(linegate delivered (\d+)\)", result.stdout)
+    assert seen and seen.group(1) == seen.group(2) and int(seen.group(1)) > 0, result.stdout
+    if mode == "handshake":
+        assert re.search(r"acknowledged results for (\d+) parts", result.stdout)
