@@ -6,6 +6,7 @@ import argparse
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import linegate
 from linegate.config import Config, load_config
@@ -65,12 +66,12 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def _recipe_change(text: str) -> tuple[float, int]:
-    ms, sep, recipe = text.partition(":")
+def _timed_value(text: str) -> tuple[float, int]:
+    ms, sep, value = text.partition(":")
     try:
         if not sep:
             raise ValueError
-        return float(ms), int(recipe)
+        return float(ms), int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected MS:N (e.g. 1500:2), got {text!r}") from None
 
@@ -173,7 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_plc_sim_parser(sub)
     _add_plc_interface_parser(sub)
+    _add_toolchain_parsers(sub)
     return parser
+
+
+def _toolchain_module(command: str) -> Any:
+    import importlib
+
+    from linegate.toolchain import COMMANDS
+
+    return importlib.import_module(COMMANDS[command])
+
+
+def _add_toolchain_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """build-engine, inspect-engine, calibrate, compare (linegate.toolchain); a command whose module is
+    not there yet is left out."""
+    from linegate.toolchain import COMMANDS
+
+    for command in COMMANDS:
+        try:
+            module = _toolchain_module(command)
+        except ModuleNotFoundError:
+            continue
+        module.add_arguments(_command(sub, command, module.SUMMARY, module.DESCRIPTION))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             return _plc_interface(args)
         if args.command in ("status", "reload"):
             return _service_command(args)
+        from linegate.toolchain import COMMANDS
+
+        if args.command in COMMANDS:
+            return int(_toolchain_module(args.command).run(args))
         if args.command == "demo":
             from linegate.demo.runner import run_demo
 
@@ -310,11 +337,14 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "(default: %(default)s)")
     add("--encoder-start", metavar="N", type=_whole, default=0,
         help="encoder count at the simulator's start (encoder_t0_ns), 0..2**32-1 (default: %(default)s)")
-    add("--recipe-at", metavar="MS:N", type=_recipe_change, action="append", default=[],
+    add("--recipe-at", metavar="MS:N", type=_timed_value, action="append", default=[],
         help="handshake: the recipe word becomes N at MS ms after start (repeatable, in time order) "
         "(default: none)")
     add("--recipe", metavar="N", type=_whole, default=0,
         help="handshake (or pulse with --encoder-cps): recipe number in the PLC block (default: %(default)s)")
+    add("--control-at", metavar="MS:N", type=_timed_value, action="append", default=[],
+        help="handshake: the control word becomes N at MS ms after start (bit 0 offline, bit 1 clear error; "
+        "repeatable, in time order) (default: none)")
 
 
 def _plc_sim(args: argparse.Namespace) -> int:
@@ -335,6 +365,7 @@ def _plc_sim(args: argparse.Namespace) -> int:
             encoder_start=args.encoder_start,
             recipe=args.recipe,
             recipe_changes=tuple(args.recipe_at),
+            control_changes=tuple(args.control_at),
         )
         if args.protocol == "s7":
             from linegate.plc.s7_sim import run_s7_sim

@@ -39,6 +39,8 @@ class Count(IntEnum):
     JOURNAL_OVERFLOW = 20
     PLC_QUEUED = 21
     PLC_QUEUE_FULL = 22  # rejects undelivered because the PLC queue was full
+    PLC_PASS_QUEUED = 79  # handshake.results = "all": pass verdicts handed to the PLC worker
+    PLC_PASS_QUEUE_FULL = 80  # pass verdicts not handed over (PLC queue full; result_undelivered)
     INFER_HEARTBEAT_NS = 23
     LATENCY_P50_US = 24
     LATENCY_P99_US = 25
@@ -62,8 +64,18 @@ class Count(IntEnum):
     PLC_LATE_ACKS = 65  # handshake: acknowledgements that came after the result was reported undelivered
     PLC_RESULT_WRITES = 66  # handshake: vision-block writes carrying a result (first writes and re-writes)
     PLC_RECIPE = 67  # handshake: the PLC's recipe word + 1 (0: not read yet)
+    PLC_OFFLINE = 69  # handshake: 1 while the PLC's control word asks for offline (no results sent)
+    PLC_OVERRUNS = 70  # handshake: rejects dropped because plc.handshake.buffer results already waited
+    PART_ID_BASE = 73  # plc.part_ids = "plc": the first frame's part id, taken from the PLC (0: not known yet)
+    PLC_PASS_DELIVERED = 77  # handshake.results = "all": pass results acknowledged by the PLC
+    PLC_PASS_UNDELIVERED = 78  # pass results reported undelivered (result_undelivered; no part to pull)
+    AWAITING_PART_ID = 76  # acquisition: 1 while the camera waits for the PLC's first part id (plc.part_ids = "plc")
+    PLC_PART_ID_DRIFT = 74  # 1 while the PLC's plc_part_id and linegate's next part id differ by more than 1
     # supervisor
     RECIPE_UNKNOWN = 68  # 1 while the PLC names a recipe the configuration has no model for
+    ACTIVE_RECIPE = 71  # the recipe whose model runs + 1 (0: none applied, the configured model)
+    RECIPE_SWITCHING = 72  # 1 while a recipe change is being applied
+    RECIPE_FAILED = 75  # 1 while the recipe the PLC named could not be applied (its workers failed to start)
     # supervisor
     WORKER_RESTARTS = 40
     WORKER_STALLS = 41

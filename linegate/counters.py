@@ -108,12 +108,18 @@ class Snapshot(Mapping[Count, int]):
         return out
 
 
+def first_part_id(counters: SharedCounters) -> int:
+    """The part id of the run's first frame: 1, or the PLC's (plc.part_ids = "plc") once read.
+    Part ids are this plus the frame's ordinal: ``ACQUIRED`` counts them."""
+    return counters.get(Count.PART_ID_BASE) or 1
+
+
 def reconcile(s: Snapshot) -> list[str]:
     """Broken invariants in a final snapshot; empty when every frame and reject is accounted for.
 
     acquired = decided + dropped (+ frames reported by the acquisition side itself), decided +
-    dropped = logged (one record per frame), and every reject handed to the PLC side was delivered
-    or reported undelivered. Frames left unresolved at the very end are reported one by one but
+    dropped = logged (one record per frame), and every reject (and pass result) handed to the PLC
+    side was delivered or reported undelivered. Frames left unresolved at the very end are reported one by one but
     still break the invariant: they never got a verdict the PLC saw.
     """
     c = Count
@@ -135,7 +141,12 @@ def reconcile(s: Snapshot) -> list[str]:
             f"rejects queued {s[c.PLC_QUEUED]} != received {s[c.PLC_RECEIVED]} or delivered "
             f"{s[c.PLC_DELIVERED]} + undelivered {s[c.PLC_UNDELIVERED]}"
         )
+    if s[c.PLC_PASS_QUEUED] != s[c.PLC_PASS_DELIVERED] + s[c.PLC_PASS_UNDELIVERED]:
+        problems.append(
+            f"pass results queued {s[c.PLC_PASS_QUEUED]} != delivered {s[c.PLC_PASS_DELIVERED]} + undelivered "
+            f"{s[c.PLC_PASS_UNDELIVERED]}"
+        )
     return problems
 
 
-__all__ = ["SIZE", "Count", "SharedCounters", "Snapshot", "reconcile"]
+__all__ = ["SIZE", "Count", "SharedCounters", "Snapshot", "first_part_id", "reconcile"]

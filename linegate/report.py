@@ -25,6 +25,11 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
         f"  records  logged {s[c.LOGGED]} of {frames} frames (dropped {s[c.LOG_DROPPED]})",
         f"  rejects  {s[c.REJECTED]} = delivered {s[c.PLC_DELIVERED]} + undelivered {s[c.PLC_UNDELIVERED]} "
         f"+ queue-full {s[c.PLC_QUEUE_FULL]} (retries {s[c.PLC_RETRIES]}, late {s[c.PLC_LATE]})",
+        *(
+            [f"  passes   sent to the PLC {s[c.PLC_PASS_QUEUED]} = acknowledged {s[c.PLC_PASS_DELIVERED]} + "
+             f"undelivered {s[c.PLC_PASS_UNDELIVERED]} (+ queue-full {s[c.PLC_PASS_QUEUE_FULL]})"]
+            if s[c.PLC_PASS_QUEUED] + s[c.PLC_PASS_QUEUE_FULL] else []
+        ),
         f"  camera   timeouts {s[c.CAMERA_TIMEOUTS]}, frames lost {s[c.CAMERA_LOST]}, reconnects "
         f"{s[c.CAMERA_RECONNECTS]} (down {s[c.CAMERA_DOWNTIME_MS] / 1000:.1f} s, ~{s[c.CAMERA_MISSED_ESTIMATE]} "
         f"frames not taken)",

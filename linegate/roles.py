@@ -57,7 +57,7 @@ ROLES: dict[Role, RoleSpec] = {
         LogCounters(Count.LOG_QUEUED_INFER, Count.LOG_QUEUE_FULL_INFER, Count.LOG_WRITE_FAILED_INFER),
         start=1,  # READY waits until its engine is warm, before acquisition fills the ring
         heartbeat=Count.INFER_HEARTBEAT_NS,
-        reload_sections=("model", "deadline"),
+        reload_sections=("model", "deadline", "stages"),
     ),
     Role.PLC: RoleSpec(
         LogCounters(Count.LOG_QUEUED_PLC, Count.LOG_QUEUE_FULL_PLC, Count.LOG_WRITE_FAILED_PLC),

@@ -298,6 +298,14 @@ class HandshakeSection(_Section):
     plc_alive_timeout_ms: Annotated[float, Field(ge=50, le=60_000)] = 1_000.0
     """The PLC alive counter not changing for this long is a fault (there is no "off": a PLC that
     stopped its program must be seen)."""
+    results: Literal["rejects", "all"] = "rejects"
+    """"rejects": a result for each reject. "all": a result for every frame, pass ones too, so the PLC
+    can release each part on a positive pass (and divert any part without one). Each pass result is
+    acknowledged like a reject, or reported (``result_undelivered``, a warning: no part to pull)."""
+    buffer: Annotated[int, Field(ge=1, le=64)] = 8
+    """Results held until acknowledged: the one in the vision block and those queued behind it. A
+    reject arriving when this many wait is reported undelivered (``results_buffer_overrun``) and the
+    vision block's overrun bit is set until the PLC clears it."""
 
 
 class TrackingSection(_Section):
@@ -341,6 +349,11 @@ class PlcSection(_Section):
     reconnect_min_ms: Milliseconds = 20.0
     reconnect_max_ms: Milliseconds = 200.0
     """Reconnect back-off cap; a cheap TCP probe runs in between so a PLC that is back is used at once."""
+    part_ids: Literal["linegate", "plc"] = "linegate"
+    """"linegate": part ids count 1, 2, ... from each start. "plc" (handshake mode): they continue the
+    PLC's own numbering: the camera waits for the PLC's ``plc_part_id`` (non-zero) at start, the first
+    frame gets it and each frame after that the next id (for lines that image each part once, e.g. a
+    triggered camera). A PLC whose id later runs ahead or behind is logged (plc_part_id_drift)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> PlcSection:
@@ -357,6 +370,10 @@ class PlcSection(_Section):
                 f"reconnect_max_ms ({self.reconnect_max_ms}) must be below max_late_ms ({self.max_late_ms}): "
                 "a PLC that is back must be used while held rejects can still be fired"
             )
+        if self.handshake.results == "all" and self.mode != "handshake":
+            raise ValueError("handshake.results = 'all' sends every verdict as a result: it needs mode = 'handshake'")
+        if self.part_ids == "plc" and self.mode != "handshake":
+            raise ValueError("part_ids = 'plc' reads the PLC block's plc_part_id: it needs mode = 'handshake'")
         if self.tracking.by == "encoder" and self.mode != "pulse":
             raise ValueError(
                 "tracking.by = 'encoder' times linegate's own pulses: it needs mode = 'pulse' (in handshake mode "
@@ -424,6 +441,16 @@ class RecipeSection(_Section):
 RecipeNumber = Annotated[int, Field(ge=0, le=65535)]
 
 
+class StageSection(_Section):
+    """A further model in series: it runs only on the frames the stage before it labelled with one
+    of ``when``, on the same frame, and its verdict replaces that stage's. The frame's deadline
+    covers every stage."""
+
+    when: Annotated[list[str], Field(min_length=1)]
+    """Labels of the previous stage that send the frame on to this one (e.g. ["suspect"])."""
+    model: ModelSection
+
+
 def _check_geometry(where: str, pre: PreprocessSection, camera: CameraSection) -> None:
     if pre.roi is not None:
         x, y, w, h = pre.roi
@@ -450,12 +477,24 @@ class Config(_Section):
     recipes: dict[RecipeNumber, RecipeSection] = {}
     """Recipe number (the PLC's ``recipe`` word, handshake mode) -> the model for that product. The
     top-level ``[model]`` runs until the PLC names a recipe; a recipe not listed here is a fault."""
+    stages: list[StageSection] = []
+    """``[[stages]]``: models in series after ``[model]`` (a recipe replaces ``[model]`` only)."""
 
     @model_validator(mode="after")
     def _geometry_fits(self) -> Config:
         _check_geometry("model", self.model.preprocess, self.camera)
         for number, recipe in self.recipes.items():
             _check_geometry(f"recipes.{number}.model", recipe.model.preprocess, self.camera)
+        previous = self.model
+        for i, stage in enumerate(self.stages):
+            _check_geometry(f"stages.{i}.model", stage.model.preprocess, self.camera)
+            unknown = sorted(set(stage.when) - set(previous.postprocess.classes))
+            if unknown:
+                raise ValueError(
+                    f"stages.{i}.when names {unknown}, not classes of the stage before it "
+                    f"({previous.id}: {previous.postprocess.classes})"
+                )
+            previous = stage.model
         if self.recipes and self.plc.mode != "handshake":
             raise ValueError("recipes are selected by the PLC's recipe word: they need plc.mode = 'handshake'")
         return self

@@ -14,7 +14,7 @@ import numpy as np
 from linegate.camera.frame_ids import CameraClockMapper, FrameIdTracker
 from linegate.camera.genicam import CameraFrame, GenICamCamera
 from linegate.config.schema import CameraSection
-from linegate.counters import Count, SharedCounters
+from linegate.counters import Count, SharedCounters, first_part_id
 from linegate.errors import CameraError, CameraSettingError
 from linegate.logs import shutdown_logging
 from linegate.pipeline.context import WorkerContext
@@ -104,7 +104,7 @@ class CameraLink:
             self._mark_down()
             delay_ns = self.backoff.next_delay_ns()
             self.log.warning("camera_open_failed", error=str(exc), retry_in_ms=delay_ns / 1e6)
-            self._sleep(delay_ns)
+            self.idle(delay_ns)
             return False
         self.backoff.reset()
         self.log.info(
@@ -150,12 +150,25 @@ class CameraLink:
             basis="downtime x camera.frame_rate_hz" if self.cfg.frame_rate_hz else "frame rate not configured",
         )
 
-    def _sleep(self, duration_ns: int) -> None:
+    def idle(self, duration_ns: int) -> None:
         """Sleep in short slices, keeping the heartbeat and honouring stop."""
         end = time.monotonic_ns() + duration_ns
         while not self.stop.is_set() and (now := time.monotonic_ns()) < end:
             self.counters.set(Count.ACQ_HEARTBEAT_NS, now)
             time.sleep(min(0.05, (end - now) / 1e9))
+
+
+def wait_for_plc_part_id(counters: SharedCounters, log: Any, stop: Any, link: CameraLink) -> None:
+    """plc.part_ids = "plc": no frame is taken before the PLC worker has read the PLC's part id
+    (a reported fault meanwhile), so every part id continues the PLC's numbering."""
+    if counters.get(Count.PART_ID_BASE) or stop.is_set():
+        return
+    counters.set(Count.AWAITING_PART_ID, 1)
+    why = "plc.part_ids = plc; the PLC block's plc_part_id is 0 or not read yet"
+    log.warning("camera_waiting_for_plc_part_id", reason=why)
+    while not counters.get(Count.PART_ID_BASE) and not stop.is_set():
+        link.idle(20_000_000)
+    counters.set(Count.AWAITING_PART_ID, 0)
 
 
 def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any, max_frames: int | None) -> None:
@@ -164,9 +177,11 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any
     cfg = ctx.cfg
     counters = ctx.counters
     producer = RingProducer(ring)
-    # Part ids continue across worker restarts: one per acquired frame, in order.
-    writer = FrameWriter(producer, counters, log, first_part_id=counters.get(Count.ACQUIRED) + 1)
     link = CameraLink(cfg.camera, counters, log, stop)
+    if cfg.plc.part_ids == "plc":
+        wait_for_plc_part_id(counters, log, stop, link)
+    # Part ids continue across worker restarts: one per acquired frame, in order.
+    writer = FrameWriter(producer, counters, log, first_part_id=first_part_id(counters) + counters.get(Count.ACQUIRED))
 
     def on_drill(_signum: int, _frame: FrameType | None) -> None:
         link.drill = True

@@ -2,7 +2,10 @@
 
 Per frame: claim the oldest ready slot, check the deadline is still reachable, preprocess straight
 from the shared-memory slot into the engine's bound input, free the slot, infer, classify, settle
-against the deadline, hand rejects to the PLC worker without waiting, and log one record. Frames the
+against the deadline, hand rejects to the PLC worker without waiting, and log one record. With
+``[[stages]]`` configured, a frame the first model labels with one of a stage's ``when`` labels
+goes on to that stage's model (same pixels: the slot is freed only once no further stage needs
+it), if the deadline can still be met; the last stage that ran decides. Frames the
 ring dropped arrive through its journal and get the fail-safe verdict and a record too. A frame the
 camera delivered defective (incomplete, wrong payload size: flagged in its ring header) is never
 inspected: fail-safe verdict, basis ``incomplete_frame`` whichever way it arrives, its defect named
@@ -12,13 +15,14 @@ in the record.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
 from linegate.camera.defects import FrameDefect
-from linegate.config.schema import Config
+from linegate.config.schema import Config, ModelSection
 from linegate.counters import Count, SharedCounters
 from linegate.engine import Engine, create_engine
 from linegate.errors import ConfigError
@@ -26,12 +30,12 @@ from linegate.logs import Sink, shutdown_logging
 from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.inflight import InFlight, Outcome, Stage
-from linegate.plc.reject_pipe import NO_CLASS, RejectOutbox
+from linegate.plc.reject_pipe import NO_CLASS, PASS, REJECT, RejectOutbox
 from linegate.ring import DropReason, FrameMeta, RingConsumer, RingHandle
 from linegate.roles import Role
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
 from linegate.timing.latency import LatencyWindow
-from linegate.vision.postprocess import Classifier
+from linegate.vision.postprocess import Classifier, Decision
 from linegate.vision.preprocess import Preprocessor, build_preprocessor
 
 STATS_PERIOD_NS = 1_000_000_000
@@ -59,6 +63,33 @@ def _ms(ns: int) -> float:
     return round(ns / 1e6, 4)
 
 
+@dataclass
+class ModelStage:
+    """A further model in series (``[[stages]]``): what runs it, and which labels of the stage
+    before it send a frame here."""
+
+    engine: Engine
+    preprocess: Preprocessor
+    when: frozenset[str]
+    classify: Classifier = field(init=False)
+    class_index: dict[str, int] = field(init=False)
+    expected_ns: int = 0
+    """p99 of its preprocess + infer + classify at warm-up: it runs only if that still fits the deadline."""
+
+    def __post_init__(self) -> None:
+        post = self.engine.cfg.postprocess
+        self.classify = Classifier(post)
+        self.class_index = {name: i for i, name in enumerate(post.classes)}
+
+    @property
+    def model_id(self) -> str:
+        return self.engine.model_id
+
+
+class _StageUnreachable(Exception):
+    """A further stage was due but could no longer finish before the frame's deadline."""
+
+
 class InferenceLoop:
     """One step per wake-up of the ring; owns the engine, pre/postprocessing and the hand-off."""
 
@@ -73,8 +104,10 @@ class InferenceLoop:
         log: Any,
         sink: Sink,
         inflight: InFlight | None = None,
+        stages: list[ModelStage] | None = None,
     ) -> None:
         self.consumer = consumer
+        self.stages = stages or []
         self._frame_bytes = consumer.pixels(0).nbytes
         self.inflight = inflight if inflight is not None else InFlight.local()
         self.engine = engine
@@ -82,6 +115,8 @@ class InferenceLoop:
         self.classify = Classifier(cfg.model.postprocess)
         self._class_index = {name: i for i, name in enumerate(cfg.model.postprocess.classes)}
         self.plc_outbox = plc_outbox
+        self.send_pass = cfg.plc.mode == "handshake" and cfg.plc.handshake.results == "all"
+        """Every verdict goes to the PLC worker, pass ones too (positive release)."""
         self.counters = counters
         self.log = log
         self.sink = sink
@@ -110,7 +145,27 @@ class InferenceLoop:
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
         self.counters.set(Count.ENGINE_P99_US, int(p99 / 1000))
-        return {"runs": float(durations.size), "p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6}
+        out = {"runs": float(durations.size), "p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6}
+        for i, stage in enumerate(self.stages):
+            out[f"stage{i + 2}_p99_ms"] = self._warm_stage(stage, blank, runs) / 1e6
+        return out
+
+    def _warm_stage(self, stage: ModelStage, blank: Any, runs: int) -> int:
+        """A further stage's path on a blank frame; sets and returns its expected run time (p99, ns)."""
+        stage.preprocess(blank, stage.engine.input)
+        try:
+            stage.classify(stage.engine.infer())
+        except ValueError as exc:
+            where = f"stages: {stage.model_id}: postprocess.classes"
+            raise ConfigError(f"{where}: {exc} ({stage.engine.cfg.path})") from exc
+        durations = np.zeros(max(runs, 1), dtype=np.int64)
+        for i in range(durations.size):
+            t0 = time.monotonic_ns()
+            stage.preprocess(blank, stage.engine.input)
+            stage.classify(stage.engine.infer())
+            durations[i] = time.monotonic_ns() - t0
+        stage.expected_ns = int(np.percentile(durations, 99))
+        return stage.expected_ns
 
     def recover(self) -> None:
         """Finish what a killed predecessor left: the frame it was deciding (only the missing
@@ -166,7 +221,9 @@ class InferenceLoop:
         t_picked = time.monotonic_ns()
         deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
         label, score = "", float("nan")
-        t_pre = t_inf = t_post = t_picked
+        t_pre = t_inf = t_post = t_final = t_picked
+        class_index = self._class_index
+        cascade: list[dict[str, Any]] = []
         if meta.defect:  # not a whole image of the part: never read its slot
             self.consumer.release(slot)
             verdict, basis = self.fail_safe, Basis.INCOMPLETE_FRAME
@@ -174,23 +231,38 @@ class InferenceLoop:
             self.consumer.release(slot)
             verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
         else:
+            held = bool(self.stages)  # a further stage may need the pixels after the first model decides
             try:
                 try:
-                    self.preprocess(self.consumer.pixels(slot), self.engine.input)
+                    pixels = self.consumer.pixels(slot)
+                    self.preprocess(pixels, self.engine.input)
                 finally:
-                    # The pixels are in the engine input now (or useless): free the slot early, once.
-                    self.consumer.release(slot)
+                    if not held:  # the pixels are in the engine input now (or useless): free the slot early, once
+                        self.consumer.release(slot)
                 t_pre = time.monotonic_ns()
                 output = self.engine.infer()
                 t_inf = time.monotonic_ns()
                 decision = self.classify(output)
                 t_post = time.monotonic_ns()
-                verdict, basis = settle(decision.verdict, deadline, t_post, self.fail_safe)
+                t_final = t_post
+                reachable = True
+                if held:
+                    decision, class_index, cascade, reachable = self._further_stages(pixels, decision, deadline)
+                    held = False
+                    self.consumer.release(slot)
+                    t_final = time.monotonic_ns()
+                if reachable:
+                    verdict, basis = settle(decision.verdict, deadline, t_final, self.fail_safe)
+                else:
+                    verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
                 label, score = decision.label, decision.score
             except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
-                t_pre = t_inf = t_post = time.monotonic_ns()
+                t_pre = t_inf = t_post = t_final = time.monotonic_ns()
+            finally:
+                if held:
+                    self.consumer.release(slot)
 
         def stages(t_done: int) -> dict[str, Any]:
             return {
@@ -201,13 +273,14 @@ class InferenceLoop:
                 "preprocess_ms": _ms(t_pre - t_picked),
                 "infer_ms": _ms(t_inf - t_pre),
                 "postprocess_ms": _ms(t_post - t_inf),
-                "handoff_ms": _ms(t_done - t_post),
+                **({"stages": cascade} if cascade else {}),
+                "handoff_ms": _ms(t_done - t_final),
                 "total_ms": _ms(t_done - meta.t_acquired_ns),
                 "label": label,
                 "score": round(score, 5),
             }
 
-        decided = (self._class_index.get(label, NO_CLASS), _score_word(score))
+        decided = (class_index.get(label, NO_CLASS), _score_word(score))
         t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided)
         self.latency.add(t_done - meta.t_acquired_ns)
         self.counters.add_latency(t_done - meta.t_acquired_ns)
@@ -218,6 +291,34 @@ class InferenceLoop:
     def _fail_safe(self, meta: FrameMeta, basis: Basis, counter: Count) -> None:
         self.inflight.take(meta, counter)
         self._finish(meta, self.fail_safe, _fail_safe_basis(meta, basis), counter, self.log.warning)
+
+    def _further_stages(
+        self, pixels: Any, decision: Decision, deadline: Deadline
+    ) -> tuple[Decision, dict[str, int], list[dict[str, Any]], bool]:
+        """Run each stage whose ``when`` names the label so far, in order; the last one that ran
+        decides. Also returns that stage's class indices, each stage's record, and False when a
+        stage that was due could not finish by the deadline (the frame then gets the fail-safe verdict)."""
+        index = self._class_index
+        ran: list[dict[str, Any]] = []
+        for stage in self.stages:
+            if decision.label not in stage.when:
+                break
+            t0 = time.monotonic_ns()
+            if not deadline.worth_starting(t0, stage.expected_ns):
+                ran.append({"model": stage.model_id, "skipped": "deadline_unreachable"})
+                return decision, index, ran, False
+            stage.preprocess(pixels, stage.engine.input)
+            t1 = time.monotonic_ns()
+            output = stage.engine.infer()
+            t2 = time.monotonic_ns()
+            decision = stage.classify(output)
+            t3 = time.monotonic_ns()
+            index = stage.class_index
+            ran.append({
+                "model": stage.model_id, "label": decision.label, "score": round(decision.score, 5),
+                "preprocess_ms": _ms(t1 - t0), "infer_ms": _ms(t2 - t1), "postprocess_ms": _ms(t3 - t2),
+            })
+        return decision, index, ran, True
 
     def _finish(
         self,
@@ -276,17 +377,24 @@ class InferenceLoop:
             if extra is not None:
                 c.add(extra)
         c.add(Count.LOG_DROPPED if logged is Outcome.DROPPED else Count.LOGGED)
+        reject = verdict is Verdict.REJECT
         if handed is Outcome.OK:
-            c.add(Count.PLC_QUEUED)
+            c.add(Count.PLC_QUEUED if reject else Count.PLC_PASS_QUEUED)
         elif handed is Outcome.DROPPED:
-            c.add(Count.PLC_QUEUE_FULL)
+            c.add(Count.PLC_QUEUE_FULL if reject else Count.PLC_PASS_QUEUE_FULL)
 
     def _hand_off(self, verdict: Verdict, basis: Basis, meta: FrameMeta, decided: tuple[int, int]) -> Outcome:
-        if verdict is not Verdict.REJECT:
+        reject = verdict is Verdict.REJECT
+        if not reject and not self.send_pass:
             return Outcome.NONE
-        if self.plc_outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns, _BASIS_INDEX[basis], *decided):
+        code = REJECT if reject else PASS
+        if self.plc_outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns, _BASIS_INDEX[basis], *decided, code):
             return Outcome.OK
-        self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
+        if reject:
+            self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
+        else:
+            self.log.warning("result_undelivered", part_id=meta.part_id, seq=meta.seq, verdict="pass",
+                             reason="plc_queue_full")
         return Outcome.DROPPED
 
     def _publish_stats(self, now_ns: int) -> None:
@@ -316,11 +424,14 @@ def inference_main(
     consumer = RingConsumer(ring)
     preprocess = build_preprocessor(cfg.model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
     engine = create_engine(cfg.model, preprocess.spec.shape, preprocess.spec.dtype)
+    stages = [model_stage(stage.model, frozenset(stage.when), ring) for stage in cfg.stages]
     outbox = RejectOutbox(rejects, cfg.plc.queue_size)
     handed_over = False
     try:
         engine.load()
-        loop = InferenceLoop(cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight)
+        for stage in stages:
+            stage.engine.load()
+        loop = InferenceLoop(cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight, stages)
         warm = loop.warm_up(cfg.model.warmup_runs)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path), **warm)
         if predecessor is not None:
@@ -351,7 +462,16 @@ def inference_main(
     finally:
         own.released.set()
         engine.close()
+        for stage in stages:
+            if stage.engine.loaded:
+                stage.engine.close()
         consumer.close()
         outbox.close()
         ctx.report_logs(Role.INFER, sink, None)
         shutdown_logging()
+
+
+def model_stage(model: ModelSection, when: frozenset[str], ring: RingHandle) -> ModelStage:
+    """A further stage for frames of *ring*'s geometry, its engine created but not loaded."""
+    pre = build_preprocessor(model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
+    return ModelStage(create_engine(model, pre.spec.shape, pre.spec.dtype), pre, when)

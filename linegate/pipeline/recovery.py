@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from linegate.counters import Count
+from linegate.counters import Count, first_part_id
 from linegate.pipeline.workers import Shared, Worker
-from linegate.plc.pending import RowState
-from linegate.plc.reject_pipe import RejectInbox
+from linegate.plc.pending import RowState, unpack_result
+from linegate.plc.reject_pipe import REJECT, RejectInbox
 from linegate.roles import Role
 
 
@@ -30,15 +30,16 @@ def recover_after(w: Worker, shared: Shared, log: Any, fail_safe: str) -> None:
 
 
 def _reconcile_acquired(w: Worker, shared: Shared, log: Any) -> None:
-    """Part ids run 1, 2, ... and ACQUIRED counts them, right after each frame enters the ring.
-    A frame that entered it just before the worker died is counted here; frames counted but still
-    waiting in the dead worker for a busy ring lock are reported by part id."""
+    """Part ids run first, first + 1, ... and ACQUIRED counts them, right after each frame enters
+    the ring. A frame that entered it just before the worker died is counted here; frames counted
+    but still waiting in the dead worker for a busy ring lock are reported by part id."""
     counters = shared.counters
-    acquired, last = counters.get(Count.ACQUIRED), shared.ring.last_part_id
+    first = first_part_id(counters)
+    acquired, last = counters.get(Count.ACQUIRED), max(0, shared.ring.last_part_id - first + 1)
     if last > acquired:
         counters.set(Count.ACQUIRED, last)
     elif acquired > last:
-        lost = list(range(last + 1, acquired + 1))
+        lost = [first + n for n in range(last, acquired)]
         counters.add(Count.ACQ_LOST, len(lost))
         log.error("frames_lost_in_flight", worker=w.name, part_ids=lost, reason="died while the ring lock was busy")
 
@@ -62,12 +63,18 @@ def final_sweep(shared: Shared, log: Any, fail_safe: str) -> None:
             log.error("reject_off_unconfirmed", part_id=held.part_id, seq=held.seq, action="check the reject output")
             continue
         why = "plc_worker_lost" if held.state is RowState.PENDING else "delivery_unknown"
-        _undelivered(counters, log, held.part_id, held.seq, why)
+        _undelivered(counters, log, held.part_id, held.seq, why, unpack_result(held.result)[0])
     for reject in RejectInbox(shared.reject_reader).take(0):
-        counters.add(Count.PLC_RECEIVED)
-        _undelivered(counters, log, reject.part_id, reject.seq, "plc_worker_lost")
+        if reject.verdict == REJECT:
+            counters.add(Count.PLC_RECEIVED)
+        _undelivered(counters, log, reject.part_id, reject.seq, "plc_worker_lost", reject.verdict)
 
 
-def _undelivered(counters: Any, log: Any, part_id: int, seq: int, reason: str) -> None:
+def _undelivered(counters: Any, log: Any, part_id: int, seq: int, reason: str, verdict: int) -> None:
+    why = "no PLC worker was left to deliver it"
+    if verdict != REJECT:  # a pass result (handshake.results = "all")
+        counters.add(Count.PLC_PASS_UNDELIVERED)
+        log.warning("result_undelivered", part_id=part_id, seq=seq, verdict="pass", reason=reason, error=why)
+        return
     counters.add(Count.PLC_UNDELIVERED)
-    log.error("reject_undelivered", part_id=part_id, seq=seq, reason=reason, error="no PLC worker was left to fire it")
+    log.error("reject_undelivered", part_id=part_id, seq=seq, reason=reason, error=why)

@@ -80,6 +80,8 @@ class Reloader:
         self._queue: list[Role] = []
         self._target: Config | None = None
         self._recipe_applied = 0
+        self._recipe_target: int | None = None
+        """The recipe number the change under way applies (None: a reload, or nothing under way)."""
 
     @property
     def busy(self) -> bool:
@@ -123,6 +125,8 @@ class Reloader:
         self.counters.set(Count.RECIPE_UNKNOWN, 0)
         new = cfg.model_copy(update={"model": recipe.model, "deadline": recipe.deadline or cfg.deadline})
         self.log.info("recipe_selected", recipe=number, model=recipe.model.id)
+        self._recipe_target = number
+        self.counters.set(Count.RECIPE_SWITCHING, 1)
         self._apply(new)
 
     def advance(self) -> None:
@@ -174,6 +178,10 @@ class Reloader:
         self.host.adopt(new)
         self._target = None
         self.counters.add(Count.RELOADS)
+        if self._recipe_target is not None:
+            self.counters.set(Count.ACTIVE_RECIPE, self._recipe_target + 1)
+            self.counters.set(Count.RECIPE_FAILED, 0)
+            self._end_recipe_change()
         self.log.info("reload_applied", model=new.model.id, budget_ms=new.deadline.budget_ms)
         self._answer("applied", "")
         self.notify.ready(self.host.status_text())
@@ -185,7 +193,15 @@ class Reloader:
             r.answered, r.outcome, r.error = r.requested, outcome, error
             self.host.publish()
 
+    def _end_recipe_change(self) -> None:
+        self._recipe_target = None
+        self.counters.set(Count.RECIPE_SWITCHING, 0)
+
     def _failed(self, why: str) -> None:
+        if self._recipe_target is not None:
+            # The PLC asked for this recipe and it is not running: a fault until the PLC names another.
+            self.counters.set(Count.RECIPE_FAILED, self._recipe_target + 1)
+            self._end_recipe_change()
         self._answer("refused", why)
         self.counters.add(Count.RELOAD_FAILURES)
         self._queue = []

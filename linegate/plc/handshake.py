@@ -12,24 +12,35 @@ writing that number into ``ack_seq``. Exactly once:
 - the sequence number continues from the one found in the PLC's copy of the block at the first
   connect, so a restarted linegate never repeats a number the PLC has already acted on.
 
-The vision alive counter goes out every ``alive_ms``; the PLC block is read with it (and every
-``poll_ms`` while a result waits): a PLC alive counter that stops changing for
-``plc_alive_timeout_ms`` is a fault (``PLC_ALIVE_STALE``), shown in STATUS and the fault code.
+Up to ``buffer`` results are held until acknowledged (the one in the block and those queued behind
+it); one more is reported undelivered (``results_buffer_overrun``). Every undelivered reject sets
+the block's error latch (``error_code`` says why, ``undelivered`` counts them) until the PLC's
+``clear error`` control bit; ``set offline`` stops new results (each reject is then reported
+``plc_offline``). The block also shows the active recipe and whether a recipe switch is under way
+or failed.
+
+The vision block goes out every ``alive_ms`` and whenever what it says changes; the PLC block is
+read with it (and every ``poll_ms`` while a result waits): a PLC alive counter that stops changing
+for ``plc_alive_timeout_ms`` is a fault (``PLC_ALIVE_STALE``), shown in STATUS and the fault code.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from linegate.config.schema import HandshakeSection
 from linegate.counters import Count, SharedCounters
 from linegate.plc.connection import LinkKeeper
 from linegate.plc.interface import (
+    ERROR_OF_REASON,
+    NO_RECIPE,
     PLC_OFFSET,
     PLC_WORDS,
+    Control,
+    ErrorCode,
     FaultCode,
     PlcInputs,
     Result,
@@ -61,7 +72,7 @@ class Outstanding:
 
 
 class HandshakeMode:
-    """One result at a time in the vision block; see the module docstring for the rules."""
+    """The vision block and the results held for the PLC; see the module docstring for the rules."""
 
     def __init__(
         self,
@@ -73,6 +84,7 @@ class HandshakeMode:
         log: Any,
         cfg: HandshakeSection,
         timeout_ms: float,
+        part_ids_from_plc: bool = False,
     ) -> None:
         self.link = link
         self.keeper = keeper
@@ -99,6 +111,16 @@ class HandshakeMode:
         self._plc_alive_seen_ns = time.monotonic_ns()
         self._stale = False
         self._late: OrderedDict[int, PendingReject] = OrderedDict()
+        self.part_ids_from_plc = part_ids_from_plc
+        # What the PLC is told besides the result (latched until its clear-error bit).
+        self.offline = False
+        self.control = 0
+        self.overrun = False
+        self.error = False
+        self.error_code = ErrorCode.NONE
+        self.undelivered = 0
+        self._written: VisionState | None = None
+        ledger.on_undelivered = self._latch
 
     # -- link ----------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -114,6 +136,10 @@ class HandshakeMode:
 
     def ready(self) -> bool:
         return self.current is None
+
+    def admits(self, queued: int) -> bool:
+        """Whether one more result fits in the buffer, with *queued* rejects already behind the current one."""
+        return queued + int(self.current is not None) < self.cfg.buffer
 
     def next_wake_ns(self) -> int | None:
         if self.current is not None:
@@ -133,12 +159,14 @@ class HandshakeMode:
         """Alive counter, fault code, re-writes, acknowledgement polls and deadlines."""
         if self._stale:
             fault_code = FaultCode.PLC_ALIVE_STALE
+        elif self.offline and fault_code == FaultCode.NONE:
+            fault_code = FaultCode.OFFLINE
         cur = self.current
         if self.keeper.connected:
             retry = cur is not None and cur.written and now_ns - cur.t_last_ns >= self.ack_timeout_ns
             if (
                 now_ns >= self._next_alive_ns
-                or fault_code != self.fault_code
+                or self._state(fault_code) != self._written
                 or retry
                 or (cur is not None and not cur.written)
             ):
@@ -170,7 +198,7 @@ class HandshakeMode:
         if self.keeper.connected:
             self.fault_code = FaultCode.STOPPING
             try:
-                self._write_block(time.monotonic_ns(), ready=False)
+                self._write_block(time.monotonic_ns())
                 self.counters.set(Count.PLC_FAULT, 1)
             except PlcLinkError as exc:
                 self.log.error("plc_safe_state_failed", peer=self.link.peer, error=str(exc))
@@ -178,6 +206,10 @@ class HandshakeMode:
     # -- one reject ----------------------------------------------------------------------------
     def deliver(self, reject: PendingReject) -> None:
         """Write *reject* as the next result (it is then acknowledged, or reported at its deadline)."""
+        if self.offline:
+            why = "the PLC's control word asks for offline: no results are sent"
+            self.ledger.undelivered(reject, "plc_offline", why)
+            return
         now = time.monotonic_ns()
         if now + self.timeout_ns > self.schedule.deadline_ns(reject):
             self.counters.add(Count.PLC_LATE)
@@ -192,9 +224,40 @@ class HandshakeMode:
             self._read(time.monotonic_ns())
 
     # -- words ---------------------------------------------------------------------------------
+    def _state(self, fault_code: FaultCode) -> VisionState:
+        """The block's status words as they stand (alive counter 0: it is set when written)."""
+        c = self.counters
+        active = c.get(Count.ACTIVE_RECIPE)
+        return VisionState(
+            alive=0,
+            ready=fault_code == FaultCode.NONE,
+            fault_code=fault_code,
+            toggle=self.toggle,
+            waiting=len(self.schedule),
+            online=not self.offline,
+            overrun=self.overrun,
+            error=self.error,
+            error_code=self.error_code,
+            undelivered=self.undelivered & 0xFFFF,
+            recipe=active - 1 if active else NO_RECIPE,
+            recipe_switching=bool(c.get(Count.RECIPE_SWITCHING)),
+            recipe_failed=bool(c.get(Count.RECIPE_UNKNOWN) or c.get(Count.RECIPE_FAILED)),
+            control_echo=self.control,
+        )
+
+    def _latch(self, reason: str, is_reject: bool) -> None:
+        """A result was reported undelivered: any one that overran the buffer sets the overrun bit;
+        a reject also the error latch (a part to check by hand)."""
+        code = ERROR_OF_REASON.get(reason, ErrorCode.OTHER)
+        if code is ErrorCode.OVERRUN:
+            self.overrun = True
+        if is_reject:
+            self.undelivered += 1
+            self.error, self.error_code = True, code
+
     def _write(self, now_ns: int) -> None:
         try:
-            self._write_block(now_ns, ready=self.fault_code == FaultCode.NONE)
+            self._write_block(now_ns)
         except PlcRefusedError as exc:
             self.log.error("plc_block_refused", peer=self.link.peer, error=str(exc))
             cur, self.current = self.current, None
@@ -203,19 +266,20 @@ class HandshakeMode:
         except PlcLinkError as exc:
             self.keeper.lost(exc)  # the outstanding result (if any) is written again after reconnect
 
-    def _write_block(self, now_ns: int, ready: bool) -> None:
+    def _write_block(self, now_ns: int) -> None:
         cur = self.current
         if cur is not None:
             r = cur.reject
-            self.last_result = Result(cur.seq, r.part_id, Verdict.REJECT, r.basis, r.class_index, r.score / 10_000)
+            self.last_result = Result(cur.seq, r.part_id, Verdict(r.verdict), r.basis, r.class_index, r.score / 10_000)
         self.alive = (self.alive + 1) & 0xFFFF
-        state = VisionState(self.alive, ready, self.fault_code, self.toggle, len(self.schedule))
-        words = encode_vision_block(state, self.last_result)
+        state = self._state(self.fault_code)
+        words = encode_vision_block(replace(state, alive=self.alive), self.last_result)
         if cur is not None:
             cur.written = False
         self.link.write_words(0, words)
+        self._written = state
         self._next_alive_ns = now_ns + self.alive_ns
-        self.counters.set(Count.PLC_FAULT, int(not ready))
+        self.counters.set(Count.PLC_FAULT, int(not state.ready))
         if cur is not None:
             if cur.writes:
                 self.counters.add(Count.PLC_RETRIES)  # the same seq again (retry, alive tick or reconnect)
@@ -241,6 +305,10 @@ class HandshakeMode:
             self.counters.set(Count.PLC_RECIPE, inputs.recipe + 1)
             if previous is not None:
                 self.log.warning("plc_recipe_changed", recipe=inputs.recipe, previous=previous.recipe)
+        if inputs.control != self.control:
+            self._follow_control(inputs.control)
+        if self.part_ids_from_plc:
+            self._follow_part_ids(inputs.part_id)
         cur = self.current
         if cur is not None and cur.written and inputs.ack_seq == cur.seq:
             self.current = None
@@ -251,7 +319,45 @@ class HandshakeMode:
         elif inputs.ack_seq in self._late:
             late = self._late.pop(inputs.ack_seq)
             self.counters.add(Count.PLC_LATE_ACKS)
+            if late.is_reject:
+                self.error, self.error_code = True, ErrorCode.ACKNOWLEDGED_LATE
             self.log.error("result_acknowledged_late", part_id=late.part_id, seq=late.seq, plc_seq=inputs.ack_seq)
+
+    def _follow_control(self, control: int) -> None:
+        """The PLC's commands: offline is a level, clear-error an edge."""
+        rising = control & ~self.control
+        self.control = control
+        if rising >> Control.CLEAR_ERROR & 1:
+            self.log.info("plc_error_cleared", error_code=int(self.error_code), overrun=self.overrun)
+            self.error, self.overrun, self.error_code = False, False, ErrorCode.NONE
+        offline = bool(control >> Control.SET_OFFLINE & 1)
+        if offline != self.offline:
+            self.offline = offline
+            self.counters.set(Count.PLC_OFFLINE, int(offline))
+            if offline:
+                self.log.warning("plc_set_offline", action="no results are sent; rejects are reported undelivered")
+            else:
+                self.log.info("plc_set_online")
+
+    def _follow_part_ids(self, plc_part_id: int) -> None:
+        """plc.part_ids = "plc": adopt the PLC's next part id once (the camera waits for it), then
+        say when the PLC's numbering and linegate's drift apart by more than one part."""
+        c = self.counters
+        base = c.get(Count.PART_ID_BASE)
+        if not base:
+            if plc_part_id:
+                c.set(Count.PART_ID_BASE, plc_part_id)
+                self.log.info("part_ids_follow_plc", first_part_id=plc_part_id)
+            return
+        expected = base + c.get(Count.ACQUIRED)
+        drift = (plc_part_id - expected + 2**31) % 2**32 - 2**31
+        drifted = abs(drift) > 1
+        if drifted != bool(c.get(Count.PLC_PART_ID_DRIFT)):
+            c.set(Count.PLC_PART_ID_DRIFT, int(drifted))
+            if drifted:
+                self.log.warning("plc_part_id_drift", plc_part_id=plc_part_id, next_part_id=expected, drift=drift)
+            else:
+                self.log.info("plc_part_id_in_step", plc_part_id=plc_part_id)
 
     def _check_alive(self, now_ns: int) -> None:
         stale = now_ns - self._plc_alive_seen_ns > self.plc_alive_timeout_ns

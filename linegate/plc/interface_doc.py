@@ -116,6 +116,7 @@ def render_interface_doc(a: Addresses | None = None) -> str:
     p_first, p_last = a.register_base + itf.PLC_OFFSET, a.register_base + itf.PLC_OFFSET + itf.PLC_WORDS - 1
     v_byte, p_byte = a.byte_base, a.byte_base + 2 * itf.PLC_OFFSET
     seq = next(f for f in vb if f.name == "result_seq")
+    gap = itf.VISION_WORDS < itf.PLC_OFFSET
     ack = next(f for f in pb if f.name == "ack_seq")
     alive_timeout = f"{hs.plc_alive_timeout_ms:g} ms"
     out: list[str] = [
@@ -137,7 +138,8 @@ def render_interface_doc(a: Addresses | None = None) -> str:
         "",
         "## Handshake blocks",
         "",
-        f"Two blocks, each written by one side only. Words {itf.VISION_WORDS}..{itf.PLC_OFFSET - 1} are not used.",
+        "Two blocks, each written by one side only"
+        + (f"; words {itf.VISION_WORDS}..{itf.PLC_OFFSET - 1} are not used." if gap else "."),
         "",
         f"### Vision block: words 0..{itf.VISION_WORDS - 1}, written by linegate",
         "",
@@ -158,6 +160,8 @@ def render_interface_doc(a: Addresses | None = None) -> str:
         f"- `status` bits (bit 0 = least significant): {_values(itf.Status)}.",
         f"- `fault_code`: {_values(itf.FaultCode)}.",
         f"- `verdict`: {_values(itf.Verdict)}.",
+        f"- `error_code`: {_values(itf.ErrorCode)}.",
+        f"- `control` bits (written by the PLC): {_values(itf.Control)}.",
         f"- `score` is an integer: the score x {itf.SCORE_SCALE} (0..{itf.SCORE_SCALE}).",
         "",
         "## Function codes and requests",
@@ -205,14 +209,55 @@ def render_interface_doc(a: Addresses | None = None) -> str:
         "## On fault",
         "",
         "While linegate is not inspecting (starting, camera down, a worker restarting, stopping, PLC alive "
-        "stale) `ready` is 0, the `fault` bit is set and `fault_code` says why; in pulse mode the fault output is "
-        "on. Parts passing then have no verdict: the PLC must stop the line or divert every part. When "
-        "inspection resumes, `ready` = 1 and `fault_code` = 0.",
+        "stale, recipe not applied, waiting for the PLC's part id) `ready` is 0, the `fault` bit is set and "
+        "`fault_code` says why; in pulse mode the fault output is on. Parts passing then have no verdict: the "
+        "PLC must stop the line or divert every part. When inspection resumes, `ready` = 1 and `fault_code` = 0.",
+        "",
+        "## Control word (handshake)",
+        "",
+        f"- bit {int(itf.Control.SET_OFFLINE)}, set offline (a level): while 1 linegate writes no new result. "
+        "Each reject is reported undelivered (`plc_offline`, by part id, in the journal); the vision block "
+        f"says `ready` = 0, `online` = 0, `fault_code` {int(itf.FaultCode.OFFLINE)} with the `fault` bit "
+        "clear, and the operator sees \"offline\" in `systemctl status`. Back to 0: results flow again.",
+        f"- bit {int(itf.Control.CLEAR_ERROR)}, clear error (a rising edge): clears the `overrun` and `error` "
+        "latches and `error_code`. The `undelivered` word is a count and is never cleared.",
+        "- `control_echo` repeats the control word as linegate last read it: the PLC can see its command taken.",
+        "- Acquisition is the camera's: trigger it with its own hardware trigger input (GenICam "
+        "`TriggerMode`/`TriggerSource`), not through linegate, which would add a network round trip to every "
+        "exposure.",
+        "",
+        "## Results buffer and error latch (handshake)",
+        "",
+        f"- Up to `plc.handshake.buffer` ({hs.buffer}) results are held until acknowledged: the one in the block "
+        "and those queued behind it (`results_waiting`). One more is reported undelivered "
+        "(`results_buffer_overrun`) and sets the `overrun` bit.",
+        "- Every reject reported undelivered (not acknowledged by its deadline, too late, overrun, offline, PLC "
+        "unreachable, refused, ...) sets the `error` bit, sets `error_code` to the reason and counts up "
+        "`undelivered`; so does an acknowledgement that came after its result's deadline. Each undelivered "
+        "reject is a part to check by hand: its part id is in the journal (`reject_undelivered`).",
+        "",
+        "## Recipes (handshake)",
+        "",
+        "- With `[recipes.N]` configured, the PLC selects the model by writing `plc_recipe`. linegate switches "
+        "between two frames (a warm hand-over; no frame is lost) and then shows the number in `recipe`. While "
+        "it switches, `recipe_switching` is 1; a recipe with no model, or whose model fails to start, sets "
+        f"`recipe_failed` and `fault_code` {int(itf.FaultCode.RECIPE_NOT_APPLIED)} until the PLC names one "
+        "that works (`recipe` keeps naming the one that runs).",
+        "",
+        "## Part ids",
+        "",
+        "- By default part ids count 1, 2, ... from each start of linegate. With `plc.part_ids = \"plc\"` "
+        "(handshake) they continue the PLC's numbering: the camera waits (`fault_code` "
+        f"{int(itf.FaultCode.AWAITING_PART_ID)}) for a non-zero `plc_part_id`, the first frame gets it and each "
+        "frame after that the next id. Use it where each part is imaged once (a triggered camera). A "
+        "`plc_part_id` that later runs ahead of or behind linegate's count by more than one is logged "
+        "(`plc_part_id_drift`).",
         "",
         "## Acknowledge and retry",
         "",
-        "- linegate writes one result at a time: the next `result_seq` (1..65535, then 1 again; 0 = no result "
-        "yet), its data, and flips the `result_toggle` bit. `results_waiting` tells how many queue behind it.",
+        "- The block shows one result at a time, the oldest not yet acknowledged: the next `result_seq` "
+        "(1..65535, then 1 again; 0 = no result yet), its data, and flips the `result_toggle` bit. "
+        "`results_waiting` tells how many are held behind it.",
         f"- The PLC takes a result when `result_seq` (word {seq.offset}) is not 0 and differs from the last "
         f"number it took, remembers that number, and writes it into `ack_seq` (word {ack.offset}).",
         f"- linegate reads the PLC block every `plc.handshake.poll_ms` ({hs.poll_ms:g} ms) while a result waits. "
@@ -259,9 +304,10 @@ def render_interface_doc(a: Addresses | None = None) -> str:
         "5. A `result_seq` that is not 0 and not the last number taken: queue the ejection for `part_id` "
         f"when `verdict` = {int(itf.Verdict.REJECT)}, remember the number, then write it into `ack_seq`.",
         "6. Act on each number once; the same number again is the same result (retries, alive writes).",
-        "7. Keep `control` at 0; write `plc_part_id`, `encoder` and `recipe` only if your configuration uses "
-        "them (else 0).",
-        "8. Pulse mode: fire on the rising edge of the reject output; keep `plc.pulse_ms` longer than two PLC "
+        "7. Keep `control` at 0 but for the commands above; write `plc_part_id`, `encoder` and `plc_recipe` only "
+        "if your configuration uses them (else 0).",
+        "8. `error` bit set: divert or check the parts named in the journal, then pulse `clear error`.",
+        "9. Pulse mode: fire on the rising edge of the reject output; keep `plc.pulse_ms` longer than two PLC "
         "scans.",
         "",
     ]

@@ -7,6 +7,7 @@ pending table, counts it and writes its single log record. A reject reaches exac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from linegate.counters import Count, SharedCounters
@@ -21,6 +22,9 @@ class Ledger:
         self.table = table
         self.counters = counters
         self.log = log
+        self.on_undelivered: Callable[[str, bool], None] | None = None
+        """Told each undelivered result's reason and whether it was a reject (handshake mode latches
+        it for the PLC to see)."""
 
     def delivered(
         self,
@@ -39,6 +43,13 @@ class Ledger:
             self.table.free(reject.row)
         else:
             self.table.mark_on(reject.row)
+        if not reject.is_reject:
+            self.counters.add(Count.PLC_PASS_DELIVERED)
+            self.log.info(
+                "result_delivered", part_id=reject.part_id, seq=reject.seq, verdict="pass",
+                since_acquired_ms=round((t_sent_ns - reject.t_acquired_ns) / 1e6, 3), **fields,
+            )
+            return
         self.counters.add(Count.PLC_DELIVERED)
         if position is None:
             fields["late_ms"] = round((t_sent_ns - reject.due_ns) / 1e6, 3)
@@ -57,6 +68,13 @@ class Ledger:
     def undelivered(self, reject: PendingReject, reason: str, error: str = "") -> None:
         """The reject did not reach the PLC (or it cannot be known): the part must be checked by hand."""
         self.table.free(reject.row)
+        if self.on_undelivered is not None:
+            self.on_undelivered(reason, reject.is_reject)
+        if not reject.is_reject:  # a pass result the PLC did not get: it diverts the part or asks for nothing
+            self.counters.add(Count.PLC_PASS_UNDELIVERED)
+            self.log.warning("result_undelivered", part_id=reject.part_id, seq=reject.seq, verdict="pass",
+                             reason=reason, error=error or None)
+            return
         self.counters.add(Count.PLC_UNDELIVERED)
         if reason == "delivery_unknown":
             self.counters.add(Count.PLC_DELIVERY_UNKNOWN)

@@ -38,9 +38,19 @@ class HeldReject:
     seq: int
     t_acquired_ns: int
     result: int
-    """basis << 32 | class_index << 16 | score (the handshake result words)."""
+    """verdict << 48 | basis << 32 | class_index << 16 | score (the handshake result words)."""
     plc_seq: int
     """handshake: the result sequence number it was written with (0: not written yet)."""
+
+
+def pack_result(verdict: int, basis: int, class_index: int, score: int) -> int:
+    """The result words of a row in one int64."""
+    return (verdict << 48) | (basis << 32) | (class_index << 16) | score
+
+
+def unpack_result(result: int) -> tuple[int, int, int, int]:
+    """``(verdict, basis, class_index, score)``; a row written before verdicts were stored is a reject."""
+    return (result >> 48) & 0xFF or 2, (result >> 32) & 0xFFFF, (result >> 16) & 0xFFFF, result & 0xFFFF
 
 
 class PendingTable:

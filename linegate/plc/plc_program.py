@@ -11,10 +11,12 @@ What it does, as a PLC programmer would write it (see docs/plc-interface.md):
   The last seq written again while its ack is not yet published is a ``duplicate_result`` (the writer
   re-sending): counted, never recorded again, and acknowledged (again). Once the ack is published, further
   writes carrying that seq (alive/status writes) are neither results nor duplicates.
-- ``vision_status`` when ready, the fault bit or ``fault_code`` change (not on every alive tick);
+- ``vision_status`` when a status bit (but the result toggle) or one of the status words (fault code,
+  results waiting, recipe, error code, undelivered, control echo) changes (not on every alive tick);
 - its own ``plc_alive`` counts up every ``alive_ms`` (0: frozen; :meth:`PlcProgram.freeze_alive`);
 - ``plc_part_id`` (next part id it wants used; 0 = not provided), ``encoder`` (counts per second, wrapping
-  32-bit) and ``recipe`` in the PLC block (:data:`linegate.plc.interface.PLC_BLOCK` layout).
+  32-bit), ``recipe`` and ``control`` (scripted by ``control_changes``) in the PLC block
+  (:data:`linegate.plc.interface.PLC_BLOCK` layout).
 
 The encoder is a pure function of time, never accumulated (no drift, whenever and however often it is read):
 at ``t_ns`` it is ``(encoder_start + floor(encoder_cps * (t_ns - t0_ns) / 1e9)) mod 2**32``, where ``t0_ns``
@@ -40,6 +42,8 @@ Event = dict[str, Any]
 U32 = 0xFFFF_FFFF
 
 _OFF = {f.name: f.offset for f in itf.FIELDS}
+_STATUS_WORDS = ("fault_code", "results_waiting", "recipe", "error_code", "undelivered", "control_echo")
+"""Vision-block words that, with the status bits, make a ``vision_status`` event when they change."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class ProgramConfig:
     recipe: int = 0
     recipe_changes: tuple[tuple[float, int], ...] = ()
     """``(ms after start, recipe)``: product changes at those times (a scripted line)."""
+    control_changes: tuple[tuple[float, int], ...] = ()
+    """``(ms after start, control word)``: commands at those times (bit 0 offline, bit 1 clear error)."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -75,6 +81,7 @@ class ProgramConfig:
             (0 <= self.encoder_start <= U32, "encoder_start must be a u32"),
             (0 <= self.recipe <= 0xFFFF, "recipe must be a u16"),
             (all(ms >= 0 and 0 <= r <= 0xFFFF for ms, r in self.recipe_changes), "recipe changes need ms >= 0, u16"),
+            (all(ms >= 0 and 0 <= c <= 0xFFFF for ms, c in self.control_changes), "control changes need ms >= 0, u16"),
         )
         for ok, message in checks:
             if not ok:
@@ -98,11 +105,13 @@ class PlcProgram:
         self._alive = 0
         self._alive_frozen = config.alive_ms == 0
         self._alive_mark_ns = t_ns
-        self._status: tuple[bool, bool, int] | None = None
+        self._status: tuple[int, ...] | None = None
         self._part_id_start = config.part_id_start
         self._part_t0 = t_ns
         self._recipe = config.recipe
         self._recipe_changes_done = 0
+        self._control = 0
+        self._control_changes_done = 0
         # encoder_cps as the exact decimal of its repr: counts = dt_ns * num // (den * 1e9), integer arithmetic
         cps = Fraction(repr(float(config.encoder_cps)))
         self._cps_num, self._cps_den_ns = cps.numerator, cps.denominator * 1_000_000_000
@@ -117,11 +126,16 @@ class PlcProgram:
         events: list[Event] = []
         w = [int(x) & 0xFFFF for x in words]
         status = w[_OFF["status"]]
-        now = (bool(status >> itf.Status.READY & 1), bool(status >> itf.Status.FAULT & 1), w[_OFF["fault_code"]])
+        now = (status & ~(1 << itf.Status.RESULT_TOGGLE), *(w[_OFF[name]] for name in _STATUS_WORDS))
         if now != self._status:
             self._status = now
-            events.append({"event": "vision_status", "ready": now[0], "fault": now[1], "fault_code": now[2],
-                           "alive": w[_OFF["vision_alive"]], "t_ns": t_ns})
+            events.append({
+                "event": "vision_status",
+                **{b.name.lower(): bool(status >> b & 1) for b in itf.Status if b is not itf.Status.RESULT_TOGGLE},
+                **{name: w[_OFF[name]] for name in _STATUS_WORDS},
+                "alive": w[_OFF["vision_alive"]],
+                "t_ns": t_ns,
+            })
         seq = w[_OFF["result_seq"]]
         if seq == 0:
             return events
@@ -167,7 +181,13 @@ class PlcProgram:
             self._recipe = changes[done][1]
             done += 1
         self._recipe_changes_done = done
-        return [self._alive, self._ack_seq, part >> 16, part & 0xFFFF, enc >> 16, enc & 0xFFFF, self._recipe, 0]
+        changes, done = self.config.control_changes, self._control_changes_done
+        while done < len(changes) and t_ns - self._t0 >= changes[done][0] * 1e6:
+            self._control = changes[done][1]
+            done += 1
+        self._control_changes_done = done
+        return [self._alive, self._ack_seq, part >> 16, part & 0xFFFF, enc >> 16, enc & 0xFFFF, self._recipe,
+                self._control]
 
     def encoder_at(self, t_ns: int) -> int:
         """The raw encoder count (u32) at *t_ns*: ``(start + floor(cps * (t_ns - t0_ns) / 1e9)) mod 2**32``."""

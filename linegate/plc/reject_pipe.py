@@ -16,13 +16,15 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import NamedTuple
 
-RECORD = struct.Struct("<QQqHHH")  # part_id, seq, t_acquired_ns, basis, class_index, score x 10000
+RECORD = struct.Struct("<QQqHHHH")  # part_id, seq, t_acquired_ns, basis, class_index, score x 10000, verdict
 NO_CLASS = 0xFFFF
 """class_index of a fail-safe reject (no class decided it)."""
+PASS, REJECT = 1, 2
+"""``verdict`` values (those of the PLC interface's verdict word)."""
 
 
 class Reject(NamedTuple):
-    """One reject as the PLC worker receives it."""
+    """One verdict for the PLC as its worker receives it: a reject, or (handshake.results = "all") a pass."""
 
     part_id: int
     seq: int
@@ -32,6 +34,7 @@ class Reject(NamedTuple):
     class_index: int = NO_CLASS
     score: int = 0
     """Score of the deciding class x 10000."""
+    verdict: int = REJECT
 
 
 def reject_channel(ctx: BaseContext) -> tuple[Connection, Connection]:
@@ -50,10 +53,17 @@ class RejectOutbox:
         self.capacity = _size_pipe(self._fd, capacity * RECORD.size) // RECORD.size
 
     def offer(
-        self, part_id: int, seq: int, t_acquired_ns: int, basis: int = 0, class_index: int = NO_CLASS, score: int = 0
+        self,
+        part_id: int,
+        seq: int,
+        t_acquired_ns: int,
+        basis: int = 0,
+        class_index: int = NO_CLASS,
+        score: int = 0,
+        verdict: int = REJECT,
     ) -> bool:
         try:
-            os.write(self._fd, RECORD.pack(part_id, seq, t_acquired_ns, basis, class_index, score))
+            os.write(self._fd, RECORD.pack(part_id, seq, t_acquired_ns, basis, class_index, score, verdict))
         except BlockingIOError:
             return False
         return True

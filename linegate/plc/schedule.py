@@ -24,6 +24,12 @@ class PendingReject:
     basis: int = field(default=0, compare=False)
     class_index: int = field(default=0xFFFF, compare=False)
     score: int = field(default=0, compare=False)
+    verdict: int = field(default=2, compare=False)
+    """2 reject; 1 pass (a pass result, handshake.results = "all")."""
+
+    @property
+    def is_reject(self) -> bool:
+        return self.verdict != 1
 
 
 class RejectSchedule:
@@ -46,10 +52,11 @@ class RejectSchedule:
         basis: int = 0,
         class_index: int = 0xFFFF,
         score: int = 0,
+        verdict: int = 2,
     ) -> PendingReject:
-        """The reject with its due time, not scheduled."""
+        """The reject (or pass result) with its due time, not scheduled."""
         return PendingReject(
-            t_acquired_ns + self._fire_delay_ns, part_id, seq, t_acquired_ns, row, basis, class_index, score
+            t_acquired_ns + self._fire_delay_ns, part_id, seq, t_acquired_ns, row, basis, class_index, score, verdict
         )
 
     def push(self, item: PendingReject) -> None:

@@ -21,9 +21,9 @@ from linegate.plc.handshake import HandshakeMode
 from linegate.plc.interface import FaultCode
 from linegate.plc.ledger import Ledger
 from linegate.plc.link import PlcLink
-from linegate.plc.pending import PendingTable, RowState
+from linegate.plc.pending import PendingTable, RowState, pack_result, unpack_result
 from linegate.plc.pulse import EncoderWindow, FireWindow, PulseMode
-from linegate.plc.reject_pipe import Reject
+from linegate.plc.reject_pipe import REJECT, Reject
 from linegate.plc.schedule import PendingReject, RejectSchedule
 from linegate.plc.tracking import EncoderTracker, tracker_for
 from linegate.timing.backoff import Backoff
@@ -47,9 +47,21 @@ def fault_code(counters: SharedCounters) -> FaultCode:
         return FaultCode.NONE
     if not counters.get(Count.READY):
         return FaultCode.STARTING
-    if counters.get(Count.CAMERA_DOWN):
-        return FaultCode.CAMERA_DOWN
+    for count, code in _FAULT_OF_COUNT:
+        if counters.get(count):
+            return code
     return FaultCode.WORKER_RESTARTING
+
+
+_FAULT_OF_COUNT = (
+    (Count.CAMERA_DOWN, FaultCode.CAMERA_DOWN),
+    (Count.AWAITING_PART_ID, FaultCode.AWAITING_PART_ID),
+    (Count.PLC_ALIVE_STALE, FaultCode.PLC_ALIVE_STALE),
+    (Count.RECIPE_UNKNOWN, FaultCode.RECIPE_NOT_APPLIED),
+    (Count.RECIPE_FAILED, FaultCode.RECIPE_NOT_APPLIED),
+    (Count.PLC_OFFLINE, FaultCode.OFFLINE),
+)
+"""The fault code the PLC is shown while not inspecting, first match (the rest: a worker is down)."""
 
 
 class RejectWorker:
@@ -96,7 +108,8 @@ class RejectWorker:
             # the part reaches the ejector's window end.
             self.schedule = RejectSchedule(0, delay_ns + max_late_ns)
             self.mode = HandshakeMode(
-                link, self.keeper, self.ledger, self.schedule, counters, log, cfg.handshake, section.timeout_ms
+                link, self.keeper, self.ledger, self.schedule, counters, log, cfg.handshake, section.timeout_ms,
+                part_ids_from_plc=cfg.part_ids == "plc",
             )
 
     @property
@@ -117,9 +130,9 @@ class RejectWorker:
     def take_over(self) -> None:
         """Adopt the rejects a previous PLC worker left in the shared table."""
         for held in self.table.held():
+            verdict, basis, class_index, score = unpack_result(held.result)
             reject = self.schedule.make(
-                held.part_id, held.seq, held.t_acquired_ns, held.row,
-                held.result >> 32, (held.result >> 16) & 0xFFFF, held.result & 0xFFFF,
+                held.part_id, held.seq, held.t_acquired_ns, held.row, basis, class_index, score, verdict
             )
             if held.state is RowState.ON:  # delivered and logged; the first connect writes its OFF edge
                 self.table.free(held.row)
@@ -133,20 +146,25 @@ class RejectWorker:
                 self.log.info("reject_taken_over", part_id=held.part_id, seq=held.seq)
 
     def accept(self, item: Reject) -> None:
-        self.counters.add(Count.PLC_RECEIVED)
-        result = (item.basis << 32) | (item.class_index << 16) | item.score
-        row = self.table.put(item.part_id, item.seq, item.t_acquired_ns, result)
-        if row is None:
-            reject = PendingReject(item.t_acquired_ns, item.part_id, item.seq, item.t_acquired_ns)
-            self.ledger.undelivered(reject, "plc_queue_full", f"{self.table.capacity} rejects already wait for the PLC")
-            return
         i = item
-        self._schedule(self.schedule.make(i.part_id, i.seq, i.t_acquired_ns, row, i.basis, i.class_index, i.score))
+        if i.verdict == REJECT:
+            self.counters.add(Count.PLC_RECEIVED)
+        row = self.table.put(i.part_id, i.seq, i.t_acquired_ns, pack_result(i.verdict, i.basis, i.class_index, i.score))
+        if row is None:
+            reject = PendingReject(i.t_acquired_ns, i.part_id, i.seq, i.t_acquired_ns, verdict=i.verdict)
+            self.ledger.undelivered(reject, "plc_queue_full", f"{self.table.capacity} results already wait for the PLC")
+            return
+        reject = self.schedule.make(i.part_id, i.seq, i.t_acquired_ns, row, i.basis, i.class_index, i.score, i.verdict)
+        self._schedule(reject)
 
     def _schedule(self, reject: PendingReject) -> None:
         """By time: due now known. By encoder: placed once a reading after its acquisition exists."""
         if self.feed is not None:
             self.feed.hold(reject)
+        elif isinstance(self.mode, HandshakeMode) and not self.mode.admits(len(self.schedule)):
+            self.counters.add(Count.PLC_OVERRUNS)
+            why = f"{self.cfg.handshake.buffer} results already wait for the PLC's acknowledgement"
+            self.ledger.undelivered(reject, "results_buffer_overrun", why)
         else:
             self.schedule.push(reject)
 

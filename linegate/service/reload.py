@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from linegate.config.schema import Config
 from linegate.roles import SECTIONS_OF_ROLE, Role
 
-RESTART_ONLY_KEYS = frozenset({"plc.queue_size"})
-"""Keys inside those sections that size shared memory, so they need a restart."""
+RESTART_ONLY_KEYS = frozenset({"plc.queue_size", "plc.mode", "plc.handshake.results", "plc.part_ids"})
+"""Keys inside reloadable sections that a reload cannot apply: the queue size sizes shared memory;
+the mode and the results sent decide what the inference worker hands over and what the rows left in
+the shared pending table mean; part ids are numbered once per run."""
 SUPERVISOR_SECTIONS = frozenset({"recipes"})
 """Sections only the supervisor reads: a reload applies them without replacing a worker."""
 

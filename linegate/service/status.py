@@ -28,6 +28,12 @@ def fault_reasons(
         out.append("PLC alive counter stale (PLC program not taking results)")
     if s[Count.RECIPE_UNKNOWN]:
         out.append(f"PLC recipe {s[Count.PLC_RECIPE] - 1} has no model in the configuration")
+    if s[Count.RECIPE_FAILED]:
+        out.append(f"PLC recipe {s[Count.RECIPE_FAILED] - 1} could not be applied; the previous model runs")
+    if s[Count.PLC_OFFLINE]:
+        out.append("offline: the PLC's control word asks for no results")
+    if s[Count.AWAITING_PART_ID]:
+        out.append("camera waiting for the PLC's first part id (plc.part_ids = plc)")
     return out
 
 

@@ -112,6 +112,8 @@ def test_not_utf8_is_reported(tmp_path: Path) -> None:
         ("[instance]", "[instanse]", "instanse: unknown key"),
         ('name = "demo"', 'name = "Demo Line!"', "instance.name: String should match pattern"),
         ("port = 5020", "port = 70000", "plc.modbus.port: Input should be less than or equal to 65535"),
+        ('mode = "pulse"', 'mode = "pulse"\npart_ids = "plc"', "plc: part_ids = 'plc' reads the PLC block's"),
+        ('mode = "pulse"', 'mode = "handshake"\nhandshake = { buffer = 0 }', "plc.handshake.buffer: Input should be"),
         (
             "infer_rt_priority = 10",
             "infer_rt_priority = 100",

@@ -41,3 +41,30 @@ def expected_scores(image: np.ndarray) -> np.ndarray:
     logits = np.array([10 * m - 5, 5 - 10 * m])
     e = np.exp(logits - logits.max())
     return e / e.sum()
+
+
+def constant_classifier(path: Path, shape: tuple[int, ...], scores: tuple[float, float]) -> Path:
+    """Ignores the image: always the given two scores (as input 'image', output 'scores')."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["m"], keepdims=0),
+        helper.make_node("Mul", ["m", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "table"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 2])],
+        [
+            numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+            numpy_helper.from_array(np.array([scores], dtype=np.float32), "table"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -208,7 +208,7 @@ class LinegateRun:
 def assert_every_frame_and_reject_accounted(recs: list[dict[str, Any]], pulses: list[int] | None = None) -> None:
     """The invariants every run must keep, whatever went wrong during it.
 
-    One verdict and one record per acquired frame (part ids 1..acquired, each once); each reject
+    One verdict and one record per acquired frame (part ids first..first + acquired - 1, each once); each reject
     ends in exactly one delivered or undelivered record; the counters reconcile; and every pulse
     linegate counts as delivered was seen by the PLC (*pulses*: rising-edge part ids there).
     """
@@ -218,7 +218,8 @@ def assert_every_frame_and_reject_accounted(recs: list[dict[str, Any]], pulses: 
     # frames that could get no verdict are reported by part id instead (a killed acquisition worker)
     reported = [r["part_id"] for r in recs if r["event"] == "frame_dropped"]
     reported += [p for r in recs if r["event"] == "frames_lost_in_flight" for p in r["part_ids"]]
-    assert sorted([r["part_id"] for r in frames] + reported) == list(range(1, summary["acquired"] + 1))
+    first = summary["part_id_base"] or 1  # plc.part_ids = "plc": the PLC's first id
+    assert sorted([r["part_id"] for r in frames] + reported) == list(range(first, first + summary["acquired"]))
     rejected = sorted(r["part_id"] for r in frames if r["verdict"] == "reject")
     delivered = [r["part_id"] for r in recs if r["event"] == "reject_delivered"]
     undelivered = [r["part_id"] for r in recs if r["event"] == "reject_undelivered"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -97,9 +98,12 @@ def test_reload_command_returns_the_outcome_applied_or_refused(tmp_path: Path, r
         run.config.write_text(run.config.read_text().replace('id = "demo-ball-zone-v1"', 'id = "demo-ball-zone-v2"'))
         out, err = io.StringIO(), io.StringIO()
         code = reload_command(run.instance, out, err, 60.0, runtime_dir)
-        applied = run.events("reload_applied")
+        returned = datetime.now(timezone.utc)
         assert code == 0 and "reload applied (model demo-ball-zone-v2)" in out.getvalue(), err.getvalue()
-        assert applied, "the command returned before the reload was applied"
+        # The journal record may reach the log file a moment after the state file: its time stamp
+        # (taken when it was emitted) tells whether the reload was applied before the command returned.
+        applied = run.wait_event("reload_applied", timeout_s=10)
+        assert datetime.fromisoformat(applied["ts"].replace("Z", "+00:00")) <= returned, (applied, returned)
         run.config.write_text(run.config.read_text().replace("width = 640", "width = 320"))
         out, err = io.StringIO(), io.StringIO()
         code = reload_command(run.instance, out, err, 60.0, runtime_dir)

@@ -4,6 +4,7 @@ whose recipe word changes mid-run (`plc-sim --recipe-at`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from linegate.demo.runner import PlcSimProcess, free_port
 from tests.pipeline.harness import MODEL, LinegateRun, assert_every_frame_and_reject_accounted
@@ -54,6 +55,9 @@ def test_plc_recipe_change_switches_the_model_between_two_frames(tmp_path: Path)
     order = list(dict.fromkeys(models))
     assert order == ["demo-ball-zone-v1", "demo-ball-zone-recipe1", "demo-ball-zone-recipe2"], order
     assert models == sorted(models, key=order.index)  # each model's frames form one run, in order
+    shown = [(st["recipe"], st["recipe_switching"]) for st in sim.statuses]
+    assert (0xFFFF, True) in shown and (1, False) in shown and (1, True) in shown, shown  # switching, then done
+    assert shown.index((1, False)) < shown.index((1, True)) and shown[-1][0] == 2, shown
 
 
 def test_recipe_without_a_model_is_a_fault_until_the_plc_names_a_known_one(tmp_path: Path) -> None:
@@ -65,6 +69,7 @@ def test_recipe_without_a_model_is_a_fault_until_the_plc_names_a_known_one(tmp_p
         run.config.write_text(run.config.read_text() + recipes(1))
         unknown = run.wait_event("recipe_unknown", timeout_s=60)
         run.wait_event("recipe_selected", timeout_s=60)
+        run.wait_event("reload_applied", timeout_s=60)
         run.wait_event("inspection_resumed", timeout_s=30)
         run.wait_frames(50)
         stderr = run.stop()
@@ -75,3 +80,38 @@ def test_recipe_without_a_model_is_a_fault_until_the_plc_names_a_known_one(tmp_p
     suspended = [r for r in run.records() if r["event"] == "inspection_suspended"]
     assert any("PLC recipe 7 has no model" in " ".join(r["faults"]) for r in suspended), suspended
     assert any(e["fault"] for e in sim.statuses) and not sim.statuses[-1]["ready"]  # stopped at the end
+    failed = [st for st in sim.statuses if st["recipe_failed"]]
+    assert failed and failed[0]["recipe"] == 0xFFFF and any(st["fault_code"] == 7 for st in failed), failed
+    assert sim.statuses[-1]["recipe"] == 1 and not sim.statuses[-1]["recipe_failed"]
+
+
+def test_recipe_whose_model_fails_to_start_is_a_fault_and_the_previous_model_keeps_inspecting(tmp_path: Path) -> None:
+    """Recipe 2's model file is not a model: its worker fails, the switch is refused, the running model
+    stays, and the fault is named (journal, PLC: recipe_failed bit and fault code 7) until the PLC
+    goes back to recipe 1."""
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    sim = handshake_sim("--recipe", "1", "--recipe-at", "5000:2", "--recipe-at", "12000:1")
+    try:
+        run = LinegateRun(tmp_path, sim.port, HANDSHAKE)
+        run.config.write_text(run.config.read_text() + recipes(1) + recipes(2).replace(str(MODEL), str(broken)))
+        run.wait_event("reload_failed", timeout_s=60)
+
+        def recipe_fault() -> list[dict[str, Any]]:
+            return [r for r in run.events("inspection_suspended") if any("PLC recipe 2" in f for f in r["faults"])]
+
+        run.wait_for(lambda: bool(recipe_fault()), 30, "the recipe fault")
+        (suspended, *_) = recipe_fault()
+        run.wait_event("recipe_selected", 3, timeout_s=60)
+        run.wait_event("inspection_resumed", 2, timeout_s=30)
+        run.wait_frames(30)
+        stderr = run.stop()
+    finally:
+        sim.stop()
+    assert run.proc.returncode == 0, stderr
+    assert "PLC recipe 2 could not be applied" in " ".join(suspended["faults"]), suspended
+    failed = [st for st in sim.statuses if st["recipe_failed"]]
+    assert failed and all(st["recipe"] == 1 for st in failed) and any(st["fault_code"] == 7 for st in failed)
+    assert sim.statuses[-1]["recipe"] == 1 and not sim.statuses[-1]["recipe_failed"]
+    frames = [r for r in run.records() if r["event"] == "frame"]
+    assert all(r["basis"] == "model" for r in frames) and "demo-ball-zone-recipe2" not in {r["model"] for r in frames}

@@ -297,7 +297,8 @@ def test_mbpoll_reads_the_documented_plc_block() -> None:
         words = mbpoll(sim.port, documented_number("plc_alive"), PLC_WORDS)
         assert decode_plc_block(words) == expected
         assert mbpoll(sim.port, documented_number("ack_seq"), 1) == [5]
-        assert mbpoll(sim.port, documented_number("recipe"), 1) == [42]
+        assert mbpoll(sim.port, documented_number("plc_recipe"), 1) == [42]
+        assert mbpoll(sim.port, documented_number("recipe"), 1) == [0xFFFF]  # vision block: none active
         # 32-bit, high word first = mbpoll's big-endian word order (-B)
         assert mbpoll(sim.port, documented_number("plc_part_id"), 1, "-t", "4:int", "-B") == [70_000]
     finally:

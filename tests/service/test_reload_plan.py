@@ -47,3 +47,13 @@ def test_nested_keys_are_named_in_full(tmp_path: Path) -> None:
     assert plan.replace == ("plc",) and plan.needs_restart == ()
     plan = plan_reload(cfg, changed(cfg, "scheduling", infer_rt_priority=20))
     assert plan.needs_restart == ("scheduling.infer_rt_priority",)
+
+
+def test_plc_mode_results_and_part_numbering_need_a_restart() -> None:
+    """plc.mode, plc.handshake.results and plc.part_ids change what the inference worker hands over and
+    what the shared pending rows mean: a reload names them as needing a restart."""
+    cfg = demo()
+    handshake = cfg.plc.handshake.model_copy(update={"results": "all"})
+    new = changed(cfg, "plc", mode="handshake", handshake=handshake, part_ids="plc")
+    plan = plan_reload(cfg, new)
+    assert plan.needs_restart == ("plc.handshake.results", "plc.mode", "plc.part_ids")

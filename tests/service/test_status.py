@@ -31,12 +31,16 @@ def test_faults_lead_the_line() -> None:
 
 
 def test_every_fault_kind_is_named() -> None:
-    """A stalled worker, an unreachable PLC, a stale PLC alive counter and an unknown recipe each have a reason."""
-    s = snapshot(plc_alive_stale=1, recipe_unknown=1, plc_recipe=8)
+    """A stalled worker, an unreachable PLC, a stale PLC alive counter, an unknown or failed recipe,
+    offline by the PLC and a camera waiting for the PLC's part id each have a reason."""
+    s = snapshot(plc_alive_stale=1, recipe_unknown=1, plc_recipe=8, recipe_failed=4, plc_offline=1, awaiting_part_id=1)
     assert fault_reasons(s, [], ["acquire"], 3.2) == [
         "acquire worker stalled",
         "PLC unreachable for 3 s, reconnecting",
         "PLC alive counter stale (PLC program not taking results)",
         "PLC recipe 7 has no model in the configuration",
+        "PLC recipe 3 could not be applied; the previous model runs",
+        "offline: the PLC's control word asks for no results",
+        "camera waiting for the PLC's first part id (plc.part_ids = plc)",
     ]
     assert fault_reasons(snapshot(), [], [], None) == []
