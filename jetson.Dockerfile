@@ -30,7 +30,10 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1
 
-# python3-libnvinfer (TensorRT's Python module) and CUDA come with the base image.
+# python3-libnvinfer (TensorRT's Python module) and CUDA come with the base image. The two packages
+# are Ubuntu 22.04's own; exact versions are not pinned because the archive drops old ones at each
+# security update, which would break the build (the base image tag pins the release).
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3-venv python3-pip \
     && rm -rf /var/lib/apt/lists/*
