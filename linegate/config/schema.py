@@ -198,6 +198,10 @@ class ModelSection(_Section):
     output_name: str | None = None
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     warmup_runs: Annotated[int, Field(ge=0, le=10_000)] = 50
+    engine_key: Literal["required", "optional"] = "required"
+    """tensorrt: the sidecar key ``ENGINE.key.json`` (written by ``linegate build-engine``) is checked
+    against this machine's TensorRT, GPU and the engine's sha256 before loading; "optional" also
+    loads an engine that has none (logged), a key that is there is always checked."""
     preprocess: PreprocessSection = PreprocessSection()
     postprocess: PostprocessSection
 

@@ -1,20 +1,26 @@
-"""TensorRT 10 on the Jetson's GPU (the only module importing tensorrt).
+"""TensorRT 10 on the Jetson's GPU: load and run an engine (``trt_build`` builds them, never on the line).
 
-Thin on purpose: deserialize, bind one input and one output once (pinned host buffers the
-preprocessor writes into, device buffers, tensor addresses, a stream), then per frame only
-copy in, enqueue, copy out and synchronize. Not executable on any machine of this project (no
-TensorRT there); the cuda-python parts it relies on are tested on a GPU machine.
+Thin on purpose: check the engine's sidecar key against this machine, deserialize, bind one input
+and one output once (pinned host buffers the preprocessor writes into, device buffers, tensor
+addresses, a stream), then per frame only copy in, enqueue, copy out and synchronize. TensorRT
+cannot be installed on this project's machines: the tests run this code on a GPU against a stand-in
+``tensorrt`` (tests/engine/trt_double), and against the real one on a Jetson.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import structlog
 import tensorrt as trt
 
 from linegate.engine import cuda_memory as cm
+from linegate.engine import gpu_info
 from linegate.engine.base import Array, Engine
+from linegate.engine.engine_key import EngineKey, TensorProfile, compare, key_path, missing_key, pick_profile, refusal
 from linegate.errors import EngineError, ModelError
 
 _Buf = TypeVar("_Buf", cm.PinnedBuffer, cm.DeviceBuffer)
@@ -32,7 +38,7 @@ class _TrtLogger(trt.ILogger):  # type: ignore[misc]
         self.messages: list[str] = []
 
     def log(self, severity: Any, msg: str) -> None:
-        if severity <= trt.ILogger.Severity.WARNING:
+        if int(severity) <= int(trt.ILogger.Severity.WARNING):
             self.messages.append(msg)
 
 
@@ -47,13 +53,17 @@ class TensorRTEngine(Engine):
         self._buffers: list[cm.PinnedBuffer | cm.DeviceBuffer] = []
         self._stream: cm.Stream | None = None
         self._logger = _TrtLogger()
+        data = path.read_bytes()
+        key = check_engine_key(path, data, getattr(self.cfg, "engine_key", "required"), type(self.cfg))
         self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        self._engine = self._runtime.deserialize_cuda_engine(data)
+        del data
         if self._engine is None:
             detail = "; ".join(self._logger.messages[-3:]) or "no detail from TensorRT"
+            rebuild = key.rebuild_command if key is not None else f"linegate build-engine MODEL.onnx --output {path}"
             raise ModelError(
-                f"{path}: TensorRT {trt.__version__} cannot deserialize this engine (built with another "
-                f"TensorRT version or for another GPU? rebuild it on this device): {detail}"
+                f"{path}: TensorRT {trt.__version__} cannot deserialize this engine (damaged, or built with another "
+                f"TensorRT version or for another GPU? rebuild it on this device: {rebuild}): {detail}"
             )
         self._context = self._engine.create_execution_context()
         if self._context is None:
@@ -66,6 +76,7 @@ class TensorRTEngine(Engine):
 
     def _bind(self) -> None:
         path, engine = self.cfg.path, self._engine
+        self._stream = cm.Stream()  # first: choosing an optimisation profile is enqueued on it
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -93,7 +104,6 @@ class TensorRTEngine(Engine):
 
         in_nbytes = int(np.prod(self.requested_shape)) * in_dtype.itemsize
         out_nbytes = int(np.prod(out_shape)) * out_dtype.itemsize
-        self._stream = cm.Stream()
         self._host_in = self._keep(cm.PinnedBuffer(in_nbytes))
         self._host_out = self._keep(cm.PinnedBuffer(out_nbytes))
         self._dev_in = self._keep(cm.DeviceBuffer(in_nbytes))
@@ -112,7 +122,8 @@ class TensorRTEngine(Engine):
         return buf
 
     def _set_input_shape(self) -> None:
-        """Check the engine's input shape against the preprocessor's; fix dynamic dimensions."""
+        """Check the engine's input shape against the preprocessor's; for dynamic dimensions pick the
+        optimisation profile that holds it and set it."""
         path, name = self.cfg.path, self.input_name
         want = tuple(int(d) for d in self.requested_shape)
         shape = tuple(int(d) for d in self._engine.get_tensor_shape(name))
@@ -122,13 +133,20 @@ class TensorRTEngine(Engine):
             )
         if -1 not in shape:
             return
-        lo, _opt, hi = (tuple(int(d) for d in dims) for dims in self._engine.get_tensor_profile_shape(name, 0))
-        if any(not (a <= w <= b) for a, w, b in zip(lo, want, hi, strict=True)):
+        profiles = [
+            TensorProfile(name, *(tuple(int(d) for d in s) for s in self._engine.get_tensor_profile_shape(name, k)))
+            for k in range(self._engine.num_optimization_profiles)
+        ]
+        index = pick_profile(profiles, want)
+        if index is None:
+            ranges = "; ".join(f"{list(p.min)}..{list(p.max)}" for p in profiles)
             raise ModelError(
-                f"{path}: input {name!r} shape {list(want)} is outside the engine's optimisation profile "
-                f"{list(lo)}..{list(hi)}; rebuild the engine with trtexec --minShapes/--optShapes/--maxShapes "
-                "that contain it"
+                f"{path}: input {name!r} shape {list(want)} is outside the engine's optimisation profiles ({ranges}); "
+                "rebuild the engine with `linegate build-engine` --sizes / --batch that contain it"
             )
+        assert self._stream is not None
+        if len(profiles) > 1 and not self._context.set_optimization_profile_async(index, self._stream.address):
+            raise EngineError(f"{path}: TensorRT refused optimisation profile {index} for {name!r}")
         if not self._context.set_input_shape(name, want):
             raise ModelError(f"{path}: TensorRT refused input shape {list(want)} for {name!r}")
 
@@ -165,6 +183,35 @@ class TensorRTEngine(Engine):
         self._context = None
         self._engine = None
         self._runtime = None
+
+
+def check_engine_key(path: Path, data: bytes, policy: str, section: type[Any]) -> EngineKey | None:
+    """Refuse *data* (the engine file's bytes) unless its sidecar key fits this TensorRT and GPU.
+
+    A missing key is refused too, unless *policy* is ``"optional"`` (then logged, and None returned).
+    Raises ModelError naming every difference and the command that rebuilds the engine.
+    """
+    sidecar = key_path(path)
+    try:
+        text = sidecar.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if policy == "optional":
+            structlog.get_logger().warning("engine_key_missing", path=str(path), key=str(sidecar))
+            return None
+        fields = getattr(section, "model_fields", {})
+        hint = 'or set model.engine_key = "optional" to load engines without a key' if "engine_key" in fields else None
+        raise ModelError(missing_key(path, hint)) from None
+    except OSError as exc:
+        raise ModelError(f"{sidecar}: cannot read the engine key: {exc.strerror or exc}") from None
+    key = EngineKey.from_json(text, sidecar)
+    machine = gpu_info.this_machine(trt.__version__)
+    check = compare(key, machine, hashlib.sha256(data).hexdigest())
+    if not check.ok:
+        raise ModelError(refusal(path, key, check))
+    if check.unchecked:
+        what = ", ".join(check.unchecked)
+        raise EngineError(f"{path}: cannot check the engine key's {what} on this machine: {'; '.join(check.reasons)}")
+    return key
 
 
 def _pick(names: list[str], wanted: str | None, kind: str) -> str:

@@ -1,107 +1,199 @@
-"""The TensorRT backend against onnxruntime on the same model (runs only where TensorRT is installed)."""
+"""The TensorRT backend on a GPU: binding, copies, profiles, and every refusal before and at load.
+
+Engines are built with ``linegate build-engine`` (so each has its sidecar key). Where the real
+``tensorrt`` is importable (a Jetson) these tests use it; elsewhere the test double, whose
+``execute_async_v3`` runs the ONNX model between the bound device buffers with cuda-python, so the
+backend's real CUDA code runs. Test ids say which: ``[trt-double]`` or ``[trt-real]``. All need
+cuda-python and a GPU (marker ``gpu``):
+
+    python -m pytest -m gpu tests/engine        # GPU machine: the double; Jetson: real TensorRT
+"""
 
 from __future__ import annotations
 
-import gc
+import json
+import re
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
 
-trt = pytest.importorskip(
-    "tensorrt",
-    reason="tensorrt is not installed (it cannot be installed on CI or dev machines; this test runs on a Jetson)",
-)
+from linegate.config.schema import ModelSection
+from linegate.engine.engine_key import key_path
+from linegate.errors import ModelError
+from tests.engine.trt_double import gpu_for_tests
+from tests.engine.trt_double.models import expected_scores, pooled_classifier
+
 pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test models")
-ort = pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.gpu
 
-from linegate.config.schema import ModelSection  # noqa: E402
-from linegate.engine import create_engine  # noqa: E402
-from linegate.errors import EngineError  # noqa: E402
-from tests.engine.onnx_models import linear_classifier  # noqa: E402
-
-SHAPE = (1, 1, 12, 16)
 F32 = np.dtype(np.float32)
+SHAPE = (1, 1, 12, 16)
 
 
-def build_engine(onnx_path: Path, out: Path, dynamic: bool = False, max_batch: int = 4) -> Path:
-    """Build an FP32 engine with TensorRT's builder API (what trtexec --onnx --saveEngine does)."""
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(onnx_path.read_bytes()), [str(parser.get_error(i)) for i in range(parser.num_errors)]
-    config = builder.create_builder_config()
-    if dynamic:
-        profile = builder.create_optimization_profile()
-        profile.set_shape("image", (1, *SHAPE[1:]), (1, *SHAPE[1:]), (max_batch, *SHAPE[1:]))
-        config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    assert serialized is not None, "build_serialized_network failed"
-    out.write_bytes(bytes(serialized))
-    # Release the builder (and its logger registration) before the backend creates its runtime.
-    del serialized, config, parser, network, builder
-    gc.collect()
-    return out
+@pytest.fixture
+def build(trt: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``build(dims, *options) -> engine path``: runs ``linegate build-engine`` (fp32) on a pooled classifier."""
+    gpu_for_tests(monkeypatch)
+    from linegate.cli import main
+
+    def run(dims: list[int | str], *options: str, name: str = "m") -> Path:
+        onnx_path = pooled_classifier(tmp_path / f"{name}.onnx", dims)
+        engine = tmp_path / f"{name}.engine"
+        argv = ["build-engine", str(onnx_path), "--precision", "fp32", "--output", str(engine), "--log-level", "error"]
+        assert main([*argv, *options]) == 0
+        return engine
+
+    return run
 
 
-def section(path: Path) -> ModelSection:
-    return ModelSection.model_validate(
+def section(path: Path, **extra: Any) -> ModelSection:
+    cfg = ModelSection.model_validate(
         {"id": "trt", "backend": "tensorrt", "path": str(path),
          "postprocess": {"classes": ["pass", "reject"], "reject_thresholds": {"reject": 0.5}}}
     )  # fmt: skip
+    return cfg.model_copy(update=extra) if extra else cfg
 
 
-def reference(onnx_path: Path, image: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return np.asarray(session.run(None, {"image": image})[0])
+def create(path: Path, shape: tuple[int, ...] = SHAPE, dtype: np.dtype[Any] = F32, **extra: Any) -> Any:
+    from linegate.engine import create_engine
+
+    return create_engine(section(path, **extra), shape, dtype)
 
 
-@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic-batch"])
-def test_tensorrt_matches_onnxruntime(tmp_path: Path, dynamic: bool) -> None:
-    """An engine built from a small ONNX model gives onnxruntime's scores on the same inputs."""
-    onnx_path = linear_classifier(tmp_path / "m.onnx", SHAPE, dynamic_batch=dynamic)
-    engine_path = build_engine(onnx_path, tmp_path / "m.engine", dynamic)
-    rng = np.random.default_rng(7)
-    with create_engine(section(engine_path), SHAPE, F32) as engine:
-        first = engine.infer()
-        assert first.shape == (1, 2) and first.dtype == np.float32
-        for mean in (0.3, 0.45, 0.7):
-            engine.input[...] = rng.uniform(0.0, 2 * mean, SHAPE)
-            want = reference(onnx_path, engine.input.copy())
-            out = engine.infer()
-            assert out is first  # the bound output buffer, every time
-            np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-6)
+def edit_key(engine: Path, **changes: Any) -> None:
+    sidecar = key_path(engine)
+    sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | changes))
 
 
-def test_shape_outside_the_profile_is_refused(tmp_path: Path) -> None:
-    """A preprocessor batch beyond the engine's optimisation profile fails at load with the profile."""
-    onnx_path = linear_classifier(tmp_path / "m.onnx", SHAPE, dynamic_batch=True)
-    engine_path = build_engine(onnx_path, tmp_path / "m.engine", dynamic=True, max_batch=2)
-    engine = create_engine(section(engine_path), (3, *SHAPE[1:]), F32)
-    with pytest.raises(EngineError, match=r"m\.engine.*outside the engine's optimisation profile"):
+def check_scores(engine: Any, shape: tuple[int, ...], seed: int) -> None:
+    """Several random inputs through the bound buffers; each output equals the float64 reference."""
+    rng = np.random.default_rng(seed)
+    first = engine.infer()
+    assert first.shape == (shape[0], 2) and first.dtype == np.float32
+    for mean in (0.3, 0.45, 0.7):
+        engine.input[...] = rng.uniform(0.0, 2 * mean, shape)
+        out = engine.infer()
+        assert out is first  # the bound output buffer, every time
+        np.testing.assert_allclose(out, expected_scores(engine.input), rtol=1e-4, atol=1e-6)
+
+
+def test_static_engine_matches_the_reference(build: Any) -> None:
+    """A static engine's scores, through pinned and device buffers, are the model's on each input."""
+    with create(build(list(SHAPE))) as engine:
+        check_scores(engine, SHAPE, seed=1)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_dynamic_batch_engine_matches_the_reference(build: Any, batch: int) -> None:
+    """A dynamic-batch engine runs the preprocessor's batch within its range and gives the model's scores."""
+    with create(build(["batch", 1, 12, 16], "--batch", "1:1:4"), (batch, 1, 12, 16)) as engine:
+        check_scores(engine, (batch, 1, 12, 16), seed=2)
+
+
+@pytest.mark.parametrize("size", [16, 24])
+def test_the_profile_holding_the_shape_is_chosen(build: Any, size: int) -> None:
+    """With one profile per size, the input size picks its profile and the engine runs at that size."""
+    with create(build([1, 1, "h", "w"], "--sizes", "16,24"), (1, 1, size, size)) as engine:
+        check_scores(engine, (1, 1, size, size), seed=size)
+
+
+def test_shape_outside_every_profile_is_refused(build: Any) -> None:
+    """A size no profile holds fails at load, listing the profiles and how to rebuild."""
+    engine = create(build([1, 1, "h", "w"], "--sizes", "16,24"), (1, 1, 32, 32))
+    outside = r"m\.engine: input 'image' shape \[1, 1, 32, 32\] is outside the engine's optimisation profiles "
+    with pytest.raises(ModelError, match=outside + r"\(\[1, 1, 16, 16\]\.\.\[1, 1, 16, 16\]; .*build-engine"):
         engine.load()
 
 
-def test_static_shape_mismatch_is_refused(tmp_path: Path) -> None:
+def test_static_shape_mismatch_is_refused(build: Any) -> None:
     """A preprocessor shape the static engine cannot take is refused, naming both shapes."""
-    engine_path = build_engine(linear_classifier(tmp_path / "m.onnx", SHAPE), tmp_path / "m.engine")
-    engine = create_engine(section(engine_path), (1, 1, 24, 32), F32)
-    with pytest.raises(EngineError, match=r"input 'image' has shape \[1, 1, 12, 16\].*\[1, 1, 24, 32\]"):
+    engine = create(build(list(SHAPE)), (1, 1, 24, 32))
+    with pytest.raises(ModelError, match=r"input 'image' has shape \[1, 1, 12, 16\].*\[1, 1, 24, 32\]"):
         engine.load()
 
 
-def test_dtype_mismatch_is_refused(tmp_path: Path) -> None:
+def test_dtype_mismatch_is_refused(build: Any) -> None:
     """A float16 preprocessor for a float32 engine is refused at load."""
-    engine_path = build_engine(linear_classifier(tmp_path / "m.onnx", SHAPE), tmp_path / "m.engine")
-    engine = create_engine(section(engine_path), SHAPE, np.dtype(np.float16))
-    with pytest.raises(EngineError, match="float32.*float16"):
+    engine = create(build(list(SHAPE)), SHAPE, np.dtype(np.float16))
+    with pytest.raises(ModelError, match="float32.*float16"):
         engine.load()
 
 
-def test_garbage_engine_file_is_named(tmp_path: Path) -> None:
-    """A file that is not an engine for this TensorRT fails with its path and a rebuild hint."""
-    bad = tmp_path / "bad.engine"
-    bad.write_bytes(b"not an engine")
-    with pytest.raises(EngineError, match=r"bad\.engine.*rebuild it on this device"):
-        create_engine(section(bad), SHAPE, F32).load()
+def test_missing_key_is_refused_with_the_build_command(build: Any) -> None:
+    """An engine without its sidecar key is refused before deserialisation, with the build command."""
+    path = build(list(SHAPE))
+    key_path(path).unlink()
+    with pytest.raises(ModelError, match=r"no engine key m\.engine\.key\.json beside it.*\n  linegate build-engine"):
+        create(path).load()
+
+
+def test_missing_key_loads_when_the_config_makes_it_optional(build: Any) -> None:
+    """With model.engine_key = "optional" an engine without a key loads and runs."""
+    path = build(list(SHAPE))
+    key_path(path).unlink()
+    with create(path, engine_key="optional") as engine:
+        check_scores(engine, SHAPE, seed=3)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"tensorrt_version": "9.9.9"}, [r"  - TensorRT version: the engine was built for 9\.9\.9, this machine has "]),
+        ({"gpu_name": "Imaginary GPU", "compute_capability": "1.0"},
+         [r"  - GPU: the engine was built for Imaginary GPU, this machine has ",
+          r"  - compute capability: the engine was built for 1\.0, this machine has "]),
+    ],
+    ids=["other-tensorrt", "other-gpu"],
+)  # fmt: skip
+def test_key_of_another_machine_is_refused(build: Any, changes: dict[str, str], named: list[str]) -> None:
+    """A key from another TensorRT or GPU refuses the engine, naming each difference and the rebuild command."""
+    path = build(list(SHAPE))
+    edit_key(path, **changes)
+    with pytest.raises(ModelError) as caught:
+        create(path, engine_key="optional").load()  # a present key is checked even where a missing one is allowed
+    message = str(caught.value)
+    for pattern in named:
+        assert any(re.match(pattern, line) for line in message.splitlines()), (pattern, message)
+    assert message.splitlines()[-1].startswith("  linegate build-engine ") and str(path.resolve()) in message
+
+
+def test_changed_engine_file_is_refused(build: Any) -> None:
+    """An engine file changed after its build (its sha256 differs from the key's) is refused."""
+    path = build(list(SHAPE))
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match=r"engine file sha256: the engine was built for [0-9a-f]{16}"):
+        create(path).load()
+
+
+def test_undeserializable_engine_is_refused(build: Any) -> None:
+    """A file TensorRT cannot deserialize (its key fits) fails with the path, TensorRT's reason and the rebuild."""
+    import hashlib
+
+    path = build(list(SHAPE))
+    path.write_bytes(b"not an engine at all")
+    edit_key(path, engine_sha256=hashlib.sha256(b"not an engine at all").hexdigest())
+    with pytest.raises(ModelError, match=r"m\.engine: TensorRT .* cannot deserialize this engine .*rebuild it on this "
+                                         r"device: linegate build-engine .*\): \S"):
+        create(path).load()  # fmt: skip
+
+
+def test_malformed_key_is_refused(build: Any) -> None:
+    """A sidecar that is not a key is refused, naming it."""
+    path = build(list(SHAPE))
+    key_path(path).write_text("{")
+    with pytest.raises(ModelError, match=r"m\.engine\.key\.json: not a JSON engine key"):
+        create(path).load()
+
+
+def test_close_releases_and_a_new_load_works(build: Any) -> None:
+    """After close, the same engine loads again in a new backend and runs (nothing left bound)."""
+    path = build(list(SHAPE))
+    first = create(path)
+    first.load()
+    first.close()
+    assert not first.loaded
+    with create(path) as again:
+        check_scores(again, SHAPE, seed=4)
