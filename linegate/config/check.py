@@ -99,9 +99,9 @@ def check_model(report: CheckReport, key: str, model: ModelSection, camera: Came
 def preprocess_problems(src: Path, key: str, pre: PreprocessSection, camera: CameraSection) -> list[str]:
     """Preprocessing settings the camera's frames cannot satisfy, each naming its key."""
     problems = []
-    if pre.color == "gray" and camera.channels != 1:
+    if pre.color in ("gray", "gray3") and camera.channels != 1:
         problems.append(
-            f"{src}: {key}.preprocess.color: 'gray' needs camera.pixel_format = 'Mono8', the camera gives "
+            f"{src}: {key}.preprocess.color: {pre.color!r} needs camera.pixel_format = 'Mono8', the camera gives "
             f"{camera.pixel_format!r} (set color = 'rgb' or 'bgr', or change the pixel format)"
         )
     if pre.interpolation == "area":

@@ -128,7 +128,9 @@ class PreprocessSection(_Section):
     resize: tuple[int, int] | None = None
     """width, height of the model input; None keeps the ROI size."""
     interpolation: Literal["area", "nearest", "bilinear"] = "area"
-    color: Literal["gray", "rgb", "bgr"] = "gray"
+    color: Literal["gray", "gray3", "rgb", "bgr"] = "gray"
+    """Model input channels: 'gray' one (Mono8 camera); 'gray3' the gray value in three channels, for
+    3-channel models on a Mono8 camera; 'rgb'/'bgr' three, in that order (colour camera)."""
     scale: float = 1.0 / 255.0
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
@@ -158,14 +160,16 @@ class PreprocessSection(_Section):
 
     @model_validator(mode="after")
     def _per_channel_lengths(self) -> PreprocessSection:
-        n = 1 if self.color == "gray" else 3
+        n = self.channels
         for key in ("mean", "std"):
             if len(getattr(self, key)) not in (1, n):
-                raise ValueError(f"{key} needs 1 or {n} values for color={self.color!r}")
+                values = "1 value" if n == 1 else f"1 or {n} values"
+                raise ValueError(f"{key} needs {values} for color={self.color!r}, got {len(getattr(self, key))}")
         return self
 
     @property
     def channels(self) -> int:
+        """Channels of the model input."""
         return 1 if self.color == "gray" else 3
 
 
@@ -462,8 +466,11 @@ def _check_geometry(where: str, pre: PreprocessSection, camera: CameraSection) -
             raise ValueError(
                 f"{where}.preprocess.roi {list(pre.roi)} exceeds the camera frame {camera.width}x{camera.height}"
             )
-    if pre.color != "gray" and camera.channels == 1:
-        raise ValueError(f"{where}.preprocess.color={pre.color!r} needs a colour pixel_format, camera gives Mono8")
+    if pre.color in ("rgb", "bgr") and camera.channels == 1:
+        raise ValueError(
+            f"{where}.preprocess.color={pre.color!r} needs a colour pixel_format, camera gives Mono8 "
+            "(for a 3-channel model on a Mono8 camera set color = 'gray3')"
+        )
 
 
 class Config(_Section):

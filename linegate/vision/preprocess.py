@@ -1,8 +1,10 @@
 """ROI crop, resize, colour order, normalisation and layout into a preallocated input tensor.
 
-Everything that depends only on the configuration (index tables, weights, scale and offset) is
-computed once in :func:`build_preprocessor`; the per-frame call only runs vectorised numpy with
-``out=`` buffers.
+:func:`plan_preprocess` turns the configuration into a :class:`Plan`: pure data (ROI, sampling
+tables, the frame channel behind each model channel, per-channel gain and offset) computed once.
+The numpy path here and the GPU kernel (:mod:`linegate.engine.gpu_preprocess`) both execute a plan,
+with the same float32 operations in the same order, so their outputs agree bit for bit. Per frame
+the numpy path only runs vectorised numpy with ``out=`` buffers.
 """
 
 from __future__ import annotations
@@ -32,73 +34,162 @@ class InputSpec:
     dtype: np.dtype[np.floating]
 
 
+@dataclass(frozen=True, eq=False)
+class Taps:
+    """Sampling along one axis, per output index: source indices relative to the ROI and the weight of ``hi``.
+
+    Nearest uses ``lo`` only (``hi`` is ``lo``, weights 0); bilinear blends ``lo`` and ``hi``.
+    """
+
+    lo: npt.NDArray[np.intp]
+    hi: npt.NDArray[np.intp]
+    weight: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Everything preprocessing does to a frame, decided once from the configuration."""
+
+    frame_shape: tuple[int, int, int]
+    """(height, width, channels) of the camera frame."""
+    roi: tuple[int, int, int, int]
+    """x, y, width, height inside the frame."""
+    interpolation: str
+    block: tuple[int, int]
+    """area: (rows, columns) summed per output pixel; (1, 1) otherwise."""
+    rows: Taps | None
+    """nearest and bilinear: the source rows of each output row; None for area."""
+    cols: Taps | None
+    source_channel: tuple[int, ...]
+    """The frame channel each model channel is taken from (gray3: (0, 0, 0))."""
+    gain: npt.NDArray[np.float32]
+    """Per model channel: scale / std, times 1 / (block pixels) for area, which yields block sums."""
+    offset: npt.NDArray[np.float32]
+    """Per model channel: -mean / std."""
+    layout: str
+    spec: InputSpec
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        shape = self.spec.shape
+        return (shape[2], shape[3]) if self.layout == "NCHW" else (shape[1], shape[2])
+
+
+def plan_preprocess(cfg: PreprocessSection, frame_shape: tuple[int, ...], pixel_format: str) -> Plan:
+    """Check *cfg* against frames of *frame_shape* ((h, w) or (h, w, c)) in *pixel_format* and plan it."""
+    src_h, src_w = frame_shape[0], frame_shape[1]
+    c_src = 1 if len(frame_shape) == 2 else frame_shape[2]
+    x, y, w, h = cfg.roi if cfg.roi is not None else (0, 0, src_w, src_h)
+    if x + w > src_w or y + h > src_h:
+        raise ConfigError(f"model.preprocess.roi {[x, y, w, h]} exceeds the {src_w}x{src_h} frame")
+    out_w, out_h = cfg.resize if cfg.resize is not None else (w, h)
+    source_channel = _source_channels(cfg.color, pixel_format)
+
+    block, rows, cols = (1, 1), None, None
+    if cfg.interpolation == "area":
+        if h % out_h or w % out_w:
+            raise ConfigError(
+                f"model.preprocess: interpolation='area' needs whole-number factors, "
+                f"but {w}x{h} -> {out_w}x{out_h} is not (use 'bilinear' or change resize/roi)"
+            )
+        block = (h // out_h, w // out_w)
+    elif cfg.interpolation == "nearest":
+        rows, cols = _nearest_taps(h, out_h), _nearest_taps(w, out_w)
+    else:
+        rows, cols = _bilinear_taps(h, out_h), _bilinear_taps(w, out_w)
+
+    c_out = cfg.channels
+    factor = 1.0 / (block[0] * block[1])
+    mean = np.broadcast_to(np.asarray(cfg.mean, dtype=np.float32), (c_out,))
+    std = np.broadcast_to(np.asarray(cfg.std, dtype=np.float32), (c_out,))
+    gain = (np.float32(cfg.scale * factor) / std).astype(np.float32)
+    offset = (-mean / std).astype(np.float32)
+    shape = (1, c_out, out_h, out_w) if cfg.layout == "NCHW" else (1, out_h, out_w, c_out)
+    return Plan(
+        frame_shape=(src_h, src_w, c_src),
+        roi=(x, y, w, h),
+        interpolation=cfg.interpolation,
+        block=block,
+        rows=rows,
+        cols=cols,
+        source_channel=source_channel,
+        gain=gain,
+        offset=offset,
+        layout=cfg.layout,
+        spec=InputSpec(shape, np.dtype(cfg.dtype)),
+    )
+
+
+def _source_channels(color: str, pixel_format: str) -> tuple[int, ...]:
+    order = _SOURCE_ORDER[pixel_format]
+    if color in ("gray", "gray3"):
+        if order != "l":
+            raise ConfigError(f"model.preprocess.color={color!r} needs Mono8 frames, camera gives {pixel_format}")
+        return (0,) if color == "gray" else (0, 0, 0)
+    if order == "l":
+        raise ConfigError(
+            f"model.preprocess.color={color!r} needs colour frames, camera gives Mono8 "
+            "(for a 3-channel model on a Mono8 camera use color='gray3')"
+        )
+    return tuple(order.index(ch) for ch in color)
+
+
+def _nearest_taps(n_in: int, n_out: int) -> Taps:
+    idx = np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.intp), n_in - 1)
+    return Taps(idx, idx, np.zeros(n_out, dtype=np.float32))
+
+
+def _bilinear_taps(n_in: int, n_out: int) -> Taps:
+    """Half-pixel centres, edges clamped (as OpenCV INTER_LINEAR)."""
+    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return Taps(lo, hi, (pos - lo).astype(np.float32))
+
+
 class Preprocessor:
     """Callable ``(frame, out) -> None`` that writes one frame into the model input *out*."""
 
-    def __init__(
-        self,
-        spec: InputSpec,
-        resample: Resample,
-        channel_index: npt.NDArray[np.intp] | None,
-        gain: npt.NDArray[np.float32],
-        offset: npt.NDArray[np.float32],
-        layout: str,
-    ) -> None:
-        self.spec = spec
-        self._resample = resample
-        self._channel_index = channel_index
-        self._gain = gain
-        self._offset = offset
-        self._nchw = layout == "NCHW"
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.spec = plan.spec
+        self._resample = _resampler(plan)
+        # A Mono8 frame resamples to one channel; gain and offset broadcast it to three for gray3.
+        multi = plan.frame_shape[2] > 1
+        self._channel_index = np.array(plan.source_channel, dtype=np.intp) if multi else None
+        self._gain, self._offset = plan.gain, plan.offset
+        self._nchw = plan.layout == "NCHW"
+        out_h, out_w = plan.out_hw
+        # float16 inputs: scale and offset in float32 and round once at the end, as the GPU kernel does.
+        half = plan.spec.dtype == np.float16
+        self._scratch = np.empty((out_h, out_w, len(plan.source_channel)), dtype=np.float32) if half else None
 
     def __call__(self, frame: Frame, out: Tensor) -> None:
         hwc = self._resample(frame)  # (h, w, c_src): block sums, source pixels or interpolated values
         if self._channel_index is not None:
             hwc = hwc[..., self._channel_index]
         target = out[0].transpose(1, 2, 0) if self._nchw else out[0]
-        # Scale and offset written straight into the engine's input: two passes, no temporaries.
-        np.multiply(hwc, self._gain, out=target, casting="same_kind")
-        np.add(target, self._offset, out=target, casting="same_kind")
+        work = target if self._scratch is None else self._scratch
+        # Scale and offset written straight into the engine's input (float32): two passes, no temporaries.
+        np.multiply(hwc, self._gain, out=work, casting="same_kind")
+        np.add(work, self._offset, out=work, casting="same_kind")
+        if self._scratch is not None:
+            np.copyto(target, work, casting="same_kind")
 
 
 def build_preprocessor(cfg: PreprocessSection, frame_shape: tuple[int, ...], pixel_format: str) -> Preprocessor:
     """Compile *cfg* for frames of *frame_shape* ((h, w) or (h, w, c)) in *pixel_format*."""
-    src_h, src_w = frame_shape[0], frame_shape[1]
-    x, y, w, h = cfg.roi if cfg.roi is not None else (0, 0, src_w, src_h)
-    if x + w > src_w or y + h > src_h:
-        raise ConfigError(f"model.preprocess.roi {[x, y, w, h]} exceeds the {src_w}x{src_h} frame")
-    out_w, out_h = cfg.resize if cfg.resize is not None else (w, h)
-    rows, cols = slice(y, y + h), slice(x, x + w)
-    c_src = 1 if len(frame_shape) == 2 else frame_shape[2]
-    resample, factor = _resampler(cfg.interpolation, rows, cols, h, w, out_h, out_w, c_src)
-
-    order = _SOURCE_ORDER[pixel_format]
-    c_out = cfg.channels
-    if cfg.color == "gray":
-        if order != "l":
-            raise ConfigError(f"model.preprocess.color='gray' needs Mono8 frames, camera gives {pixel_format}")
-        channel_index = None
-    else:
-        channel_index = np.array([order.index(ch) for ch in cfg.color], dtype=np.intp)
-    mean = np.broadcast_to(np.asarray(cfg.mean, dtype=np.float32), (c_out,))
-    std = np.broadcast_to(np.asarray(cfg.std, dtype=np.float32), (c_out,))
-    gain = (np.float32(cfg.scale * factor) / std).astype(np.float32)
-    offset = (-mean / std).astype(np.float32)
-    shape = (1, c_out, out_h, out_w) if cfg.layout == "NCHW" else (1, out_h, out_w, c_out)
-    return Preprocessor(InputSpec(shape, np.dtype(cfg.dtype)), resample, channel_index, gain, offset, cfg.layout)
+    return Preprocessor(plan_preprocess(cfg, frame_shape, pixel_format))
 
 
-def _resampler(
-    method: str, rows: slice, cols: slice, h: int, w: int, out_h: int, out_w: int, c: int
-) -> tuple[Resample, float]:
-    """The resampling function and the factor its output still needs (area returns block sums)."""
-    if method == "area":
-        if h % out_h or w % out_w:
-            raise ConfigError(
-                f"model.preprocess: interpolation='area' needs whole-number factors, "
-                f"but {w}x{h} -> {out_w}x{out_h} is not (use 'bilinear' or change resize/roi)"
-            )
-        fy, fx = h // out_h, w // out_w
+def _resampler(plan: Plan) -> Resample:
+    """The per-frame resampling function of *plan* (area returns block sums; gain holds 1 / block size)."""
+    x, y, w, h = plan.roi
+    c = plan.frame_shape[2]
+    out_h, out_w = plan.out_hw
+    if plan.interpolation == "area":
+        rows, cols = slice(y, y + h), slice(x, x + w)
+        fy, fx = plan.block
         # Sum the blocks with strided adds into small integer accumulators: much faster than a
         # reduction over short inner axes, and exact. Rows first: those adds run over whole rows.
         acc_dtype = np.uint16 if fy * fx * 255 <= np.iinfo(np.uint16).max else np.uint32
@@ -115,34 +206,25 @@ def _resampler(
                 np.add(acc, rows_sum[:, j::fx], out=acc)
             return acc
 
-        return area, 1.0 / (fy * fx)
+        return area
 
-    if method == "nearest":
-        iy = np.minimum(((np.arange(out_h) + 0.5) * h / out_h).astype(np.intp), h - 1) + rows.start
-        ix = np.minimum(((np.arange(out_w) + 0.5) * w / out_w).astype(np.intp), w - 1) + cols.start
-        grid = np.ix_(iy, ix)
+    assert plan.rows is not None and plan.cols is not None
+    if plan.interpolation == "nearest":
+        grid = np.ix_(plan.rows.lo + y, plan.cols.lo + x)
 
         def nearest(frame: Frame) -> npt.NDArray[np.uint8]:
             return frame[grid].reshape(out_h, out_w, c)
 
-        return nearest, 1.0
+        return nearest
 
-    # bilinear, half-pixel centres (as OpenCV INTER_LINEAR)
-    def taps(
-        n_in: int, n_out: int, start: int
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]:
-        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-        lo = np.floor(pos).astype(np.intp)
-        hi = np.minimum(lo + 1, n_in - 1)
-        return lo + start, hi + start, (pos - lo).astype(np.float32)
-
-    y0, y1, wy = taps(h, out_h, rows.start)
-    x0, x1, wx = taps(w, out_w, cols.start)
+    y0, y1, wy = plan.rows.lo + y, plan.rows.hi + y, plan.rows.weight
+    x0, x1, wx = plan.cols.lo + x, plan.cols.hi + x, plan.cols.weight
     wy3, wx3 = wy[:, None, None], wx[None, :, None]
     buf = np.empty((out_h, out_w, c), dtype=np.float32)
     top = np.empty((out_h, out_w, c), dtype=np.float32)
     bottom = np.empty((out_h, out_w, c), dtype=np.float32)
 
+    # The GPU kernel repeats these float32 steps one for one: keep the two in step.
     def bilinear(frame: Frame) -> npt.NDArray[np.float32]:
         img = frame.reshape(frame.shape[0], frame.shape[1], c)
         r0, r1 = img[y0], img[y1]
@@ -155,4 +237,4 @@ def _resampler(
         np.add(buf, top, out=buf)
         return buf
 
-    return bilinear, 1.0
+    return bilinear

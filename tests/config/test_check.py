@@ -86,7 +86,7 @@ def garbage(tmp_path: Path) -> Path:
     return path
 
 
-# The five cases, end to end through the command: each was "ok" before.
+# The five cases (and gray3 on a colour camera), end to end through the command: each was "ok" before.
 CASES = {
     "garbage model file": (lambda t: [model_path(garbage(t))], "model.path: ", "cannot load model"),
     "input shape not what preprocessing gives": (
@@ -98,6 +98,11 @@ CASES = {
         lambda t: [('pixel_format = "Mono8"', 'pixel_format = "RGB8"')],
         "model.preprocess.color: ",
         "'gray' needs camera.pixel_format = 'Mono8', the camera gives 'RGB8'",
+    ),
+    "gray3 with a colour pixel format": (
+        lambda t: [('pixel_format = "Mono8"', 'pixel_format = "RGBa8"'), ('color = "gray"', 'color = "gray3"')],
+        "model.preprocess.color: ",
+        "'gray3' needs camera.pixel_format = 'Mono8', the camera gives 'RGBa8'",
     ),
     "area resize factors that do not divide": (
         lambda t: [("resize = [160, 120]", "resize = [150, 120]")],

@@ -50,6 +50,14 @@ def test_demo_and_reference_configs_load() -> None:
     assert ref.model.id and ref.plc.modbus.reject_coil >= 0
 
 
+def test_gray3_loads_with_a_mono8_camera(tmp_path: Path) -> None:
+    """color = 'gray3' with ImageNet's three means and stds is valid on a Mono8 camera: three model channels."""
+    edit = 'color = "gray3"\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]'
+    cfg = load_config(demo_with(tmp_path, 'color = "gray"', edit))
+    assert cfg.camera.pixel_format == "Mono8"
+    assert cfg.model.preprocess.color == "gray3" and cfg.model.preprocess.channels == 3
+
+
 def test_relative_model_path_resolves_against_config_directory() -> None:
     """model.path is relative to the config file, not to the working directory."""
     cfg = load_config(DEMO_CONFIG)
@@ -108,6 +116,14 @@ def test_not_utf8_is_reported(tmp_path: Path) -> None:
         ("reject_thresholds = { reject = 0.5 }", "reject_thresholds = { reject = 1.5 }", "reject_thresholds.reject"),
         ("resize = [160, 120]", "resize = [160, 120]\nroi = [600, 0, 100, 100]", "exceeds the camera frame 640x480"),
         ('color = "gray"', 'color = "rgb"', "needs a colour pixel_format"),
+        ('color = "gray"', 'color = "bgr"', "camera gives Mono8 (for a 3-channel model on a Mono8 camera set"),
+        (
+            'color = "gray"',
+            'color = "gray3"\nmean = [0.1, 0.2]',
+            "model.preprocess: mean needs 1 or 3 values for color='gray3', got 2",
+        ),
+        ('color = "gray"', 'color = "gray"\nstd = [0.2, 0.2, 0.2]', "model.preprocess: std needs 1 value for"),
+        ('color = "gray"', 'color = "grey3"', "model.preprocess.color: Input should be 'gray', 'gray3', 'rgb' or"),
         ("[logging]", "[logging]\nsurprise = 1", "logging.surprise: unknown key"),
         ("[instance]", "[instanse]", "instanse: unknown key"),
         ('name = "demo"', 'name = "Demo Line!"', "instance.name: String should match pattern"),

@@ -1,9 +1,10 @@
-"""cuda-python memory, streams and copies on a real GPU (skipped where there is none)."""
+"""cuda-python memory, streams, copies, events and bounded waits (``gpu`` tests are skipped where there is no GPU)."""
 
 from __future__ import annotations
 
 import mmap
 import multiprocessing as mp
+import time
 
 import numpy as np
 import pytest
@@ -11,9 +12,6 @@ import pytest
 cm = pytest.importorskip(
     "linegate.engine.cuda_memory", reason="cuda-python is not installed here (pip install 'linegate[gpu]')"
 )
-if cm.device_count() == 0:
-    pytest.skip("no CUDA device or driver on this machine (these tests run on a GPU machine)", allow_module_level=True)
-
 from linegate.errors import EngineError  # noqa: E402
 from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer  # noqa: E402
 from tests.conftest import unique_instance  # noqa: E402
@@ -42,6 +40,7 @@ def random_bytes(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8)
 
 
+@pytest.mark.gpu
 def test_pinned_round_trip_is_byte_identical() -> None:
     """Pinned host -> device -> pinned host returns exactly the bytes sent."""
     n = (1 << 20) + 13  # not a multiple of anything convenient
@@ -54,6 +53,7 @@ def test_pinned_round_trip_is_byte_identical() -> None:
         src.close()
 
 
+@pytest.mark.gpu
 def test_registered_ring_slot_copies_to_the_gpu() -> None:
     """A frame-ring slot in /dev/shm, registered as pinned in the consumer, is copied to the device intact."""
     geometry = RingGeometry(480, 640, 1, "Mono8")
@@ -78,6 +78,7 @@ def test_registered_ring_slot_copies_to_the_gpu() -> None:
         ring.close()
 
 
+@pytest.mark.gpu
 def test_anonymous_mmap_registration_round_trips() -> None:
     """Page-aligned anonymous mmap memory registered (not mapped) round-trips through the device."""
     n = 64 * mmap.PAGESIZE
@@ -96,6 +97,7 @@ def test_anonymous_mmap_registration_round_trips() -> None:
         host.close()
 
 
+@pytest.mark.gpu
 def test_mapped_registration_is_readable_from_the_device() -> None:
     """A mapped registration's device pointer reads the host bytes in place (as on Jetson)."""
     n = 4 * mmap.PAGESIZE
@@ -124,6 +126,7 @@ def test_mapped_registration_is_readable_from_the_device() -> None:
         host.close()
 
 
+@pytest.mark.gpu
 def test_event_times_device_work() -> None:
     """Two events around a copy give a positive elapsed time."""
     n = 8 << 20
@@ -140,12 +143,14 @@ def test_event_times_device_work() -> None:
             x.close()
 
 
+@pytest.mark.gpu
 def test_cuda_errors_name_the_call() -> None:
     """A failing CUDA call raises EngineError naming the call and the CUDA error."""
     with pytest.raises(EngineError, match=r"cudaMalloc\(1152921504606846976\) failed: cudaErrorMemoryAllocation"):
         cm.DeviceBuffer(1 << 60)
 
 
+@pytest.mark.gpu
 def test_double_registration_names_the_call() -> None:
     """Registering host memory twice fails with cudaHostRegister and the CUDA error in the message."""
     n = mmap.PAGESIZE
@@ -162,6 +167,7 @@ def test_double_registration_names_the_call() -> None:
         host.close()
 
 
+@pytest.mark.gpu
 def test_pinned_view_must_fit() -> None:
     """A numpy view larger than the pinned buffer is refused."""
     buf = cm.PinnedBuffer(64)
@@ -170,3 +176,81 @@ def test_pinned_view_must_fit() -> None:
             buf.array((65,), np.uint8)
     finally:
         buf.close()
+
+
+def test_nvrtc_target_prefers_machine_code_for_the_device() -> None:
+    """A device NVRTC knows gets a CUBIN; a newer one gets PTX for the newest known arch; an older one fails."""
+    assert cm.nvrtc_target((8, 7), [75, 80, 86, 87, 89, 90]) == ("sm_87", True)
+    assert cm.nvrtc_target((12, 1), [75, 80, 86, 87, 89, 90]) == ("compute_90", False)
+    with pytest.raises(EngineError, match="cannot compile for compute capability 5.0"):
+        cm.nvrtc_target((5, 0), [75, 80, 90])
+
+
+def nvrtc_or_skip() -> None:
+    try:
+        cm.nvrtc_version()
+    except EngineError as exc:
+        pytest.skip(f"NVRTC cannot be loaded here: {exc}")
+
+
+SPIN = r"""
+extern "C" __global__ void spin(unsigned long long ns) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); } while (t - t0 < ns);
+}
+"""
+
+
+@pytest.mark.gpu
+def test_event_query_and_bounded_wait_on_running_work() -> None:
+    """While a 300 ms kernel runs, query is False and a 20 ms wait gives up at its deadline; then both are True."""
+    nvrtc_or_skip()
+    spin = cm.Module(cm.compile_cuda(SPIN, "spin.cu", ())).kernel("spin", ("u64",))
+    stream, done = cm.Stream(), cm.Event(timing=False)
+    try:
+        spin.set(0, 300_000_000)
+        spin.launch((1, 1, 1), (1, 1, 1), stream)
+        done.record(stream)
+        assert not done.query()
+        t0 = time.monotonic_ns()
+        assert not done.wait(t0 + 20_000_000)
+        assert 20_000_000 <= time.monotonic_ns() - t0 < 250_000_000
+        assert done.wait(time.monotonic_ns() + 5_000_000_000)
+        assert done.query()
+    finally:
+        stream.synchronize()
+        done.close()
+        stream.close()
+
+
+@pytest.mark.gpu
+def test_compile_error_names_the_call_and_shows_the_log() -> None:
+    """CUDA source that does not compile raises EngineError with NVRTC's log (file, line, message)."""
+    nvrtc_or_skip()
+    with pytest.raises(EngineError, match=r"(?s)nvrtcCompileProgram\(bad\.cu, \w+\) failed.*bad\.cu\(1\).*undefined"):
+        cm.compile_cuda('extern "C" __global__ void k() { no_such_function(); }', "bad.cu", ())
+
+
+@pytest.mark.gpu
+def test_upload_and_memset_round_trip() -> None:
+    """DeviceBuffer.upload copies a host array; memset_async fills device bytes; both read back exactly."""
+    data = random_bytes(4099, 5)
+    dev = cm.DeviceBuffer.upload(data)
+    stream, back = cm.Stream(), cm.PinnedBuffer(data.size)
+    try:
+        view = back.array((data.size,), np.uint8)
+        view[:] = POISON
+        cm.copy_d2h_async(back.ptr, dev.ptr, data.size, stream)
+        stream.synchronize()
+        np.testing.assert_array_equal(view, data)
+        cm.memset_async(dev.ptr + 10, 0x3C, 100, stream)
+        cm.copy_d2h_async(back.ptr, dev.ptr, data.size, stream)
+        stream.synchronize()
+        expected = data.copy()
+        expected[10:110] = 0x3C
+        np.testing.assert_array_equal(view, expected)
+    finally:
+        back.close()
+        dev.close()
+        stream.close()

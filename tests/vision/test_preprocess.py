@@ -101,3 +101,63 @@ def test_gray_model_on_colour_camera_is_refused() -> None:
     """A gray model on an RGB camera is a configuration error, not a silent conversion."""
     with pytest.raises(ConfigError, match="color='gray' needs Mono8"):
         build_preprocessor(PreprocessSection(), (4, 4, 3), "RGB8")
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.mark.parametrize("interpolation", ["area", "nearest", "bilinear"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_gray3_replicates_gray_with_per_channel_normalisation(interpolation: str, layout: str) -> None:
+    """gray3 puts the gray value of a Mono8 frame in three channels, each with its own mean and std."""
+    frame = RNG.integers(0, 256, (48, 64), dtype=np.uint8)
+    geometry = {"roi": (4, 2, 56, 40), "resize": (14, 10), "interpolation": interpolation}
+    gray = run(PreprocessSection(**geometry), frame)[0, 0].astype(np.float64)
+    cfg = PreprocessSection(**geometry, color="gray3", mean=IMAGENET_MEAN, std=IMAGENET_STD, layout=layout)
+    out = run(cfg, frame)
+    assert out.shape == ((1, 3, 10, 14) if layout == "NCHW" else (1, 10, 14, 3))
+    chw = out[0] if layout == "NCHW" else out[0].transpose(2, 0, 1)
+    for k in range(3):
+        np.testing.assert_allclose(chw[k], (gray - IMAGENET_MEAN[k]) / IMAGENET_STD[k], rtol=0, atol=1e-5)
+    assert not np.array_equal(chw[0], chw[2])  # the channels really were normalised apart
+
+
+def test_gray3_takes_one_mean_and_std_for_all_channels() -> None:
+    """gray3 with a single mean and std gives three identical channels."""
+    frame = RNG.integers(0, 256, (8, 8), dtype=np.uint8)
+    out = run(PreprocessSection(color="gray3", mean=(0.5,), std=(0.25,), dtype="float16"), frame)
+    assert out.shape == (1, 3, 8, 8) and out.dtype == np.float16
+    np.testing.assert_array_equal(out[0, 0], out[0, 1])
+    np.testing.assert_array_equal(out[0, 0], out[0, 2])
+    np.testing.assert_allclose(out[0, 0], (frame / 255 - 0.5) / 0.25, atol=4e-3)
+
+
+def test_gray3_on_a_colour_camera_is_refused_naming_the_key() -> None:
+    """gray3 needs Mono8 frames: a colour camera is a configuration error naming color."""
+    with pytest.raises(ConfigError, match="model.preprocess.color='gray3' needs Mono8"):
+        build_preprocessor(PreprocessSection(color="gray3"), (4, 4, 3), "RGB8")
+
+
+@pytest.mark.parametrize("color", ["rgb", "bgr"])
+def test_colour_model_on_a_mono_camera_points_to_gray3(color: str) -> None:
+    """rgb/bgr on Mono8 frames is refused with the key and the gray3 alternative, not an IndexError."""
+    with pytest.raises(ConfigError, match=rf"model.preprocess.color='{color}' needs colour frames.*color='gray3'"):
+        build_preprocessor(PreprocessSection(color=color), (4, 4), "Mono8")
+
+
+@pytest.mark.parametrize("color", ["gray3", "rgb"])
+def test_per_channel_values_need_one_or_three(color: str) -> None:
+    """mean and std take 1 or 3 values for three-channel colours; 2 is refused naming the key."""
+    PreprocessSection(color=color, mean=(0.1,), std=(0.2, 0.3, 0.4))
+    with pytest.raises(ValueError, match=rf"mean needs 1 or 3 values for color='{color}', got 2"):
+        PreprocessSection(color=color, mean=(0.1, 0.2))
+
+
+def test_float16_output_is_rounded_once() -> None:
+    """float16 inputs are the float32 result rounded once to half precision (not rounded twice)."""
+    frame = RNG.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    common = {"color": "rgb", "resize": (47, 31), "interpolation": "bilinear", "mean": IMAGENET_MEAN,
+              "std": IMAGENET_STD}  # fmt: skip
+    out32 = run(PreprocessSection(**common), frame, "RGB8")
+    out16 = run(PreprocessSection(**common, dtype="float16"), frame, "RGB8")
+    np.testing.assert_array_equal(out16, out32.astype(np.float16))
