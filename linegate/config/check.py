@@ -59,6 +59,7 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
         return report
     report.config = cfg
     models = [("model", cfg.model)] + [(f"recipes.{n}.model", r.model) for n, r in sorted(cfg.recipes.items())]
+    models += [(f"stages.{i}.model", stage.model) for i, stage in enumerate(cfg.stages)]
     for key, model in models:
         check_model(report, key, model, cfg.camera)
     if probe:
@@ -88,6 +89,7 @@ def check_model(report: CheckReport, key: str, model: ModelSection, camera: Came
         return
     if model.backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         report.problems.extend(engine_file_problems(src, key, model.path))
+        report.problems.extend(engine_key_problems(src, key, model))
         report.notes.append(
             f"{key} {model.id!r}: TensorRT is not installed here: {model.path} was only checked to be a readable "
             "binary file; run check-config on the Jetson to load it and check its inputs and outputs"
@@ -184,6 +186,20 @@ def layout_hint(key: str, model: ModelSection, camera: CameraSection) -> str:
     return f" (the model takes {other} input: set {key}.preprocess.layout = {other!r})"
 
 
+def engine_key_problems(src: Path, key: str, model: ModelSection) -> list[str]:
+    """Without TensorRT: the engine's sidecar key, which the tensorrt backend checks before loading."""
+    from linegate.engine.engine_key import key_path
+
+    sidecar = key_path(model.path)
+    if model.engine_key == "optional" or sidecar.is_file():
+        return []
+    return [
+        f"{src}: {key}.path: no engine key {sidecar.name} beside {model.path}: the tensorrt backend refuses the "
+        f"engine; build it on the device with `linegate build-engine MODEL.onnx --output {model.path}` (or set "
+        f"{key}.engine_key = 'optional')"
+    ]
+
+
 def engine_file_problems(src: Path, key: str, path: Path) -> list[str]:
     """What can be said of a TensorRT engine file without TensorRT: readable, binary, not ONNX."""
     try:
@@ -196,7 +212,7 @@ def engine_file_problems(src: Path, key: str, path: Path) -> list[str]:
     if path.suffix.lower() == ".onnx":
         return [
             f"{src}: {key}.path: {path} is an ONNX model, not a TensorRT engine: set {key}.backend = "
-            "'onnxruntime', or build an engine from it with trtexec on the Jetson (engines/README.md)"
+            "'onnxruntime', or build an engine from it with `linegate build-engine` on the Jetson (engines/README.md)"
         ]
     if b"\0" not in head:
         try:

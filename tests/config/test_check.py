@@ -181,8 +181,8 @@ def test_recipe_models_are_checked_too(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed: engines load")
 def test_tensorrt_engine_without_tensorrt_gets_file_checks_and_says_so(tmp_path: Path) -> None:
-    """Without TensorRT: an ONNX or text file as an engine is refused; a binary file passes with the
-    skipped checks named."""
+    """Without TensorRT: an ONNX or text file as an engine is refused, so is an engine without its sidecar
+    key; a binary file with a key passes with the skipped checks named."""
     trt = ('backend = "onnxruntime"', 'backend = "tensorrt"')
     onnx_as_engine = check_config(demo_copy(tmp_path, trt))
     assert "model.path: " in onnx_as_engine.problems[0] and "is an ONNX model, not a TensorRT engine" in (
@@ -192,6 +192,10 @@ def test_tensorrt_engine_without_tensorrt_gets_file_checks_and_says_so(tmp_path:
     assert "is a text file" in check_config(demo_copy(tmp_path, trt, model_path(text), name="t.toml")).problems[0]
     binary = tmp_path / "model.engine"
     binary.write_bytes(b"ftrt\0\0\0\0" + bytes(range(256)) * 8)
+    keyless = check_config(demo_copy(tmp_path, trt, model_path(binary), name="b.toml"))
+    assert len(keyless.problems) == 1 and "no engine key model.engine.key.json" in keyless.problems[0]
+    assert "linegate build-engine" in keyless.problems[0]
+    (tmp_path / "model.engine.key.json").write_text("{}")  # present: its content is checked where TensorRT runs
     report = check_config(demo_copy(tmp_path, trt, model_path(binary), name="b.toml"))
     assert report.problems == [] and report.exit_code == 0
     assert any("TensorRT is not installed here" in note and "run check-config on the Jetson" in note

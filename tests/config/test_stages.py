@@ -60,3 +60,12 @@ def test_changing_the_stages_replaces_the_inference_worker(tmp_path: Path) -> No
     old = load_config(DEMO_CONFIG)
     new = load_config(with_stage(tmp_path, '["reject"]'))
     assert plan_reload(old, new).replace == ("infer",) and plan_reload(old, new).needs_restart == ()
+
+
+def test_check_config_loads_and_runs_each_stage_model(tmp_path: Path) -> None:
+    """check-config runs every stage's model once, as it does [model], and names it by its stage."""
+    from linegate.config.check import check_config
+
+    report = check_config(with_stage(tmp_path, '["reject"]'))
+    assert report.exit_code == 0, report.problems
+    assert any(note.startswith("stages.0.model") for note in report.notes), report.notes
