@@ -202,12 +202,28 @@ class ModelSection(_Section):
     output_name: str | None = None
     threads: Annotated[int, Field(ge=1, le=64)] = 1
     warmup_runs: Annotated[int, Field(ge=0, le=10_000)] = 50
+    preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
+    """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device
+    and runs the preprocessing kernel there, waiting for the model's result no longer than the
+    frame's deadline; "cpu" preprocesses with numpy into the engine's pinned input. "auto": gpu for
+    tensorrt, cpu for onnxruntime."""
     engine_key: Literal["required", "optional"] = "required"
     """tensorrt: the sidecar key ``ENGINE.key.json`` (written by ``linegate build-engine``) is checked
     against this machine's TensorRT, GPU and the engine's sha256 before loading; "optional" also
     loads an engine that has none (logged), a key that is there is always checked."""
     preprocess: PreprocessSection = PreprocessSection()
     postprocess: PostprocessSection
+
+    @model_validator(mode="after")
+    def _gpu_needs_tensorrt(self) -> ModelSection:
+        if self.preprocess_on == "gpu" and self.backend != "tensorrt":
+            raise ValueError("preprocess_on = 'gpu' feeds a TensorRT engine on the GPU: it needs backend = 'tensorrt'")
+        return self
+
+    @property
+    def gpu_preprocess(self) -> bool:
+        """Frames are preprocessed on the GPU (see ``preprocess_on``)."""
+        return self.preprocess_on == "gpu" or (self.preprocess_on == "auto" and self.backend == "tensorrt")
 
     @field_validator("path", mode="before")
     @classmethod

@@ -154,6 +154,29 @@ class TensorRTEngine(Engine):
     def input(self) -> Array:
         return self._input
 
+    @property
+    def device_input(self) -> int:
+        """Device address of the bound input: the GPU frame path writes each frame there."""
+        return int(self._dev_in.ptr)
+
+    @property
+    def stream(self) -> cm.Stream:
+        """The stream every run of this engine is enqueued on."""
+        assert self._stream is not None
+        return self._stream
+
+    @property
+    def output(self) -> Array:
+        """The bound host output: valid once the work of :meth:`enqueue_on_device_input` is done."""
+        return self._output
+
+    def enqueue_on_device_input(self, stream: cm.Stream) -> None:
+        """Enqueue a run on the device input as it stands (no host copy in) and the copy of its output
+        out, on *stream* (the engine's own): the GPU frame path's last step, waited for with its event."""
+        if not self._context.execute_async_v3(stream.address):
+            raise EngineError(f"{self.cfg.path}: execute_async_v3 failed (see TensorRT's log)")
+        cm.copy_d2h_async(self._host_out.ptr, self._dev_out.ptr, self._out_nbytes, stream)
+
     def _infer(self) -> Array:
         stream = self._stream
         assert stream is not None

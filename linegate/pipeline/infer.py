@@ -29,6 +29,7 @@ from linegate.errors import ConfigError
 from linegate.logs import Sink, shutdown_logging
 from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
 from linegate.pipeline.context import WorkerContext
+from linegate.pipeline.gpu_feed import Fed, GpuFeed
 from linegate.pipeline.inflight import InFlight, Outcome, Stage
 from linegate.plc.reject_pipe import NO_CLASS, PASS, REJECT, RejectOutbox
 from linegate.ring import DropReason, FrameMeta, RingConsumer, RingHandle
@@ -86,8 +87,8 @@ class ModelStage:
         return self.engine.model_id
 
 
-class _StageUnreachable(Exception):
-    """A further stage was due but could no longer finish before the frame's deadline."""
+class _AbandonedLate(Exception):
+    """The GPU frame path did not finish the frame by its deadline: fail-safe, its slot stays held."""
 
 
 class InferenceLoop:
@@ -105,9 +106,12 @@ class InferenceLoop:
         sink: Sink,
         inflight: InFlight | None = None,
         stages: list[ModelStage] | None = None,
+        gpu: GpuFeed | None = None,
     ) -> None:
         self.consumer = consumer
         self.stages = stages or []
+        self.gpu = gpu
+        """The GPU frame path (model.gpu_preprocess): slot -> device -> kernel -> engine, deadline-bounded."""
         self._frame_bytes = consumer.pixels(0).nbytes
         self.inflight = inflight if inflight is not None else InFlight.local()
         self.engine = engine
@@ -136,12 +140,17 @@ class InferenceLoop:
             self.classify(self.engine.infer())
         except ValueError as exc:  # the model's output does not fit the configured classes
             raise ConfigError(f"model.postprocess.classes: {exc} ({self.engine.cfg.path})") from exc
-        durations = np.zeros(max(runs, 1), dtype=np.int64)
-        for i in range(durations.size):
-            t0 = time.monotonic_ns()
-            self.preprocess(blank, self.engine.input)
-            self.classify(self.engine.infer())
-            durations[i] = time.monotonic_ns() - t0
+        if self.gpu is not None:  # the path frames take: slot -> device -> kernel -> engine (reads slot 0 only)
+            durations = self.gpu.warm_up(runs)
+            for _ in durations:
+                self.classify(self.gpu.engine.output)
+        else:
+            durations = np.zeros(max(runs, 1), dtype=np.int64)
+            for i in range(durations.size):
+                t0 = time.monotonic_ns()
+                self.preprocess(blank, self.engine.input)
+                self.classify(self.engine.infer())
+                durations[i] = time.monotonic_ns() - t0
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
         self.counters.set(Count.ENGINE_P99_US, int(p99 / 1000))
@@ -219,6 +228,8 @@ class InferenceLoop:
 
     def _decide(self, slot: int, meta: FrameMeta) -> None:
         t_picked = time.monotonic_ns()
+        if self.gpu is not None and (freed := self.gpu.reclaim()) is not None:
+            self.consumer.release(freed)  # a late frame's slot, now that the GPU is done with it
         deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
         label, score = "", float("nan")
         t_pre = t_inf = t_post = t_final = t_picked
@@ -227,20 +238,32 @@ class InferenceLoop:
         if meta.defect:  # not a whole image of the part: never read its slot
             self.consumer.release(slot)
             verdict, basis = self.fail_safe, Basis.INCOMPLETE_FRAME
-        elif not deadline.worth_starting(t_picked, self.expected_ns):
+        elif not deadline.worth_starting(t_picked, self.expected_ns) or (self.gpu is not None and not self.gpu.idle):
             self.consumer.release(slot)
             verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
         else:
             held = bool(self.stages)  # a further stage may need the pixels after the first model decides
             try:
-                try:
-                    pixels = self.consumer.pixels(slot)
-                    self.preprocess(pixels, self.engine.input)
-                finally:
-                    if not held:  # the pixels are in the engine input now (or useless): free the slot early, once
+                pixels = self.consumer.pixels(slot)
+                if self.gpu is not None:
+                    # While the GPU path runs it holds the slot: if it fails or is late, it hands the
+                    # slot back through reclaim() once the GPU is done with it, never before.
+                    held = False
+                    if self.gpu.run(slot, deadline.at_ns) is Fed.LATE:
+                        raise _AbandonedLate
+                    held = bool(self.stages)
+                    if not held:
                         self.consumer.release(slot)
-                t_pre = time.monotonic_ns()
-                output = self.engine.infer()
+                    output = self.gpu.engine.output
+                else:
+                    try:
+                        self.preprocess(pixels, self.engine.input)
+                    finally:
+                        if not held:  # the pixels are in the engine input now (or useless): free the slot early
+                            self.consumer.release(slot)
+                t_pre = time.monotonic_ns() if self.gpu is None else t_picked  # GPU: one step, counted as infer
+                if self.gpu is None:
+                    output = self.engine.infer()
                 t_inf = time.monotonic_ns()
                 decision = self.classify(output)
                 t_post = time.monotonic_ns()
@@ -256,6 +279,9 @@ class InferenceLoop:
                 else:
                     verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
                 label, score = decision.label, decision.score
+            except _AbandonedLate:
+                verdict, basis = self.fail_safe, Basis.DEADLINE_MISSED
+                t_pre = t_inf = t_post = t_final = time.monotonic_ns()
             except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
@@ -427,13 +453,21 @@ def inference_main(
     stages = [model_stage(stage.model, frozenset(stage.when), ring) for stage in cfg.stages]
     outbox = RejectOutbox(rejects, cfg.plc.queue_size)
     handed_over = False
+    gpu: GpuFeed | None = None
     try:
         engine.load()
         for stage in stages:
             stage.engine.load()
-        loop = InferenceLoop(cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight, stages)
+        if cfg.model.gpu_preprocess:
+            layout = ring.layout
+            gpu = GpuFeed(engine, cfg.model.preprocess, consumer, layout.slots, layout.slot_stride,
+                          ring.geometry.shape, ring.geometry.pixel_format)  # fmt: skip
+        loop = InferenceLoop(
+            cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight, stages, gpu
+        )
         warm = loop.warm_up(cfg.model.warmup_runs)
-        log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path), **warm)
+        log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path),
+                 preprocess_on="gpu" if gpu is not None else "cpu", **warm)  # fmt: skip
         if predecessor is not None:
             beat = lambda: counters.set(Count.INFER_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
             if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
@@ -460,6 +494,10 @@ def inference_main(
             dropped=counters.get(Count.DROPPED),
         )
     finally:
+        if gpu is not None:  # before the engine's buffers and the ring mapping go, and before a successor looks
+            freed = gpu.close()  # at the ring: a late frame's slot (its verdict given) is released, not re-decided
+            if freed is not None:
+                consumer.release(freed)
         own.released.set()
         engine.close()
         for stage in stages:
