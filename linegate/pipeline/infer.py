@@ -87,6 +87,26 @@ class ModelStage:
         return self.engine.model_id
 
 
+def _first_run(stage: ModelStage, blank: Any, key: str) -> None:
+    """One run on a blank frame: an output that does not fit the configured classes is a config error."""
+    stage.preprocess(blank, stage.engine.input)
+    try:
+        stage.classify(stage.engine.infer())
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc} ({stage.engine.cfg.path})") from exc
+
+
+def _timed_runs(stage: ModelStage, blank: Any, runs: int) -> np.ndarray:
+    """Each of *runs* preprocess + infer + classify passes on a blank frame, in ns."""
+    durations = np.zeros(max(runs, 1), dtype=np.int64)
+    for i in range(durations.size):
+        t0 = time.monotonic_ns()
+        stage.preprocess(blank, stage.engine.input)
+        stage.classify(stage.engine.infer())
+        durations[i] = time.monotonic_ns() - t0
+    return durations
+
+
 class _AbandonedLate(Exception):
     """The GPU frame path did not finish the frame by its deadline: fail-safe, its slot stays held."""
 
@@ -135,22 +155,14 @@ class InferenceLoop:
     def warm_up(self, runs: int) -> dict[str, float]:
         """Run the whole per-frame path on a blank frame; sets the expected run time (p99)."""
         blank = np.zeros_like(self.consumer.pixels(0))
-        self.preprocess(blank, self.engine.input)
-        try:
-            self.classify(self.engine.infer())
-        except ValueError as exc:  # the model's output does not fit the configured classes
-            raise ConfigError(f"model.postprocess.classes: {exc} ({self.engine.cfg.path})") from exc
+        first = ModelStage(self.engine, self.preprocess, frozenset())
+        _first_run(first, blank, "model.postprocess.classes")
         if self.gpu is not None:  # the path frames take: slot -> device -> kernel -> engine (reads slot 0 only)
             durations = self.gpu.warm_up(runs)
             for _ in durations:
                 self.classify(self.gpu.engine.output)
         else:
-            durations = np.zeros(max(runs, 1), dtype=np.int64)
-            for i in range(durations.size):
-                t0 = time.monotonic_ns()
-                self.preprocess(blank, self.engine.input)
-                self.classify(self.engine.infer())
-                durations[i] = time.monotonic_ns() - t0
+            durations = _timed_runs(first, blank, runs)
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
         self.counters.set(Count.ENGINE_P99_US, int(p99 / 1000))
@@ -161,19 +173,8 @@ class InferenceLoop:
 
     def _warm_stage(self, stage: ModelStage, blank: Any, runs: int) -> int:
         """A further stage's path on a blank frame; sets and returns its expected run time (p99, ns)."""
-        stage.preprocess(blank, stage.engine.input)
-        try:
-            stage.classify(stage.engine.infer())
-        except ValueError as exc:
-            where = f"stages: {stage.model_id}: postprocess.classes"
-            raise ConfigError(f"{where}: {exc} ({stage.engine.cfg.path})") from exc
-        durations = np.zeros(max(runs, 1), dtype=np.int64)
-        for i in range(durations.size):
-            t0 = time.monotonic_ns()
-            stage.preprocess(blank, stage.engine.input)
-            stage.classify(stage.engine.infer())
-            durations[i] = time.monotonic_ns() - t0
-        stage.expected_ns = int(np.percentile(durations, 99))
+        _first_run(stage, blank, f"stages: {stage.model_id}: postprocess.classes")
+        stage.expected_ns = int(np.percentile(_timed_runs(stage, blank, runs), 99))
         return stage.expected_ns
 
     def recover(self) -> None:

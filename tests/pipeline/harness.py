@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from linegate.demo.runner import PlcSimProcess, free_port
 from tests.conftest import DEMO_CONFIG, unique_instance
 
 MODEL = (DEMO_CONFIG.parent / ".." / "engines" / "demo" / "ball_zone.onnx").resolve()
@@ -230,3 +231,8 @@ def assert_every_frame_and_reject_accounted(recs: list[dict[str, Any]], pulses: 
     if pulses is not None:
         assert set(delivered) <= set(pulses), sorted(set(delivered) - set(pulses))[:10]
         assert set(pulses) <= set(rejected)
+
+
+def handshake_sim(*extra: str) -> PlcSimProcess:
+    """A simulated PLC in handshake mode at the demo config's register base, on a free port."""
+    return PlcSimProcess(free_port(), args=["--mode", "handshake", "--register-base", "100", *extra])

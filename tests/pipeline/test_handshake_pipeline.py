@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from linegate.demo.runner import PlcSimProcess, free_port
-from tests.pipeline.harness import LinegateRun, assert_every_frame_and_reject_accounted
-
-
-def handshake_sim(*extra: str) -> PlcSimProcess:
-    return PlcSimProcess(free_port(), args=["--mode", "handshake", "--register-base", "100", *extra])
+from tests.pipeline.harness import LinegateRun, assert_every_frame_and_reject_accounted, handshake_sim
 
 
 def test_part_ids_continue_the_plc_numbering(tmp_path: Path) -> None:

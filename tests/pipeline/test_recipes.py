@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from linegate.demo.runner import PlcSimProcess, free_port
-from tests.pipeline.harness import MODEL, LinegateRun, assert_every_frame_and_reject_accounted
+from tests.pipeline.harness import MODEL, LinegateRun, assert_every_frame_and_reject_accounted, handshake_sim
 
 HANDSHAKE = {'mode = "pulse"': 'mode = "handshake"'}
 
@@ -26,10 +25,6 @@ classes = ["pass", "reject"]
 reject_thresholds = {{ reject = 0.5 }}
 """
     return out
-
-
-def handshake_sim(*extra: str) -> PlcSimProcess:
-    return PlcSimProcess(free_port(), args=["--mode", "handshake", "--register-base", "100", *extra])
 
 
 def test_plc_recipe_change_switches_the_model_between_two_frames(tmp_path: Path) -> None:
