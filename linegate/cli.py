@@ -187,15 +187,11 @@ def _toolchain_module(command: str) -> Any:
 
 
 def _add_toolchain_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """build-engine, inspect-engine, calibrate, compare (linegate.toolchain); a command whose module is
-    not there yet is left out."""
+    """build-engine, inspect-engine, calibrate, compare, capture (linegate.toolchain)."""
     from linegate.toolchain import COMMANDS
 
     for command in COMMANDS:
-        try:
-            module = _toolchain_module(command)
-        except ModuleNotFoundError:
-            continue
+        module = _toolchain_module(command)
         module.add_arguments(_command(sub, command, module.SUMMARY, module.DESCRIPTION))
 
 

@@ -1,4 +1,5 @@
-"""ONNX Runtime on the CPU: the embedded default backend (the only module importing onnxruntime)."""
+"""ONNX Runtime on the CPU: the embedded default backend (the line's only module importing onnxruntime;
+the toolchain's quantisation, linegate/engine/quantize.py, imports it too)."""
 
 from __future__ import annotations
 

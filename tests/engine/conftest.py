@@ -24,12 +24,6 @@ from tests.engine import trt_double
 TRT_CHOICE = trt_double.choice()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "gpu: needs cuda-python and a CUDA GPU (the device machine or a Jetson); skipped elsewhere"
-    )
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip a ``gpu`` test, saying why, where cuda-python or a CUDA device is missing."""
     if item.get_closest_marker("gpu") is None:
