@@ -65,6 +65,9 @@ class ModbusLink:
 
     def write_part_id(self, part_id: int) -> None:
         """pulse mode: the part id (32 bit, high word first) into ``part_id_register``, if set."""
+        # Waited for, not pipelined with the coil write that follows (which would save a round trip):
+        # tried, and under delayed replies the ON could still sit queued behind this request when the
+        # read-back after a timeout found the coil OFF, so it was written again (a part pulsed twice).
         if self.cfg.part_id_register is not None:
             p = part_id & 0xFFFF_FFFF
             self._call("write_registers", self.cfg.part_id_register, [p >> 16, p & 0xFFFF])
