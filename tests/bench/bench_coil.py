@@ -303,7 +303,8 @@ def run_naive(cfg: Config, frames: int, out: Path) -> tuple[Block, list[Frame]]:
     subprocess.run([
         sys.executable, str(NAIVE), "--port", str(link.port), "--frames", str(frames), "--out", str(out),
         "--mode", cfg.plc.mode, "--fps", str(cfg.camera.frame_rate_hz), "--reject-coil", str(link.reject_coil or 0),
-        "--part-id-register", str(link.part_id_register or 0), "--register-base", str(link.register_base),
+        "--part-id-register", str(-1 if link.part_id_register is None else link.part_id_register),
+        "--register-base", str(link.register_base),
         "--pulse-ms", str(cfg.plc.pulse_ms),
     ], check=True)
     return Block("naive", t0, time.monotonic_ns()), naive_frames(out)
@@ -470,6 +471,8 @@ def main() -> int:
     ap.add_argument("--sim-rt-priority", type=int, default=0,
                     help="run the PLC simulator SCHED_FIFO at this priority, as a PLC with its own CPU (0: off)")
     ap.add_argument("--keep", type=Path, help="keep the records (linegate logs, naive output) in this folder")
+    ap.add_argument("--no-part-id", action="store_true",
+                    help="pulse mode: no part-id register on either side (the coil write alone)")
     ap.add_argument("--poll-alive", choices=("modbus", "s7"), help=argparse.SUPPRESS)
     ap.add_argument("--poll-port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--poll-base", type=int, default=0, help=argparse.SUPPRESS)
@@ -482,6 +485,9 @@ def main() -> int:
     if args.plc_rt_priority is not None:
         sched = base.scheduling.model_copy(update={"plc_rt_priority": args.plc_rt_priority})
         base = base.model_copy(update={"scheduling": sched})
+    if args.no_part_id:
+        modbus = base.plc.modbus.model_copy(update={"part_id_register": None}) if base.plc.modbus else None
+        base = base.model_copy(update={"plc": base.plc.model_copy(update={"modbus": modbus})})
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="bench-coil-"))
     tmp.mkdir(parents=True, exist_ok=True)
     results = [

@@ -48,7 +48,7 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=REPO / "engines" / "demo" / "ball_zone.onnx")
     ap.add_argument("--fps", type=float, default=100.0)
     ap.add_argument("--reject-coil", type=int, default=0)
-    ap.add_argument("--part-id-register", type=int, default=0)
+    ap.add_argument("--part-id-register", type=int, default=0, help="-1: no part-id write")
     ap.add_argument("--register-base", type=int, default=0)
     ap.add_argument("--pulse-ms", type=float, default=2.0)
     args = ap.parse_args()
@@ -88,7 +88,8 @@ def main() -> int:
             if reject:
                 record["t_sent_ns"] = time.monotonic_ns()
                 if args.mode == "pulse":
-                    plc.write_registers(args.part_id_register, [part_id >> 16, part_id & 0xFFFF], device_id=1)
+                    if args.part_id_register >= 0:
+                        plc.write_registers(args.part_id_register, [part_id >> 16, part_id & 0xFFFF], device_id=1)
                     plc.write_coil(args.reject_coil, True, device_id=1)
                     record["t_on_ns"] = time.monotonic_ns()
                     time.sleep(args.pulse_ms / 1000)
