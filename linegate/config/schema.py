@@ -454,6 +454,18 @@ class LoggingSection(_Section):
         return None if value is None else _resolve(value, info)
 
 
+class MetricsSection(_Section):
+    """Prometheus metrics over HTTP (``GET /metrics``), served by the supervisor from the shared
+    counters at scrape time: nothing is done per frame for them. A port that cannot be bound is
+    logged (``metrics_unavailable``) and inspection goes on. Changing this section needs a restart."""
+
+    enabled: bool = True
+    host: Host = "127.0.0.1"
+    """Address to listen on. The endpoint has no authentication: any address other than loopback
+    exposes it to that network, so it is never a default (set e.g. "0.0.0.0" here on purpose)."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 9108
+
+
 class RecipeSection(_Section):
     """The model (and optionally the deadline) for one recipe number the PLC selects (handshake mode)."""
 
@@ -501,6 +513,7 @@ class Config(_Section):
     scheduling: SchedulingSection = SchedulingSection()
     supervisor: SupervisorSection = SupervisorSection()
     logging: LoggingSection = LoggingSection()
+    metrics: MetricsSection = MetricsSection()
     recipes: dict[RecipeNumber, RecipeSection] = {}
     """Recipe number (the PLC's ``recipe`` word, handshake mode) -> the model for that product. The
     top-level ``[model]`` runs until the PLC names a recipe; a recipe not listed here is a fault."""

@@ -38,6 +38,8 @@ from linegate.roles import HEARTBEAT_OF_ROLE, START_ORDER, Role
 from linegate.service.faults import FaultTimes
 from linegate.service.health import stalled
 from linegate.service.instance_lock import InstanceLock
+from linegate.service.metrics import LinegateCollector, RunView
+from linegate.service.metrics_server import MetricsServer, serve_metrics
 from linegate.service.notify import Notifier, watchdog_interval_ns
 from linegate.service.restarts import RestartBudget
 from linegate.service.state_file import state_path, write_state
@@ -88,6 +90,7 @@ class Supervisor:
         self._fps = 0.0
         self._state_failed = False
         self._inspecting = False
+        self._metrics: MetricsServer | None = None
 
     # Signal handlers only record what happened; the main loop acts on it.
     def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -160,6 +163,7 @@ class Supervisor:
             notify=self.notify,
             answers=self._run_state.reload,
         )
+        self._metrics = serve_metrics(cfg.metrics, LinegateCollector(self.counters, self._metrics_view), self.log)
         self.publish("starting")
         try:
             if self._start():
@@ -172,6 +176,8 @@ class Supervisor:
                 if w.proc.is_alive():
                     w.proc.kill()
                     w.proc.join()
+            if self._metrics is not None:  # before the ring closes: a scrape reads it
+                self._metrics.stop()
             final_sweep(self.shared, self.log, self.cfg.deadline.fail_safe)
             self.shared.close()
             self._state_path.unlink(missing_ok=True)
@@ -439,6 +445,22 @@ class Supervisor:
 
     def status_text(self) -> str:
         return self._status_text(None, 0.0)
+
+    def _metrics_view(self) -> RunView:
+        """What a scrape needs beyond the counters (called from the metrics server's thread: reads only)."""
+        slots = self.ring.handle.layout.slots
+        ring = self.ring.counters()
+        journal = ring["journal_written"] - ring["journal_read"]
+        in_slots = len(self.ring.unresolved()) - journal  # unlocked reads: a gauge, clamped to the ring
+        return RunView(
+            ready=self._started and not (self._stop_signals or self._stop_reason),
+            faults=len(self._reasons),
+            model_id=self.cfg.model.id,
+            backend=self.cfg.model.backend,
+            budget_ms=self.cfg.deadline.budget_ms,
+            ring_slots=slots,
+            ring_used=min(slots, max(0, in_slots)),
+        )
 
     # -- the end ------------------------------------------------------------------------------
     def _summarize(self) -> RunSummary:

@@ -1,0 +1,316 @@
+"""Prometheus metrics, built at scrape time from one snapshot of the shared counters (pure).
+
+Nothing here runs per frame: on each scrape the supervisor's HTTP thread calls
+:meth:`LinegateCollector.collect`, which reads the counters, the run-long latency histogram, what
+the supervisor knows (:class:`RunView`) and the board's sysfs files, and :func:`families` turns
+them into metric families. Counters are the workers' own reconciliation counters: a scrape shows
+what the ``run_summary`` record will show, at that moment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from linegate import __version__
+from linegate.counters import SIZE, Count, SharedCounters, Snapshot
+from linegate.service.jetson_stats import BoardReading, BoardStats
+from linegate.timing import histogram
+
+LATENCY_TARGETS_MS = (0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, 500, 1000)
+"""Bucket bounds asked for (a 50 ms budget: fine below it, a few past it); each becomes the
+nearest edge of the run histogram's bins (at most 3.7% away), so every bucket count is exact."""
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the supervisor knows beyond the counters, read at scrape time."""
+
+    ready: bool
+    """READY=1 was sent (every worker up once) and no stop has begun."""
+    faults: int
+    """Reasons linegate is not inspecting right now (as in STATUS)."""
+    model_id: str
+    backend: str
+    budget_ms: float
+    ring_slots: int
+    ring_used: int
+    """Slots holding a frame (being written, waiting, or being decided)."""
+
+
+# (name, counter, help) for counters exported as they are. The names get ``_total`` on the wire.
+PLAIN_COUNTERS: tuple[tuple[str, Count, str], ...] = (
+    ("linegate_frames_acquired", Count.ACQUIRED,
+     "Frames taken from the camera since start; each ends decided, dropped or reported lost."),
+    ("linegate_frames_decided", Count.DECIDED,
+     "Frames the inference loop gave a verdict (by the model, or fail-safe: late, engine error, incomplete)."),
+    ("linegate_frames_dropped", Count.DROPPED,
+     "Frames the ring dropped (full, or half-written by a dying acquisition worker): fail-safe verdict, no model."),
+    ("linegate_engine_errors", Count.ENGINE_ERRORS,
+     "Frames the model failed on (exception in pre/postprocessing or inference): fail-safe verdict."),
+    ("linegate_camera_frames_lost", Count.CAMERA_LOST,
+     "Frames the camera numbered but never delivered (network drops): parts not inspected."),
+    ("linegate_camera_timeouts", Count.CAMERA_TIMEOUTS,
+     "Camera fetches that timed out (no frame within camera.fetch_timeout_ms); restarts with its worker."),
+    ("linegate_camera_reconnects", Count.CAMERA_RECONNECTS, "Times the camera was lost and reopened."),
+    ("linegate_ring_journal_overflows", Count.JOURNAL_OVERFLOW,
+     "Dropped frames whose header did not fit the drop journal (raise ring.journal_size)."),
+    ("linegate_plc_rejects_delivered", Count.PLC_DELIVERED,
+     "Rejects the PLC took (pulse fired or result acknowledged)."),
+    ("linegate_plc_retries", Count.PLC_RETRIES, "PLC writes repeated after a failed or unanswered attempt."),
+    ("linegate_plc_reconnects", Count.PLC_RECONNECTS, "Connections made to the PLC, the first one included."),
+    ("linegate_plc_late", Count.PLC_LATE,
+     "Rejects that could no longer reach the PLC within plc.max_late_ms of their due time (reported undelivered)."),
+    ("linegate_plc_result_writes", Count.PLC_RESULT_WRITES,
+     "Handshake: writes of the vision block carrying a result (first writes and re-writes)."),
+    ("linegate_plc_read_backs", Count.PLC_READ_BACKS, "PLC writes whose reply did not come, resolved by reading back."),
+    ("linegate_plc_late_acks", Count.PLC_LATE_ACKS,
+     "Handshake: acknowledgements that came after the result was reported undelivered (check those parts)."),
+    ("linegate_plc_results_buffer_overruns", Count.PLC_OVERRUNS,
+     "Handshake: results reported undelivered because plc.handshake.buffer results already waited."),
+    ("linegate_plc_pass_results_delivered", Count.PLC_PASS_DELIVERED,
+     "Handshake with results = all: pass results the PLC acknowledged."),
+    ("linegate_worker_restarts", Count.WORKER_RESTARTS, "Worker processes restarted after dying or stalling."),
+    ("linegate_worker_stalls", Count.WORKER_STALLS, "Workers killed because their loop stopped turning."),
+    ("linegate_reloads", Count.RELOADS, "Configuration reloads (SIGHUP, recipe changes) applied."),
+    ("linegate_reload_failures", Count.RELOAD_FAILURES, "Configuration reloads refused; nothing changed."),
+)
+
+# (name, counter, help) for 0/1 states and levels exported as they are.
+PLAIN_GAUGES: tuple[tuple[str, Count, str], ...] = (
+    ("linegate_inspecting", Count.INSPECTING,
+     "1 while every worker runs and nothing is at fault (the PLC's fault output is off); 0: parts not inspected."),
+    ("linegate_camera_down", Count.CAMERA_DOWN, "1 while the camera is lost and being reopened."),
+    ("linegate_plc_connected", Count.PLC_CONNECTED, "1 while the PLC connection is up."),
+    ("linegate_plc_pending", Count.PLC_PENDING, "Rejects (and results) waiting for the PLC right now."),
+    ("linegate_plc_alive_stale", Count.PLC_ALIVE_STALE,
+     "Handshake: 1 while the PLC's alive counter has stopped (its program is not taking results)."),
+    ("linegate_plc_offline", Count.PLC_OFFLINE, "Handshake: 1 while the PLC's control word switched linegate offline."),
+    ("linegate_plc_fault_output", Count.PLC_FAULT, "The fault state last written to the PLC (1: not inspecting)."),
+)
+
+
+class HighWater:
+    """Keeps a counter computed as a difference of two counters from ever going down: the two are
+    written a moment apart, so one snapshot may see one without the other (a one-frame blip that
+    Prometheus would take for a reset)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, key: str, value: int) -> int:
+        value = max(value, self._seen.get(key, 0))
+        self._seen[key] = value
+        return value
+
+
+def latency_buckets(targets_ms: Sequence[float] = LATENCY_TARGETS_MS) -> tuple[tuple[int, float], ...]:
+    """For each target, the nearest bin edge of the run histogram: (index k, edge in seconds).
+
+    Bins 0..k hold exactly the samples below edge k."""
+    out: dict[int, float] = {}
+    for target in targets_ms:
+        k = round(math.log10(target * 1e6 / histogram.LOW_NS) * histogram.PER_DECADE)
+        k = min(max(k, 0), histogram.BINS - 2)
+        out[k] = histogram.LOW_NS * 10 ** (k / histogram.PER_DECADE) / 1e9
+    return tuple(sorted(out.items()))
+
+
+BUCKETS = latency_buckets()
+
+
+def latency_histogram(bins: Sequence[int]) -> HistogramMetricFamily:
+    """The run-long histogram as cumulative Prometheus buckets; the sum is estimated from bin centres."""
+    cumulative, buckets, k0 = 0, [], 0
+    for k, edge_s in BUCKETS:
+        cumulative += sum(bins[k0 : k + 1])
+        k0 = k + 1
+        buckets.append((f"{edge_s:.4g}", float(cumulative)))
+    buckets.append(("+Inf", float(sum(bins))))
+    estimated_sum = sum(c * histogram.bin_mid_ns(i) for i, c in enumerate(bins) if c) / 1e9
+    return HistogramMetricFamily(
+        "linegate_frame_latency_seconds",
+        "Acquisition to verdict hand-off, every frame the inference loop decided since start. Bucket bounds are "
+        "the run histogram's bin edges nearest 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, 500, 1000 ms; "
+        "the sum is estimated from bin centres (within about 4%).",
+        buckets=buckets,
+        sum_value=estimated_sum,
+    )
+
+
+def families(
+    s: Snapshot,
+    latency_bins: Sequence[int],
+    run: RunView,
+    board: BoardReading,
+    version: str = __version__,
+    monotonic: Callable[[str, int], int] = lambda _key, value: max(value, 0),
+) -> list[Metric]:
+    """Every metric family of one scrape."""
+    c = Count
+    out: list[Metric] = []
+    for name, count, doc in PLAIN_COUNTERS:
+        out.append(CounterMetricFamily(name, doc, value=s[count]))
+    for name, count, doc in PLAIN_GAUGES:
+        out.append(GaugeMetricFamily(name, doc, value=s[count]))
+
+    verdicts = CounterMetricFamily("linegate_verdicts", "Verdicts given, by verdict.", labels=["verdict"])
+    verdicts.add_metric(["pass"], s[c.PASSED])
+    verdicts.add_metric(["reject"], s[c.REJECTED])
+    fail_safe_known = {
+        "deadline_missed": s[c.DEADLINE_MISSED],
+        "deadline_unreachable": s[c.DEADLINE_UNREACHABLE],
+        "engine_error": s[c.ENGINE_ERRORS],
+        "incomplete_frame": s[c.INCOMPLETE_FRAMES],
+    }
+    by_basis = {
+        "model": monotonic("basis_model", s[c.PASSED] + s[c.REJECTED] - s[c.FAIL_SAFE]),
+        **fail_safe_known,
+        "dropped_or_lost": monotonic("basis_dropped_or_lost", s[c.FAIL_SAFE] - sum(fail_safe_known.values())),
+    }
+    basis = CounterMetricFamily(
+        "linegate_verdicts_by_basis",
+        "Verdicts by what decided them: the model, or the fail-safe verdict for a frame that was late "
+        "(deadline_missed, deadline_unreachable), failed in the engine, arrived incomplete, was dropped by a full "
+        "ring or lost in a worker crash (dropped_or_lost; the frame records tell which).",
+        labels=["basis"],
+    )
+    for key, value in by_basis.items():
+        basis.add_metric([key], value)
+    misses = CounterMetricFamily(
+        "linegate_deadline_misses",
+        "Frames not decided by the model within deadline.budget_ms: the model answered late (missed) or too little "
+        "time was left to start it (unreachable); each got the fail-safe verdict.",
+        labels=["kind"],
+    )
+    misses.add_metric(["missed"], s[c.DEADLINE_MISSED])
+    misses.add_metric(["unreachable"], s[c.DEADLINE_UNREACHABLE])
+    lost = CounterMetricFamily(
+        "linegate_frames_reported_lost",
+        "Frames acquired that never reached a verdict and were reported by part id instead: the ring lock timed out "
+        "or a killed acquisition worker had them. Acquired = decided + dropped + these.",
+        labels=["why"],
+    )
+    lost.add_metric(["ring_lock_timeout"], s[c.RING_LOCK_TIMEOUTS])
+    lost.add_metric(["acquisition_worker_killed"], s[c.ACQ_LOST])
+    undelivered = CounterMetricFamily(
+        "linegate_plc_rejects_undelivered",
+        "Rejects that did not reach the PLC: pull those parts by hand (reject_undelivered records name them). "
+        "plc_queue_full: the hand-off to the PLC worker was full; delivery_unknown: no reply and no read-back in "
+        "time; other: unreachable, too late, not acknowledged, refused... (the records give the reason).",
+        labels=["reason"],
+    )
+    undelivered.add_metric(["plc_queue_full"], s[c.PLC_QUEUE_FULL])
+    undelivered.add_metric(["delivery_unknown"], s[c.PLC_DELIVERY_UNKNOWN])
+    undelivered.add_metric(["other"], monotonic("undelivered_other", s[c.PLC_UNDELIVERED] - s[c.PLC_DELIVERY_UNKNOWN]))
+    out += [verdicts, basis, misses, lost, undelivered]
+    out.append(CounterMetricFamily(
+        "linegate_plc_pass_results_undelivered",
+        "Handshake with results = all: pass results the PLC did not get (no part to pull: it diverts the part).",
+        value=s[c.PLC_PASS_UNDELIVERED] + s[c.PLC_PASS_QUEUE_FULL],
+    ))
+    logs = CounterMetricFamily(
+        "linegate_log_records_lost",
+        "Log records lost: dropped at a full pipe (pipe_full) or not written to the outputs (write_failed).",
+        labels=["why"],
+    )
+    logs.add_metric(["pipe_full"], s.log_queue_full)
+    logs.add_metric(["write_failed"], s.log_write_failed)
+    out.append(logs)
+
+    out.append(latency_histogram(latency_bins))
+    window = GaugeMetricFamily(
+        "linegate_frame_latency_recent_seconds",
+        "Acquisition to verdict over the last few thousand frames, by quantile (updated each second).",
+        labels=["quantile"],
+    )
+    window.add_metric(["0.5"], s[c.LATENCY_P50_US] / 1e6)
+    window.add_metric(["0.99"], s[c.LATENCY_P99_US] / 1e6)
+    out.append(window)
+    out.append(GaugeMetricFamily(
+        "linegate_engine_expected_seconds",
+        "p99 of the model's whole per-frame path measured at warm-up: a frame with less time left is not started.",
+        value=s[c.ENGINE_P99_US] / 1e6,
+    ))
+    out.append(GaugeMetricFamily(
+        "linegate_deadline_budget_seconds", "deadline.budget_ms: each frame's time from acquisition to its verdict.",
+        value=run.budget_ms / 1e3,
+    ))
+    out.append(GaugeMetricFamily("linegate_ring_slots", "Slots in the shared-memory frame ring.", value=run.ring_slots))
+    out.append(GaugeMetricFamily(
+        "linegate_ring_slots_used",
+        "Ring slots holding a frame now (written, waiting or being decided); all used means the next frame is dropped.",
+        value=run.ring_used,
+    ))
+    out.append(GaugeMetricFamily(
+        "linegate_ready", "1 from READY (every worker started) until the stop begins.", value=int(run.ready)
+    ))
+    out.append(GaugeMetricFamily(
+        "linegate_faults", "Reasons linegate is not inspecting right now (listed in STATUS and `linegate status`).",
+        value=run.faults,
+    ))
+    out.append(GaugeMetricFamily(
+        "linegate_active_recipe", "The recipe whose model runs (handshake); -1: the configured [model].",
+        value=s[c.ACTIVE_RECIPE] - 1,
+    ))
+    out.append(InfoMetricFamily(
+        "linegate_model", "The model deciding frames (model.id) and its backend.",
+        value={"model": run.model_id, "backend": run.backend},
+    ))
+    out.append(InfoMetricFamily("linegate_build", "The linegate version running.", value={"version": version}))
+    out += board_families(board)
+    return out
+
+
+def board_families(board: BoardReading) -> list[Metric]:
+    """Temperatures, GPU load and power mode, each only where the board has it."""
+    out: list[Metric] = []
+    if board.zones:
+        temps = GaugeMetricFamily(
+            "linegate_thermal_zone_celsius", "Temperature of each thermal zone (/sys/class/thermal).",
+            labels=["zone", "type"],
+        )
+        for z in board.zones:
+            temps.add_metric([z.zone, z.type], z.celsius)
+        out.append(temps)
+    if board.gpu_load is not None:
+        out.append(GaugeMetricFamily(
+            "linegate_gpu_load_ratio", "Jetson GPU busy share over its last sampling window (0..1).",
+            value=board.gpu_load,
+        ))
+    if board.power_mode is not None:
+        out.append(InfoMetricFamily(
+            "linegate_power_mode", "The Jetson's nvpmodel power mode (id and name).",
+            value={"id": str(board.power_mode.id), "name": board.power_mode.name},
+        ))
+    return out
+
+
+class LinegateCollector(Collector):
+    """Reads everything at scrape time; registered in the metrics server's own registry."""
+
+    def __init__(
+        self,
+        counters: SharedCounters,
+        run: Callable[[], RunView],
+        board: BoardStats | None = None,
+        version: str = __version__,
+    ) -> None:
+        self.counters = counters
+        self.run = run
+        self.board = board if board is not None else BoardStats()
+        self.version = version
+        self._high_water = HighWater()
+
+    def collect(self) -> Iterable[Metric]:
+        snapshot = self.counters.snapshot()
+        bins = [int(v) for v in self.counters.array[SIZE : SIZE + histogram.BINS]]
+        return families(snapshot, bins, self.run(), self.board.read(), self.version, self._high_water)
+
+
+__all__ = ["BUCKETS", "HighWater", "LinegateCollector", "RunView", "families", "latency_buckets"]
