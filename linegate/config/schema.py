@@ -200,7 +200,12 @@ class ModelSection(_Section):
     path: Path
     input_name: str | None = None
     output_name: str | None = None
-    threads: Annotated[int, Field(ge=1, le=64)] = 1
+    threads: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
+    """onnxruntime: intra-op threads. "auto": the CPUs this worker may use, less those the acquisition
+    and PLC workers need (one on up to 4 CPUs, else two); see linegate/engine/threads.py."""
+    spinning: Literal["auto", "on", "off"] = "auto"
+    """onnxruntime: pool threads busy-wait between runs (faster runs, burnt cores). "auto": on only where
+    the pool has threads and spare cores remain for the other workers."""
     warmup_runs: Annotated[int, Field(ge=0, le=10_000)] = 50
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
     """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device

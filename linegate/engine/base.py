@@ -48,6 +48,11 @@ class Engine(ABC):
         self._loaded = True
 
     @property
+    def settings(self) -> dict[str, object]:
+        """What the backend chose at load (e.g. thread count), for the ``engine_ready`` record."""
+        return {}
+
+    @property
     @abstractmethod
     def input(self) -> Array:
         """The bound input tensor; the preprocessor writes each frame here."""

@@ -7,6 +7,7 @@ import numpy as np
 import onnxruntime as ort
 
 from linegate.engine.base import Array, Engine
+from linegate.engine.threads import cpus_available, intra_op_threads, spinning
 from linegate.errors import ModelError
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -20,12 +21,14 @@ class OnnxRuntimeEngine(Engine):
 
     def _load(self) -> None:
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.cfg.threads
+        cpus = cpus_available()
+        self.threads = intra_op_threads(self.cfg.threads, cpus)
+        self.spinning = spinning(self.cfg.spinning, self.threads, cpus)
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # The loop must never sleep-wait inside ORT's thread pool after a run: no spinning either.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         self._session = ort.InferenceSession(str(self.cfg.path), opts, providers=["CPUExecutionProvider"])
         inp = _pick(self._session.get_inputs(), self.cfg.input_name, "input")
         out = _pick(self._session.get_outputs(), self.cfg.output_name, "output")
@@ -57,6 +60,10 @@ class OnnxRuntimeEngine(Engine):
                 f"{self.cfg.path}: input {inp.name!r} is {inp.type}, model.preprocess.dtype gives "
                 f"{self.requested_dtype}"
             )
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return {"threads": self.threads, "spinning": self.spinning}
 
     @property
     def input(self) -> Array:

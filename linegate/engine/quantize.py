@@ -36,6 +36,7 @@ from onnxruntime.quantization import (
 )
 
 from linegate.engine.base import Array, Engine
+from linegate.engine.threads import cpus_available, intra_op_threads
 from linegate.errors import LinegateError, ModelError
 
 METHODS: dict[str, Any] = {
@@ -184,7 +185,7 @@ class QdqSimulation(Engine):
 
     def _load(self) -> None:
         opts = onnxruntime.SessionOptions()
-        opts.intra_op_num_threads = self.cfg.threads
+        opts.intra_op_num_threads = intra_op_threads(self.cfg.threads, cpus_available())
         opts.inter_op_num_threads = 1
         # Basic level: constant folding and the like. The extended level would fuse Q/DQ around
         # Conv, MatMul, ... into ONNX Runtime's CPU int8 kernels, which this class exists to avoid.

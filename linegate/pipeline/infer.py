@@ -468,7 +468,7 @@ def inference_main(
         )
         warm = loop.warm_up(cfg.model.warmup_runs)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path),
-                 preprocess_on="gpu" if gpu is not None else "cpu", **warm)  # fmt: skip
+                 preprocess_on="gpu" if gpu is not None else "cpu", **engine.settings, **warm)  # fmt: skip
         if predecessor is not None:
             beat = lambda: counters.set(Count.INFER_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
             if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
