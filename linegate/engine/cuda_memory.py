@@ -355,7 +355,7 @@ class Kernel:
         self.name = name
         self._types = tuple(params)
         self._slots = np.zeros(len(params), dtype=np.uint64)
-        self._views = {t: self._slots.view(v) for t, v in _SLOT_VIEW.items()}
+        self._views: dict[str, npt.NDArray[Any]] = {t: self._slots.view(v) for t, v in _SLOT_VIEW.items()}
         base = self._slots.ctypes.data
         self._pointers = np.array([base + 8 * i for i in range(len(params))], dtype=np.uint64)
         self._params_address = int(self._pointers.ctypes.data)

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from linegate.config.schema import PreprocessSection
 from linegate.errors import EngineError
@@ -74,7 +75,7 @@ class GpuFeed:
         self.path.start(slot, self.consumer.slot_address(slot))
         return Fed.DONE if self.path.wait(deadline_ns) else Fed.LATE
 
-    def warm_up(self, runs: int) -> np.ndarray:
+    def warm_up(self, runs: int) -> npt.NDArray[np.int64]:
         """Run the whole path on slot 0 *runs* times (reading it only); each run's duration in ns."""
         durations = np.zeros(max(runs, 1), dtype=np.int64)
         far = 2**62

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from linegate.camera.defects import FrameDefect
 from linegate.config.schema import Config, ModelSection
@@ -96,7 +97,7 @@ def _first_run(stage: ModelStage, blank: Any, key: str) -> None:
         raise ConfigError(f"{key}: {exc} ({stage.engine.cfg.path})") from exc
 
 
-def _timed_runs(stage: ModelStage, blank: Any, runs: int) -> np.ndarray:
+def _timed_runs(stage: ModelStage, blank: Any, runs: int) -> npt.NDArray[np.int64]:
     """Each of *runs* preprocess + infer + classify passes on a blank frame, in ns."""
     durations = np.zeros(max(runs, 1), dtype=np.int64)
     for i in range(durations.size):
