@@ -22,6 +22,7 @@ from typing import Any
 import linegate
 from linegate.engine.engine_key import KEY_SUFFIX, PRECISIONS, EngineKey, key_path
 from linegate.errors import ModelError
+from linegate.toolchain.arg_types import whole
 
 SUMMARY = "build a TensorRT engine from an ONNX model on this device, with its sidecar key"
 DESCRIPTION = (
@@ -62,16 +63,6 @@ def _batch(text: str) -> tuple[int, int, int]:
     return values[0], values[1], values[2]
 
 
-def _mib(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of MiB >= 1, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL.onnx", type=Path, help="the ONNX model")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16",
@@ -81,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: none; required when the model has a dynamic height and width)")
     parser.add_argument("--batch", metavar="MIN:OPT:MAX", type=_batch, default=None,
                         help="batch range for a dynamic batch dimension (default 1:1:1; N means 1:N:N)")
-    parser.add_argument("--workspace-mib", metavar="MIB", type=_mib, default=None,
+    parser.add_argument("--workspace-mib", metavar="MIB", type=whole(1, what="a whole number of MiB"), default=None,
                         help="limit TensorRT's workspace memory pool (default: TensorRT's, all device memory)")
     parser.add_argument("--timing-cache", metavar="FILE", type=Path, default=None,
                         help="read and update this timing cache (created if missing): later builds go faster "

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from linegate.toolchain.arg_types import SHARE, percent, whole
+
 if TYPE_CHECKING:
     from linegate.config.schema import ModelSection
     from linegate.engine.quantize import QuantOptions
@@ -42,37 +44,6 @@ DEFAULT_MIN_AGREEMENT = 99.5
 DEFAULT_HOLDOUT_SHARE = 0.2
 
 
-def _percent(text: str) -> float:
-    """--min-agreement: a percentage in [50, 100] (a fraction like 0.995 is refused, not misread)."""
-    try:
-        value = float(text.rstrip("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage such as 99.5, got {text!r}") from None
-    if not 50.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"expected a percentage between 50 and 100 such as 99.5, got {text!r}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 such as 0.2, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (exclusive) such as 0.2, got {text!r}")
-    return value
-
-
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"expected a whole number of threads from 1 to 64, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--config", metavar="FILE", type=Path, required=True,
@@ -82,13 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--holdout", metavar="DIR", type=Path, default=None,
         help="folder of held-out frames for the gate (recommended: captured apart from --images); default: hold "
         "out --holdout-share of --images, chosen by a hash of each file name (deterministic)")
-    add("--holdout-share", metavar="SHARE", type=_share, default=DEFAULT_HOLDOUT_SHARE,
+    add("--holdout-share", metavar="SHARE", type=SHARE, default=DEFAULT_HOLDOUT_SHARE,
         help="without --holdout: the share of --images held out (default: %(default)s)")
     add("--model", metavar="ONNX", type=Path, default=None,
         help="the FP32 ONNX model (default: the configuration's model.path)")
     add("--output", metavar="ONNX", type=Path, default=None,
         help="the QDQ INT8 model to write (default: <model>.int8.onnx beside the model)")
-    add("--min-agreement", metavar="PERCENT", type=_percent, default=DEFAULT_MIN_AGREEMENT,
+    add("--min-agreement", metavar="PERCENT", type=percent(50.0), default=DEFAULT_MIN_AGREEMENT,
         help="least share of held-out frames on which INT8 and FP32 verdicts must agree (default: %(default)s)")
     add("--force", action="store_true",
         help="write the INT8 model even below --min-agreement (the report records it)")
@@ -100,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--exclude-node", metavar="NAME", action="append", default=[],
         help="keep this ONNX node's weights and computation in float (repeatable; default: none). Its input stays "
         "quantised while the node producing it is quantised: exclude a whole chain to keep a precise path float")
-    add("--threads", metavar="N", type=_threads, default=None,
+    add("--threads", metavar="N", type=whole(1, 64, what="a whole number of threads"), default=None,
         help="ONNX Runtime threads for the gate (default: the configuration's model.threads)")
 
 

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from linegate.toolchain.arg_types import whole
+
 SUMMARY = "save N frames from the configured camera as image files (calibration and comparison sets)"
 DESCRIPTION = (
     "Open the configuration's camera as `linegate run` does (it must not be in use by a running linegate), "
@@ -28,34 +30,14 @@ STALL_S = 5.0
 """No good frame for this long ends the capture with an error."""
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def _skip(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--config", metavar="FILE", type=Path, required=True, help="configuration whose [camera] is opened")
     add("--out", metavar="DIR", type=Path, required=True, help="folder for the frames (created if missing)")
-    add("--count", metavar="N", type=_count, default=500, help="frames to save (default: %(default)s)")
-    add("--every", metavar="K", type=_count, default=1,
+    add("--count", metavar="N", type=whole(1), default=500, help="frames to save (default: %(default)s)")
+    add("--every", metavar="K", type=whole(1), default=1,
         help="save every K-th good frame (default: %(default)s: each one)")
-    add("--skip", metavar="N", type=_skip, default=0, help="drop the first N good frames (default: %(default)s)")
+    add("--skip", metavar="N", type=whole(0), default=0, help="drop the first N good frames (default: %(default)s)")
     add("--format", choices=FORMATS, default="png", help="file format (default: %(default)s)")
     add("--prefix", metavar="TEXT", default=None,
         help="file name prefix (default: the start time, YYYYmmdd-HHMMSS-)")

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from linegate.toolchain.arg_types import decimal, percent, whole
+
 SUMMARY = "run two models (ONNX FP32, QDQ INT8, TensorRT engine) on the same frames and compare outputs and verdicts"
 DESCRIPTION = (
     "Run a reference model (default: the configuration's model.path) and a candidate on the same frames, each "
@@ -30,36 +32,6 @@ DEFAULT_MAX_ABS = 0.05
 DEFAULT_MIN_AGREEMENT = 99.5
 
 
-def _nonnegative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text.rstrip("%"))
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100 such as 99.5, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--config", metavar="FILE", type=Path, required=True,
@@ -69,16 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the model to check: .onnx (e.g. the QDQ INT8 model) or a TensorRT .engine/.plan")
     add("--reference", metavar="MODEL", type=Path, default=None,
         help="the model to compare against (default: the configuration's model.path)")
-    add("--max-abs-error", metavar="X", type=_nonnegative, default=DEFAULT_MAX_ABS,
+    add("--max-abs-error", metavar="X", type=decimal(0.0), default=DEFAULT_MAX_ABS,
         help="largest allowed absolute score error (default: %(default)s)")
-    add("--max-rel-error", metavar="X", type=_nonnegative, default=None,
+    add("--max-rel-error", metavar="X", type=decimal(0.0), default=None,
         help="largest allowed relative error |c - r| / max(|r|, 1e-6) (default: not checked: scores near 0 make "
         "it large)")
-    add("--min-agreement", metavar="PERCENT", type=_percent, default=DEFAULT_MIN_AGREEMENT,
+    add("--min-agreement", metavar="PERCENT", type=percent(0.0), default=DEFAULT_MIN_AGREEMENT,
         help="least share of frames with the same verdict (default: %(default)s)")
-    add("--limit", metavar="N", type=_count, default=None,
+    add("--limit", metavar="N", type=whole(1), default=None,
         help="use only the first N frames by file name (default: all)")
-    add("--threads", metavar="N", type=_count, default=None,
+    add("--threads", metavar="N", type=whole(1), default=None,
         help="ONNX Runtime threads per model (default: the configuration's model.threads)")
     add("--cpu-int8-kernels", action="store_true",
         help="run QDQ .onnx models through ONNX Runtime's fused CPU int8 kernels, as `linegate run` with the "
