@@ -89,6 +89,14 @@ def _command(
     )
 
 
+def _add_instance_options(parser: argparse.ArgumentParser) -> None:
+    """Which running linegate a service command talks to."""
+    parser.add_argument("--instance", metavar="NAME", default=None,
+                        help="instance.name of the configuration (default: the only one running)")
+    parser.add_argument("--config", metavar="FILE", type=Path, default=None,
+                        help="take the instance name from this configuration file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="linegate",
@@ -135,10 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         "delivered and undelivered, deadline misses, the last worker restart and its reason. Exit 0 while it "
         "inspects, 1 while it does not (fault or starting), 3 when it is not running: usable as a health check.",
     )
-    status.add_argument("--instance", metavar="NAME", default=None,
-                        help="instance.name of the configuration (default: the only one running)")
-    status.add_argument("--config", metavar="FILE", type=Path, default=None,
-                        help="take the instance name from this configuration file")
+    _add_instance_options(status)
     reload = _command(
         sub,
         "reload",
@@ -148,10 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`systemctl reload linegate` returns only then. Exit 3 when it is not running, 2 without an answer "
         "within --timeout.",
     )
-    reload.add_argument("--instance", metavar="NAME", default=None,
-                        help="instance.name of the configuration (default: the only one running)")
-    reload.add_argument("--config", metavar="FILE", type=Path, default=None,
-                        help="take the instance name from this configuration file")
+    _add_instance_options(reload)
     reload.add_argument("--timeout", metavar="S", type=_number, default=25.0,
                         help="seconds to wait for the outcome (default: %(default)s; keep it below the unit's "
                         "TimeoutSec)")
