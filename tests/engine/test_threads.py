@@ -33,7 +33,8 @@ def test_spinning_auto_only_with_a_pool_and_spare_cores(setting: str, threads: i
 
 
 def test_the_backend_reports_what_it_chose(tmp_path: Path) -> None:
-    """A session with threads = "auto" loads, runs, and reports its thread count and spinning."""
+    """A session with threads = "auto" loads, runs, and ONNX Runtime gets the thread count and spinning
+    that the engine reports."""
     pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
     from linegate.config.schema import ModelSection
     from linegate.engine import create_engine
@@ -46,5 +47,9 @@ def test_the_backend_reports_what_it_chose(tmp_path: Path) -> None:
     with create_engine(section, (1, 1, 12, 16), np.dtype(np.float32)) as engine:
         engine.infer()
         cpus = cpus_available()
-        assert engine.settings == {"threads": intra_op_threads("auto", cpus),
-                                   "spinning": spinning("auto", intra_op_threads("auto", cpus), cpus)}  # fmt: skip
+        threads = intra_op_threads("auto", cpus)
+        assert engine.settings == {"threads": threads, "spinning": spinning("auto", threads, cpus)}
+        options = engine._session.get_session_options()  # what ONNX Runtime itself was given
+        assert options.intra_op_num_threads == threads
+        spin = options.get_session_config_entry("session.intra_op.allow_spinning")
+        assert spin == ("1" if engine.settings["spinning"] else "0")
