@@ -216,6 +216,11 @@ class ModelSection(_Section):
     """tensorrt: the sidecar key ``ENGINE.key.json`` (written by ``linegate build-engine``) is checked
     against this machine's TensorRT, GPU and the engine's sha256 before loading; "optional" also
     loads an engine that has none (logged), a key that is there is always checked."""
+    cuda_graph: Literal["auto", "on", "off"] = "auto"
+    """tensorrt: run each frame's copy in, engine run and copy out as one captured CUDA graph (one
+    launch instead of many). "auto": on for static input shapes (no dynamic dimension, or a single
+    optimisation profile with min == max), else off, and off with a log record where the engine
+    cannot be captured; "on" refuses dynamic shapes and engines that cannot be captured."""
     preprocess: PreprocessSection = PreprocessSection()
     postprocess: PostprocessSection
 

@@ -10,13 +10,16 @@ Kernels are compiled from source with NVRTC and launched through the driver API 
 cuLaunchKernel): that path is the same in cuda-python 12.x and 13.x, and the driver API works in the
 runtime's primary context, so runtime streams and buffers and driver launches mix freely.
 
+Work that repeats on the same buffers (a TensorRT run with its copies) can be captured once as a
+CUDA graph (:class:`Graph`) and replayed with one launch per frame.
+
 On JetPack 6 (CUDA 12.6 driver) use cuda-python 12.x: the 13.x bindings need a CUDA 13 driver.
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,7 @@ _SUCCESS = int(cudart.cudaError_t.cudaSuccess)
 _NOT_READY = int(cudart.cudaError_t.cudaErrorNotReady)
 _CU_SUCCESS = int(driver.CUresult.CUDA_SUCCESS)
 _NVRTC_SUCCESS = int(nvrtc.nvrtcResult.NVRTC_SUCCESS)
+
 
 def _name(err: Any) -> str:
     return str(getattr(err, "name", err))
@@ -272,6 +276,59 @@ class HostRegistration:
             check(cudart.cudaHostUnregister(self.address), "cudaHostUnregister")
             self.address = 0
             self.device_ptr = None
+
+
+class Graph:
+    """The work *enqueue* puts on *stream*, captured once into a CUDA graph and instantiated: each
+    :meth:`launch` replays all of it with one call.
+
+    The capture is thread-local (``cudaStreamCaptureModeThreadLocal``): other threads may use CUDA
+    meanwhile. A replay reads and writes the same addresses the capture saw, so the graph is valid
+    only while those buffers (and, for TensorRT, the input shapes) stay as they were. Raises
+    EngineError naming the call that failed; the stream leaves capture mode either way.
+    """
+
+    def __init__(self, stream: Stream, enqueue: Callable[[Stream], None]) -> None:
+        self.graph: Any = None
+        self.exec: Any = None
+        mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        check(cudart.cudaStreamBeginCapture(stream.handle, mode), "cudaStreamBeginCapture")
+        try:
+            enqueue(stream)
+        except Exception as exc:
+            self._abandon(stream)
+            raise EngineError(f"capturing a CUDA graph failed: {exc}") from exc
+        err, graph = cudart.cudaStreamEndCapture(stream.handle)
+        if int(err) != _SUCCESS:
+            cudart.cudaGetLastError()  # an invalidated capture also sets the last error: clear it
+            check((err,), "cudaStreamEndCapture")
+        self.graph = graph
+        try:
+            self.exec = check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        except EngineError:
+            self.close()
+            raise
+
+    @staticmethod
+    def _abandon(stream: Stream) -> None:
+        """End a capture whose work failed; drop whatever graph it left."""
+        err, graph = cudart.cudaStreamEndCapture(stream.handle)
+        if int(err) == _SUCCESS and graph is not None and int(graph):
+            cudart.cudaGraphDestroy(graph)
+        cudart.cudaGetLastError()
+
+    def launch(self, stream: Stream) -> None:
+        """Enqueue one replay of the captured work on *stream*."""
+        check(cudart.cudaGraphLaunch(self.exec, stream.handle), "cudaGraphLaunch")
+
+    def close(self) -> None:
+        """Destroy the executable graph and the graph (after their launches are done)."""
+        if self.exec is not None:
+            check(cudart.cudaGraphExecDestroy(self.exec), "cudaGraphExecDestroy")
+            self.exec = None
+        if self.graph is not None:
+            check(cudart.cudaGraphDestroy(self.graph), "cudaGraphDestroy")
+            self.graph = None
 
 
 # --- run-time compiled kernels ---------------------------------------------------------------------

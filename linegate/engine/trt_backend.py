@@ -2,7 +2,9 @@
 
 Thin on purpose: check the engine's sidecar key against this machine, deserialize, bind one input
 and one output once (pinned host buffers the preprocessor writes into, device buffers, tensor
-addresses, a stream), then per frame only copy in, enqueue, copy out and synchronize. TensorRT
+addresses, a stream), then per frame only copy in, enqueue, copy out and synchronize. With static
+input shapes (``model.cuda_graph``) those three are captured once into a CUDA graph after a first
+run, as TensorRT's guide advises, and each frame is one graph launch. TensorRT
 cannot be installed on this project's machines: the tests run this code on a GPU against a stand-in
 ``tensorrt`` (tests/engine/trt_double), and against the real one on a Jetson.
 """
@@ -10,6 +12,7 @@ cannot be installed on this project's machines: the tests run this code on a GPU
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +55,8 @@ class TensorRTEngine(Engine):
         path = self.cfg.path
         self._buffers: list[cm.PinnedBuffer | cm.DeviceBuffer] = []
         self._stream: cm.Stream | None = None
+        self._graph: cm.Graph | None = None
+        self._device_graph: cm.Graph | None = None
         self._logger = _TrtLogger()
         data = path.read_bytes()
         key = check_engine_key(path, data, getattr(self.cfg, "engine_key", "required"), type(self.cfg))
@@ -70,6 +75,7 @@ class TensorRTEngine(Engine):
             raise EngineError(f"{path}: TensorRT cannot create an execution context (out of GPU memory?)")
         try:
             self._bind()
+            self._capture()
         except BaseException:
             self._free()
             raise
@@ -115,7 +121,6 @@ class TensorRTEngine(Engine):
         for name, buf in ((self.input_name, self._dev_in), (self.output_name, self._dev_out)):
             if not self._context.set_tensor_address(name, buf.ptr):
                 raise EngineError(f"{path}: TensorRT refused the device address for tensor {name!r}")
-        self._stream_address = self._stream.address
 
     def _keep(self, buf: _Buf) -> _Buf:
         self._buffers.append(buf)
@@ -133,10 +138,7 @@ class TensorRTEngine(Engine):
             )
         if -1 not in shape:
             return
-        profiles = [
-            TensorProfile(name, *(tuple(int(d) for d in s) for s in self._engine.get_tensor_profile_shape(name, k)))
-            for k in range(self._engine.num_optimization_profiles)
-        ]
+        profiles = self._profiles()
         index = pick_profile(profiles, want)
         if index is None:
             ranges = "; ".join(f"{list(p.min)}..{list(p.max)}" for p in profiles)
@@ -149,6 +151,59 @@ class TensorRTEngine(Engine):
             raise EngineError(f"{path}: TensorRT refused optimisation profile {index} for {name!r}")
         if not self._context.set_input_shape(name, want):
             raise ModelError(f"{path}: TensorRT refused input shape {list(want)} for {name!r}")
+
+    def _profiles(self) -> list[TensorProfile]:
+        """The input's shape range in each of the engine's optimisation profiles."""
+        name, engine = self.input_name, self._engine
+        return [
+            TensorProfile(name, *(tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(name, k)))
+            for k in range(engine.num_optimization_profiles)
+        ]
+
+    def _capture(self) -> None:
+        """Per ``model.cuda_graph``: one plain run (TensorRT's deferred allocations), then capture the
+        CPU path's copy in + run + copy out, and the GPU frame path's run + copy out, as CUDA graphs.
+
+        A capture that fails leaves the plain path (logged ``cuda_graph_unavailable``); with "on"
+        it fails the load.
+        """
+        path, setting = self.cfg.path, self.cfg.cuda_graph
+        shape = tuple(int(d) for d in self._engine.get_tensor_shape(self.input_name))
+        profiles = self._profiles() if -1 in shape else []
+        try:
+            wanted = cuda_graph_choice(setting, self.input_name, shape, profiles)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        if not wanted:
+            return
+        stream = self.stream
+        self._enqueue_run(stream)  # outside the try: a failing plain run is no capture problem
+        stream.synchronize()
+        try:
+            self._graph = cm.Graph(stream, self._enqueue_host_run)
+            self._device_graph = cm.Graph(stream, self._enqueue_run)
+        except EngineError as exc:
+            self._drop_graphs()
+            if setting == "on":
+                raise EngineError(
+                    f"{path}: model.cuda_graph = 'on', but this engine cannot run as a CUDA graph: {exc}; "
+                    "set model.cuda_graph = 'auto' or 'off'"
+                ) from exc
+            detail = "; ".join(self._logger.messages[-3:])
+            structlog.get_logger().warning(
+                "cuda_graph_unavailable", path=str(path), reason=str(exc) + (f" ({detail})" if detail else ""),
+                action="plain enqueue per frame",
+            )  # fmt: skip
+
+    def _drop_graphs(self) -> None:
+        for graph in (self._graph, self._device_graph):
+            if graph is not None:
+                graph.close()
+        self._graph = self._device_graph = None
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return {"cuda_graph": self._graph is not None}
 
     @property
     def input(self) -> Array:
@@ -173,17 +228,29 @@ class TensorRTEngine(Engine):
     def enqueue_on_device_input(self, stream: cm.Stream) -> None:
         """Enqueue a run on the device input as it stands (no host copy in) and the copy of its output
         out, on *stream* (the engine's own): the GPU frame path's last step, waited for with its event."""
+        if self._device_graph is not None:
+            self._device_graph.launch(stream)
+        else:
+            self._enqueue_run(stream)
+
+    def _enqueue_run(self, stream: cm.Stream) -> None:
+        """Enqueue the engine's run on the device input and the copy of its output to the host."""
         if not self._context.execute_async_v3(stream.address):
             raise EngineError(f"{self.cfg.path}: execute_async_v3 failed (see TensorRT's log)")
         cm.copy_d2h_async(self._host_out.ptr, self._dev_out.ptr, self._out_nbytes, stream)
 
+    def _enqueue_host_run(self, stream: cm.Stream) -> None:
+        """:meth:`_enqueue_run` after copying the pinned host input to the device."""
+        cm.copy_h2d_async(self._dev_in.ptr, self._host_in.ptr, self._in_nbytes, stream)
+        self._enqueue_run(stream)
+
     def _infer(self) -> Array:
         stream = self._stream
         assert stream is not None
-        cm.copy_h2d_async(self._dev_in.ptr, self._host_in.ptr, self._in_nbytes, stream)
-        if not self._context.execute_async_v3(self._stream_address):
-            raise EngineError(f"{self.cfg.path}: execute_async_v3 failed (see TensorRT's log)")
-        cm.copy_d2h_async(self._host_out.ptr, self._dev_out.ptr, self._out_nbytes, stream)
+        if self._graph is not None:
+            self._graph.launch(stream)
+        else:
+            self._enqueue_host_run(stream)
         stream.synchronize()
         return self._output
 
@@ -197,6 +264,7 @@ class TensorRTEngine(Engine):
         self.__dict__.pop("_output", None)
         if self._stream is not None:
             self._stream.synchronize()
+        self._drop_graphs()
         for buf in reversed(self._buffers):
             buf.close()
         self._buffers.clear()
@@ -235,6 +303,26 @@ def check_engine_key(path: Path, data: bytes, policy: str, section: type[Any]) -
         what = ", ".join(check.unchecked)
         raise EngineError(f"{path}: cannot check the engine key's {what} on this machine: {'; '.join(check.reasons)}")
     return key
+
+
+def cuda_graph_choice(setting: str, name: str, shape: Sequence[int], profiles: Sequence[TensorProfile]) -> bool:
+    """Whether to run the engine as a CUDA graph, for ``model.cuda_graph`` = *setting*.
+
+    *shape* is the engine's input *name* (-1 for a dynamic dimension), *profiles* its optimisation
+    profiles for that input. Static means no dynamic dimension, or one profile with min == max: a
+    graph replays fixed shapes. "auto" is on exactly then; "on" with dynamic shapes raises ModelError.
+    """
+    if setting == "off":
+        return False
+    static = -1 not in shape or (len(profiles) == 1 and tuple(profiles[0].min) == tuple(profiles[0].max))
+    if setting == "on" and not static:
+        ranges = "; ".join(f"{list(p.min)}..{list(p.max)}" for p in profiles) or "no profile"
+        raise ModelError(
+            f"model.cuda_graph = 'on' needs static input shapes, but input {name!r} {list(shape)} is dynamic "
+            f"(optimisation profiles {ranges}); set model.cuda_graph = 'auto' or 'off', or rebuild the engine "
+            "with one fixed shape"
+        )
+    return static
 
 
 def _pick(names: list[str], wanted: str | None, kind: str) -> str:

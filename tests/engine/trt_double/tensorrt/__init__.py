@@ -13,17 +13,28 @@ folder above this package on ``sys.path`` (``tests/engine/trt_double/__init__.py
 - Runtime side: ``Runtime.deserialize_cuda_engine`` refuses anything else (or another double
   version) with an error through the logger and ``None``, as TensorRT refuses a foreign engine.
   ``IExecutionContext.execute_async_v3`` runs the ONNX model with onnxruntime on the CPU between the
-  bound DEVICE buffers, copying with cuda-python on the given stream: so linegate's real binding,
-  shape and copy code runs on a real GPU. Unlike TensorRT it waits for the stream (the input copy)
-  before it runs; precision flags do not change its arithmetic (always the ONNX model's types).
+  bound DEVICE buffers, copying with cuda-python on the given stream through pinned staging buffers:
+  so linegate's real binding, shape and copy code runs on a real GPU. Unlike TensorRT it waits for
+  the stream (the input copy) before it runs; precision flags do not change its arithmetic (always
+  the ONNX model's types).
+- CUDA graphs: called while its stream is capturing, ``execute_async_v3`` enqueues copy out, a HOST
+  FUNCTION NODE that runs the model (``cuLaunchHostFunc`` from libcuda through ctypes: cuda-python's
+  own wrapper frees its callback data after the first call, NVIDIA/cuda-python#790) and copy back,
+  so every replay of the graph runs the model on the buffers' contents at that time. As TensorRT
+  advises, capture needs one plain call first with the same shapes and addresses (the double's
+  staging buffers are allocated there; capturing without it fails). ``IExecutionContext.capturable
+  = False`` makes it behave like an engine that cannot be captured: a synchronising call that
+  invalidates the capture, then failure.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import struct
 import sys
+import weakref
 from enum import IntEnum
 from typing import Any
 
@@ -554,8 +565,51 @@ class ICudaEngine:
         return [np.asarray(a) for a in self._session.run(outputs, feeds)]
 
 
+_HOST_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_libcuda: Any = None
+
+
+def _launch_host_func(stream_handle: int, fn: Any) -> int:
+    """``cuLaunchHostFunc(stream, fn, NULL)`` straight from libcuda; the CUresult (0: success).
+
+    *fn* (a ``_HOST_FN``) must stay alive as long as any graph holding the node may be launched.
+    """
+    global _libcuda
+    if _libcuda is None:
+        lib = ctypes.CDLL("libcuda.so.1")
+        lib.cuLaunchHostFunc.argtypes = [ctypes.c_void_p, _HOST_FN, ctypes.c_void_p]
+        lib.cuLaunchHostFunc.restype = ctypes.c_int
+        _libcuda = lib
+    return int(_libcuda.cuLaunchHostFunc(ctypes.c_void_p(stream_handle), fn, None))
+
+
+def _cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:  # older cuda-python layout
+        from cuda import cudart
+    return cudart
+
+
+def _check(result: Any, call: str) -> Any:
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"{call}: {err}")
+    return rest[0] if rest else None
+
+
+def _free_pinned(staging: dict[str, tuple[int, int]]) -> None:
+    cudart = _cudart()
+    for ptr, _ in staging.values():
+        cudart.cudaFreeHost(ptr)
+    staging.clear()
+
+
 class IExecutionContext:
     """Input shapes, tensor addresses and the active profile of one engine; runs it between device buffers."""
+
+    capturable = True
+    """False: behave like an engine TensorRT cannot capture into a CUDA graph (tests of the fall-back)."""
 
     def __init__(self, engine: ICudaEngine) -> None:
         self.engine = engine
@@ -563,7 +617,13 @@ class IExecutionContext:
         self._shapes = {t["name"]: Dims(t["shape"]) for t in engine._io if t["mode"] == "INPUT"}
         self._addresses: dict[str, int] = {}
         self._output_shapes: dict[tuple[Any, ...], list[Dims]] = {}
-        self._keep: list[np.ndarray] = []
+        self._staging: dict[str, tuple[int, int]] = {}  # tensor -> (pinned host address, bytes)
+        self._staged: tuple[Any, ...] | None = None  # the shapes and addresses of the last plain run
+        self._out_nbytes: dict[str, int] = {}
+        self._host_fn = _HOST_FN(self._host_node)  # kept alive with the context: graphs call it
+        self.host_runs = 0
+        """Model runs in host function nodes (graph replays), for tests."""
+        weakref.finalize(self, _free_pinned, self._staging).atexit = False
 
     @property
     def active_optimization_profile(self) -> int:
@@ -611,11 +671,11 @@ class IExecutionContext:
         return True
 
     def execute_async_v3(self, stream_handle: int) -> bool:
-        """Copy inputs device -> host, run onnxruntime, copy outputs host -> device, all on *stream_handle*."""
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:  # older cuda-python layout
-            from cuda import cudart
+        """Copy inputs device -> host, run onnxruntime, copy outputs host -> device, all on *stream_handle*.
+
+        While the stream is capturing, the run is enqueued as a host function node between the copies.
+        """
+        cudart = _cudart()
         names = [t["name"] for t in self.engine._io]
         missing = [n for n in names if n not in self._addresses]
         if missing:
@@ -625,35 +685,106 @@ class IExecutionContext:
         if unset:
             self._error(f"enqueueV3: input shapes not specified for {unset}")
             return False
-
-        def check(result: Any, call: str) -> Any:
-            err, *rest = result if isinstance(result, tuple) else (result,)
-            if int(err) != 0:
-                raise RuntimeError(f"{call}: {err}")
-            return rest[0] if rest else None
-
         try:
-            feeds = {}
-            for name, shape in self._shapes.items():
-                host = np.empty(shape, dtype=nptype(self.engine.get_tensor_dtype(name)))
-                check(cudart.cudaMemcpyAsync(host.ctypes.data, self._addresses[name], host.nbytes,
-                                             cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream_handle),
-                      "cudaMemcpyAsync(D2H)")  # fmt: skip
-                feeds[name] = host
-            check(cudart.cudaStreamSynchronize(stream_handle), "cudaStreamSynchronize")
-            results = self.engine._run(feeds)
-            self._keep = []
-            outputs = [t for t in self.engine._io if t["mode"] == "OUTPUT"]
-            for t, value in zip(outputs, results, strict=True):
-                out = np.ascontiguousarray(value, dtype=nptype(DataType[t["dtype"]]))
-                self._keep.append(out)
-                check(cudart.cudaMemcpyAsync(self._addresses[t["name"]], out.ctypes.data, out.nbytes,
-                                             cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream_handle),
-                      "cudaMemcpyAsync(H2D)")  # fmt: skip
+            status = _check(cudart.cudaStreamIsCapturing(stream_handle), "cudaStreamIsCapturing")
+            if int(status) == int(cudart.cudaStreamCaptureStatus.cudaStreamCaptureStatusActive):
+                return self._enqueue_captured(cudart, stream_handle)
+            self._run_now(cudart, stream_handle)
         except Exception as exc:
             self._error(f"enqueueV3: {exc}")
             return False
         return True
+
+    def _outputs(self) -> list[dict[str, Any]]:
+        return [t for t in self.engine._io if t["mode"] == "OUTPUT"]
+
+    def _stage(self, cudart: Any, name: str, nbytes: int) -> int:
+        """The pinned staging buffer of tensor *name*, (re)allocated to hold *nbytes*."""
+        ptr, size = self._staging.get(name, (0, 0))
+        if size < nbytes:
+            if ptr:
+                _check(cudart.cudaFreeHost(ptr), "cudaFreeHost")
+                del self._staging[name]
+            ptr = int(_check(cudart.cudaHostAlloc(max(nbytes, 1), 0), "cudaHostAlloc"))
+            self._staging[name] = (ptr, max(nbytes, 1))
+        return ptr
+
+    def _view(self, name: str, shape: Any, dtype: Any) -> np.ndarray:
+        ptr, size = self._staging[name]
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape))
+        raw = memoryview((ctypes.c_byte * size).from_address(ptr)).cast("B")
+        return np.frombuffer(raw, dtype=dt, count=count).reshape(shape)
+
+    def _state(self) -> tuple[Any, ...]:
+        return tuple(sorted(self._shapes.items())), tuple(sorted(self._addresses.items()))
+
+    def _in_nbytes(self, name: str) -> int:
+        return int(np.prod(self._shapes[name])) * np.dtype(nptype(self.engine.get_tensor_dtype(name))).itemsize
+
+    def _copy_inputs(self, cudart: Any, stream_handle: int) -> None:
+        for name in self._shapes:
+            _check(cudart.cudaMemcpyAsync(self._staging[name][0], self._addresses[name], self._in_nbytes(name),
+                                          cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream_handle),
+                   "cudaMemcpyAsync(D2H)")  # fmt: skip
+
+    def _copy_outputs(self, cudart: Any, stream_handle: int) -> None:
+        for t in self._outputs():
+            name = t["name"]
+            _check(cudart.cudaMemcpyAsync(self._addresses[name], self._staging[name][0], self._out_nbytes[name],
+                                          cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream_handle),
+                   "cudaMemcpyAsync(H2D)")  # fmt: skip
+
+    def _run_now(self, cudart: Any, stream_handle: int) -> None:
+        """The plain call: stage, copy in, wait, run, copy back (asynchronously, from pinned staging)."""
+        for name in self._shapes:
+            self._stage(cudart, name, self._in_nbytes(name))
+        self._copy_inputs(cudart, stream_handle)
+        _check(cudart.cudaStreamSynchronize(stream_handle), "cudaStreamSynchronize")  # also the last copy back
+        feeds = {n: self._view(n, s, nptype(self.engine.get_tensor_dtype(n))).copy() for n, s in self._shapes.items()}
+        results = self.engine._run(feeds)
+        for t, value in zip(self._outputs(), results, strict=True):
+            out = np.ascontiguousarray(value, dtype=nptype(DataType[t["dtype"]]))
+            self._stage(cudart, t["name"], out.nbytes)
+            self._out_nbytes[t["name"]] = out.nbytes
+            self._view(t["name"], out.shape, out.dtype)[...] = out
+        self._staged = self._state()
+        self._copy_outputs(cudart, stream_handle)
+
+    def _enqueue_captured(self, cudart: Any, stream_handle: int) -> bool:
+        if not self.capturable:
+            # What a non-capturable engine does: a synchronising call, which invalidates the capture.
+            (err,) = cudart.cudaStreamSynchronize(stream_handle)
+            self._error(f"enqueueV3: this engine cannot be captured into a CUDA graph ({err})")
+            return False
+        if self._staged != self._state():
+            self._error("enqueueV3: captured before a plain call with these shapes and addresses "
+                        "(call execute_async_v3 once before capturing)")  # fmt: skip
+            return False
+        self._copy_inputs(cudart, stream_handle)
+        _check(_launch_host_func(stream_handle, self._host_fn), "cuLaunchHostFunc")
+        self._copy_outputs(cudart, stream_handle)
+        return True
+
+    def _host_node(self, _user_data: Any) -> None:
+        """The model run of a graph replay, on CUDA's callback thread: staging in -> staging out.
+
+        No CUDA call is allowed here. A failure is logged and the outputs are set to NaN bytes.
+        """
+        try:
+            feeds = {n: self._view(n, s, nptype(self.engine.get_tensor_dtype(n))).copy()
+                     for n, s in self._shapes.items()}  # fmt: skip
+            results = self.engine._run(feeds)
+            for t, value in zip(self._outputs(), results, strict=True):
+                out = np.ascontiguousarray(value, dtype=nptype(DataType[t["dtype"]]))
+                if out.nbytes != self._out_nbytes[t["name"]]:
+                    raise RuntimeError(f"{t['name']} has {out.nbytes} bytes, the graph copies another size")
+                self._view(t["name"], out.shape, out.dtype)[...] = out
+            self.host_runs += 1
+        except Exception as exc:
+            self._error(f"enqueueV3 host node: {exc}")
+            for t in self._outputs():
+                self._view(t["name"], (self._out_nbytes[t["name"]],), np.uint8)[...] = 0xFF
 
     def _error(self, message: str) -> None:
         self.engine._logger.log(_Severity.ERROR, message)
