@@ -14,5 +14,6 @@ COMMANDS = {
     "calibrate": "linegate.toolchain.calibrate_cmd",
     "compare": "linegate.toolchain.compare_cmd",
     "capture": "linegate.toolchain.capture_cmd",
+    "soak": "linegate.toolchain.soak_cmd",
 }
 """Command name -> module implementing it."""
