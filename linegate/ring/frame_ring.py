@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import struct
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from multiprocessing.reduction import DupFd
@@ -39,6 +40,7 @@ from linegate.ring.layout import (
     DropReason,
     RingLayout,
     SlotState,
+    field_offset,
 )
 from linegate.ring.sync import SharedLock, SharedSemaphore
 
@@ -48,6 +50,13 @@ LOCK_TIMEOUT_S = 0.002
 timeout means the consumer died inside its critical section."""
 
 WhenFull = Literal["drop_newest", "drop_oldest"]
+
+_HEADER = struct.Struct("<IIQQQqqIIIII4xq")
+"""FRAME_HEADER as a struct: one pack or unpack per header on the per-frame path, where numpy's
+structured-array access cost tens of microseconds per call on a cold cache."""
+assert _HEADER.size == FRAME_HEADER.itemsize
+_SEQ_OFFSET = field_offset(FRAME_HEADER, "seq")
+_U32, _U64 = 4, 8
 
 
 def ring_path(instance: str) -> str:
@@ -138,6 +147,16 @@ class _Mapping:
             raise RingClosed(f"{handle.path}: size does not match the ring layout")
         self.mm = mmap.mmap(handle.fd, layout.total_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         buf = memoryview(self.mm)
+        self.buf = buf
+        # Word views for the per-frame path: the state word of each slot, the control block's
+        # counters and each slot's t_written_ns, read and written as plain integers.
+        self.u32 = buf.cast("I")
+        self.u64 = buf.cast("Q")
+        self.header_offsets = [layout.headers_offset + i * FRAME_HEADER.itemsize for i in range(layout.slots)]
+        self.state_index = [off // _U32 for off in self.header_offsets]
+        t_written = field_offset(FRAME_HEADER, "t_written_ns")
+        self.t_written_index = [(off + t_written) // _U64 for off in self.header_offsets]
+        self.control_index = {name: field_offset(CONTROL, name) // _U64 for name in CONTROL.names or ()}
         self.control: npt.NDArray[np.void] = np.ndarray((), dtype=CONTROL, buffer=buf, offset=0)
         self.headers: npt.NDArray[np.void] = np.ndarray(
             (layout.slots,), dtype=FRAME_HEADER, buffer=buf, offset=layout.headers_offset
@@ -158,6 +177,8 @@ class _Mapping:
         # Views must go before the mmap can close.
         del self.control, self.headers, self.journal
         self.pixels.clear()
+        for view in (self.u32, self.u64, self.buf):
+            view.release()
         with contextlib.suppress(BufferError):  # a caller still holds a view; the OS unmaps at exit
             self.mm.close()
 
@@ -309,30 +330,34 @@ class RingProducer:
             self._deferred.append((frame_id, part_id, t_acquired_ns, defect, payload_bytes))
             return -1, None
         try:
-            self._catch_up()
+            if self._deferred or self._unpublished:
+                self._catch_up()
             seq = self._sequence(part_id)
             record = self._record(SlotState.WRITING, seq, frame_id, part_id, t_acquired_ns, defect, payload_bytes)
-            states = m.headers["state"]
-            free = np.flatnonzero(states == SlotState.FREE)
-            if free.size:
-                slot = int(free[0])
-            elif self._drop_oldest and (ready := np.flatnonzero(states == SlotState.READY)).size:
-                slot = int(ready[np.argmin(m.headers["seq"][ready])])
-                self._journal(m.headers[slot], DropReason.OVERWRITTEN)
-            else:
-                self._journal(np.array(record, dtype=FRAME_HEADER), DropReason.RING_FULL)
-                return seq, None
-            m.headers[slot] = record
+            u32 = m.u32
+            slot = next((i for i, w in enumerate(m.state_index) if u32[w] == SlotState.FREE), None)
+            if slot is None:
+                states = m.headers["state"]
+                if self._drop_oldest and (ready := np.flatnonzero(states == SlotState.READY)).size:
+                    slot = int(ready[np.argmin(m.headers["seq"][ready])])
+                    self._journal(m.headers[slot], DropReason.OVERWRITTEN)
+                else:
+                    self._journal(np.array(record, dtype=FRAME_HEADER), DropReason.RING_FULL)
+                    return seq, None
+            _HEADER.pack_into(m.buf, m.header_offsets[slot], *record)
             return seq, slot
         finally:
             self._lock.release()
 
     def _sequence(self, part_id: int) -> int:
         """(Lock held.) The next sequence number, for a frame now entering the ring."""
-        c = self._m.control
-        seq = int(c["next_seq"])
-        c["next_seq"] = seq + 1
-        c["last_part_id"] = max(int(c["last_part_id"]), part_id)
+        m = self._m
+        u64, index = m.u64, m.control_index
+        seq = u64[index["next_seq"]]
+        u64[index["next_seq"]] = seq + 1
+        last = index["last_part_id"]
+        if part_id > u64[last]:
+            u64[last] = part_id
         return seq
 
     def _record(
@@ -366,10 +391,11 @@ class RingProducer:
             self._unpublished.append((slot, t_written_ns))
             return False
         try:
-            self._catch_up()
-            header = self._m.headers[slot]
-            header["t_written_ns"] = t_written_ns
-            header["state"] = int(SlotState.READY)
+            if self._deferred or self._unpublished:
+                self._catch_up()
+            m = self._m
+            m.u64[m.t_written_index[slot]] = t_written_ns
+            m.u32[m.state_index[slot]] = SlotState.READY
         finally:
             self._lock.release()
         self._ready.release()
@@ -423,43 +449,64 @@ class RingConsumer:
         """Block until an item may be pending or *timeout_s* passes; False on timeout."""
         return bool(self._ready.acquire(timeout=timeout_s))
 
+    def poll(self) -> bool:
+        """What :meth:`wait` would return at once, without blocking: for a caller that polls."""
+        return bool(self._ready.acquire(block=False))
+
     def claim(self) -> tuple[int, FrameMeta] | None:
         """Take the oldest READY slot (lowest sequence); None if there is none."""
         m = self._m
+        u32, buf, offsets = m.u32, m.buf, m.header_offsets
         with self._lock:
-            states = m.headers["state"]
-            ready = np.flatnonzero(states == SlotState.READY)
-            if not ready.size:
+            best: tuple[int, int] | None = None  # (seq, slot)
+            for slot, word in enumerate(m.state_index):
+                if u32[word] == SlotState.READY:
+                    seq = m.u64[(offsets[slot] + _SEQ_OFFSET) // _U64]
+                    if best is None or seq < best[0]:
+                        best = (seq, slot)
+            if best is None:
                 return None
-            slot = int(ready[np.argmin(m.headers["seq"][ready])]) if ready.size > 1 else int(ready[0])
-            header = m.headers[slot]
-            header["state"] = int(SlotState.CLAIMED)
-            meta = _meta(header.item())
-        return slot, meta
+            slot = best[1]
+            u32[m.state_index[slot]] = SlotState.CLAIMED
+            fields = _HEADER.unpack_from(buf, offsets[slot])
+        return slot, _meta(fields)
 
     def release(self, slot: int) -> None:
         """Give a claimed slot back to the producer."""
+        m = self._m
         with self._lock:
-            self._m.headers[slot]["state"] = int(SlotState.FREE)
+            m.u32[m.state_index[slot]] = SlotState.FREE
 
     def peek_journal(self) -> FrameMeta | None:
         """The oldest dropped frame not yet taken, left in the journal until :meth:`advance_journal`
         (so a consumer killed in between loses nothing)."""
         m = self._m
+        u64, index = m.u64, m.control_index
+        # Without the lock first: the usual answer is "nothing", and only this consumer moves
+        # journal_read. An entry written meanwhile posted its own wake-up: it is seen at that one.
+        if u64[index["journal_read"]] >= u64[index["journal_written"]]:
+            return None
         with self._lock:
-            c = m.control
-            written, read, size = int(c["journal_written"]), int(c["journal_read"]), int(c["journal_size"])
-            return _meta(m.journal[read % size].item()) if read < written else None
+            written, read = u64[index["journal_written"]], u64[index["journal_read"]]
+            if read >= written:
+                return None
+            return _meta(m.journal[read % u64[index["journal_size"]]].item())
 
     def advance_journal(self) -> None:
+        m = self._m
         with self._lock:
-            self._m.control["journal_read"] = int(self._m.control["journal_read"]) + 1
+            m.u64[m.control_index["journal_read"]] += 1
 
     def take_overflow(self) -> int:
         """Dropped frames that did not fit the journal since the last call."""
+        m = self._m
+        word = m.control_index["journal_overflow"]
+        if not m.u64[word]:  # the usual answer, without the lock (as peek_journal)
+            return 0
         with self._lock:
-            overflow = int(self._m.control["journal_overflow"])
-            self._m.control["journal_overflow"] = 0
+            overflow = m.u64[word]
+            if overflow:
+                m.u64[word] = 0
         return overflow
 
     def recover_claimed(self) -> list[FrameMeta]:

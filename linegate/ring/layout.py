@@ -72,6 +72,13 @@ CONTROL = np.dtype(
 )
 
 
+def field_offset(dtype: np.dtype[np.void], name: str) -> int:
+    """Byte offset of field *name* in the structured *dtype*."""
+    fields = dtype.fields
+    assert fields is not None, dtype
+    return int(fields[name][1])
+
+
 def _round_up(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
