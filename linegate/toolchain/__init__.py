@@ -14,6 +14,7 @@ COMMANDS = {
     "calibrate": "linegate.toolchain.calibrate_cmd",
     "compare": "linegate.toolchain.compare_cmd",
     "capture": "linegate.toolchain.capture_cmd",
+    "bench": "linegate.toolchain.bench_cmd",
     "soak": "linegate.toolchain.soak_cmd",
 }
 """Command name -> module implementing it."""

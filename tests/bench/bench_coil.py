@@ -10,7 +10,8 @@ PLC simulator SCHED_FIFO (for both sides), as a PLC with its own CPU would be; `
 Method. For each protocol and mode one recording PLC simulator (``linegate plc-sim``, :class:`PlcSimProcess`)
 is started; then blocks alternate on it: linegate (the :class:`Supervisor` on config/demo.toml, the PLC mode and
 protocol changed, moved to the simulator's port, ``max_frames`` = ``--frames``) and the naive script
-(tests/bench/naive_inspect.py, a subprocess: fetch, numpy, ONNX Runtime, synchronous pymodbus write, one thread),
+(linegate.bench.naive through tests/bench/naive_inspect.py, a subprocess: fetch, numpy, ONNX Runtime, synchronous
+pymodbus write, one thread),
 ``--blocks`` times each, so machine noise hits both. Same camera (the simulated GenTL producer, 640x480 Mono8
 at 100 fps), same model, same simulator process.
 
@@ -66,13 +67,13 @@ import onnxruntime
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from linegate.bench.records import Event, Frame, linegate_frames, naive_frames, plc_times  # noqa: E402
 from linegate.config import Config, load_config  # noqa: E402
 from linegate.config.schema import ModbusSection, PlcSection, S7Section  # noqa: E402
 from linegate.demo.runner import PlcSimProcess, free_port, sim_args, with_plc_port  # noqa: E402
 from linegate.pipeline.supervisor import Supervisor  # noqa: E402
 
-NAIVE = Path(__file__).resolve().parent / "naive_inspect.py"
-Event = dict[str, Any]
+NAIVE = Path(__file__).resolve().parent / "naive_inspect.py"  # a thin wrapper over linegate.bench.naive
 
 
 # --- configuration -------------------------------------------------------------------------------------
@@ -195,64 +196,6 @@ class Block:
     """First and last frame in hand: the span in which the loop runs at full load."""
     load1: float = 0.0
     """1-minute load average at the block's end."""
-
-
-@dataclass
-class Frame:
-    part_id: int
-    frame_id: int
-    t_hand: int
-    t_verdict: int
-    reject: bool
-    t_sent: int | None = None
-    t_reply: int | None = None
-
-
-def linegate_frames(log: Path) -> tuple[list[Frame], int]:
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    sent = {r["part_id"]: r for r in records if r.get("event") == "reject_delivered"}
-    frames, fail_safe = [], 0
-    for r in records:
-        if r.get("event") != "frame":
-            continue
-        fail_safe += r["basis"] != "model"
-        d = sent.get(r["part_id"])
-        frames.append(Frame(
-            r["part_id"], r["frame_id"], r["t_acquired_ns"], r.get("t_done_ns") or r["t_acquired_ns"],
-            r["verdict"] == "reject",
-            None if d is None else d["t_pulse_ns"],
-            None if d is None else d["t_pulse_ns"] + round(d["confirm_ms"] * 1e6),
-        ))
-    return frames, fail_safe
-
-
-def naive_frames(out: Path) -> list[Frame]:
-    frames = []
-    for line in out.read_text().splitlines():
-        r = json.loads(line)
-        frames.append(Frame(r["part_id"], r["frame_id"], r["t_in_hand_ns"], r["t_verdict_ns"],
-                            r["verdict"] == "reject", r.get("t_sent_ns"), r.get("t_on_ns")))
-    return frames
-
-
-def plc_times(frames: Sequence[Frame], events: Sequence[Event]) -> dict[int, int]:
-    """part id -> when the PLC got its reject. By the part id the PLC saw; by send order if it saw none."""
-    if events and all(int(e["part_id"]) != 0 for e in events):
-        got: dict[int, int] = {}
-        for e in events:
-            got.setdefault(int(e["part_id"]), int(e["t_ns"]))
-        return got
-    sent = sorted((f.t_sent, f.part_id) for f in frames if f.reject and f.t_sent is not None)
-    times = sorted(int(e["t_ns"]) for e in events)
-    got, i = {}, 0
-    for t_sent, part_id in sent:
-        while i < len(times) and times[i] < t_sent:
-            i += 1
-        if i == len(times):
-            break
-        got[part_id] = times[i]
-        i += 1
-    return got
 
 
 def analyse(block: Block, frames: list[Frame], events: Sequence[Event]) -> Block:

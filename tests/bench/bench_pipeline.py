@@ -24,21 +24,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from linegate.bench.floor import engine_floor as bench_floor  # noqa: E402
 from linegate.config import Config, load_config  # noqa: E402
 from linegate.demo.runner import PlcSimProcess, free_port, with_plc_port  # noqa: E402
-from linegate.engine import create_engine  # noqa: E402
 from linegate.pipeline.supervisor import Supervisor  # noqa: E402
-from linegate.vision.preprocess import build_preprocessor  # noqa: E402
 
 
 def engine_floor(cfg: Config, runs: int) -> np.ndarray:
-    shape = (cfg.camera.height, cfg.camera.width)
-    pre = build_preprocessor(cfg.model.preprocess, shape, cfg.camera.pixel_format)
-    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
-    with engine:
-        pre(np.full(shape, 255, dtype=np.uint8), engine.input)
-        engine.warm_up(100)
-        return engine.warm_up(runs)  # each run's duration: infer on the bound input, nothing else
+    """Each run's duration: infer on the bound input, nothing else (linegate.bench.floor)."""
+    return bench_floor(cfg, runs, warm=100)
 
 
 def pct(values: np.ndarray, qs: tuple[float, ...] = (50, 99, 99.9)) -> str:

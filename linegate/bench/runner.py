@@ -1,0 +1,250 @@
+"""One scenario: a recording PLC simulator, then linegate, the naive script and the engine floor on it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linegate.bench.floor import engine_floor
+from linegate.bench.records import (
+    Event,
+    Frame,
+    frames_of_records,
+    in_window,
+    naive_frames,
+    plc_times,
+    read_jsonl,
+    rising_edges,
+)
+from linegate.bench.scenarios import Scenario, bench_config
+from linegate.bench.stats import Dist
+from linegate.config import Config
+
+STAGES = ("write_ms", "queued_ms", "preprocess_ms", "infer_ms", "postprocess_ms", "handoff_ms")
+"""linegate's per-frame stage columns, in pipeline order (their sum is ``total_ms``)."""
+MISSES = ("deadline_missed", "deadline_unreachable")
+NAIVE_TIME_FACTOR = 1.2
+"""The naive script stops after this x the time the camera takes to send the scenario's frames."""
+BEHIND = 0.95
+"""A side whose frames came in below this share of the rate set fell behind the camera (see :func:`lost`)."""
+
+
+@dataclass
+class Side:
+    """One side's figures in one scenario (times in ms)."""
+
+    side: str
+    frames: int
+    """linegate: acquired; naive: fetched; floor: runs."""
+    by_model: int
+    camera_frames: int
+    """Frames the camera sent meanwhile (the share's denominator): fetched + lost."""
+    throughput_fps: float
+    achieved_fps: float
+    verdict: Dist
+    coil: Dist = field(default_factory=lambda: Dist.of([]))
+    rejects: int = 0
+    at_plc: int = 0
+    plc_duplicates: int = 0
+    undelivered: int = 0
+    deadline_misses: int = 0
+    dropped: int = 0
+    lost: int = 0
+    problems: list[str] = field(default_factory=list)
+    verdict_ms: list[float] = field(default_factory=list, repr=False)
+    coil_ms: list[float] = field(default_factory=list, repr=False)
+    t_s: list[float] = field(default_factory=list, repr=False)
+    """linegate: each modelled frame's acquisition time, s from the first frame (for the stage plot)."""
+    stages: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    RAW = ("verdict_ms", "coil_ms", "t_s", "stages")
+
+    @property
+    def fail_safe(self) -> int:
+        return self.frames - self.by_model if self.side == "linegate" else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            if name in self.RAW:
+                continue
+            value = getattr(self, name)
+            out[name] = value.as_dict() if isinstance(value, Dist) else value
+        out["fail_safe"] = self.fail_safe
+        return out
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    sides: list[Side]
+    budget_ms: float = 0.0
+    floor_plan_p50_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.scenario
+        return {"model": s.model, "load": s.load, "fps": s.fps, "frames": s.frames, "note": s.note,
+                "budget_ms": self.budget_ms, "floor_plan_p50_ms": self.floor_plan_p50_ms,
+                "sides": [side.as_dict() for side in self.sides]}
+
+
+def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor_runs: int) -> ScenarioResult:
+    """linegate, then the naive script, on one simulator; then the engine floor."""
+    from linegate.demo.runner import PlcSimProcess, free_port, sim_args, with_plc_port
+
+    cfg = bench_config(base, sc.fps, 1)
+    sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
+    cfg = with_plc_port(cfg, sim.port)
+    name = f"{sc.model}-{sc.load}"
+    try:
+        lg = run_linegate(cfg, sc.frames, tmp / f"{name}-linegate.jsonl")
+        time.sleep(0.3)  # let the simulator's last lines arrive
+        nv = run_naive(cfg, config_path, sc.frames, tmp / f"{name}-naive.jsonl")
+        time.sleep(0.3)
+    finally:
+        sim.stop()
+    assert cfg.plc.modbus is not None
+    edges = rising_edges(sim.edges, int(cfg.plc.modbus.reject_coil or 0))
+    linegate_side = analyse_linegate(*lg, edges, sc.fps)
+    naive_side = analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms)
+    floor_side = analyse_floor(engine_floor(cfg, floor_runs))
+    return ScenarioResult(sc, [linegate_side, naive_side, floor_side], cfg.deadline.budget_ms)
+
+
+def run_linegate(cfg: Config, frames: int, log: Path) -> tuple[tuple[int, int], list[Event], dict[str, int], list[str]]:
+    """The Supervisor for *frames* frames: its time window, records, final counters and problems."""
+    from linegate.pipeline.supervisor import Supervisor
+
+    log.unlink(missing_ok=True)  # the Supervisor appends
+    t0 = time.monotonic_ns()
+    summary = Supervisor(cfg, log_file=log, log_stdout=False, max_frames=frames).run()
+    window = (t0, time.monotonic_ns())
+    return window, read_jsonl(log), summary.counters.as_record(), list(summary.problems)
+
+
+def run_naive(cfg: Config, config_path: Path, frames: int, out: Path) -> tuple[tuple[int, int], list[Frame], str]:
+    """``python -m linegate.bench.naive`` on the same camera rate, model and simulator."""
+    link = cfg.plc.modbus
+    assert link is not None
+    fps = cfg.camera.frame_rate_hz or 100.0
+    command = [
+        sys.executable, "-m", "linegate.bench.naive", "--config", str(config_path), "--port", str(link.port),
+        "--frames", str(frames), "--out", str(out), "--mode", "pulse", "--fps", str(fps),
+        "--reject-coil", str(link.reject_coil or 0),
+        "--part-id-register", str(-1 if link.part_id_register is None else link.part_id_register),
+        "--register-base", str(link.register_base), "--pulse-ms", str(cfg.plc.pulse_ms),
+        "--seconds", f"{NAIVE_TIME_FACTOR * frames / fps + 2:.1f}",
+    ]
+    limit = 120 + 2 * NAIVE_TIME_FACTOR * frames / fps
+    t0 = time.monotonic_ns()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+        problem = "" if proc.returncode == 0 else f"naive script exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
+    except subprocess.TimeoutExpired:
+        problem = f"naive script killed after {limit:.0f} s"
+    return (t0, time.monotonic_ns()), naive_frames(out) if out.exists() else [], problem
+
+
+def matched_coil(frames: Sequence[Frame], events: Sequence[Event]) -> tuple[list[float], int, int]:
+    """In hand -> coil ON (ms) of each reject the PLC saw, how many it saw, and part ids it saw twice or more."""
+    at = plc_times(frames, events)
+    coil = [(at[f.part_id] - f.t_hand) / 1e6 for f in frames if f.reject and f.part_id in at]
+    seen = Counter(int(e["part_id"]) for e in events)
+    return coil, len(coil), sum(1 for n in seen.values() if n > 1)
+
+
+def analyse_linegate(window: tuple[int, int], records: list[Event], counters: dict[str, int],
+                     problems: list[str], edges: Sequence[Event], fps: float) -> Side:
+    frames, _ = frames_of_records(records)
+    frames.sort(key=lambda f: f.t_hand)
+    coil, at_plc, dups = matched_coil(frames, in_window(edges, *window))
+    modelled = [r for r in records if r.get("event") == "frame" and r["basis"] == "model"]
+    t_first = frames[0].t_hand if frames else 0
+    missing = counters["camera_lost"] + shortfall(frames, fps)
+    side = Side(
+        "linegate", counters["acquired"], len(modelled), counters["acquired"] + missing,
+        rate(len(modelled), frames), achieved(frames), Dist.of(verdicts(frames)), Dist.of(coil),
+        rejects=sum(f.reject for f in frames), at_plc=at_plc, plc_duplicates=dups,
+        undelivered=counters["plc_undelivered"] + counters["plc_queue_full"],
+        deadline_misses=sum(f.basis in MISSES for f in frames), dropped=sum(f.basis == "dropped" for f in frames),
+        lost=missing, problems=list(problems),
+        verdict_ms=verdicts(frames), coil_ms=coil,
+        t_s=[(r["t_acquired_ns"] - t_first) / 1e9 for r in modelled],
+        stages={k: [float(r[k]) for r in modelled] for k in STAGES},
+    )
+    if len(frames) != side.frames:
+        side.problems.append(f"{len(frames)} frame records for {side.frames} frames acquired")
+    return side
+
+
+def analyse_naive(window: tuple[int, int], frames: list[Frame], problem: str, edges: Sequence[Event],
+                  fps: float, budget_ms: float) -> Side:
+    coil, at_plc, dups = matched_coil(frames, in_window(edges, *window))
+    gaps = frames[-1].frame_id - frames[0].frame_id + 1 - len(frames) if frames else 0
+    lost = gaps + shortfall(frames, fps)
+    return Side(
+        "naive", len(frames), len(frames), len(frames) + lost, rate(len(frames), frames), achieved(frames),
+        Dist.of(verdicts(frames)), Dist.of(coil), rejects=sum(f.reject for f in frames), at_plc=at_plc,
+        plc_duplicates=dups, deadline_misses=late(frames, budget_ms), lost=lost,
+        problems=[problem] if problem else [], verdict_ms=verdicts(frames), coil_ms=coil,
+    )
+
+
+def analyse_floor(durations_ns: np.ndarray) -> Side:
+    ms = (durations_ns / 1e6).tolist()
+    total_s = float(durations_ns.sum()) / 1e9
+    n = len(ms)
+    return Side("floor", n, n, n, n / total_s if total_s else 0.0, n / total_s if total_s else 0.0, Dist.of(ms),
+                verdict_ms=ms)
+
+
+def verdicts(frames: Sequence[Frame]) -> list[float]:
+    return [(f.t_verdict - f.t_hand) / 1e6 for f in frames]
+
+
+def rate(count: int, frames: Sequence[Frame]) -> float:
+    """*count* per second over the span from the first frame in hand to the last verdict."""
+    if not frames:
+        return 0.0
+    span = (max(f.t_verdict for f in frames) - min(f.t_hand for f in frames)) / 1e9
+    return count / span if span > 0 else 0.0
+
+
+def achieved(frames: Sequence[Frame]) -> float:
+    """Frames in hand per second (first to last in hand)."""
+    if len(frames) < 2:
+        return 0.0
+    span = (frames[-1].t_hand - frames[0].t_hand) / 1e9
+    return (len(frames) - 1) / span if span > 0 else 0.0
+
+
+def shortfall(frames: Sequence[Frame], fps: float) -> int:
+    """Frames a free-running camera would have sent that this side never took in.
+
+    The simulated camera waits for a slow reader instead of dropping frames (no frame-id gaps), so
+    a side that fell behind (frames in hand at less than ``BEHIND`` x the rate set) is charged the
+    difference between the frames sent at the rate set over its span and those it took in. A real
+    camera drops them (gaps, counted separately)."""
+    rate = achieved(frames)
+    if len(frames) < 2 or rate >= BEHIND * fps:
+        return 0
+    span_s = (frames[-1].t_hand - frames[0].t_hand) / 1e9
+    return max(0, round(span_s * fps) + 1 - len(frames))
+
+
+def late(frames: Sequence[Frame], budget_ms: float) -> int:
+    """Naive frames whose verdict came more than the budget after the frame was in hand.
+
+    The naive script's "in hand" starts when its fetch returns: a frame that waited in the driver's
+    queue does not count that wait (there is no camera timestamp to measure it by). Falling behind
+    shows instead as throughput below the rate set and, once the driver's buffers are full, as lost
+    frames (frame-id gaps)."""
+    return sum((f.t_verdict - f.t_hand) / 1e6 > budget_ms for f in frames)
