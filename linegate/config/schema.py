@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from linegate.archive.settings import ArchiveSection as _ArchiveSettings
+
 BUILTIN_VIKY = "builtin:viky"
 """The simulated GenTL producer shipped inside the ``genicam`` package."""
 
@@ -432,6 +434,16 @@ class SchedulingSection(_Section):
     infer_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
     acquire_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
     plc_cpus: tuple[Annotated[int, Field(ge=0)], ...] = ()
+    infer_poll_max_us: Annotated[int, Field(ge=0, le=100_000)] = 1_000
+    """The inference loop learns the camera's frame period and polls for the next frame through the
+    window in which it is expected, instead of sleeping until the kernel wakes it (a wake-up costs
+    0.1-0.3 ms). This caps that window, per frame; a trigger too irregular to fit gets no polling.
+    0: always sleep until woken."""
+    infer_keep_warm: bool = True
+    """While it polls, the loop runs its per-frame path on a blank frame every 0.3 ms (only for a path
+    of at most 0.5 ms, and only where the pass ends before the frame is expected): on a machine
+    shared with other work, caches left alone for milliseconds are lost, and a cold frame took 2-3x
+    as long to preprocess and infer (linegate/pipeline/frame_wait.py)."""
 
 
 class SupervisorSection(_Section):
@@ -511,6 +523,16 @@ def _check_geometry(where: str, pre: PreprocessSection, camera: CameraSection) -
         )
 
 
+class ArchiveSection(_ArchiveSettings):
+    """``[archive]``: reject images (and sampled passes) written off the hot path
+    (:mod:`linegate.archive`); a relative ``directory`` is relative to the configuration file."""
+
+    @field_validator("directory", mode="before")
+    @classmethod
+    def _directory_path(cls, value: str | Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+
 class Config(_Section):
     """The whole linegate configuration."""
 
@@ -524,6 +546,7 @@ class Config(_Section):
     supervisor: SupervisorSection = SupervisorSection()
     logging: LoggingSection = LoggingSection()
     metrics: MetricsSection = MetricsSection()
+    archive: ArchiveSection = ArchiveSection()
     recipes: dict[RecipeNumber, RecipeSection] = {}
     """Recipe number (the PLC's ``recipe`` word, handshake mode) -> the model for that product. The
     top-level ``[model]`` runs until the PLC names a recipe; a recipe not listed here is a fault."""

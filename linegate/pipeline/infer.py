@@ -22,25 +22,32 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from linegate.archive.queue import ArchiveHandle, ArchiveProducer
 from linegate.camera.defects import FrameDefect
 from linegate.config.schema import Config, ModelSection
 from linegate.counters import Count, SharedCounters
 from linegate.engine import Engine, create_engine
 from linegate.errors import ConfigError
 from linegate.logs import Sink, shutdown_logging
+from linegate.pipeline.archiver import Archiver
 from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
 from linegate.pipeline.context import WorkerContext
+from linegate.pipeline.frame_wait import FrameWaiter
 from linegate.pipeline.gpu_feed import Fed, GpuFeed
 from linegate.pipeline.inflight import InFlight, Outcome, Stage
 from linegate.plc.reject_pipe import NO_CLASS, PASS, REJECT, RejectOutbox
 from linegate.ring import DropReason, FrameMeta, RingConsumer, RingHandle
 from linegate.roles import Role
+from linegate.timing.arrival import ArrivalPredictor
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
 from linegate.timing.latency import LatencyWindow
 from linegate.vision.postprocess import Classifier, Decision
 from linegate.vision.preprocess import Preprocessor, build_preprocessor
 
 STATS_PERIOD_NS = 1_000_000_000
+WARM_PATH_MAX_NS = 500_000
+"""Warm passes only for a path (preprocess, model, classify) whose warm-up p50 is at most this: a
+longer one keeps its own caches warm, and a pass under way when the frame arrives delays it."""
 BASES = list(Basis)
 _BASIS_INDEX = {basis: i for i, basis in enumerate(BASES)}  # stored in the in-flight entry; the PLC's basis word
 
@@ -128,8 +135,11 @@ class InferenceLoop:
         inflight: InFlight | None = None,
         stages: list[ModelStage] | None = None,
         gpu: GpuFeed | None = None,
+        archiver: Archiver | None = None,
     ) -> None:
         self.consumer = consumer
+        self.archiver = archiver
+        """Offers rejects (and sampled passes) to the image archive, after their hand-off."""
         self.stages = stages or []
         self.gpu = gpu
         """The GPU frame path (model.gpu_preprocess): slot -> device -> kernel -> engine, deadline-bounded."""
@@ -152,6 +162,10 @@ class InferenceLoop:
         self.latency = LatencyWindow()
         self._next_stats_ns = 0
         self._last_done_ns = time.monotonic_ns()
+        self.path_p50_ns = 0
+        self._blank = np.zeros_like(consumer.pixels(0))
+        self.arrivals = ArrivalPredictor(cfg.scheduling.infer_poll_max_us * 1000)
+        """Learns when frames arrive, for the loop's wait (:class:`FrameWaiter`)."""
 
     def warm_up(self, runs: int) -> dict[str, float]:
         """Run the whole per-frame path on a blank frame; sets the expected run time (p99)."""
@@ -166,6 +180,7 @@ class InferenceLoop:
             durations = _timed_runs(first, blank, runs)
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
+        self.path_p50_ns = int(p50)
         self.counters.set(Count.ENGINE_P99_US, int(p99 / 1000))
         out = {"runs": float(durations.size), "p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6}
         for i, stage in enumerate(self.stages):
@@ -177,6 +192,18 @@ class InferenceLoop:
         _first_run(stage, blank, f"stages: {stage.model_id}: postprocess.classes")
         stage.expected_ns = int(np.percentile(_timed_runs(stage, blank, runs), 99))
         return stage.expected_ns
+
+    def warm_pass(self) -> None:
+        """The first model's path on a blank frame, results discarded: keeps it in the caches
+        while the loop polls for the next frame (:mod:`linegate.pipeline.frame_wait`)."""
+        self.preprocess(self._blank, self.engine.input)
+        self.classify(self.engine.infer())
+
+    @property
+    def warm_worthwhile(self) -> bool:
+        """Warm passes pay only for a path short enough that cold caches dominate it (measured at
+        warm-up), and never on the GPU frame path (its work is on the device)."""
+        return self.gpu is None and 0 < self.path_p50_ns <= WARM_PATH_MAX_NS
 
     def recover(self) -> None:
         """Finish what a killed predecessor left: the frame it was deciding (only the missing
@@ -226,6 +253,7 @@ class InferenceLoop:
         if claimed is not None:
             self.inflight.take(claimed[1], Count.DECIDED)
             self._decide(*claimed)
+            self.arrivals.observe(claimed[1].t_written_ns)  # after the frame's verdict: off its path
         return handled or claimed is not None
 
     def _decide(self, slot: int, meta: FrameMeta) -> None:
@@ -234,6 +262,7 @@ class InferenceLoop:
             self.consumer.release(freed)  # a late frame's slot, now that the GPU is done with it
         deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
         label, score = "", float("nan")
+        release: int | None = None
         t_pre = t_inf = t_post = t_final = t_picked
         class_index = self._class_index
         cascade: list[dict[str, Any]] = []
@@ -255,14 +284,15 @@ class InferenceLoop:
                         raise _AbandonedLate
                     held = bool(self.stages)
                     if not held:
-                        self.consumer.release(slot)
+                        release = slot  # freed after the hand-off, as below
                     output = self.gpu.engine.output
                 else:
-                    try:
-                        self.preprocess(pixels, self.engine.input)
-                    finally:
-                        if not held:  # the pixels are in the engine input now (or useless): free the slot early
-                            self.consumer.release(slot)
+                    if not held:
+                        # Freed once the verdict is handed off (_finish): the pixels are in the
+                        # engine's input after preprocessing, but the lock round trip of freeing it
+                        # is then off the frame's path. Every way out of here reaches _finish.
+                        release, held = slot, False
+                    self.preprocess(pixels, self.engine.input)
                 t_pre = time.monotonic_ns() if self.gpu is None else t_picked  # GPU: one step, counted as infer
                 if self.gpu is None:
                     output = self.engine.infer()
@@ -273,8 +303,7 @@ class InferenceLoop:
                 reachable = True
                 if held:
                     decision, class_index, cascade, reachable = self._further_stages(pixels, decision, deadline)
-                    held = False
-                    self.consumer.release(slot)
+                    held, release = False, slot
                     t_final = time.monotonic_ns()
                 if reachable:
                     verdict, basis = settle(decision.verdict, deadline, t_final, self.fail_safe)
@@ -309,7 +338,7 @@ class InferenceLoop:
             }
 
         decided = (class_index.get(label, NO_CLASS), _score_word(score))
-        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided)
+        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
         self.latency.add(t_done - meta.t_acquired_ns)
         self.counters.add_latency(t_done - meta.t_acquired_ns)
         self._last_done_ns = time.monotonic_ns()
@@ -357,15 +386,22 @@ class InferenceLoop:
         emit: Any,
         stages: Any = None,
         decided: tuple[int, int] = (NO_CLASS, 0),
+        release: int | None = None,
     ) -> int:
         """The decided frame's effects, reject hand-off first (it is on the PLC's critical path),
-        then its one record, then its counts; each recorded in the in-flight entry. Returns the
-        time the verdict was handed off."""
+        then its one record, then its counts; each recorded in the in-flight entry. Frees the ring
+        slot *release* after the hand-off (a successor that finds the entry handed frees it without
+        a second verdict). Returns the time the verdict was handed off."""
         f = self.inflight
         f.settle(verdict is Verdict.REJECT, _BASIS_INDEX[basis])
         handed = self._hand_off(verdict, basis, meta, decided)
         t_done = time.monotonic_ns()
         f.handed(handed)
+        if release is not None:
+            if self.archiver is not None and self.archiver.wants(verdict):
+                record = stages(t_done) if stages else {}
+                self.archiver.offer(self.consumer.pixels(release), meta, verdict, basis, record, t_done)
+            self.consumer.release(release)
         logged = self._record(emit, meta, verdict, basis, t_done, **(stages(t_done) if stages else {}))
         f.recorded(logged)
         self._count(verdict, basis, counter, logged, handed)
@@ -442,6 +478,7 @@ def inference_main(
     own: Baton,
     predecessor: Baton | None,
     inflight: InFlight,
+    archive: ArchiveHandle | None = None,
 ) -> None:
     """Process entry: load and warm the engine, take over from a predecessor (reload) or recover
     what a dead one left, signal ready, then decide frames until stopped and drained, or until a
@@ -456,6 +493,7 @@ def inference_main(
     outbox = RejectOutbox(rejects, cfg.plc.queue_size)
     handed_over = False
     gpu: GpuFeed | None = None
+    archiver: Archiver | None = None
     try:
         engine.load()
         for stage in stages:
@@ -464,8 +502,9 @@ def inference_main(
             layout = ring.layout
             gpu = GpuFeed(engine, cfg.model.preprocess, consumer, layout.slots, layout.slot_stride,
                           ring.geometry.shape, ring.geometry.pixel_format)  # fmt: skip
+        archiver = Archiver(ArchiveProducer(archive), cfg) if archive is not None else None
         loop = InferenceLoop(
-            cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight, stages, gpu
+            cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight, stages, gpu, archiver
         )
         warm = loop.warm_up(cfg.model.warmup_runs)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path),
@@ -475,6 +514,8 @@ def inference_main(
             if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
                 log.warning("infer_handover_timeout", waited_s=HANDOVER_TIMEOUT_S, action="taking over anyway")
         loop.recover()
+        keep_warm = loop.warm_pass if cfg.scheduling.infer_keep_warm and loop.warm_worthwhile else None
+        waiter = FrameWaiter(consumer, loop.arrivals, keep_warm, loop.path_p50_ns)
         counters.set(Count.READY, 1)
         ready.set()
         while True:
@@ -484,7 +525,7 @@ def inference_main(
             if own.should_hand_over():
                 handed_over = True
                 break
-            woke = consumer.wait(0.05)
+            woke = waiter.wait(0.05)
             # A step also runs on a timeout: a predecessor that died may have left frames announced
             # to it, and stop must not cut off frames still in the ring.
             if not loop.step() and not woke and stop.is_set():
@@ -494,6 +535,7 @@ def inference_main(
             model=cfg.model.id,
             decided=counters.get(Count.DECIDED),
             dropped=counters.get(Count.DROPPED),
+            **waiter.stats(),
         )
     finally:
         if gpu is not None:  # before the engine's buffers and the ring mapping go, and before a successor looks
@@ -507,6 +549,8 @@ def inference_main(
                 stage.engine.close()
         consumer.close()
         outbox.close()
+        if archiver is not None:
+            archiver.producer.close()
         ctx.report_logs(Role.INFER, sink, None)
         shutdown_logging()
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from linegate.archive.store import ArchiveStore
+from linegate.archive.writer import ArchiveWriter
 from linegate.config.schema import Config
 from linegate.counters import Count, SharedCounters, Snapshot, reconcile
 from linegate.logs import LogOutputs, configure_logging, get_logger, shutdown_logging
@@ -54,6 +56,9 @@ EX_CONFIG = 78
 
 Tick = Callable[[Snapshot, float], None]
 
+
+ARCHIVE_DRAIN_S = 5.0
+"""At stop, the archive writer gets this long to write the images still queued."""
 
 class Supervisor:
     """Runs one pipeline from start to a clean, reconciled stop."""
@@ -132,6 +137,11 @@ class Supervisor:
         self.log = get_logger()
         self.shared = Shared.create(self.ctx, cfg, self.counters, self.collector)
         self.ring = self.shared.ring
+        self.archive_writer: ArchiveWriter | None = None
+        if self.shared.archive is not None:  # a thread here: writing images is no worker's hot path
+            store = ArchiveStore.from_settings(cfg.archive, self.log)
+            self.archive_writer = ArchiveWriter(self.shared.archive.handle, store, log=self.log)
+            self.archive_writer.start()
         self.factory = WorkerFactory(self.shared, self.max_frames)
         if self.ring.removed_stale:
             self.log.warning("stale_ring_removed", path=self.ring.handle.path, reason="left by a run that was killed")
@@ -178,6 +188,9 @@ class Supervisor:
                     w.proc.join()
             if self._metrics is not None:  # before the ring closes: a scrape reads it
                 self._metrics.stop()
+            if self.archive_writer is not None:  # after the workers: every image offered is queued by now
+                self.archive_writer.stop(ARCHIVE_DRAIN_S)
+                self.log.info("archive_summary", directory=str(cfg.archive.directory), **self.archive_writer.stats())
             final_sweep(self.shared, self.log, self.cfg.deadline.fail_safe)
             self.shared.close()
             self._state_path.unlink(missing_ok=True)
@@ -460,6 +473,7 @@ class Supervisor:
             budget_ms=self.cfg.deadline.budget_ms,
             ring_slots=slots,
             ring_used=min(slots, max(0, in_slots)),
+            archive=self.archive_writer.stats() if self.archive_writer is not None else {},
         )
 
     # -- the end ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from linegate.archive.queue import ArchiveQueue
 from linegate.config.schema import Config
 from linegate.counters import SharedCounters
 from linegate.pipeline.acquire import acquisition_main
@@ -65,6 +66,7 @@ class Shared:
     reject_writer: Connection
     errors: PipeQueue  # (worker name, exit code, message) of a worker that failed
     collector: LogCollector
+    archive: ArchiveQueue | None = None  # frames for the reject image archive ([archive] enabled)
 
     @classmethod
     def create(cls, ctx: Any, cfg: Config, counters: SharedCounters, collector: LogCollector) -> Shared:
@@ -83,10 +85,15 @@ class Shared:
         )
         reader, writer = reject_channel(ctx)
         table = PendingTable.create(ctx, cfg.plc.queue_size)
-        return cls(ctx, ring, counters, table, InFlight.create(ctx), reader, writer, PipeQueue(ctx), collector)
+        archive = None
+        if cfg.archive.enabled:
+            archive = ArchiveQueue.create(geometry, cfg.archive.queue_frames, instance=cfg.instance.name)
+        return cls(ctx, ring, counters, table, InFlight.create(ctx), reader, writer, PipeQueue(ctx), collector, archive)
 
     def close(self) -> None:
         self.ring.close()
+        if self.archive is not None:
+            self.archive.close()
         self.reject_reader.close()
         self.reject_writer.close()
         self.errors.close()
@@ -112,7 +119,8 @@ class WorkerFactory:
             args: tuple[Any, ...] = (plc_main, wctx, s.reject_reader, stop, ready, s.table, baton, predecessor)
         elif role is Role.INFER:
             ring = s.ring.handle
-            args = (inference_main, wctx, ring, stop, s.reject_writer, ready, baton, predecessor, s.inflight)
+            archive = s.archive.handle if s.archive is not None else None
+            args = (inference_main, wctx, ring, stop, s.reject_writer, ready, baton, predecessor, s.inflight, archive)
         else:
             args = (acquisition_main, wctx, s.ring.handle, stop, ready, self.max_frames)
         proc = ctx.Process(target=run_worker, args=(name, s.errors, *args), name=f"linegate-{role}")

@@ -10,8 +10,8 @@ what the ``run_summary`` record will show, at that moment.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -41,6 +41,8 @@ class RunView:
     ring_slots: int
     ring_used: int
     """Slots holding a frame (being written, waiting, or being decided)."""
+    archive: Mapping[str, int] = field(default_factory=dict)
+    """The image archive writer's counters (:meth:`linegate.archive.writer.ArchiveWriter.stats`); empty when off."""
 
 
 # (name, counter, help) for counters exported as they are. The names get ``_total`` on the wire.
@@ -264,7 +266,31 @@ def families(
     ))
     out.append(InfoMetricFamily("linegate_build", "The linegate version running.", value={"version": version}))
     out += board_families(board)
+    out += archive_families(run.archive)
     return out
+
+
+def archive_families(stats: Mapping[str, int]) -> list[Metric]:
+    """The reject image archive's outcomes and size; nothing when the archive is off."""
+    if not stats:
+        return []
+    images = CounterMetricFamily(
+        "linegate_archive_images",
+        "Frames offered to the reject image archive, by outcome: written, or dropped because the queue was full "
+        "(the disk too slow) or the write failed (disk full, read-only, ...); dropped images are never waited for.",
+        labels=["outcome"],
+    )
+    images.add_metric(["written"], stats.get("written", 0))
+    images.add_metric(["dropped_queue_full"], stats.get("dropped_queue_full", 0))
+    images.add_metric(["dropped_write_error"], stats.get("dropped_write_error", 0))
+    images.add_metric(["dropped_invalid"], stats.get("dropped_invalid", 0))
+    return [
+        images,
+        GaugeMetricFamily("linegate_archive_bytes", "Bytes in the archive directory (images and metadata).",
+                          value=stats.get("archive_bytes", 0)),
+        CounterMetricFamily("linegate_archive_evicted", "Archive files removed to stay under max_bytes and max_age.",
+                            value=stats.get("evicted", 0)),
+    ]  # fmt: skip
 
 
 def board_families(board: BoardReading) -> list[Metric]:

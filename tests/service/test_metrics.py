@@ -291,3 +291,19 @@ def test_changing_metrics_needs_a_restart(tmp_path: Path) -> None:
     new = old.model_copy(update={"metrics": MetricsSection(enabled=True, port=9200)})
     plan = plan_reload(old, new)
     assert set(plan.needs_restart) == {"metrics.enabled", "metrics.port"} and plan.replace == ()
+
+
+def test_archive_metrics_only_when_the_archive_is_on() -> None:
+    """The archive writer's outcomes as one counter by outcome, its size as a gauge; none when off."""
+    off = scrape(Snapshot.of({}))
+    assert not any(name.startswith("linegate_archive") for name, _ in off)
+    stats = {"written": 40, "dropped_queue_full": 3, "dropped_write_error": 2, "dropped_invalid": 0,
+             "archive_bytes": 123_456, "evicted": 7}  # fmt: skip
+    run = RunView(ready=True, faults=0, model_id="m", backend="onnxruntime", budget_ms=50.0, ring_slots=8,
+                  ring_used=0, archive=stats)  # fmt: skip
+    got = scrape(Snapshot.of({}), run=run)
+    assert got[("linegate_archive_images_total", (("outcome", "written"),))] == 40
+    assert got[("linegate_archive_images_total", (("outcome", "dropped_queue_full"),))] == 3
+    assert got[("linegate_archive_images_total", (("outcome", "dropped_write_error"),))] == 2
+    assert got[("linegate_archive_bytes", ())] == 123_456
+    assert got[("linegate_archive_evicted_total", ())] == 7

@@ -1,0 +1,92 @@
+"""FrameWaiter on a real ring: it returns for every published frame whether it was polling or
+sleeping, keeps the semaphore's count (one wake-up per frame), and warms only inside its window."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+
+import numpy as np
+
+from linegate.pipeline.frame_wait import FrameWaiter
+from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer
+from linegate.timing.arrival import ArrivalPredictor
+from tests.conftest import unique_instance
+
+CTX = mp.get_context("spawn")
+GEOMETRY = RingGeometry(48, 64, 1, "Mono8")
+PERIOD_NS = 5_000_000
+
+
+def publish(producer: RingProducer, part_id: int) -> None:
+    _seq, slot = producer.reserve(part_id, part_id, time.monotonic_ns())
+    assert slot is not None
+    producer.pixels(slot)[:] = part_id % 256
+    producer.publish(slot, time.monotonic_ns())
+
+
+def run_camera(producer: RingProducer, frames: int) -> threading.Thread:
+    def loop() -> None:
+        next_ns = time.monotonic_ns()
+        for part in range(1, frames + 1):
+            next_ns += PERIOD_NS
+            while time.monotonic_ns() < next_ns:
+                time.sleep(0.0002)
+            publish(producer, part)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_every_frame_is_found_by_polling_or_sleeping_and_none_twice() -> None:
+    """A steady 200 fps producer: the waiter returns once per frame (claimed in order, no frame
+    missed or seen twice); after the period is learnt, polling finds frames and warm passes run."""
+    warm_calls: list[int] = []
+    with FrameRing.create(CTX, instance=unique_instance(), geometry=GEOMETRY, slots=4, journal_size=16,
+                          when_full="drop_newest") as ring:  # fmt: skip
+        producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
+        predictor = ArrivalPredictor(max_spin_ns=2_000_000)
+        waiter = FrameWaiter(consumer, predictor, warm=lambda: warm_calls.append(time.monotonic_ns()), warm_ns=50_000)
+        frames = 120
+        camera = run_camera(producer, frames)
+        seen: list[int] = []
+        try:
+            while len(seen) < frames:
+                assert waiter.wait(1.0), f"no frame after {seen[-1:] or 'start'} within 1 s"
+                claimed = consumer.claim()
+                assert claimed is not None, "woken without a frame to claim"
+                slot, meta = claimed
+                assert int(np.asarray(consumer.pixels(slot))[0, 0]) == meta.part_id % 256
+                consumer.release(slot)
+                seen.append(meta.part_id)
+                predictor.observe(meta.t_written_ns)
+            camera.join(5)
+            assert not waiter.wait(0.05), "a wake-up left over: a frame would be handled twice"
+        finally:
+            producer.close()
+            consumer.close()
+    assert seen == list(range(1, frames + 1))
+    assert waiter.caught + waiter.missed > 0, "the waiter never polled"
+    assert waiter.caught > 0
+    assert waiter.warm_passes == len(warm_calls) > 0
+
+
+def test_without_a_window_it_sleeps_and_never_warms() -> None:
+    """Polling off (max 0): plain blocking waits, no warm pass, timeouts answered False."""
+    warm_calls: list[int] = []
+    with FrameRing.create(CTX, instance=unique_instance(), geometry=GEOMETRY, slots=4, journal_size=16,
+                          when_full="drop_newest") as ring:  # fmt: skip
+        producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
+        predictor = ArrivalPredictor(max_spin_ns=0)
+        waiter = FrameWaiter(consumer, predictor, warm=lambda: warm_calls.append(1), warm_ns=50_000)
+        try:
+            assert not waiter.wait(0.01)
+            publish(producer, 1)
+            assert waiter.wait(0.5)
+            predictor.observe(time.monotonic_ns())
+        finally:
+            producer.close()
+            consumer.close()
+    assert (waiter.caught, waiter.missed, warm_calls) == (0, 0, [])
