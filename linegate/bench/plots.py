@@ -10,7 +10,12 @@ import numpy as np
 
 from linegate.bench.runner import STAGES, ScenarioResult, Side
 
-COLOURS = {"linegate": "tab:blue", "naive": "tab:orange", "floor": "tab:gray"}
+COLOURS = {"linegate": "tab:blue", "naive": "tab:orange", "floor": "tab:gray", "linegate newest_first": "tab:green"}
+
+
+def colour(side: str) -> str:
+    """linegate (in its configured backlog order) blue, the other order green, naive orange, floor gray."""
+    return COLOURS.get(side, COLOURS["linegate"])
 
 
 def matplotlib_missing() -> str:
@@ -34,7 +39,7 @@ def write_plots(results: Sequence[ScenarioResult], out: Path) -> list[Path]:
     for r in results:
         name = f"{r.scenario.model}-{r.scenario.load}"
         paths.append(histograms(plt, r, out / f"latency-{name}.png"))
-        linegate = next(s for s in r.sides if s.side == "linegate")
+        linegate = next(s for s in r.sides if s.side.startswith("linegate"))
         paths.append(stage_breakdown(plt, r, linegate, out / f"stages-{name}.png"))
     return paths
 
@@ -59,7 +64,7 @@ def histograms(plt: Any, r: ScenarioResult, path: Path) -> Path:
             values = getattr(side, attr)
             if values:
                 p99 = float(np.percentile(values, 99))
-                ax.hist(values, bins=bins, histtype="step", linewidth=1.5, color=COLOURS[side.side],
+                ax.hist(values, bins=bins, histtype="step", linewidth=1.5, color=colour(side.side),
                         label=f"{side.side} (n={len(values)}, p99 {p99:.2f} ms)")
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -57,7 +57,7 @@ def notes(results: Sequence[ScenarioResult]) -> list[str]:
                    f"{why} (engine floor p50 {r.floor_plan_p50_ms:.3f} ms before the scenarios)")
         for side in r.sides:
             extra = []
-            if side.side == "linegate":
+            if side.side.startswith("linegate"):
                 extra.append(f"fail-safe {side.fail_safe} (dropped {side.dropped}), PLC undelivered "
                               f"{side.undelivered}")
             if side.plc_duplicates:

@@ -69,7 +69,7 @@ class Side:
 
     @property
     def fail_safe(self) -> int:
-        return self.frames - self.by_model if self.side == "linegate" else 0
+        return self.frames - self.by_model if self.side.startswith("linegate") else 0
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -104,19 +104,37 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
     sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
     cfg = with_plc_port(cfg, sim.port)
     name = f"{sc.model}-{sc.load}"
+    other = None
     try:
         lg = run_linegate(cfg, sc.frames, tmp / f"{name}-linegate.jsonl")
         time.sleep(0.3)  # let the simulator's last lines arrive
+        if sc.load == "overload":  # the measured choice of deadline.backlog: the other order too
+            alternate = with_backlog(cfg, OTHER_BACKLOG[cfg.deadline.backlog])
+            other = run_linegate(alternate, sc.frames, tmp / f"{name}-linegate-{alternate.deadline.backlog}.jsonl")
+            time.sleep(0.3)
         nv = run_naive(cfg, config_path, sc.frames, tmp / f"{name}-naive.jsonl")
         time.sleep(0.3)
     finally:
         sim.stop()
     assert cfg.plc.modbus is not None
     edges = rising_edges(sim.edges, int(cfg.plc.modbus.reject_coil or 0))
-    linegate_side = analyse_linegate(*lg, edges, sc.fps)
-    naive_side = analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms)
-    floor_side = analyse_floor(engine_floor(cfg, floor_runs))
-    return ScenarioResult(sc, [linegate_side, naive_side, floor_side], cfg.deadline.budget_ms)
+    sides = [analyse_linegate(*lg, edges, sc.fps)]
+    if other is not None:
+        alternate_side = analyse_linegate(*other, edges, sc.fps)
+        alternate_side.side = f"linegate {OTHER_BACKLOG[cfg.deadline.backlog]}"
+        sides[0].side = f"linegate {cfg.deadline.backlog}"
+        sides.append(alternate_side)
+    sides.append(analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms))
+    sides.append(analyse_floor(engine_floor(cfg, floor_runs)))
+    return ScenarioResult(sc, sides, cfg.deadline.budget_ms)
+
+
+OTHER_BACKLOG = {"oldest_first": "newest_first", "newest_first": "oldest_first"}
+
+
+def with_backlog(cfg: Config, backlog: str) -> Config:
+    """*cfg* deciding a backlog in the other order (``deadline.backlog``)."""
+    return cfg.model_copy(update={"deadline": cfg.deadline.model_copy(update={"backlog": backlog})})
 
 
 def run_linegate(cfg: Config, frames: int, log: Path) -> tuple[tuple[int, int], list[Event], dict[str, int], list[str]]:

@@ -251,6 +251,12 @@ class DeadlineSection(_Section):
 
     budget_ms: Milliseconds = 50.0
     fail_safe: Literal["reject", "pass"] = "reject"
+    backlog: Literal["oldest_first", "newest_first"] = "oldest_first"
+    """Which waiting frame the loop decides next when frames queue up (the engine slower than the
+    camera). "oldest_first": in order, each while it can still make its deadline. "newest_first":
+    the newest; a waiting frame that could no longer finish in time after it gets the fail-safe
+    verdict at once, so under overload the model decides as many frames as it can run, each within
+    its budget (verdicts then reach the PLC out of part order: each carries its part id)."""
 
 
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")

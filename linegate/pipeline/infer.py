@@ -156,6 +156,7 @@ class InferenceLoop:
         self.log = log
         self.sink = sink
         self.budget_ns = int(cfg.deadline.budget_ms * 1e6)
+        self.newest_first = cfg.deadline.backlog == "newest_first"
         self.fail_safe = Verdict(cfg.deadline.fail_safe)
         self.model_id = cfg.model.id
         self.expected_ns = 0
@@ -249,12 +250,24 @@ class InferenceLoop:
         if overflow:
             self.counters.add(Count.JOURNAL_OVERFLOW, overflow)
             self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
-        claimed = self.consumer.claim()
+        claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
         if claimed is not None:
             self.inflight.take(claimed[1], Count.DECIDED)
             self._decide(*claimed)
             self.arrivals.observe(claimed[1].t_written_ns)  # after the frame's verdict: off its path
         return handled or claimed is not None
+
+    def _claim_newest(self) -> tuple[int, FrameMeta] | None:
+        """deadline.backlog = "newest_first": the newest waiting frame; the waiting frames that
+        could not be decided in time after it (its run, then their own) get the fail-safe verdict now."""
+        stale_before = time.monotonic_ns() + 2 * self.expected_ns - self.budget_ns
+        claimed, stale = self.consumer.claim_newest(stale_before)
+        for slot, meta in stale:
+            self.inflight.take(meta, Count.DECIDED)
+            self.consumer.release(slot)
+            basis = _fail_safe_basis(meta, Basis.DEADLINE_UNREACHABLE)
+            self._finish(meta, self.fail_safe, basis, Count.DECIDED, self.log.warning)
+        return claimed
 
     def _decide(self, slot: int, meta: FrameMeta) -> None:
         t_picked = time.monotonic_ns()

@@ -56,6 +56,7 @@ _HEADER = struct.Struct("<IIQQQqqIIIII4xq")
 structured-array access cost tens of microseconds per call on a cold cache."""
 assert _HEADER.size == FRAME_HEADER.itemsize
 _SEQ_OFFSET = field_offset(FRAME_HEADER, "seq")
+_T_ACQUIRED_OFFSET = field_offset(FRAME_HEADER, "t_acquired_ns")
 _U32, _U64 = 4, 8
 
 
@@ -470,6 +471,31 @@ class RingConsumer:
             u32[m.state_index[slot]] = SlotState.CLAIMED
             fields = _HEADER.unpack_from(buf, offsets[slot])
         return slot, _meta(fields)
+
+    def claim_newest(self, stale_before_ns: int) -> tuple[tuple[int, FrameMeta] | None, list[tuple[int, FrameMeta]]]:
+        """Take the newest READY slot, and with it every other READY slot whose frame was acquired
+        before *stale_before_ns* (too old to be decided in time): ``(newest or None, stale)``, the
+        stale ones oldest first. Frames in between stay READY."""
+        m = self._m
+        u32, u64, buf, offsets = m.u32, m.u64, m.buf, m.header_offsets
+        with self._lock:
+            ready = [
+                (u64[(offsets[slot] + _SEQ_OFFSET) // _U64], slot)
+                for slot, word in enumerate(m.state_index)
+                if u32[word] == SlotState.READY
+            ]
+            if not ready:
+                return None, []
+            ready.sort()
+            taken = [ready[-1][1]]
+            for _seq, slot in ready[:-1]:
+                if u64[(offsets[slot] + _T_ACQUIRED_OFFSET) // _U64] < stale_before_ns:
+                    taken.append(slot)
+            out = []
+            for slot in taken:
+                u32[m.state_index[slot]] = SlotState.CLAIMED
+                out.append((slot, _meta(_HEADER.unpack_from(buf, offsets[slot]))))
+        return out[0], out[1:]
 
     def release(self, slot: int) -> None:
         """Give a claimed slot back to the producer."""
