@@ -1,7 +1,16 @@
 """Reconciliation counters shared by all worker processes (one writer per counter).
 
 A flat array of int64 in shared memory: each counter is written by exactly one process and read
-by the supervisor for the live summary, STATUS and the final reconciliation.
+by the supervisor for the live summary, STATUS, the final reconciliation and the metrics. Layout
+(each histogram is :data:`linegate.timing.histogram.BINS` log-spaced bins):
+
+- ``[0, SIZE)``: the counters, indexed by :class:`Count`;
+- ``[LATENCY, +BINS)``: acquisition-to-verdict latency of every frame the loop decided (infer);
+- ``[STAGE_LATENCY + i * BINS, +BINS)``: stage :data:`STAGES` ``[i]`` of every frame the model
+  decided (infer);
+- ``[PLC_WRITE_LATENCY, +BINS)``: round trip of each PLC write delivering a result (PLC worker);
+- ``[CLASS_VERDICTS, +MAX_CLASSES + 1)``: frames the model decided, by the label's position in
+  ``model.postprocess.classes``; the last cell (:data:`CLASS_OTHER`) counts any other label (infer).
 """
 
 from __future__ import annotations
@@ -17,6 +26,19 @@ from linegate.timing import histogram
 
 SIZE = max(Count) + 1
 
+STAGES = ("write", "queued", "preprocess", "infer", "postprocess", "handoff")
+"""The stages of a frame the model decided, as its ``frame`` record times them (``write_ms``, ...)."""
+MAX_CLASSES = 16
+"""Classes counted one by one; a label at a later position (or none of the classes) counts in :data:`CLASS_OTHER`."""
+CLASS_OTHER = MAX_CLASSES
+
+LATENCY = SIZE
+STAGE_LATENCY = LATENCY + histogram.BINS
+PLC_WRITE_LATENCY = STAGE_LATENCY + len(STAGES) * histogram.BINS
+CLASS_VERDICTS = PLC_WRITE_LATENCY + histogram.BINS
+TOTAL = CLASS_VERDICTS + MAX_CLASSES + 1
+"""Cells in the shared array."""
+
 
 @dataclass(frozen=True)
 class SharedCounters:
@@ -26,15 +48,55 @@ class SharedCounters:
 
     @classmethod
     def create(cls, ctx: BaseContext) -> SharedCounters:
-        return cls(ctx.RawArray("q", SIZE + histogram.BINS))
+        return cls(ctx.RawArray("q", TOTAL))
 
     def add_latency(self, ns: int) -> None:
         """Count one frame's acquisition-to-verdict latency in the run-long histogram (infer worker)."""
-        self.array[SIZE + histogram.bin_of(ns)] += 1
+        self.array[LATENCY + histogram.bin_of(ns)] += 1
 
     def latency_percentiles(self, qs: Sequence[float]) -> list[float]:
         """Percentiles (ns) over every frame of the run so far; NaN before the first."""
-        return histogram.percentiles(self.array[SIZE : SIZE + histogram.BINS], qs)
+        return histogram.percentiles(self.latency_bins(), qs)
+
+    def add_stage_latencies(
+        self, write_ns: int, queued_ns: int, preprocess_ns: int, infer_ns: int, post_ns: int, handoff_ns: int
+    ) -> None:
+        """Count one model-decided frame's stage times, in :data:`STAGES` order (infer worker)."""
+        a, bin_of, b = self.array, histogram.bin_of, histogram.BINS
+        a[STAGE_LATENCY + bin_of(write_ns)] += 1
+        a[STAGE_LATENCY + b + bin_of(queued_ns)] += 1
+        a[STAGE_LATENCY + 2 * b + bin_of(preprocess_ns)] += 1
+        a[STAGE_LATENCY + 3 * b + bin_of(infer_ns)] += 1
+        a[STAGE_LATENCY + 4 * b + bin_of(post_ns)] += 1
+        a[STAGE_LATENCY + 5 * b + bin_of(handoff_ns)] += 1
+
+    def add_class_verdict(self, index: int) -> None:
+        """Count one model-decided frame under its label's position in the classes (infer worker)."""
+        self.array[CLASS_VERDICTS + (index if 0 <= index < MAX_CLASSES else CLASS_OTHER)] += 1
+
+    def add_plc_write_latency(self, ns: int) -> None:
+        """Count one confirmed PLC write's round trip, request sent to reply (PLC worker)."""
+        self.array[PLC_WRITE_LATENCY + histogram.bin_of(ns)] += 1
+
+    def latency_bins(self) -> list[int]:
+        """The frame latency histogram's bins now."""
+        return [int(v) for v in self.array[LATENCY : LATENCY + histogram.BINS]]
+
+    def stage_bins(self) -> dict[str, list[int]]:
+        """Each stage's histogram bins now, by stage name (:data:`STAGES`)."""
+        b = histogram.BINS
+        return {
+            stage: [int(v) for v in self.array[STAGE_LATENCY + i * b : STAGE_LATENCY + (i + 1) * b]]
+            for i, stage in enumerate(STAGES)
+        }
+
+    def plc_write_bins(self) -> list[int]:
+        """The PLC write latency histogram's bins now."""
+        return [int(v) for v in self.array[PLC_WRITE_LATENCY : PLC_WRITE_LATENCY + histogram.BINS]]
+
+    def class_verdicts(self) -> list[int]:
+        """Model-decided frames by class position: :data:`MAX_CLASSES` cells, then :data:`CLASS_OTHER`."""
+        return [int(v) for v in self.array[CLASS_VERDICTS:TOTAL]]
 
     def add(self, name: Count, n: int = 1) -> None:
         self.array[name] += n
@@ -149,4 +211,14 @@ def reconcile(s: Snapshot) -> list[str]:
     return problems
 
 
-__all__ = ["SIZE", "Count", "SharedCounters", "Snapshot", "first_part_id", "reconcile"]
+__all__ = [
+    "CLASS_OTHER",
+    "MAX_CLASSES",
+    "SIZE",
+    "STAGES",
+    "Count",
+    "SharedCounters",
+    "Snapshot",
+    "first_part_id",
+    "reconcile",
+]

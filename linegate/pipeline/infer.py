@@ -354,6 +354,12 @@ class InferenceLoop:
         t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
         self.latency.add(t_done - meta.t_acquired_ns)
         self.counters.add_latency(t_done - meta.t_acquired_ns)
+        if basis is Basis.MODEL:  # stage times and class for the metrics, after the hand-off and the record
+            self.counters.add_stage_latencies(
+                meta.t_written_ns - meta.t_acquired_ns, t_picked - meta.t_written_ns, t_pre - t_picked,
+                t_inf - t_pre, t_post - t_inf, t_done - t_final,
+            )  # fmt: skip
+            self.counters.add_class_verdict(self._class_index.get(label, -1))
         self._last_done_ns = time.monotonic_ns()
         if t_done >= self._next_stats_ns:
             self._publish_stats(t_done)

@@ -474,6 +474,7 @@ class Supervisor:
             ring_slots=slots,
             ring_used=min(slots, max(0, in_slots)),
             archive=self.archive_writer.stats() if self.archive_writer is not None else {},
+            classes=tuple(self.cfg.model.postprocess.classes),
         )
 
     # -- the end ------------------------------------------------------------------------------

@@ -276,7 +276,9 @@ class HandshakeMode:
         words = encode_vision_block(replace(state, alive=self.alive), self.last_result)
         if cur is not None:
             cur.written = False
+        t_sent = time.monotonic_ns()
         self.link.write_words(0, words)
+        t_reply = time.monotonic_ns()
         self._written = state
         self._next_alive_ns = now_ns + self.alive_ns
         self.counters.set(Count.PLC_FAULT, int(not state.ready))
@@ -287,6 +289,7 @@ class HandshakeMode:
             cur.writes += 1
             cur.t_last_ns = time.monotonic_ns()
             self.counters.add(Count.PLC_RESULT_WRITES)
+            self.counters.add_plc_write_latency(t_reply - t_sent)
 
     def _read(self, now_ns: int) -> None:
         if not self.keeper.connected:

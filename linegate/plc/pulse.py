@@ -231,6 +231,7 @@ class PulseMode:
             self.keeper.lost(exc)
             return
         t_on = self._delivered(reject, t_sent, "reply", position)
+        self.counters.add_plc_write_latency(t_on - t_sent)  # part id and ON written, both answered
         self.off_due_ns = t_on + self.pulse_ns
         remaining = self.off_due_ns - time.monotonic_ns()
         if remaining > 0:

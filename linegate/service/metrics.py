@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from linegate import __version__
-from linegate.counters import SIZE, Count, SharedCounters, Snapshot
+from linegate.counters import CLASS_OTHER, MAX_CLASSES, STAGES, Count, SharedCounters, Snapshot
 from linegate.service.jetson_stats import BoardReading, BoardStats
 from linegate.timing import histogram
 
@@ -43,6 +43,25 @@ class RunView:
     """Slots holding a frame (being written, waiting, or being decided)."""
     archive: Mapping[str, int] = field(default_factory=dict)
     """The image archive writer's counters (:meth:`linegate.archive.writer.ArchiveWriter.stats`); empty when off."""
+    classes: tuple[str, ...] = ()
+    """The running model's ``postprocess.classes``: the names of the per-class verdict counters."""
+
+
+@dataclass(frozen=True)
+class Histograms:
+    """The run-long histograms and per-class counts beyond the frame latency (empty: all zero)."""
+
+    stages: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    """Bins of each stage in :data:`linegate.counters.STAGES`, by name."""
+    plc_write: Sequence[int] = ()
+    """Bins of the PLC write round trip."""
+    classes: Sequence[int] = ()
+    """Model-decided frames by class position (:meth:`SharedCounters.class_verdicts`)."""
+
+    @classmethod
+    def of(cls, counters: SharedCounters) -> Histograms:
+        """Everything read from the shared counters now."""
+        return cls(counters.stage_bins(), counters.plc_write_bins(), counters.class_verdicts())
 
 
 # (name, counter, help) for counters exported as they are. The names get ``_total`` on the wire.
@@ -126,8 +145,15 @@ def latency_buckets(targets_ms: Sequence[float] = LATENCY_TARGETS_MS) -> tuple[t
 BUCKETS = latency_buckets()
 
 
-def latency_histogram(bins: Sequence[int]) -> HistogramMetricFamily:
-    """The run-long histogram as cumulative Prometheus buckets; the sum is estimated from bin centres."""
+BOUNDS_DOC = (
+    "Bucket bounds are the run histogram's bin edges nearest 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, 500, "
+    "1000 ms; the sum is estimated from bin centres (within about 4%)."
+)
+
+
+def prometheus_buckets(bins: Sequence[int]) -> tuple[list[tuple[str, float]], float]:
+    """Run histogram bins as cumulative Prometheus buckets (:data:`BUCKETS`, then +Inf) and the estimated sum (s)."""
+    bins = list(bins) or [0] * histogram.BINS
     cumulative, buckets, k0 = 0, [], 0
     for k, edge_s in BUCKETS:
         cumulative += sum(bins[k0 : k + 1])
@@ -135,14 +161,67 @@ def latency_histogram(bins: Sequence[int]) -> HistogramMetricFamily:
         buckets.append((f"{edge_s:.4g}", float(cumulative)))
     buckets.append(("+Inf", float(sum(bins))))
     estimated_sum = sum(c * histogram.bin_mid_ns(i) for i, c in enumerate(bins) if c) / 1e9
+    return buckets, estimated_sum
+
+
+def latency_histogram(bins: Sequence[int]) -> HistogramMetricFamily:
+    """The run-long histogram as cumulative Prometheus buckets; the sum is estimated from bin centres."""
+    buckets, estimated_sum = prometheus_buckets(bins)
     return HistogramMetricFamily(
         "linegate_frame_latency_seconds",
-        "Acquisition to verdict hand-off, every frame the inference loop decided since start. Bucket bounds are "
-        "the run histogram's bin edges nearest 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, 500, 1000 ms; "
-        "the sum is estimated from bin centres (within about 4%).",
+        "Acquisition to verdict hand-off, every frame the inference loop decided since start. " + BOUNDS_DOC,
         buckets=buckets,
         sum_value=estimated_sum,
     )
+
+
+def stage_histograms(stages: Mapping[str, Sequence[int]]) -> HistogramMetricFamily:
+    """One histogram per stage of the frames the model decided (labelled ``stage``), same bounds as the frame's."""
+    family = HistogramMetricFamily(
+        "linegate_stage_latency_seconds",
+        "Each stage of every frame the model decided since start (basis model), as its frame record times it: "
+        "write (acquired to in the ring), queued (in the ring to picked), preprocess, infer, postprocess (the "
+        "first model's), handoff (verdict to handed off). " + BOUNDS_DOC,
+        labels=["stage"],
+    )
+    for stage in STAGES:
+        buckets, estimated_sum = prometheus_buckets(stages.get(stage, ()))
+        family.add_metric([stage], buckets, estimated_sum)
+    return family
+
+
+def plc_write_histogram(bins: Sequence[int]) -> HistogramMetricFamily:
+    """The round trip of the PLC writes that deliver a result."""
+    buckets, estimated_sum = prometheus_buckets(bins)
+    return HistogramMetricFamily(
+        "linegate_plc_write_latency_seconds",
+        "Round trip (request sent to reply) of each PLC write delivering a result that the PLC answered: pulse "
+        "mode, a reject's part id and output ON writes; handshake mode, each write of the vision block carrying a "
+        "result (re-writes included). " + BOUNDS_DOC,
+        buckets=buckets,
+        sum_value=estimated_sum,
+    )
+
+
+OTHER_CLASS = "(other)"
+"""The class label of model verdicts whose label is not one of the first MAX_CLASSES classes."""
+
+
+def class_verdicts(names: Sequence[str], counts: Sequence[int]) -> CounterMetricFamily:
+    """Model-decided frames by class name; ``(other)`` for positions past the names or MAX_CLASSES."""
+    counts = list(counts) or [0] * (MAX_CLASSES + 1)
+    named = list(names)[:MAX_CLASSES]
+    family = CounterMetricFamily(
+        "linegate_verdicts_by_class",
+        "Frames the model decided (basis model), by the class it labelled them: the name at that position in the "
+        f"running model's postprocess.classes (after a recipe change, the new model's names). {OTHER_CLASS}: a "
+        f"label past the first {MAX_CLASSES} classes or of a further stage ([[stages]]) only.",
+        labels=["class"],
+    )
+    for i, name in enumerate(named):
+        family.add_metric([name], counts[i])
+    family.add_metric([OTHER_CLASS], sum(counts[len(named) : MAX_CLASSES]) + counts[CLASS_OTHER])
+    return family
 
 
 def families(
@@ -152,8 +231,9 @@ def families(
     board: BoardReading,
     version: str = __version__,
     monotonic: Callable[[str, int], int] = lambda _key, value: max(value, 0),
+    more: Histograms = Histograms(),
 ) -> list[Metric]:
-    """Every metric family of one scrape."""
+    """Every metric family of one scrape (*more*: the stage and PLC write histograms, the class counts)."""
     c = Count
     out: list[Metric] = []
     for name, count, doc in PLAIN_COUNTERS:
@@ -210,7 +290,7 @@ def families(
     undelivered.add_metric(["plc_queue_full"], s[c.PLC_QUEUE_FULL])
     undelivered.add_metric(["delivery_unknown"], s[c.PLC_DELIVERY_UNKNOWN])
     undelivered.add_metric(["other"], monotonic("undelivered_other", s[c.PLC_UNDELIVERED] - s[c.PLC_DELIVERY_UNKNOWN]))
-    out += [verdicts, basis, misses, lost, undelivered]
+    out += [verdicts, basis, class_verdicts(run.classes, more.classes), misses, lost, undelivered]
     out.append(CounterMetricFamily(
         "linegate_plc_pass_results_undelivered",
         "Handshake with results = all: pass results the PLC did not get (no part to pull: it diverts the part).",
@@ -226,6 +306,8 @@ def families(
     out.append(logs)
 
     out.append(latency_histogram(latency_bins))
+    out.append(stage_histograms(more.stages))
+    out.append(plc_write_histogram(more.plc_write))
     window = GaugeMetricFamily(
         "linegate_frame_latency_recent_seconds",
         "Acquisition to verdict over the last few thousand frames, by quantile (updated each second).",
@@ -335,8 +417,18 @@ class LinegateCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self.counters.snapshot()
-        bins = [int(v) for v in self.counters.array[SIZE : SIZE + histogram.BINS]]
-        return families(snapshot, bins, self.run(), self.board.read(), self.version, self._high_water)
+        bins = self.counters.latency_bins()
+        more = Histograms.of(self.counters)
+        return families(snapshot, bins, self.run(), self.board.read(), self.version, self._high_water, more)
 
 
-__all__ = ["BUCKETS", "HighWater", "LinegateCollector", "RunView", "families", "latency_buckets"]
+__all__ = [
+    "BUCKETS",
+    "OTHER_CLASS",
+    "HighWater",
+    "Histograms",
+    "LinegateCollector",
+    "RunView",
+    "families",
+    "latency_buckets",
+]

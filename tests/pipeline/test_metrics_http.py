@@ -54,6 +54,16 @@ def window(frames: list[Record], t0: int, t1: int, which: Callable[[Record], boo
     return sum(map(which, counted)), sum(map(which, done))
 
 
+def plc_window(recs: list[Record], t0: int, t1: int) -> tuple[int, int]:
+    """(at least, at most) PLC write round trips a snapshot taken between t0 and t1 has counted: one per reject
+    delivered on the ON write's reply, counted by the one PLC thread before it sends the next reject's write."""
+    delivered = [r for r in recs if r["event"] == "reject_delivered"]
+    by_reply = [r["confirmed_by"] == "reply" for r in delivered]
+    sent_before = [i for i, r in enumerate(delivered) if r["t_pulse_ns"] < t0]
+    low = sum(by_reply[: sent_before[-1]]) if sent_before else 0
+    return low, sum(b for b, r in zip(by_reply, delivered, strict=True) if r["t_pulse_ns"] < t1)
+
+
 def under(le_s: float) -> Callable[[Record], bool]:
     """A frame the loop decided whose latency (exactly as the histogram got it) is in a bin below *le_s*."""
     top_bin = histogram.bin_of(int(le_s * 1e9 * 0.999))  # the bucket's bound is the upper edge of this bin
@@ -75,7 +85,8 @@ def test_scrape_matches_the_runs_own_records(tmp_path: Path, plc_sim: PlcSimProc
     run.wait_frames(100)
     first, types, t0, t1 = scrape(url)
     run.wait_frames(50)
-    second, _, _, _ = scrape(url)
+    run.wait_event("reject_delivered")
+    second, _, s0, s1 = scrape(url)
     run.stop()
     assert run.proc.returncode == 0, run.stderr
     recs = run.records()
@@ -95,13 +106,41 @@ def test_scrape_matches_the_runs_own_records(tmp_path: Path, plc_sim: PlcSimProc
     assert check(("linegate_verdicts_by_basis_total", (("basis", "model"),)), lambda r: r["basis"] == "model")[0] > 0
     looped_sample = ("linegate_frame_latency_seconds_count", ())
     looped = check(looped_sample, lambda r: "t_picked_ns" in r)  # the frames the loop decided: each in the histogram
-    bounds = [le for (name, labels), _ in first.items() if name.endswith("_bucket") for (_, le) in labels]
+    frame_buckets = [labels for name, labels in first if name == "linegate_frame_latency_seconds_bucket"]
+    bounds = [le for labels in frame_buckets for (_, le) in labels]
     assert len(bounds) > 10 and bounds[-1] == "+Inf" and types["linegate_frame_latency_seconds"] == "histogram"
     below = []
     for le in bounds[:-1]:
         below.append(check(("linegate_frame_latency_seconds_bucket", (("le", le),)), under(float(le))))
     assert first[("linegate_frame_latency_seconds_bucket", (("le", "+Inf"),))] == first[looped_sample]
     assert any(high < looped[0] for _, high in below)  # some frames lie above a bound: the buckets discriminate
+
+    def by_model(r: Record) -> bool:
+        return bool(r["basis"] == "model")
+
+    model = check(("linegate_verdicts_by_basis_total", (("basis", "model"),)), by_model)
+    for stage in ("write", "queued", "preprocess", "infer", "postprocess", "handoff"):  # one sample per model frame
+        assert check(("linegate_stage_latency_seconds_count", (("stage", stage),)), by_model)[0] > 0, stage
+        top = first[("linegate_stage_latency_seconds_bucket", (("le", "+Inf"), ("stage", stage)))]
+        assert top == first[("linegate_stage_latency_seconds_count", (("stage", stage),))], stage
+    assert types["linegate_stage_latency_seconds"] == "histogram"
+    by_class = {dict(labels)["class"]: v for (name, labels), v in first.items()
+                if name == "linegate_verdicts_by_class_total"}  # fmt: skip
+    assert set(by_class) == {"pass", "reject", "(other)"} and by_class["(other)"] == 0
+    for name in ("pass", "reject"):
+
+        def labelled(r: Record, n: str = name) -> bool:
+            return by_model(r) and r["label"] == n
+
+        check(("linegate_verdicts_by_class_total", (("class", name),)), labelled)
+    assert model[0] <= sum(by_class.values()) <= model[1] and sum(by_class.values()) > 0
+
+    plc_sample = ("linegate_plc_write_latency_seconds_count", ())
+    assert types["linegate_plc_write_latency_seconds"] == "histogram"
+    for samples, (u0, u1) in ((first, (t0, t1)), (second, (s0, s1))):
+        low, high = plc_window(recs, u0, u1)
+        assert low <= samples[plc_sample] <= high, (low, samples[plc_sample], high)
+    assert second[("linegate_plc_rejects_delivered_total", ())] > 0 and second[plc_sample] > 0
 
     (summary,) = [r for r in recs if r["event"] == "run_summary"]
     for key, sample in [("decided", decided), ("plc_delivered", ("linegate_plc_rejects_delivered_total", ())),

@@ -19,15 +19,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from linegate import __version__
 from linegate.config import load_config
 from linegate.config.schema import MetricsSection
-from linegate.counters import Count, SharedCounters, Snapshot
+from linegate.counters import CLASS_OTHER, MAX_CLASSES, STAGES, Count, SharedCounters, Snapshot
 from linegate.demo.runner import free_port
 from linegate.errors import ConfigError
 from linegate.service.jetson_stats import BoardReading, BoardStats, PowerMode, ThermalZone
 from linegate.service.metrics import (
     BUCKETS,
+    OTHER_CLASS,
     PLAIN_COUNTERS,
     PLAIN_GAUGES,
     HighWater,
+    Histograms,
     LinegateCollector,
     RunView,
     families,
@@ -67,11 +69,34 @@ NO_BOARD = BoardReading()
 
 
 def scrape(s: Snapshot, bins: Sequence[int] = (), run: RunView = RUN, board: BoardReading = NO_BOARD,
-           monotonic: Any = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # fmt: skip
+           monotonic: Any = None, more: Histograms | None = None,
+           ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # fmt: skip
     """One scrape of the families built from these inputs, as parsed from the text exposition."""
     bins = list(bins) or [0] * histogram.BINS
+    if more is not None:
+        return wire(families(s, bins, run, board, "9.9.9", monotonic or HighWater(), more))
     args = (monotonic,) if monotonic is not None else ()
     return wire(families(s, bins, run, board, "9.9.9", *args))
+
+
+def bins_of(samples_ns: Sequence[int]) -> list[int]:
+    """Run histogram bins counting *samples_ns*."""
+    bins = [0] * histogram.BINS
+    for ns in samples_ns:
+        bins[histogram.bin_of(ns)] += 1
+    return bins
+
+
+def buckets_of(got: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+               **labels: str) -> dict[str, float]:  # fmt: skip
+    """le -> cumulative count of histogram *name*'s series with *labels*."""
+    out = {}
+    for (sample, sample_labels), value in got.items():
+        as_dict = dict(sample_labels)
+        le = as_dict.pop("le", None)
+        if sample == f"{name}_bucket" and as_dict == labels and le is not None:
+            out[le] = value
+    return out
 
 
 def test_every_plain_counter_and_gauge_carries_its_own_counter() -> None:
@@ -307,3 +332,94 @@ def test_archive_metrics_only_when_the_archive_is_on() -> None:
     assert got[("linegate_archive_images_total", (("outcome", "dropped_write_error"),))] == 2
     assert got[("linegate_archive_bytes", ())] == 123_456
     assert got[("linegate_archive_evicted_total", ())] == 7
+
+
+def test_stage_histograms_one_series_per_stage_with_the_frame_latency_bounds() -> None:
+    """Each stage's series counts exactly its own samples below each bound (the frame latency's bounds), its
+    count is every sample of that stage, its sum is estimated within 4%; a stage with no samples is all zero."""
+    samples = {stage: [20_000 * (i + 1) + 997 * k for k in range(40 * (i + 1))] for i, stage in enumerate(STAGES)}
+    samples["handoff"] = []
+    more = Histograms(stages={stage: bins_of(ns) for stage, ns in samples.items()})
+    got = scrape(Snapshot.of({}), more=more)
+    frame_bounds = list(buckets_of(got, "linegate_frame_latency_seconds"))
+    for stage, ns in samples.items():
+        buckets = buckets_of(got, "linegate_stage_latency_seconds", stage=stage)
+        assert list(buckets) == frame_bounds, stage
+        for le, count in buckets.items():
+            assert count == sum(x / 1e9 < float(le) for x in ns), (stage, le)
+        assert got[("linegate_stage_latency_seconds_count", (("stage", stage),))] == len(ns)
+        total = got[("linegate_stage_latency_seconds_sum", (("stage", stage),))]
+        assert math.isclose(total, sum(ns) / 1e9, rel_tol=0.04) if ns else total == 0
+    assert {dict(labels).get("stage") for name, labels in got if name.startswith("linegate_stage_latency")} == set(
+        STAGES
+    )
+
+
+def test_stage_and_plc_histograms_are_there_with_nothing_counted() -> None:
+    """Before the first frame (or without readings) every series is exported at zero: a rate() has a start."""
+    got = scrape(Snapshot.of({}))
+    for stage in STAGES:
+        assert got[("linegate_stage_latency_seconds_count", (("stage", stage),))] == 0
+    assert got[("linegate_plc_write_latency_seconds_count", ())] == 0
+    assert got[("linegate_plc_write_latency_seconds_bucket", (("le", "+Inf"),))] == 0
+    assert got[("linegate_verdicts_by_class_total", (("class", OTHER_CLASS),))] == 0
+
+
+def test_plc_write_latency_histogram() -> None:
+    """The PLC write round trips as a histogram with the frame latency's bounds: cumulative, exact counts."""
+    samples_ns = [400_000, 900_000, 1_100_000, 1_900_000, 2_500_000, 7_000_000, 30_000_000, 400_000_000]
+    got = scrape(Snapshot.of({}), more=Histograms(plc_write=bins_of(samples_ns)))
+    buckets = buckets_of(got, "linegate_plc_write_latency_seconds")
+    assert list(buckets) == list(buckets_of(got, "linegate_frame_latency_seconds"))
+    for le, count in buckets.items():
+        assert count == sum(ns / 1e9 < float(le) for ns in samples_ns), le
+    assert got[("linegate_plc_write_latency_seconds_count", ())] == len(samples_ns)
+
+
+def test_verdicts_by_class_are_named_from_the_running_models_classes() -> None:
+    """Each class position is exported under its name; positions past the names and the overflow cell are
+    (other); the classes add up to every count."""
+    counts = [0] * (MAX_CLASSES + 1)
+    counts[0], counts[1], counts[2], counts[5], counts[CLASS_OTHER] = 70, 25, 4, 2, 1
+    run = RunView(ready=True, faults=0, model_id="m", backend="onnxruntime", budget_ms=50.0, ring_slots=8,
+                  ring_used=0, classes=("good", "scratch", "dent"))  # fmt: skip
+    got = scrape(Snapshot.of({}), run=run, more=Histograms(classes=counts))
+    by_class = {labels[0][1]: v for (name, labels), v in got.items() if name == "linegate_verdicts_by_class_total"}
+    assert by_class == {"good": 70, "scratch": 25, "dent": 4, OTHER_CLASS: 3}
+    assert sum(by_class.values()) == sum(counts)
+
+
+def test_more_classes_than_counted_go_to_other() -> None:
+    """A model with more than MAX_CLASSES classes: the first MAX_CLASSES are named, the rest are (other)."""
+    names = tuple(f"c{i}" for i in range(MAX_CLASSES + 4))
+    counts = [1] * MAX_CLASSES + [9]
+    run = RunView(ready=True, faults=0, model_id="m", backend="onnxruntime", budget_ms=50.0, ring_slots=8,
+                  ring_used=0, classes=names)  # fmt: skip
+    got = scrape(Snapshot.of({}), run=run, more=Histograms(classes=counts))
+    by_class = {labels[0][1]: v for (name, labels), v in got.items() if name == "linegate_verdicts_by_class_total"}
+    assert by_class == {**{f"c{i}": 1 for i in range(MAX_CLASSES)}, OTHER_CLASS: 9}
+
+
+def test_collector_reads_the_stage_plc_and_class_cells_at_each_scrape() -> None:
+    """The collector reads the stage, PLC write and class cells of the shared counters at each scrape."""
+    counters = SharedCounters.create(mp.get_context("spawn"))
+    run = RunView(ready=True, faults=0, model_id="m", backend="onnxruntime", budget_ms=50.0, ring_slots=8,
+                  ring_used=0, classes=("pass", "reject"))  # fmt: skip
+    collector = LinegateCollector(counters, lambda: run, BoardStats(Path("/nonexistent")))
+    first = wire(list(collector.collect()))
+    counters.add_stage_latencies(50_000, 100_000, 700_000, 4_000_000, 60_000, 30_000)
+    counters.add_stage_latencies(50_000, 100_000, 700_000, 4_000_000, 60_000, 30_000)
+    counters.add_class_verdict(1)
+    counters.add_class_verdict(0)
+    counters.add_class_verdict(1)
+    counters.add_plc_write_latency(1_800_000)
+    second = wire(list(collector.collect()))
+    for stage in STAGES:
+        key = ("linegate_stage_latency_seconds_count", (("stage", stage),))
+        assert first[key] == 0 and second[key] == 2, stage
+    assert second[("linegate_stage_latency_seconds_bucket", (("le", "0.00487"), ("stage", "infer")))] == 2
+    assert second[("linegate_stage_latency_seconds_bucket", (("le", "0.002054"), ("stage", "infer")))] == 0
+    assert second[("linegate_verdicts_by_class_total", (("class", "reject"),))] == 2
+    assert second[("linegate_verdicts_by_class_total", (("class", "pass"),))] == 1
+    assert first[("linegate_plc_write_latency_seconds_count", ())] == 0
+    assert second[("linegate_plc_write_latency_seconds_count", ())] == 1
