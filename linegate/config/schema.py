@@ -204,7 +204,8 @@ class ModelSection(_Section):
     output_name: str | None = None
     threads: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     """onnxruntime: intra-op threads. "auto": the CPUs this worker may use, less those the acquisition
-    and PLC workers need (one on up to 4 CPUs, else two); see linegate/engine/threads.py."""
+    and PLC workers need (one on up to 4 CPUs, else two); on up to 4 CPUs a heavy model (2 ms or more
+    per run on one thread, timed at load) gets them all; see linegate/engine/threads.py."""
     spinning: Literal["auto", "on", "off"] = "auto"
     """onnxruntime: pool threads busy-wait between runs (faster runs, burnt cores). "auto": on only where
     the pool has threads and spare cores remain for the other workers."""
@@ -445,6 +446,10 @@ class SchedulingSection(_Section):
     window in which it is expected, instead of sleeping until the kernel wakes it (a wake-up costs
     0.1-0.3 ms). This caps that window, per frame; a trigger too irregular to fit gets no polling.
     0: always sleep until woken."""
+    plc_poll_max_us: Annotated[int, Field(ge=0, le=100_000)] = 3_000
+    """While the inference loop decides a frame, the PLC worker polls for its verdict instead of
+    sleeping until the kernel wakes it (0.1-0.3 ms on each reject's way to the PLC), for at most this
+    long per wait. 0: always sleep until woken."""
     infer_keep_warm: bool = True
     """While it polls, the loop runs its per-frame path on a blank frame every 0.3 ms (only for a path
     of at most 0.5 ms, and only where the pass ends before the frame is expected): on a machine

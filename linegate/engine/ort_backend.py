@@ -3,11 +3,13 @@ the toolchain's quantisation, linegate/engine/quantize.py, imports it too)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import onnxruntime as ort
 
 from linegate.engine.base import Array, Engine
-from linegate.engine.threads import cpus_available, intra_op_threads, spinning
+from linegate.engine.threads import HEAVY_RUN_NS, cpus_available, intra_op_threads, may_be_heavy, spinning
 from linegate.errors import ModelError
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -20,9 +22,26 @@ class OnnxRuntimeEngine(Engine):
     _output: Array
 
     def _load(self) -> None:
-        opts = ort.SessionOptions()
         cpus = cpus_available()
-        self.threads = intra_op_threads(self.cfg.threads, cpus)
+        self._open(intra_op_threads(self.cfg.threads, cpus), cpus)
+        if may_be_heavy(self.cfg.threads, cpus) and self._one_thread_run_ns() >= HEAVY_RUN_NS:
+            del self._binding, self._session
+            self._open(intra_op_threads(self.cfg.threads, cpus, heavy=True), cpus)
+
+    def _one_thread_run_ns(self) -> int:
+        """The model's run time (median of a few, after a first) on the session as opened."""
+        self._infer()
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic_ns()
+            self._infer()
+            times.append(time.monotonic_ns() - t0)
+        return sorted(times)[len(times) // 2]
+
+    def _open(self, threads: int, cpus: int) -> None:
+        """The session with *threads* intra-op threads, input and output bound."""
+        opts = ort.SessionOptions()
+        self.threads = threads
         self.spinning = spinning(self.cfg.spinning, self.threads, cpus)
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1

@@ -1,7 +1,8 @@
 """How many CPU threads ONNX Runtime gets, and whether its pool spins (pure, but for reading the CPU set).
 
 ``model.threads = "auto"`` leaves cores for the workers beside the loop: on up to 4 CPUs one (the
-acquisition worker; the PLC worker mostly waits), above that two. Spinning (pool threads busy-wait
+acquisition worker; the PLC worker mostly waits), above that two; a heavy model (:data:`HEAVY_RUN_NS`)
+on up to 4 CPUs gets them all. Spinning (pool threads busy-wait
 for the next piece of work instead of sleeping) is on, under ``spinning = "auto"``, only where the
 pool has threads and two cores stay free for the acquisition and PLC workers: on the 16-core GPU
 machine, ResNet-18 at 14 threads ran p50 3.8 ms spinning against 5.2 ms not (tests/bench/bench_threads.py),
@@ -30,11 +31,26 @@ def reserved_cpus(cpus: int) -> int:
     return 1 if cpus <= 4 else 2
 
 
-def intra_op_threads(setting: ThreadsSetting, cpus: int) -> int:
-    """The thread count for *setting* on a machine with *cpus* usable CPUs."""
+HEAVY_RUN_NS = 2_000_000
+"""A model whose one-thread run takes at least this long is "heavy": on up to 4 CPUs it gets every
+core, as its frames come slowly enough that the acquisition worker's share of a core hardly slows
+it. On the 2-CPU machine ResNet-18 ran 47 ms with 1 thread and 27 ms with 2 (bench_threads.py, 20 ms
+idle between runs), while the demo model (0.3 ms) gained nothing from a second thread."""
+
+
+def intra_op_threads(setting: ThreadsSetting, cpus: int, heavy: bool = False) -> int:
+    """The thread count for *setting* on a machine with *cpus* usable CPUs (*heavy*: see
+    :data:`HEAVY_RUN_NS`)."""
     if setting != "auto":
         return int(setting)
+    if heavy and cpus <= 4:
+        return cpus
     return max(1, cpus - reserved_cpus(cpus))
+
+
+def may_be_heavy(setting: ThreadsSetting, cpus: int) -> bool:
+    """Whether "auto" could choose differently for a heavy model (worth timing the model once)."""
+    return setting == "auto" and intra_op_threads(setting, cpus, heavy=True) != intra_op_threads(setting, cpus)
 
 
 def spinning(setting: SpinSetting, threads: int, cpus: int) -> bool:

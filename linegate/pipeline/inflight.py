@@ -95,6 +95,12 @@ class InFlight:
     def done(self) -> None:
         self._a[0] = Stage.IDLE
 
+    @property
+    def deciding(self) -> bool:
+        """A frame is taken and its verdict not yet handed off (read by the PLC worker, which then
+        polls for the verdict instead of sleeping until it arrives)."""
+        return int(self._a[0]) == Stage.TAKEN
+
     def current(self) -> InFlightFrame | None:
         """The frame a previous worker left unfinished, if any."""
         a = [int(x) for x in self._a]

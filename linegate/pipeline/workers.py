@@ -116,7 +116,9 @@ class WorkerFactory:
         stop, ready, baton = SharedEvent(), SharedEvent(), Baton(SharedEvent(), SharedEvent())
         name = f"{role}#{self._generation}"
         if role is Role.PLC:
-            args: tuple[Any, ...] = (plc_main, wctx, s.reject_reader, stop, ready, s.table, baton, predecessor)
+            args: tuple[Any, ...] = (
+                plc_main, wctx, s.reject_reader, stop, ready, s.table, baton, predecessor, s.inflight
+            )
         elif role is Role.INFER:
             ring = s.ring.handle
             archive = s.archive.handle if s.archive is not None else None

@@ -64,7 +64,8 @@ def main() -> int:
     counts = [n for n in counts if 1 <= n <= cpus]
     auto_threads = intra_op_threads("auto", cpus)
     auto_spin = spinning("auto", auto_threads, cpus)
-    print(f"{cpus} CPUs usable; auto = {auto_threads} threads, spinning {'on' if auto_spin else 'off'}; "
+    print(f"{cpus} CPUs usable; auto = {auto_threads} threads (a heavy model: {intra_op_threads('auto', cpus, True)}), "
+          f"spinning {'on' if auto_spin else 'off'}; "
           f"{args.runs} runs, {args.idle_ms:g} ms idle between runs; times in ms\n")  # fmt: skip
     for path in args.models or [p for p in DEFAULT_MODELS if p.is_file()]:
         rows: list[tuple[str, float, float]] = []
@@ -77,9 +78,10 @@ def main() -> int:
                 engine.close()
                 rows.append((f"{n} threads, spin {spin}", float(np.percentile(t, 50)), float(np.percentile(t, 99))))
         engine = load(path, "auto", "auto")
+        chosen = engine.settings  # what auto chose for this model (a heavy one may get more threads)
         t = time_runs(engine, args.runs, args.idle_ms / 1000) / 1e6
         engine.close()
-        auto = (f"auto ({auto_threads} threads, spin {'on' if auto_spin else 'off'})",
+        auto = (f"auto ({chosen['threads']} threads, spin {'on' if chosen['spinning'] else 'off'})",
                 float(np.percentile(t, 50)), float(np.percentile(t, 99)))  # fmt: skip
         best = min(rows, key=lambda r: r[1])
         print(f"### {path.name}\n\n| setting | p50 | p99 |\n|---|---:|---:|")

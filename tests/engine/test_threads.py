@@ -8,13 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from linegate.engine.threads import intra_op_threads, spinning
+from linegate.engine.threads import intra_op_threads, may_be_heavy, spinning
 
 
 @pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (4, 3), (6, 4), (16, 14)])
 def test_auto_leaves_one_core_on_small_machines_and_two_above_four(cpus: int, threads: int) -> None:
     """auto: CPUs less one (up to 4 CPUs: the acquisition worker) or less two (also the PLC worker)."""
     assert intra_op_threads("auto", cpus) == threads
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 2), (4, 4), (6, 4), (16, 14)])
+def test_a_heavy_model_gets_every_core_on_small_machines(cpus: int, threads: int) -> None:
+    """auto, heavy model (one-thread run >= HEAVY_RUN_NS): all CPUs up to 4; above that as before."""
+    assert intra_op_threads("auto", cpus, heavy=True) == threads
+
+
+def test_the_model_is_timed_only_where_heaviness_could_change_the_choice() -> None:
+    assert may_be_heavy("auto", 2) and may_be_heavy("auto", 4)
+    assert not may_be_heavy("auto", 1) and not may_be_heavy("auto", 16) and not may_be_heavy(3, 2)
 
 
 def test_an_explicit_thread_count_is_kept() -> None:
@@ -34,7 +45,7 @@ def test_spinning_auto_only_with_a_pool_and_spare_cores(setting: str, threads: i
 
 def test_the_backend_reports_what_it_chose(tmp_path: Path) -> None:
     """A session with threads = "auto" loads, runs, and ONNX Runtime gets the thread count and spinning
-    that the engine reports."""
+    that the engine reports (a tiny model: the light choice)."""
     pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
     from linegate.config.schema import ModelSection
     from linegate.engine import create_engine
@@ -53,3 +64,39 @@ def test_the_backend_reports_what_it_chose(tmp_path: Path) -> None:
         assert options.intra_op_num_threads == threads
         spin = options.get_session_config_entry("session.intra_op.allow_spinning")
         assert spin == ("1" if engine.settings["spinning"] else "0")
+
+
+def heavy_model(path: Path) -> Path:
+    """A model of about 0.5 GFLOP per run (two 512x512 matrix products): tens of ms on one thread."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).random((512, 512), dtype=np.float32) / 512, "w")
+    nodes = [helper.make_node("MatMul", ["image", "w"], ["a"]), helper.make_node("MatMul", ["a", "w"], ["scores"])]
+    graph = helper.make_graph(
+        nodes, "heavy", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 512, 512])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 512, 512])], [w],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_heavy_model_is_given_every_core_where_that_changes_the_choice(tmp_path: Path) -> None:
+    """On up to 4 CPUs, "auto" times the model once on one thread; a heavy one is reopened with all
+    CPUs, and ONNX Runtime is given that count."""
+    pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
+    from linegate.config.schema import ModelSection
+    from linegate.engine import create_engine
+    from linegate.engine.threads import cpus_available
+
+    cpus = cpus_available()
+    if not may_be_heavy("auto", cpus):
+        pytest.skip(f"{cpus} CPUs: auto gives a heavy model the same thread count as a light one")
+    post = {"classes": ["pass", "reject"], "reject_thresholds": {"reject": 0.5}}
+    path = heavy_model(tmp_path / "h.onnx")
+    section = ModelSection.model_validate({"id": "h", "path": str(path), "postprocess": post})
+    with create_engine(section, (1, 1, 512, 512), np.dtype(np.float32)) as engine:
+        assert engine.settings["threads"] == cpus
+        assert engine._session.get_session_options().intra_op_num_threads == cpus

@@ -1,0 +1,88 @@
+"""The PLC worker's inbox polls while a frame is being decided: a verdict handed off meanwhile is
+returned by that take; a decision that ends without a reject ends the take; otherwise it sleeps as
+before. Real pipe, real shared in-flight entry, a thread as the inference loop."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+from typing import Any
+
+from linegate.counters import SharedCounters
+from linegate.pipeline.inflight import InFlight, Outcome
+from linegate.pipeline.plc_io import _ReportingInbox
+from linegate.plc.reject_pipe import RejectInbox, RejectOutbox, reject_channel
+from linegate.ring import FrameMeta
+
+CTX = mp.get_context("spawn")
+META = FrameMeta(seq=7, frame_id=7, part_id=42, t_acquired_ns=1, t_written_ns=2)
+
+
+class _Ctx:
+    """What the inbox needs of a WorkerContext: report_logs (a no-op here)."""
+
+    def __init__(self) -> None:
+        self.counters = SharedCounters.create(CTX)
+        self.reports = 0
+
+    def report_logs(self, *_args: Any) -> None:
+        self.reports += 1
+
+
+def make(poll_max_ns: int) -> tuple[_ReportingInbox, RejectOutbox, InFlight]:
+    reader, writer = reject_channel(CTX)
+    inflight = InFlight.local()
+    inbox = _ReportingInbox(RejectInbox(reader), _Ctx(), None, inflight, poll_max_ns)  # type: ignore[arg-type]
+    return inbox, RejectOutbox(writer, 64), inflight
+
+
+def test_a_verdict_handed_off_while_polling_is_returned_by_that_take() -> None:
+    inbox, outbox, inflight = make(poll_max_ns=500_000_000)
+    inflight.take(META, 0)
+    assert inflight.deciding
+
+    def decide() -> None:
+        time.sleep(0.02)
+        outbox.offer(META.part_id, META.seq, META.t_acquired_ns)
+        inflight.handed(Outcome.OK)
+
+    thread = threading.Thread(target=decide)
+    thread.start()
+    got = inbox.take(1.0)
+    thread.join()
+    assert [r.part_id for r in got] == [42]
+    assert not inflight.deciding
+
+
+def test_a_pass_ends_the_poll_without_waiting_for_the_timeout() -> None:
+    """The frame passed (nothing handed off): the take returns empty once the entry moves on."""
+    inbox, _outbox, inflight = make(poll_max_ns=2_000_000_000)
+    inflight.take(META, 0)
+
+    def decide() -> None:
+        time.sleep(0.02)
+        inflight.handed(Outcome.NONE)
+
+    thread = threading.Thread(target=decide)
+    thread.start()
+    t0 = time.monotonic()
+    assert inbox.take(10.0) == []
+    waited = time.monotonic() - t0
+    thread.join()
+    assert waited < 5.0, f"the take waited {waited:.1f} s of its 10 s after the decision ended"
+
+
+def test_no_frame_in_flight_sleeps_until_a_reject_or_the_timeout() -> None:
+    inbox, outbox, inflight = make(poll_max_ns=2_000_000_000)
+    assert not inflight.deciding
+    assert inbox.take(0.01) == []
+    outbox.offer(5, 5, 1)
+    assert [r.part_id for r in inbox.take(1.0)] == [5]
+
+
+def test_polling_off_is_a_plain_take() -> None:
+    inbox, outbox, inflight = make(poll_max_ns=0)
+    inflight.take(META, 0)
+    outbox.offer(9, 9, 1)
+    assert [r.part_id for r in inbox.take(1.0)] == [9]
