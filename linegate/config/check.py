@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing
+import os
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -62,12 +63,31 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
     models += [(f"stages.{i}.model", stage.model) for i, stage in enumerate(cfg.stages)]
     for key, model in models:
         check_model(report, key, model, cfg.camera)
+    if cfg.archive.enabled:
+        archive_directory(report, cfg.archive.directory)
     if probe:
         probe_camera(report, cfg.camera)
         probe_plc(report, cfg)
     else:
         report.notes.append("camera and PLC not contacted (--probe opens the camera and connects to the PLC)")
     return report
+
+
+def archive_directory(report: CheckReport, directory: Path) -> None:
+    """archive.directory: a folder that can never exist (a file in its path) is a problem; one this
+    user cannot create or write is noted (the service may run as another user). Either way the
+    service would inspect on and drop every image."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        report.problems.append(
+            f"{report.path}: archive.directory: {directory} cannot be created: {existing} is a file, not a folder"
+        )
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        report.notes.append(f"archive.directory: {existing} is not writable by this user (the service's may differ)")
+    else:
+        report.notes.append(f"archive.directory: {directory} can be written")
 
 
 def frame_shape(camera: CameraSection) -> tuple[int, ...]:

@@ -235,3 +235,20 @@ def test_probe_of_an_address_the_plc_refuses_is_a_config_error(tmp_path: Path, p
     done = check_config_cli("--probe", str(path))
     assert done.returncode == 78, done
     assert f"{path}: plc.modbus: the PLC refuses linegate's addresses: read_coils(60000)" in done.stderr
+
+
+def test_an_archive_folder_that_cannot_exist_is_a_problem_a_writable_one_a_note(tmp_path: Path) -> None:
+    """archive.directory under a regular file: a problem naming the key and the file in the way;
+    under a writable folder: noted as writable."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    bad = demo_copy(tmp_path, name="bad.toml")
+    bad.write_text(bad.read_text() + f'\n[archive]\nenabled = true\ndirectory = "{blocker / "images"}"\n')
+    report = check_config(bad)
+    assert report.exit_code == 78
+    assert any("archive.directory" in p and str(blocker) in p and "is a file" in p for p in report.problems)
+    good = demo_copy(tmp_path, name="good.toml")
+    good.write_text(good.read_text() + f'\n[archive]\nenabled = true\ndirectory = "{tmp_path / "new" / "images"}"\n')
+    report = check_config(good)
+    assert report.exit_code == 0, report.problems
+    assert any(n.startswith("archive.directory:") and "can be written" in n for n in report.notes)
