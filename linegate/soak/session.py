@@ -134,27 +134,66 @@ def _sample_until_done(
         echo(progress_line(s))
 
     try:
-        while True:
-            if proc.poll() is not None:
-                run.cut_short = "linegate exited by itself before the duration had passed"
-                break
-            now = time.monotonic_ns()
-            if run.ready_s is None:
-                tail.poll()
-                if tail.ready_seen:
-                    run.ready_s, stop_at = (now - t0) / 1e9, now + duration_ns
-            if now >= stop_at:
-                sample(now)  # the last sample: linegate still running
-                break
-            if now >= next_sample:
-                sample(now)
-                next_sample += sample_ns * max(1, (now - next_sample) // sample_ns + 1)
-            wake = min(next_sample, stop_at) if run.ready_s is not None else now + int(POLL_S * 1e9)
-            time.sleep(max(0.0, min(wake, stop_at) - time.monotonic_ns()) / 1e9)
-    except KeyboardInterrupt:
-        run.cut_short = "interrupted (Ctrl-C) before the duration had passed"
-        echo("linegate soak: interrupted: stopping linegate with SIGTERM")
+        with _stop_signals_interrupt():
+            _sample_loop(proc, run, tail, t0, stop_at, next_sample, sample_ns, duration_ns, sample)
+    except _Interrupted as exc:
+        run.cut_short = f"interrupted ({exc.why}) before the duration had passed"
+        echo(f"linegate soak: interrupted ({exc.why}): stopping linegate with SIGTERM")
     run.stopped_s = (time.monotonic_ns() - t0) / 1e9
+
+
+class _Interrupted(Exception):
+    """The soak was told to stop (Ctrl-C, SIGTERM, SIGHUP) before its duration had passed."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class _stop_signals_interrupt:
+    """SIGINT, SIGTERM and SIGHUP raise :class:`_Interrupted` while the soak samples, so linegate is
+    stopped in order and the report written, however the soak itself is stopped (Ctrl-C, ``kill``,
+    a closed terminal; a background shell starts it with SIGINT ignored, so that is set too)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> None:
+        self._old = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._raise)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    @staticmethod
+    def _raise(signum: int, _frame: object) -> None:
+        why = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        raise _Interrupted(why)
+
+
+def _sample_loop(
+    proc: subprocess.Popen[bytes], run: RunOutcome, tail: LogTail, t0: int, stop_at: int, next_sample: int,
+    sample_ns: int, duration_ns: int, sample: Callable[[int], None],
+) -> None:
+    """Sample every *sample_ns* until *duration_ns* after READY (or linegate ends by itself)."""
+    while True:
+        if proc.poll() is not None:
+            run.cut_short = "linegate exited by itself before the duration had passed"
+            break
+        now = time.monotonic_ns()
+        if run.ready_s is None:
+            tail.poll()
+            if tail.ready_seen:
+                run.ready_s, stop_at = (now - t0) / 1e9, now + duration_ns
+        if now >= stop_at:
+            sample(now)  # the last sample: linegate still running
+            break
+        if now >= next_sample:
+            sample(now)
+            next_sample += sample_ns * max(1, (now - next_sample) // sample_ns + 1)
+        wake = min(next_sample, stop_at) if run.ready_s is not None else now + int(POLL_S * 1e9)
+        time.sleep(max(0.0, min(wake, stop_at) - time.monotonic_ns()) / 1e9)
 
 
 def _stop(proc: subprocess.Popen[bytes], wait_s: float, run: RunOutcome) -> None:

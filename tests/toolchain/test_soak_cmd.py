@@ -185,3 +185,53 @@ def test_never_ready_says_why_and_nothing_else() -> None:
     assert f["failures"] == ["linegate never became ready: linegate: instance 'demo' is already running",
                              "linegate exited with code 78"]
     assert f["memory"] == [] and "**FAIL**" in render_markdown(f)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_a_soak_stopped_by_a_signal_stops_linegate_and_reports(tmp_path: Path, how: str) -> None:
+    """kill (SIGTERM), or Ctrl-C even where a background shell started the soak with SIGINT ignored:
+    linegate and the simulator are stopped in order, nothing is left running, the report says why."""
+    import os
+    import signal
+    import time
+
+    out, instance = tmp_path / "soak", f"t{uuid.uuid4().hex[:10]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "linegate", "soak", "--duration", "1h", "--sample-s", "1", "--out", str(out),
+         "--instance", instance],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script does
+    )
+    import threading
+
+    guard = threading.Timer(180, proc.kill)  # never hang the suite if linegate never starts inspecting
+    guard.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "] inspecting | " in line:
+                break
+        proc.send_signal(getattr(signal, how))
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        guard.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    f = json.loads((out / "soak.json").read_text())
+    assert proc.returncode == 1
+    why = "Ctrl-C" if how == "SIGINT" else how
+    assert any(f"interrupted ({why})" in failure for failure in f["failures"]), f["failures"]
+    assert f["stop_reason"] == "SIGTERM" and f["linegate_exit_code"] == 0 and f["problems"] == []
+    time.sleep(0.5)
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and instance.encode() in _cmdline(pid)]
+    assert left == [], f"still running for instance {instance}: {left}"
+    assert f"interrupted ({why})" in rest
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
