@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from linegate.bench.runner import STAGES, ScenarioResult, Side
+
+Floats = npt.NDArray[np.floating[Any]]
 
 COLOURS = {"linegate": "tab:blue", "naive": "tab:orange", "floor": "tab:gray", "linegate newest_first": "tab:green"}
 
@@ -44,7 +47,7 @@ def write_plots(results: Sequence[ScenarioResult], out: Path) -> list[Path]:
     return paths
 
 
-def log_bins(sides: Sequence[Side], attr: str, count: int = 60) -> np.ndarray:
+def log_bins(sides: Sequence[Side], attr: str, count: int = 60) -> Floats:
     values = np.concatenate([np.asarray(getattr(s, attr), dtype=np.float64) for s in sides] or [np.zeros(0)])
     values = values[values > 0]
     if values.size == 0:
@@ -82,7 +85,7 @@ def histograms(plt: Any, r: ScenarioResult, path: Path) -> Path:
     return path
 
 
-def binned(t_s: np.ndarray, values: np.ndarray, edges: np.ndarray, how: Any) -> np.ndarray:
+def binned(t_s: Floats, values: Floats, edges: Floats, how: Any) -> Floats:
     idx = np.clip(np.digitize(t_s, edges) - 1, 0, len(edges) - 2)
     return np.array([how(values[idx == i]) if np.any(idx == i) else np.nan for i in range(len(edges) - 1)])
 

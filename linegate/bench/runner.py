@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from linegate.bench.floor import engine_floor
 from linegate.bench.records import (
@@ -216,7 +217,7 @@ def analyse_naive(window: tuple[int, int], frames: list[Frame], problem: str, ed
     )
 
 
-def analyse_floor(durations_ns: np.ndarray) -> Side:
+def analyse_floor(durations_ns: npt.NDArray[np.int64]) -> Side:
     ms = (durations_ns / 1e6).tolist()
     total_s = float(durations_ns.sum()) / 1e9
     n = len(ms)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 QUANTILES = (50.0, 99.0, 99.9)
 """The percentiles every distribution reports (then the max)."""
@@ -23,7 +24,7 @@ class Dist:
     max: float | None
 
     @classmethod
-    def of(cls, values: Sequence[float] | np.ndarray) -> Dist:
+    def of(cls, values: Sequence[float] | npt.NDArray[np.floating[Any]]) -> Dist:
         arr = np.asarray(values, dtype=np.float64)
         if arr.size == 0:
             return cls(0, None, None, None, None)
