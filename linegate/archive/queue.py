@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from linegate.ring import RingGeometry
+from linegate.ring.frame_ring import anonymous_segment
 from linegate.ring.sync import SharedSemaphore
 
 PAGE = 4096
@@ -151,23 +152,6 @@ class ArchiveItem:
     meta: dict[str, Any]
 
 
-def _anonymous_segment(name: str, size: int) -> int:
-    """A file descriptor of *size* bytes of shared memory with no name in any file system (as the
-    frame ring's: a memfd, or a /dev/shm file unlinked at once where memfd is missing)."""
-    try:
-        fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    except (AttributeError, OSError):
-        path = os.path.join("/dev/shm", f"{name}.{os.getpid()}.{os.urandom(4).hex()}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.unlink(path)
-    try:
-        os.ftruncate(fd, size)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 class _Mapping:
     """The mapped segment, with word views for the per-frame path."""
 
@@ -244,7 +228,7 @@ class ArchiveQueue:
             raise ValueError(f"an archive queue needs at least one slot (got {slots})")
         layout = QueueLayout(slots=slots, slot_bytes=geometry.frame_bytes, meta_bytes=meta_bytes)
         name = f"linegate-{instance}-archive"
-        fd = _anonymous_segment(name, layout.total_bytes)
+        fd = anonymous_segment(name, layout.total_bytes)
         handle = ArchiveHandle(name, fd, layout, geometry, SharedSemaphore(slots), SharedSemaphore(0))
         try:
             return cls(handle, _Mapping(handle, create=True))

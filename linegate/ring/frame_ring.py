@@ -108,8 +108,9 @@ def _rebuild_handle(
     return RingHandle(path, fd.detach(), layout, geometry, when_full, lock, ready)
 
 
-def _anonymous_segment(name: str, size: int) -> int:
-    """A file descriptor of *size* bytes of shared memory that has no name in any file system."""
+def anonymous_segment(name: str, size: int) -> int:
+    """A file descriptor of *size* bytes of shared memory that has no name in any file system (the
+    frame ring's segment, and the reject image archive's queue)."""
     try:
         fd = os.memfd_create(name, os.MFD_CLOEXEC)
     except (AttributeError, OSError):  # no memfd (old kernel, seccomp): a /dev/shm file unlinked at once
@@ -216,7 +217,7 @@ class FrameRing:
         path = path or ring_path(instance)
         removed_stale = remove_stale(path)
         layout = RingLayout(slots=slots, frame_bytes=geometry.frame_bytes, journal_size=journal_size)
-        fd = _anonymous_segment(os.path.basename(path), layout.total_bytes)
+        fd = anonymous_segment(os.path.basename(path), layout.total_bytes)
         handle = RingHandle(path, fd, layout, geometry, when_full, SharedLock(), SharedSemaphore(0))
         try:
             return cls(handle, _Mapping(handle, create=True), removed_stale)
