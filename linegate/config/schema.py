@@ -210,6 +210,14 @@ class ModelSection(_Section):
     """onnxruntime: pool threads busy-wait between runs (faster runs, burnt cores). "auto": on only where
     the pool has threads and spare cores remain for the other workers."""
     warmup_runs: Annotated[int, Field(ge=0, le=10_000)] = 50
+    max_batch: Annotated[int, Field(ge=1, le=64)] = 1
+    """Under a backlog (frames arriving faster than the model runs), decide up to this many waiting
+    frames in one engine run, as many as the oldest one's deadline allows (run times per batch size
+    are measured at warm-up). Never waits for frames to gather: at a sustainable rate every run is
+    one frame. Needs a model with a dynamic batch dimension (onnxruntime) or an optimisation profile
+    whose batch range holds 1..max_batch (tensorrt, ``linegate build-engine --batch``); 1 (the
+    default) runs one frame at a time. Not with ``preprocess_on = "gpu"``, ``[[stages]]`` or
+    ``deadline.backlog = "newest_first"``."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
     """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device
     and runs the preprocessing kernel there, waiting for the model's result no longer than the
@@ -231,6 +239,11 @@ class ModelSection(_Section):
     def _gpu_needs_tensorrt(self) -> ModelSection:
         if self.preprocess_on == "gpu" and self.backend != "tensorrt":
             raise ValueError("preprocess_on = 'gpu' feeds a TensorRT engine on the GPU: it needs backend = 'tensorrt'")
+        if self.max_batch > 1 and self.gpu_preprocess:
+            raise ValueError(
+                "max_batch > 1 batches frames preprocessed on the CPU: set preprocess_on = 'cpu' (the GPU frame "
+                "path runs one frame at a time) or max_batch = 1"
+            )
         return self
 
     @property
@@ -544,6 +557,24 @@ class ArchiveSection(_ArchiveSettings):
         return _resolve(value, info)
 
 
+def _check_batching(cfg: Config) -> None:
+    """``max_batch`` > 1 only on a first model whose frames are decided oldest first, with no stages."""
+    firsts = [("model", cfg.model, cfg.deadline)] + [
+        (f"recipes.{n}.model", r.model, r.deadline or cfg.deadline) for n, r in cfg.recipes.items()
+    ]
+    for key, model, deadline in firsts:
+        if model.max_batch > 1 and cfg.stages:
+            raise ValueError(f"{key}.max_batch = {model.max_batch}: batching is not supported with [[stages]] "
+                             "(models in series); set it to 1")
+        if model.max_batch > 1 and deadline.backlog == "newest_first":
+            raise ValueError(f"{key}.max_batch = {model.max_batch}: batching decides the oldest waiting frames; "
+                             "it needs deadline.backlog = 'oldest_first'")
+    for i, stage in enumerate(cfg.stages):
+        if stage.model.max_batch > 1:
+            raise ValueError(f"stages.{i}.model.max_batch = {stage.model.max_batch}: a further stage runs one "
+                             "frame at a time; set it to 1")
+
+
 class Config(_Section):
     """The whole linegate configuration."""
 
@@ -579,6 +610,7 @@ class Config(_Section):
                     f"({previous.id}: {previous.postprocess.classes})"
                 )
             previous = stage.model
+        _check_batching(self)
         if self.recipes and self.plc.mode != "handshake":
             raise ValueError("recipes are selected by the PLC's recipe word: they need plc.mode = 'handshake'")
         return self

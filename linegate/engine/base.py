@@ -20,7 +20,12 @@ Array = npt.NDArray[np.floating]
 
 
 class Engine(ABC):
-    """One loaded model with one bound input and one bound output buffer."""
+    """One loaded model with one bound input and one bound output buffer.
+
+    Both buffers hold :attr:`max_batch` rows (``model.max_batch``; 1 unless the backend supports
+    batching): :attr:`input` is row 0, :meth:`input_row` row *i*, :meth:`infer_batch` runs the
+    first *n* rows and returns their outputs.
+    """
 
     def __init__(self, cfg: ModelSection, input_shape: tuple[int, ...], input_dtype: np.dtype[np.floating]) -> None:
         self.cfg = cfg
@@ -57,6 +62,17 @@ class Engine(ABC):
     def input(self) -> Array:
         """The bound input tensor; the preprocessor writes each frame here."""
 
+    @property
+    def max_batch(self) -> int:
+        """Rows the bound buffers hold: the most frames one :meth:`infer_batch` may run."""
+        return 1
+
+    def input_row(self, index: int) -> Array:
+        """Row *index* of the bound input (shape of :attr:`input`): where frame *index* of a batch goes."""
+        if index == 0:
+            return self.input
+        raise EngineError(f"{self.model_id}: input row {index} of a one-row engine")
+
     @abstractmethod
     def _load(self) -> None: ...
 
@@ -70,6 +86,17 @@ class Engine(ABC):
         """Run on the current contents of :attr:`input`; returns the bound output buffer."""
         if not self._loaded:
             raise EngineError(f"{self.model_id}: infer() before load()")
+        return self._infer()
+
+    def infer_batch(self, rows: int) -> Array:
+        """Run on the first *rows* rows of the input; returns their outputs (a view of the bound output)."""
+        if not self._loaded:
+            raise EngineError(f"{self.model_id}: infer_batch() before load()")
+        if not 1 <= rows <= self.max_batch:
+            raise EngineError(f"{self.model_id}: batch of {rows} outside 1..{self.max_batch}")
+        return self._infer_batch(rows)
+
+    def _infer_batch(self, rows: int) -> Array:
         return self._infer()
 
     def warm_up(self, runs: int) -> npt.NDArray[np.int64]:

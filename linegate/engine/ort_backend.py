@@ -20,12 +20,14 @@ class OnnxRuntimeEngine(Engine):
 
     _input: Array
     _output: Array
+    _rows: Array
+    _output_rows: Array
 
     def _load(self) -> None:
         cpus = cpus_available()
         self._open(intra_op_threads(self.cfg.threads, cpus), cpus)
         if may_be_heavy(self.cfg.threads, cpus) and self._one_thread_run_ns() >= HEAVY_RUN_NS:
-            del self._binding, self._session
+            del self._binding, self._bindings, self._session
             self._open(intra_op_threads(self.cfg.threads, cpus, heavy=True), cpus)
 
     def _one_thread_run_ns(self) -> int:
@@ -52,17 +54,35 @@ class OnnxRuntimeEngine(Engine):
         inp = _pick(self._session.get_inputs(), self.cfg.input_name, "input")
         out = _pick(self._session.get_outputs(), self.cfg.output_name, "output")
         self._check_input(inp)
-        self._input = np.zeros(self.requested_shape, dtype=self.requested_dtype)
+        rows = self._batch_rows(inp, out)
+        self._rows = np.zeros((rows, *self.requested_shape[1:]), dtype=self.requested_dtype)
+        self._input = self._rows[:1]
         out_shape = tuple(d if isinstance(d, int) else self.requested_shape[0] for d in out.shape)
-        self._output = np.zeros(out_shape, dtype=_ORT_TYPES.get(out.type, np.float32))
-        self._binding = self._session.io_binding()
-        self._binding.bind_input(
-            inp.name, "cpu", 0, self._input.dtype, list(self._input.shape), self._input.ctypes.data
-        )
-        self._binding.bind_output(
-            out.name, "cpu", 0, self._output.dtype, list(self._output.shape), self._output.ctypes.data
-        )
+        self._output_rows = np.zeros((rows, *out_shape[1:]), dtype=_ORT_TYPES.get(out.type, np.float32))
+        self._output = self._output_rows[:1]
+        # One binding per batch size, each on the first n rows of the same buffers: a batch run
+        # only picks its binding, nothing is bound or allocated per frame.
+        self._bindings = [self._session.io_binding() for _ in range(rows)]
+        for n, binding in enumerate(self._bindings, start=1):
+            x, y = self._rows[:n], self._output_rows[:n]
+            binding.bind_input(inp.name, "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
+            binding.bind_output(out.name, "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
+        self._binding = self._bindings[0]
         self.input_name, self.output_name = inp.name, out.name
+
+    def _batch_rows(self, inp: ort.NodeArg, out: ort.NodeArg) -> int:
+        """``model.max_batch`` where the model's batch dimension (0, input and output) is dynamic."""
+        want = self.cfg.max_batch
+        if want == 1:
+            return 1
+        fixed = [f"{a.name!r} {a.shape}" for a in (inp, out) if not a.shape or isinstance(a.shape[0], int)]
+        if fixed:
+            raise ModelError(
+                f"{self.cfg.path}: model.max_batch = {want} needs a dynamic batch dimension (dimension 0 of the "
+                f"input and the output), but {' and '.join(fixed)} fix it; export the model with a dynamic batch "
+                "(e.g. torch.onnx.export dynamic_axes={'image': {0: 'batch'}, ...}) or set model.max_batch = 1"
+            )
+        return want
 
     def _check_input(self, inp: ort.NodeArg) -> None:
         want = self.requested_shape
@@ -88,12 +108,23 @@ class OnnxRuntimeEngine(Engine):
     def input(self) -> Array:
         return self._input
 
+    @property
+    def max_batch(self) -> int:
+        return len(self._bindings)
+
+    def input_row(self, index: int) -> Array:
+        return self._rows[index : index + 1]
+
     def _infer(self) -> Array:
         self._session.run_with_iobinding(self._binding)
         return self._output
 
+    def _infer_batch(self, rows: int) -> Array:
+        self._session.run_with_iobinding(self._bindings[rows - 1])
+        return self._output_rows[:rows]
+
     def _close(self) -> None:
-        del self._binding, self._session
+        del self._binding, self._bindings, self._session
 
 
 def _pick(args: list[ort.NodeArg], name: str | None, kind: str) -> ort.NodeArg:

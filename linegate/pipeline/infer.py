@@ -115,6 +115,18 @@ def _timed_runs(stage: ModelStage, blank: Any, runs: int) -> npt.NDArray[np.int6
     return durations
 
 
+@dataclass(frozen=True)
+class _Times:
+    """When a frame's steps ended (monotonic ns): picked from the ring, preprocessed, inferred,
+    classified by the first model, decided (after any further stages)."""
+
+    picked: int
+    pre: int
+    inf: int
+    post: int
+    final: int
+
+
 class _AbandonedLate(Exception):
     """The GPU frame path did not finish the frame by its deadline: fail-safe, its slot stays held."""
 
@@ -160,6 +172,8 @@ class InferenceLoop:
         self.fail_safe = Verdict(cfg.deadline.fail_safe)
         self.model_id = cfg.model.id
         self.expected_ns = 0
+        self.batch_expected_ns: list[int] = []
+        """p99 of the path for a batch of 1, 2, ... ``engine.max_batch`` frames, measured at warm-up."""
         self.latency = LatencyWindow()
         self._next_stats_ns = 0
         self._last_done_ns = time.monotonic_ns()
@@ -182,11 +196,30 @@ class InferenceLoop:
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
         self.path_p50_ns = int(p50)
+        self.batch_expected_ns = [self.expected_ns]
+        for size in range(2, self.engine.max_batch + 1):
+            self.batch_expected_ns.append(int(np.percentile(self._timed_batches(blank, size, runs), 99)))
         self.counters.set(Count.ENGINE_P99_US, int(p99 / 1000))
         out = {"runs": float(durations.size), "p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6}
+        for size, ns in enumerate(self.batch_expected_ns[1:], start=2):
+            out[f"batch{size}_p99_ms"] = ns / 1e6
         for i, stage in enumerate(self.stages):
             out[f"stage{i + 2}_p99_ms"] = self._warm_stage(stage, blank, runs) / 1e6
         return out
+
+    def _timed_batches(self, blank: Any, size: int, runs: int) -> npt.NDArray[np.int64]:
+        """The batch path of *size* blank frames (preprocess each, one run, classify each), timed
+        ``max(5, runs // size)`` times (ns): what a batch of that size must fit into a deadline."""
+        durations = np.zeros(max(5, runs // size), dtype=np.int64)
+        for i in range(durations.size):
+            t0 = time.monotonic_ns()
+            for row in range(size):
+                self.preprocess(blank, self.engine.input_row(row))
+            output = self.engine.infer_batch(size)
+            for row in range(size):
+                self.classify(output[row : row + 1])
+            durations[i] = time.monotonic_ns() - t0
+        return durations
 
     def _warm_stage(self, stage: ModelStage, blank: Any, runs: int) -> int:
         """A further stage's path on a blank frame; sets and returns its expected run time (p99, ns)."""
@@ -253,9 +286,26 @@ class InferenceLoop:
         claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
         if claimed is not None:
             self.inflight.take(claimed[1], Count.DECIDED)
-            self._decide(*claimed)
-            self.arrivals.observe(claimed[1].t_written_ns)  # after the frame's verdict: off its path
+            more = self._claim_batch(claimed[1]) if len(self.batch_expected_ns) > 1 else []
+            if more:
+                self._decide_batch([claimed, *more])
+            else:
+                self._decide(*claimed)
+            for _slot, meta in (claimed, *more):  # after the frames' verdicts: off their path
+                self.arrivals.observe(meta.t_written_ns)
         return handled or claimed is not None
+
+    def _claim_batch(self, first: FrameMeta) -> list[tuple[int, FrameMeta]]:
+        """``model.max_batch`` > 1: the frames waiting after *first* (claimed), oldest first, as many
+        as a batch can hold and still finish by *first*'s deadline (the earliest); none when
+        nothing else waits, so a sustainable rate runs one frame at a time."""
+        if first.defect:
+            return []
+        deadline = Deadline.for_frame(first.t_acquired_ns, self.budget_ns)
+        now, expected, size = time.monotonic_ns(), self.batch_expected_ns, 1
+        while size < len(expected) and deadline.worth_starting(now, expected[size]):
+            size += 1
+        return self.consumer.claim_more(size - 1)
 
     def _claim_newest(self) -> tuple[int, FrameMeta] | None:
         """deadline.backlog = "newest_first": the newest waiting frame; the waiting frames that
@@ -334,33 +384,109 @@ class InferenceLoop:
                 if held:
                     self.consumer.release(slot)
 
+        times = _Times(t_picked, t_pre, t_inf, t_post, t_final)
+        stages = self._stages_of(meta, times, label, score, {"stages": cascade} if cascade else {})
+        decided = (class_index.get(label, NO_CLASS), _score_word(score))
+        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
+        self._account(meta, basis, label, times, t_done)
+        self._last_done_ns = time.monotonic_ns()
+
+    def _decide_batch(self, batch: list[tuple[int, FrameMeta]]) -> None:
+        """``model.max_batch``: the claimed frames (oldest first, the first one's in-flight entry
+        taken) in one engine run, then each frame's verdict, hand-off and record in order. A frame
+        the camera delivered defective, or whose preprocessing fails, takes no row; an engine
+        failure fails the batch's frames safe, each named in the log."""
+        t_picked = time.monotonic_ns()
+        rows: list[int | None] = []  # each frame's row in the engine's input, None: not inspected
+        failed: dict[int, Exception] = {}
+        used = 0
+        for i, (slot, meta) in enumerate(batch):
+            if meta.defect:
+                rows.append(None)
+                continue
+            try:
+                self.preprocess(self.consumer.pixels(slot), self.engine.input_row(used))
+            except Exception as exc:  # this frame fails safe, the others go on
+                failed[i] = exc
+                rows.append(None)
+            else:
+                rows.append(used)
+                used += 1
+        t_pre = time.monotonic_ns()
+        output: Any = None
+        if used:
+            try:
+                output = self.engine.infer_batch(used)
+            except Exception as exc:
+                failed.update({i: exc for i, row in enumerate(rows) if row is not None})
+        t_inf = time.monotonic_ns()
+        for i, ((slot, meta), row) in enumerate(zip(batch, rows, strict=True)):
+            if i:
+                self.inflight.take(meta, Count.DECIDED)
+            label, score = "", float("nan")
+            release: int | None = slot
+            if meta.defect:  # never read its slot (as _decide)
+                self.consumer.release(slot)
+                release = None
+                verdict, basis = self.fail_safe, Basis.INCOMPLETE_FRAME
+            elif i in failed or row is None:
+                verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
+                self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(failed.get(i)),
+                               batch=len(batch))  # fmt: skip
+            else:
+                try:
+                    decision = self.classify(output[row : row + 1])
+                except Exception as exc:
+                    verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
+                    self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
+                else:
+                    deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
+                    verdict, basis = settle(decision.verdict, deadline, time.monotonic_ns(), self.fail_safe)
+                    label, score = decision.label, decision.score
+            t_post = time.monotonic_ns()
+            # preprocess_ms and infer_ms are the batch's; postprocess_ms runs from the batch's run to
+            # this frame's class, so it holds the frames before it in the batch.
+            times = _Times(t_picked, t_pre, t_inf, t_post, t_post)
+            stages = self._stages_of(meta, times, label, score, {"batch": len(batch), "batch_row": i})
+            decided = (self._class_index.get(label, NO_CLASS), _score_word(score))
+            t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
+            self._account(meta, basis, label, times, t_done)
+        self._last_done_ns = time.monotonic_ns()
+
+    def _stages_of(
+        self, meta: FrameMeta, times: _Times, label: str, score: float, extra: dict[str, Any]
+    ) -> Any:
+        """The frame record's stage fields, given the time of its hand-off."""
+        t_picked, last_done = times.picked, self._last_done_ns
+
         def stages(t_done: int) -> dict[str, Any]:
             return {
                 "t_picked_ns": t_picked,
                 "write_ms": _ms(meta.t_written_ns - meta.t_acquired_ns),
                 "queued_ms": _ms(t_picked - meta.t_written_ns),
-                "loop_wait_ms": _ms(t_picked - self._last_done_ns),
-                "preprocess_ms": _ms(t_pre - t_picked),
-                "infer_ms": _ms(t_inf - t_pre),
-                "postprocess_ms": _ms(t_post - t_inf),
-                **({"stages": cascade} if cascade else {}),
-                "handoff_ms": _ms(t_done - t_final),
+                "loop_wait_ms": _ms(t_picked - last_done),
+                "preprocess_ms": _ms(times.pre - t_picked),
+                "infer_ms": _ms(times.inf - times.pre),
+                "postprocess_ms": _ms(times.post - times.inf),
+                **extra,
+                "handoff_ms": _ms(t_done - times.final),
                 "total_ms": _ms(t_done - meta.t_acquired_ns),
                 "label": label,
                 "score": round(score, 5),
             }
 
-        decided = (class_index.get(label, NO_CLASS), _score_word(score))
-        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
+        return stages
+
+    def _account(self, meta: FrameMeta, basis: Basis, label: str, times: _Times, t_done: int) -> None:
+        """Latency window, histograms and class counts, after the hand-off and the record."""
         self.latency.add(t_done - meta.t_acquired_ns)
         self.counters.add_latency(t_done - meta.t_acquired_ns)
-        if basis is Basis.MODEL:  # stage times and class for the metrics, after the hand-off and the record
+        if basis is Basis.MODEL:
             self.counters.add_stage_latencies(
-                meta.t_written_ns - meta.t_acquired_ns, t_picked - meta.t_written_ns, t_pre - t_picked,
-                t_inf - t_pre, t_post - t_inf, t_done - t_final,
+                meta.t_written_ns - meta.t_acquired_ns, times.picked - meta.t_written_ns, times.pre - times.picked,
+                times.inf - times.pre, times.post - times.inf, t_done - times.final,
             )  # fmt: skip
             self.counters.add_class_verdict(self._class_index.get(label, -1))
-        self._last_done_ns = time.monotonic_ns()
         if t_done >= self._next_stats_ns:
             self._publish_stats(t_done)
 

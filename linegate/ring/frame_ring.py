@@ -473,6 +473,27 @@ class RingConsumer:
             fields = _HEADER.unpack_from(buf, offsets[slot])
         return slot, _meta(fields)
 
+    def claim_more(self, limit: int) -> list[tuple[int, FrameMeta]]:
+        """Take up to *limit* more READY slots, oldest first (a batch after :meth:`claim`).
+
+        The usual answer under no backlog is none: a scan without the lock finds that (a frame
+        published meanwhile posts its own wake-up and is claimed at that one)."""
+        m = self._m
+        u32, u64, buf, offsets = m.u32, m.u64, m.buf, m.header_offsets
+        if limit < 1 or not any(u32[word] == SlotState.READY for word in m.state_index):
+            return []
+        with self._lock:
+            ready = sorted(
+                (u64[(offsets[slot] + _SEQ_OFFSET) // _U64], slot)
+                for slot, word in enumerate(m.state_index)
+                if u32[word] == SlotState.READY
+            )[:limit]
+            out = []
+            for _seq, slot in ready:
+                u32[m.state_index[slot]] = SlotState.CLAIMED
+                out.append((slot, _meta(_HEADER.unpack_from(buf, offsets[slot]))))
+        return out
+
     def claim_newest(self, stale_before_ns: int) -> tuple[tuple[int, FrameMeta] | None, list[tuple[int, FrameMeta]]]:
         """Take the newest READY slot, and with it every other READY slot whose frame was acquired
         before *stale_before_ns* (too old to be decided in time): ``(newest or None, stale)``, the

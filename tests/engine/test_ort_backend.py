@@ -48,6 +48,43 @@ def test_dynamic_batch_is_bound_to_one(tmp_path: Path) -> None:
         assert engine.infer().shape == (1, 2)
 
 
+def test_max_batch_runs_the_first_rows_each_with_its_own_scores(tmp_path: Path) -> None:
+    """model.max_batch = 4 on a batch-dynamic model: input_row(i) is row i of one bound buffer, and
+    infer_batch(n) returns exactly n rows, each the scores of its own row, whatever came before."""
+    path = linear_classifier(tmp_path / "dyn.onnx", dynamic_batch=True)
+    with create_engine(section(path, max_batch=4), (1, 1, 12, 16), F32) as engine:
+        assert engine.max_batch == 4 and engine.input_row(0).shape == (1, 1, 12, 16)
+        assert np.shares_memory(engine.input, engine.input_row(0))
+        for rows, values in ((4, (0.1, 0.4, 0.6, 0.9)), (1, (0.7,)), (3, (0.2, 0.8, 0.5)), (2, (0.9, 0.1))):
+            for i, value in enumerate(values):
+                engine.input_row(i)[...] = value
+            out = engine.infer_batch(rows)
+            assert out.shape == (rows, 2)
+            for i in range(rows):
+                np.testing.assert_allclose(out[i], expected_scores(engine.input_row(i)), rtol=1e-5)
+        with pytest.raises(EngineError, match=r"batch of 5 outside 1\.\.4"):
+            engine.infer_batch(5)
+
+
+def test_max_batch_on_a_fixed_batch_model_names_the_key_and_file(tmp_path: Path) -> None:
+    """A model whose batch dimension is fixed at 1 cannot batch: refused at load, naming
+    model.max_batch, the file and the fix."""
+    path = linear_classifier(tmp_path / "fixed.onnx")
+    engine = create_engine(section(path, max_batch=4), (1, 1, 12, 16), F32)
+    with pytest.raises(EngineError, match=r"fixed\.onnx: model\.max_batch = 4 needs a dynamic batch dimension.*"
+                                          r"model\.max_batch = 1"):
+        engine.load()
+
+
+def test_one_row_engines_keep_one_row(tmp_path: Path) -> None:
+    """max_batch 1 (the default): one row, infer_batch(1) is infer(), a second row does not exist."""
+    with create_engine(section(linear_classifier(tmp_path / "m.onnx")), (1, 1, 12, 16), F32) as engine:
+        assert engine.max_batch == 1
+        assert engine.infer_batch(1).shape == (1, 2)
+        with pytest.raises(EngineError):
+            engine.infer_batch(2)
+
+
 def test_shape_mismatch_names_file_and_shapes(tmp_path: Path) -> None:
     """A preprocessor shape the model cannot take is refused at load, naming the file and both shapes."""
     path = linear_classifier(tmp_path / "m.onnx")
