@@ -4,7 +4,10 @@ Thin on purpose: check the engine's sidecar key against this machine, deserializ
 and one output once (pinned host buffers the preprocessor writes into, device buffers, tensor
 addresses, a stream), then per frame only copy in, enqueue, copy out and synchronize. With static
 input shapes (``model.cuda_graph``) those three are captured once into a CUDA graph after a first
-run, as TensorRT's guide advises, and each frame is one graph launch. TensorRT
+run, as TensorRT's guide advises, and each frame is one graph launch. With ``model.max_batch`` = N > 1
+the buffers hold N rows and the engine needs a dynamic batch whose profile holds 1..N: a batch of
+n rows sets the input shape to n (only when it changes), copies n rows in and out, and never runs
+as a graph (the shape is dynamic). TensorRT
 cannot be installed on this project's machines: the tests run this code on a GPU against a stand-in
 ``tensorrt`` (tests/engine/trt_double), and against the real one on a Jetson.
 """
@@ -12,9 +15,10 @@ cannot be installed on this project's machines: the tests run this code on a GPU
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import structlog
@@ -50,16 +54,23 @@ class TensorRTEngine(Engine):
 
     _input: Array
     _output: Array
+    _input_rows: list[Array]
+    """Row i of the bound input (``max_batch`` rows; row 0 is :attr:`input`)."""
+    _output_heads: list[Array]
+    """Index n: the bound output's first n rows (index 0 unused), what a batch of n returns."""
 
     def _load(self) -> None:
         path = self.cfg.path
         self._buffers: list[cm.PinnedBuffer | cm.DeviceBuffer] = []
+        self._rows = 1  # the batch the context's input shape is set to (1: the requested shape)
+        self._key: EngineKey | None = None
         self._stream: cm.Stream | None = None
         self._graph: cm.Graph | None = None
         self._device_graph: cm.Graph | None = None
         self._logger = _TrtLogger()
         data = path.read_bytes()
         key = check_engine_key(path, data, getattr(self.cfg, "engine_key", "required"), type(self.cfg))
+        self._key = key
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(data)
         del data
@@ -102,22 +113,26 @@ class TensorRTEngine(Engine):
                 f"{path}: input {self.input_name!r} is {in_dtype}, model.preprocess.dtype gives {self.requested_dtype}"
             )
         out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
-        out_shape = tuple(int(d) for d in self._context.get_tensor_shape(self.output_name))
-        if any(d < 0 for d in out_shape):
-            raise ModelError(
-                f"{path}: output {self.output_name!r} has data-dependent shape {list(out_shape)}; not supported"
-            )
+        out_shape = self._output_shape()
+        rows = self.max_batch
+        if rows > 1:
+            self._check_batched_output(out_shape, rows)
 
+        # One row: the requested shape and its output; the buffers hold max_batch rows of each.
         in_nbytes = int(np.prod(self.requested_shape)) * in_dtype.itemsize
         out_nbytes = int(np.prod(out_shape)) * out_dtype.itemsize
-        self._host_in = self._keep(cm.PinnedBuffer(in_nbytes))
-        self._host_out = self._keep(cm.PinnedBuffer(out_nbytes))
-        self._dev_in = self._keep(cm.DeviceBuffer(in_nbytes))
-        self._dev_out = self._keep(cm.DeviceBuffer(out_nbytes))
+        self._host_in = self._keep(cm.PinnedBuffer(rows * in_nbytes))
+        self._host_out = self._keep(cm.PinnedBuffer(rows * out_nbytes))
+        self._dev_in = self._keep(cm.DeviceBuffer(rows * in_nbytes))
+        self._dev_out = self._keep(cm.DeviceBuffer(rows * out_nbytes))
         self._in_nbytes, self._out_nbytes = in_nbytes, out_nbytes
-        self._input = self._host_in.array(self.requested_shape, in_dtype)
-        self._output = self._host_out.array(out_shape, out_dtype)
-        self._input.fill(0)  # pinned memory starts uninitialised; warm-up may run before the first frame
+        in0, out0 = self.requested_shape[0], out_shape[0]
+        all_in = self._host_in.array((rows * in0, *self.requested_shape[1:]), in_dtype)
+        all_out = self._host_out.array((rows * out0, *out_shape[1:]), out_dtype)
+        all_in.fill(0)  # pinned memory starts uninitialised; warm-up may run before the first frame
+        self._input_rows = [all_in[i * in0 : (i + 1) * in0] for i in range(rows)]
+        self._output_heads = [all_out[: n * out0] for n in range(rows + 1)]
+        self._input, self._output = self._input_rows[0], self._output_heads[1]
         for name, buf in ((self.input_name, self._dev_in), (self.output_name, self._dev_out)):
             if not self._context.set_tensor_address(name, buf.ptr):
                 raise EngineError(f"{path}: TensorRT refused the device address for tensor {name!r}")
@@ -125,6 +140,35 @@ class TensorRTEngine(Engine):
     def _keep(self, buf: _Buf) -> _Buf:
         self._buffers.append(buf)
         return buf
+
+    def _output_shape(self) -> tuple[int, ...]:
+        """The output's shape for the input shape set on the context."""
+        shape = tuple(int(d) for d in self._context.get_tensor_shape(self.output_name))
+        if any(d < 0 for d in shape):
+            raise ModelError(
+                f"{self.cfg.path}: output {self.output_name!r} has data-dependent shape {list(shape)}; not supported"
+            )
+        return shape
+
+    def _check_batched_output(self, one: tuple[int, ...], rows: int) -> None:
+        """The output of a batch of *rows* must be *rows* outputs of one row (*one*) along dimension 0."""
+        self._set_rows(rows)
+        full = self._output_shape()
+        self._set_rows(1)
+        if one[0] != 1 or full != (rows, *one[1:]):
+            raise ModelError(
+                f"{self.cfg.path}: model.max_batch = {rows}: output {self.output_name!r} has shape {list(one)} for "
+                f"one frame and {list(full)} for {rows}: its dimension 0 is not the batch; set model.max_batch = 1"
+            )
+
+    def _set_rows(self, rows: int) -> None:
+        """Set the context's input shape to a batch of *rows* one-frame inputs."""
+        name = self.input_name
+        shape = (rows * self.requested_shape[0], *self.requested_shape[1:])
+        if not self._context.set_input_shape(name, shape):
+            detail = "; ".join(self._logger.messages[-1:]) or "no detail from TensorRT"
+            raise EngineError(f"{self.cfg.path}: TensorRT refused input shape {list(shape)} for {name!r}: {detail}")
+        self._rows = rows
 
     def _set_input_shape(self) -> None:
         """Check the engine's input shape against the preprocessor's; for dynamic dimensions pick the
@@ -136,10 +180,24 @@ class TensorRTEngine(Engine):
             raise ModelError(
                 f"{path}: input {name!r} has shape {list(shape)}, but model.preprocess produces {list(want)}"
             )
+        batch = self.max_batch
+        if batch > 1 and want[0] != 1:
+            raise ModelError(
+                f"{path}: model.max_batch = {batch} batches one-frame inputs, but model.preprocess produces "
+                f"{list(want)}; set model.max_batch = 1"
+            )
+        if batch > 1 and shape[0] != -1:
+            self._refuse_batch(shape, [])
         if -1 not in shape:
             return
         profiles = self._profiles()
         index = pick_profile(profiles, want)
+        if batch > 1:  # one profile must hold every batch 1..max_batch: a profile is chosen once, at load
+            full = (batch, *want[1:])
+            both = [i for i, p in enumerate(profiles) if p.holds(want) and p.holds(full)]
+            if not both:
+                self._refuse_batch(shape, profiles)
+            index = index if index in both else both[0]
         if index is None:
             ranges = "; ".join(f"{list(p.min)}..{list(p.max)}" for p in profiles)
             raise ModelError(
@@ -151,6 +209,20 @@ class TensorRTEngine(Engine):
             raise EngineError(f"{path}: TensorRT refused optimisation profile {index} for {name!r}")
         if not self._context.set_input_shape(name, want):
             raise ModelError(f"{path}: TensorRT refused input shape {list(want)} for {name!r}")
+
+    def _refuse_batch(self, shape: tuple[int, ...], profiles: Sequence[TensorProfile]) -> NoReturn:
+        """ModelError: the engine cannot run every batch 1..``model.max_batch``; what to rebuild."""
+        batch, path = self.max_batch, self.cfg.path
+        ranges = "; ".join(f"{list(p.min)}..{list(p.max)}" for p in profiles)
+        has = f"optimisation profiles {ranges}" if profiles else "no optimisation profile (a fixed batch)"
+        key = self._key
+        command = key.rebuild_command if key is not None else f"linegate build-engine MODEL.onnx --output {path}"
+        raise ModelError(
+            f"{path}: model.max_batch = {batch} needs input {self.input_name!r} with a dynamic batch dimension and "
+            f"one optimisation profile holding batches 1..{batch}, but the engine has {list(shape)} with {has}; "
+            f"rebuild it with --batch 1:{batch}:{batch} (from an ONNX model with a dynamic batch dimension): "
+            f"{_with_batch(command, batch)}, or set model.max_batch = 1"
+        )
 
     def _profiles(self) -> list[TensorProfile]:
         """The input's shape range in each of the engine's optimisation profiles."""
@@ -210,6 +282,15 @@ class TensorRTEngine(Engine):
         return self._input
 
     @property
+    def max_batch(self) -> int:
+        return int(getattr(self.cfg, "max_batch", 1))
+
+    def input_row(self, index: int) -> Array:
+        if not 0 <= index < len(self._input_rows):
+            raise EngineError(f"{self.model_id}: input row {index} outside 0..{len(self._input_rows) - 1}")
+        return self._input_rows[index]
+
+    @property
     def device_input(self) -> int:
         """Device address of the bound input: the GPU frame path writes each frame there."""
         return int(self._dev_in.ptr)
@@ -228,6 +309,8 @@ class TensorRTEngine(Engine):
     def enqueue_on_device_input(self, stream: cm.Stream) -> None:
         """Enqueue a run on the device input as it stands (no host copy in) and the copy of its output
         out, on *stream* (the engine's own): the GPU frame path's last step, waited for with its event."""
+        if self._rows != 1:
+            self._set_rows(1)
         if self._device_graph is not None:
             self._device_graph.launch(stream)
         else:
@@ -247,6 +330,8 @@ class TensorRTEngine(Engine):
     def _infer(self) -> Array:
         stream = self._stream
         assert stream is not None
+        if self._rows != 1:  # a batch set another shape (never with a graph: batching is dynamic)
+            self._set_rows(1)
         if self._graph is not None:
             self._graph.launch(stream)
         else:
@@ -254,14 +339,28 @@ class TensorRTEngine(Engine):
         stream.synchronize()
         return self._output
 
+    def _infer_batch(self, rows: int) -> Array:
+        if rows == 1:
+            return self._infer()
+        stream = self._stream
+        assert stream is not None
+        if rows != self._rows:
+            self._set_rows(rows)
+        cm.copy_h2d_async(self._dev_in.ptr, self._host_in.ptr, rows * self._in_nbytes, stream)
+        if not self._context.execute_async_v3(stream.address):
+            raise EngineError(f"{self.cfg.path}: execute_async_v3 failed for a batch of {rows} (see TensorRT's log)")
+        cm.copy_d2h_async(self._host_out.ptr, self._dev_out.ptr, rows * self._out_nbytes, stream)
+        stream.synchronize()
+        return self._output_heads[rows]
+
     def _close(self) -> None:
         self._free()
 
     def _free(self) -> None:
         """Release in reverse order of creation; safe after a partial load."""
         # The numpy views point into pinned memory about to be freed: drop them first.
-        self.__dict__.pop("_input", None)
-        self.__dict__.pop("_output", None)
+        for name in ("_input", "_output", "_input_rows", "_output_heads"):
+            self.__dict__.pop(name, None)
         if self._stream is not None:
             self._stream.synchronize()
         self._drop_graphs()
@@ -323,6 +422,15 @@ def cuda_graph_choice(setting: str, name: str, shape: Sequence[int], profiles: S
             "with one fixed shape"
         )
     return static
+
+
+def _with_batch(command: str, batch: int) -> str:
+    """*command* (a build-engine command line) with ``--batch 1:batch:batch`` instead of its own."""
+    argv = shlex.split(command)
+    if "--batch" in argv:
+        i = argv.index("--batch")
+        del argv[i : i + 2]
+    return shlex.join([*argv, "--batch", f"1:{batch}:{batch}"])
 
 
 def _pick(names: list[str], wanted: str | None, kind: str) -> str:

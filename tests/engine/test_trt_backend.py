@@ -197,3 +197,159 @@ def test_close_releases_and_a_new_load_works(build: Any) -> None:
     assert not first.loaded
     with create(path) as again:
         check_scores(again, SHAPE, seed=4)
+
+
+# --- micro-batching (model.max_batch) -------------------------------------------------------------
+
+BATCH_DIMS: list[int | str] = ["batch", 1, 12, 16]
+
+
+def frames(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """*rows* one-frame inputs, each of its own mean (so each row has its own scores)."""
+    means = rng.uniform(0.1, 0.9, rows)
+    return np.stack([rng.uniform(0.0, 2 * m, SHAPE[1:]) for m in means]).astype(np.float32)
+
+
+def one_row_scores(engine: Any, images: np.ndarray) -> np.ndarray:
+    """Each of *images* through a one-row run (``infer()``), stacked."""
+    outs = []
+    for image in images:
+        engine.input[...] = image
+        outs.append(np.array(engine.infer()))
+    return np.concatenate(outs)
+
+
+def run_batch(engine: Any, images: np.ndarray) -> np.ndarray:
+    """*images* written row by row into the bound input, then one ``infer_batch``; a copy of its output."""
+    for i, image in enumerate(images):
+        engine.input_row(i)[...] = image
+    out = engine.infer_batch(len(images))
+    assert out.shape == (len(images), 2) and out.dtype == np.float32
+    assert np.shares_memory(out, engine.output)  # a view of the bound output
+    return np.array(out)
+
+
+def test_batches_give_each_row_its_one_row_scores(build: Any) -> None:
+    """model.max_batch = 4 on a ``--batch 1:4:4`` engine: a batch of 1..4 rows, each row its own input, gives
+    every row the scores a one-row run of that input gives (and the model's)."""
+    rng = np.random.default_rng(11)
+    with create(build(BATCH_DIMS, "--batch", "1:4:4"), max_batch=4) as engine:
+        assert engine.max_batch == 4 and engine.input.shape == SHAPE and engine.input_row(0) is engine.input
+        assert all(engine.input_row(i).shape == SHAPE for i in range(4))
+        for rows in (1, 2, 3, 4):
+            images = frames(rng, rows)
+            batched = run_batch(engine, images)
+            np.testing.assert_allclose(batched, expected_scores(images), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(batched, one_row_scores(engine, images), rtol=1e-5, atol=1e-7)
+
+
+def test_alternating_batch_sizes_stay_correct(build: Any) -> None:
+    """Batches of 4, 1, 3, 1 rows in turn (the input shape set and reset between them) each give the model's
+    scores; a one-row ``infer()`` after a batch runs one row again (the context's input shape back to 1)."""
+    rng = np.random.default_rng(12)
+    with create(build(BATCH_DIMS, "--batch", "1:4:4"), max_batch=4) as engine:
+        for step, rows in enumerate((4, 1, 3, 1, 4)):
+            images = frames(rng, rows)
+            if rows == 1 and step == 1:
+                engine.input[...] = images[0]
+                got = np.array(engine.infer())
+                assert got.shape == (1, 2)
+            else:
+                got = run_batch(engine, images)
+            np.testing.assert_allclose(got, expected_scores(images), rtol=1e-4, atol=1e-6)
+            assert tuple(engine._context.get_tensor_shape("image")) == (rows, *SHAPE[1:])
+
+
+def test_batches_with_the_profile_of_the_input_size(build: Any) -> None:
+    """With one profile per size, the input size's profile (here the second) holds the batches and is chosen."""
+    rng = np.random.default_rng(13)
+    path = build(["batch", 1, "h", "w"], "--sizes", "16,24", "--batch", "1:2:3")
+    with create(path, (1, 1, 24, 24), max_batch=3) as engine:
+        images = np.stack([rng.uniform(0.0, 2 * m, (1, 24, 24)) for m in (0.2, 0.5, 0.8)]).astype(np.float32)
+        for i, image in enumerate(images):
+            engine.input_row(i)[...] = image
+        np.testing.assert_allclose(engine.infer_batch(3), expected_scores(images), rtol=1e-4, atol=1e-6)
+
+
+def test_rows_outside_max_batch_are_refused(build: Any) -> None:
+    """A batch or an input row beyond model.max_batch is an EngineError, not a write past the buffers."""
+    from linegate.errors import EngineError
+
+    with create(build(BATCH_DIMS, "--batch", "1:4:4"), max_batch=4) as engine:
+        with pytest.raises(EngineError, match="batch of 5 outside 1..4"):
+            engine.infer_batch(5)
+        with pytest.raises(EngineError, match="input row 4 outside 0..3"):
+            engine.input_row(4)
+
+
+def test_one_row_engine_keeps_one_row(build: Any) -> None:
+    """With model.max_batch = 1 (the default) the buffers hold one row and infer_batch(1) is infer()."""
+    with create(build(list(SHAPE))) as engine:
+        assert engine.max_batch == 1
+        engine.input[...] = 0.7
+        assert engine.infer_batch(1) is engine.infer()
+        np.testing.assert_allclose(engine.infer_batch(1), expected_scores(engine.input), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("dims", "options", "has"),
+    [
+        (list(SHAPE), (), r"\[1, 1, 12, 16\] with no optimisation profile"),
+        (BATCH_DIMS, ("--batch", "1:2:2"), r"\[-1, 1, 12, 16\] with optimisation profiles "
+                                           r"\[1, 1, 12, 16\]\.\.\[2, 1, 12, 16\]"),
+        (BATCH_DIMS, ("--batch", "2:4:4"), r"\[-1, 1, 12, 16\] with optimisation profiles "
+                                           r"\[2, 1, 12, 16\]\.\.\[4, 1, 12, 16\]"),
+    ],
+    ids=["fixed-batch", "profile-max-below", "profile-min-above-1"],
+)  # fmt: skip
+def test_max_batch_the_engine_cannot_run_is_refused(
+    build: Any, dims: list[int | str], options: tuple[str, ...], has: str
+) -> None:
+    """model.max_batch = 4 on an engine without a profile holding batches 1..4 fails at load, naming the
+    engine, the key, the profiles, the rebuild (``--batch 1:4:4``) and model.max_batch = 1."""
+    path = build(dims, *options)
+    engine = create(path, max_batch=4)
+    with pytest.raises(ModelError) as caught:
+        engine.load()
+    message = str(caught.value)
+    assert message.startswith(f"{engine.cfg.path}: model.max_batch = 4 needs input 'image' with a dynamic batch")
+    assert re.search(has, message), message
+    assert re.search(r"linegate build-engine \S+m\.onnx .*--batch 1:4:4, or set model\.max_batch = 1$", message)
+    assert not engine.loaded
+
+
+def test_cuda_graph_on_with_max_batch_is_refused(build: Any) -> None:
+    """cuda_graph = "on" with model.max_batch = 4: a batching engine's input is dynamic, so no graph."""
+    engine = create(build(BATCH_DIMS, "--batch", "1:4:4"), max_batch=4, cuda_graph="on")
+    with pytest.raises(ModelError, match=r"m\.engine: model\.cuda_graph = 'on' needs static input shapes.*"
+                                         r"\[1, 1, 12, 16\]\.\.\[4, 1, 12, 16\]"):  # fmt: skip
+        engine.load()
+
+
+def test_cuda_graph_auto_with_max_batch_loads_without_a_graph(build: Any) -> None:
+    """cuda_graph = "auto" with model.max_batch = 4 loads, runs plainly, and batches."""
+    rng = np.random.default_rng(14)
+    with create(build(BATCH_DIMS, "--batch", "1:4:4"), max_batch=4, cuda_graph="auto") as engine:
+        assert engine.settings == {"cuda_graph": False}
+        images = frames(rng, 4)
+        np.testing.assert_allclose(run_batch(engine, images), expected_scores(images), rtol=1e-4, atol=1e-6)
+
+
+def test_gpu_frame_path_runs_row_0_after_a_batch(build: Any) -> None:
+    """The GPU frame path (device input, enqueue_on_device_input) after a batch runs one row again."""
+    from linegate.engine import cuda_memory as cm
+
+    rng = np.random.default_rng(15)
+    with create(build(BATCH_DIMS, "--batch", "1:4:4"), max_batch=4) as engine:
+        run_batch(engine, frames(rng, 4))
+        image = frames(rng, 1)
+        host = cm.PinnedBuffer(image.nbytes)
+        try:
+            host.array(image.shape, image.dtype)[...] = image
+            cm.copy_h2d_async(engine.device_input, host.ptr, image.nbytes, engine.stream)
+            engine.enqueue_on_device_input(engine.stream)
+            engine.stream.synchronize()
+        finally:
+            host.close()
+        assert engine.output.shape == (1, 2)
+        np.testing.assert_allclose(engine.output, expected_scores(image), rtol=1e-4, atol=1e-6)
