@@ -9,15 +9,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from linegate.bench.runner import STAGES, ScenarioResult, Side
+from linegate.bench.runner import BATCH, STAGES, ScenarioResult, Side
 
 Floats = npt.NDArray[np.floating[Any]]
 
-COLOURS = {"linegate": "tab:blue", "naive": "tab:orange", "floor": "tab:gray", "linegate newest_first": "tab:green"}
+COLOURS = {"linegate": "tab:blue", "naive": "tab:orange", "floor": "tab:gray", "linegate newest_first": "tab:green",
+           f"linegate batch {BATCH}": "tab:purple", f"floor batch {BATCH}": "tab:brown"}
 
 
 def colour(side: str) -> str:
-    """linegate (in its configured backlog order) blue, the other order green, naive orange, floor gray."""
+    """linegate (in its configured backlog order) blue, the other order green, batching purple, naive
+    orange, floor gray (at the batch size: brown)."""
     return COLOURS.get(side, COLOURS["linegate"])
 
 
@@ -59,8 +61,9 @@ def histograms(plt: Any, r: ScenarioResult, path: Path) -> Path:
     """In hand -> verdict (with the engine floor) and in hand -> coil ON, linegate vs naive, log-scale ms."""
     s = r.scenario
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    at_plc = [x for x in r.sides if not x.side.startswith("floor")]
     panels = (("verdict_ms", "frame in hand -> verdict", r.sides),
-              ("coil_ms", "frame in hand -> coil ON at the PLC", [x for x in r.sides if x.side != "floor"]))
+              ("coil_ms", "frame in hand -> coil ON at the PLC", at_plc))
     for ax, (attr, title, sides) in zip(axes, panels, strict=True):
         bins = log_bins(sides, attr)
         for side in sides:

@@ -22,7 +22,7 @@ COLUMNS = 20
 def side_row(r: ScenarioResult, side: Side) -> str:
     """One table row: a side of a scenario."""
     s = r.scenario
-    floor = side.side == "floor"
+    floor = side.side.startswith("floor")
     cells = [
         s.model, s.load, f"{s.fps:g}", side.side, str(side.frames), "-" if floor else f"{side.achieved_fps:.1f}",
         str(side.by_model),
@@ -47,6 +47,22 @@ def table(results: Sequence[ScenarioResult], skipped: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def floor_shares(sides: Sequence[Side]) -> list[str]:
+    """Frames decided by the model per second against the bare engine's frames per second at the
+    same batch size (issue 10's overload goal: at least 0.9)."""
+    floors = {side.side: side.throughput_fps for side in sides if side.side.startswith("floor")}
+    out = []
+    for side in sides:
+        if not side.side.startswith("linegate"):
+            continue
+        floor_name = "floor batch " + side.side.rsplit(" ", 1)[1] if " batch " in side.side else "floor"
+        floor = floors.get(floor_name)
+        if floor:
+            out.append(f"{side.side}: decided by the model {side.throughput_fps:.1f} fps = "
+                       f"{side.throughput_fps / floor:.2f} x the {floor_name}'s {floor:.1f} fps")
+    return out
+
+
 def notes(results: Sequence[ScenarioResult]) -> list[str]:
     """One line per scenario (its rate choice) and per problem found."""
     out = []
@@ -63,8 +79,11 @@ def notes(results: Sequence[ScenarioResult]) -> list[str]:
             if side.plc_duplicates:
                 extra.append(f"{side.plc_duplicates} parts pulsed more than once")
             extra += side.problems
-            if extra and side.side != "floor":
+            if extra and not side.side.startswith("floor"):
                 out.append(f"  - {side.side}: " + "; ".join(extra))
+        out += [f"  - {note}" for note in r.notes]
+        if s.load == "overload":
+            out += [f"  - {line}" for line in floor_shares(r.sides)]
     return out
 
 

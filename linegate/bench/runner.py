@@ -89,11 +89,12 @@ class ScenarioResult:
     sides: list[Side]
     budget_ms: float = 0.0
     floor_plan_p50_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         s = self.scenario
         return {"model": s.model, "load": s.load, "fps": s.fps, "frames": s.frames, "note": s.note,
-                "budget_ms": self.budget_ms, "floor_plan_p50_ms": self.floor_plan_p50_ms,
+                "budget_ms": self.budget_ms, "floor_plan_p50_ms": self.floor_plan_p50_ms, "notes": self.notes,
                 "sides": [side.as_dict() for side in self.sides]}
 
 
@@ -105,7 +106,8 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
     sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
     cfg = with_plc_port(cfg, sim.port)
     name = f"{sc.model}-{sc.load}"
-    other = None
+    other = batched = batched_cfg = None
+    batch_problem = ""
     try:
         lg = run_linegate(cfg, sc.frames, tmp / f"{name}-linegate.jsonl")
         time.sleep(0.3)  # let the simulator's last lines arrive
@@ -113,6 +115,10 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
             alternate = with_backlog(cfg, OTHER_BACKLOG[cfg.deadline.backlog])
             other = run_linegate(alternate, sc.frames, tmp / f"{name}-linegate-{alternate.deadline.backlog}.jsonl")
             time.sleep(0.3)
+            batched_cfg, batch_problem = with_batching(cfg, BATCH, tmp)
+            if batched_cfg is not None:
+                batched = run_linegate(batched_cfg, sc.frames, tmp / f"{name}-linegate-batch.jsonl")
+                time.sleep(0.3)
         nv = run_naive(cfg, config_path, sc.frames, tmp / f"{name}-naive.jsonl")
         time.sleep(0.3)
     finally:
@@ -125,9 +131,37 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
         alternate_side.side = f"linegate {OTHER_BACKLOG[cfg.deadline.backlog]}"
         sides[0].side = f"linegate {cfg.deadline.backlog}"
         sides.append(alternate_side)
+    if batched is not None:
+        batched_side = analyse_linegate(*batched, edges, sc.fps)
+        batched_side.side = f"linegate batch {BATCH}"
+        sides.append(batched_side)
     sides.append(analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms))
     sides.append(analyse_floor(engine_floor(cfg, floor_runs)))
-    return ScenarioResult(sc, sides, cfg.deadline.budget_ms)
+    if batched_cfg is not None:
+        sides.append(analyse_floor(engine_floor(batched_cfg, max(10, floor_runs // BATCH)), BATCH))
+    result = ScenarioResult(sc, sides, cfg.deadline.budget_ms)
+    if batch_problem:
+        result.notes.append(f"no batching side: {batch_problem}")
+    return result
+
+
+BATCH = 4
+"""``model.max_batch`` of the overload scenario's batching side."""
+
+
+def with_batching(cfg: Config, batch: int, tmp: Path) -> tuple[Config | None, str]:
+    """*cfg* deciding backlogs oldest first in batches of up to *batch*, on a batch-dynamic copy of
+    its model (:mod:`linegate.bench.batch_model`); ``(None, why)`` where none can be made."""
+    from linegate.bench.batch_model import batch_dynamic
+
+    if cfg.model.backend != "onnxruntime":
+        return None, f"the bench batches ONNX Runtime models only (model.backend = {cfg.model.backend!r})"
+    try:
+        path = batch_dynamic(cfg.model.path, tmp)
+    except ValueError as exc:
+        return None, str(exc)
+    model = cfg.model.model_copy(update={"path": path, "max_batch": batch})
+    return with_backlog(cfg, "oldest_first").model_copy(update={"model": model}), ""
 
 
 OTHER_BACKLOG = {"oldest_first": "newest_first", "newest_first": "oldest_first"}
@@ -217,12 +251,13 @@ def analyse_naive(window: tuple[int, int], frames: list[Frame], problem: str, ed
     )
 
 
-def analyse_floor(durations_ns: npt.NDArray[np.int64]) -> Side:
+def analyse_floor(durations_ns: npt.NDArray[np.int64], batch: int = 1) -> Side:
+    """The bare engine: its run times, and frames per second (*batch* frames a run)."""
     ms = (durations_ns / 1e6).tolist()
     total_s = float(durations_ns.sum()) / 1e9
-    n = len(ms)
-    return Side("floor", n, n, n, n / total_s if total_s else 0.0, n / total_s if total_s else 0.0, Dist.of(ms),
-                verdict_ms=ms)
+    n = len(ms) * batch
+    fps = n / total_s if total_s else 0.0
+    return Side("floor" if batch == 1 else f"floor batch {batch}", n, n, n, fps, fps, Dist.of(ms), verdict_ms=ms)
 
 
 def verdicts(frames: Sequence[Frame]) -> list[float]:

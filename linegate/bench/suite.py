@@ -23,6 +23,8 @@ class Options:
     models: Sequence[str]
     frames: int
     quick: bool = False
+    engine: dict[str, object] = field(default_factory=dict)
+    """``[model]`` settings that replace each model's own (``--threads``, ``--spinning``)."""
     progress: Callable[[str], None] = field(default=stderr)
 
 
@@ -40,6 +42,8 @@ def run_suite(opts: Options, tmp: Path) -> tuple[list[ScenarioResult], dict[str,
             opts.progress(f"{name}: {spec.skipped}")
             continue
         base = load_config(spec.config)
+        if opts.engine:
+            base = base.model_copy(update={"model": base.model.model_copy(update=opts.engine)})
         p50_s = float(np.median(engine_floor(base, 20))) / 1e9
         runs = floor_runs(p50_s, floor_seconds)
         floor = engine_floor(base, runs)

@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where results.md, results.json and the PNGs go (default: in a checkout, "
         "benchmarks/results/<hostname>; else ./linegate-bench; --quick: <tmp>/linegate-bench-quick)")
     add("--no-plots", action="store_true", help="write no PNG plots")
+    add("--threads", metavar="N", type=whole(1, 64), default=None,
+        help="model.threads for linegate and the floor instead of each model's own (e.g. to make a model slower "
+        "than the camera's maximum rate on a many-core machine)")
+    add("--spinning", choices=("auto", "on", "off"), default=None,
+        help="model.spinning for linegate and the floor instead of each model's own")
 
 
 def default_out(quick: bool) -> Path:
@@ -64,7 +69,9 @@ def command_line(args: argparse.Namespace, models: list[str], frames: int, out: 
             shown = shown.relative_to(root)
             break
     parts = ["linegate", "bench", *(["--quick"] if args.quick else []), "--frames", str(frames),
-             "--models", ",".join(models), "--out", str(shown), *(["--no-plots"] if args.no_plots else [])]
+             "--models", ",".join(models), "--out", str(shown), *(["--no-plots"] if args.no_plots else []),
+             *(["--threads", str(args.threads)] if args.threads else []),
+             *(["--spinning", args.spinning] if args.spinning else [])]
     return shlex.join(parts)
 
 
@@ -83,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     command = command_line(args, models, frames, out)
     facts = machine.facts()
     with tempfile.TemporaryDirectory(prefix="linegate-bench-") as tmp:
-        results, skipped = run_suite(Options(models, frames, args.quick), Path(tmp))
+        engine = {k: v for k, v in (("threads", args.threads), ("spinning", args.spinning)) if v is not None}
+        results, skipped = run_suite(Options(models, frames, args.quick, engine=engine), Path(tmp))
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if not args.no_plots:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from linegate.bench.records import Frame, plc_times
-from linegate.bench.report import COLUMNS, table
+from linegate.bench.report import COLUMNS, floor_shares, table
 from linegate.bench.runner import STAGES, ScenarioResult, Side, late, shortfall
 from linegate.bench.scenarios import MAX_SCENARIO_S, Scenario, capped_frames, model_spec, plan
 from linegate.bench.stats import Dist, fmt_ms, fmt_share
@@ -147,3 +147,32 @@ def test_shortfall_charges_a_side_the_camera_waited_for() -> None:
 def test_stage_columns_are_linegates_record_fields() -> None:
     source = (Path(__file__).resolve().parents[2] / "linegate" / "pipeline" / "infer.py").read_text()
     assert all(f'"{stage}"' in source for stage in STAGES)
+
+
+def test_overload_shares_compare_each_side_with_the_floor_at_its_batch_size() -> None:
+    """The overload goal's figure: by-model fps / bare engine fps, one-frame sides against the
+    one-frame floor, the batching side against the floor at its batch size."""
+    sides = [side("linegate oldest_first", throughput_fps=27.0), side("linegate batch 4", throughput_fps=36.0),
+             side("naive", throughput_fps=33.0), side("floor", throughput_fps=40.0),
+             side("floor batch 4", throughput_fps=45.0)]
+    assert floor_shares(sides) == [
+        "linegate oldest_first: decided by the model 27.0 fps = 0.68 x the floor's 40.0 fps",
+        "linegate batch 4: decided by the model 36.0 fps = 0.80 x the floor batch 4's 45.0 fps",
+    ]
+
+
+def test_a_fixed_batch_model_gets_a_checked_batch_dynamic_copy(tmp_path: Path) -> None:
+    """The demo model (batch fixed at 1) gets a copy whose batch dimension is symbolic and whose
+    rows match single runs; a model already dynamic is used as it is."""
+    pytest.importorskip("onnx", reason="the onnx package makes the copy")
+    import onnxruntime as ort
+
+    from linegate.bench.batch_model import batch_dynamic
+    from linegate.config import load_config
+    from linegate.demo.runner import DEMO_CONFIG
+
+    model = load_config(DEMO_CONFIG).model.path
+    copy = batch_dynamic(model, tmp_path)
+    assert copy != model
+    assert ort.InferenceSession(str(copy)).get_inputs()[0].shape[0] == "batch"
+    assert batch_dynamic(copy, tmp_path) == copy
