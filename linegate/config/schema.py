@@ -207,8 +207,9 @@ class ModelSection(_Section):
     and PLC workers need (one on up to 4 CPUs, else two); on up to 4 CPUs a heavy model (2 ms or more
     per run on one thread, timed at load) gets them all; see linegate/engine/threads.py."""
     spinning: Literal["auto", "on", "off"] = "auto"
-    """onnxruntime: pool threads busy-wait between runs (faster runs, burnt cores). "auto": on only where
-    the pool has threads and spare cores remain for the other workers."""
+    """onnxruntime: pool threads busy-wait between runs (faster runs alone, burnt cores). "auto": on only
+    for a pool of several threads on at most half the CPUs (never with threads = "auto": inside the
+    pipeline a spinning pool took the acquisition worker's CPU, see linegate/engine/threads.py)."""
     warmup_runs: Annotated[int, Field(ge=0, le=10_000)] = 50
     max_batch: Annotated[int, Field(ge=1, le=64)] = 1
     """Under a backlog (frames arriving faster than the model runs), decide up to this many waiting

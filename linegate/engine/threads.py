@@ -3,10 +3,13 @@
 ``model.threads = "auto"`` leaves cores for the workers beside the loop: on up to 4 CPUs one (the
 acquisition worker; the PLC worker mostly waits), above that two; a heavy model (:data:`HEAVY_RUN_NS`)
 on up to 4 CPUs gets them all. Spinning (pool threads busy-wait
-for the next piece of work instead of sleeping) is on, under ``spinning = "auto"``, only where the
-pool has threads and two cores stay free for the acquisition and PLC workers: on the 16-core GPU
-machine, ResNet-18 at 14 threads ran p50 3.8 ms spinning against 5.2 ms not (tests/bench/bench_threads.py),
-while on a machine with no spare core spinning takes the CPU from the acquisition and PLC workers.
+for the next piece of work instead of sleeping) is on, under ``spinning = "auto"``, only for a pool
+of several threads that takes at most half the CPUs: a spinning pool keeps its cores busy between
+runs, and the camera's frames need CPU too. On the 16-core GPU machine, ResNet-18 at 14 threads
+ran p50 3.8 ms spinning against 5.2 ms not on its own (tests/bench/bench_threads.py), but inside
+linegate at 100 fps (``linegate bench --quick --models resnet18 --spinning on|off``, alternated,
+one run) spinning gained nothing (p50 6.6 and 6.7 ms against 6.8 and 6.3) and the acquisition
+worker fell behind the camera: 91 and 169 of 1,500 frames late or lost, against none.
 """
 
 from __future__ import annotations
@@ -57,4 +60,4 @@ def spinning(setting: SpinSetting, threads: int, cpus: int) -> bool:
     """Whether ONNX Runtime's pool threads spin between runs."""
     if setting != "auto":
         return setting == "on"
-    return threads > 1 and threads + 2 <= cpus  # spinning threads leave a whole core each to acquisition and PLC
+    return threads > 1 and 2 * threads <= cpus

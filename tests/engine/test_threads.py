@@ -35,11 +35,14 @@ def test_an_explicit_thread_count_is_kept() -> None:
 
 @pytest.mark.parametrize(
     ("setting", "threads", "cpus", "spins"),
-    [("auto", 1, 2, False), ("auto", 3, 4, False), ("auto", 14, 16, True), ("auto", 15, 16, False),
-     ("on", 1, 2, True), ("off", 14, 16, False)],
+    [("auto", 1, 2, False), ("auto", 3, 4, False), ("auto", 14, 16, False), ("auto", 8, 16, True),
+     ("auto", 4, 16, True), ("auto", 9, 16, False), ("on", 1, 2, True), ("off", 4, 16, False)],
 )  # fmt: skip
-def test_spinning_auto_only_with_a_pool_and_spare_cores(setting: str, threads: int, cpus: int, spins: bool) -> None:
-    """auto spins only when the pool has threads and the other workers keep their cores; on/off are kept."""
+def test_spinning_auto_only_for_a_pool_of_at_most_half_the_cpus(
+    setting: str, threads: int, cpus: int, spins: bool
+) -> None:
+    """auto spins only a pool of several threads on at most half the CPUs (so never with threads =
+    "auto", which leaves just the workers' cores); on/off are kept."""
     assert spinning(setting, threads, cpus) is spins  # type: ignore[arg-type]
 
 
