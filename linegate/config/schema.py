@@ -217,7 +217,8 @@ class ModelSection(_Section):
     are measured at warm-up). Never waits for frames to gather: at a sustainable rate every run is
     one frame. Needs a model with a dynamic batch dimension (onnxruntime) or an optimisation profile
     whose batch range holds 1..max_batch (tensorrt, ``linegate build-engine --batch``); 1 (the
-    default) runs one frame at a time. Not with ``preprocess_on = "gpu"``, ``[[stages]]`` or
+    default) runs one frame at a time. At most half of ``ring.slots`` and, in handshake mode, below
+    ``plc.handshake.buffer``; not with ``preprocess_on = "gpu"``, ``[[stages]]`` or
     ``deadline.backlog = "newest_first"``."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
     """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device
@@ -564,6 +565,14 @@ def _check_batching(cfg: Config) -> None:
         (f"recipes.{n}.model", r.model, r.deadline or cfg.deadline) for n, r in cfg.recipes.items()
     ]
     for key, model, deadline in firsts:
+        if model.max_batch > 1 and 2 * model.max_batch > cfg.ring.slots:
+            raise ValueError(f"{key}.max_batch = {model.max_batch}: a batch holds its ring slots until each frame's "
+                             f"verdict is handed off; it may take at most half of ring.slots = {cfg.ring.slots} "
+                             "(raise ring.slots or lower max_batch)")
+        if model.max_batch > 1 and cfg.plc.mode == "handshake" and model.max_batch >= cfg.plc.handshake.buffer:
+            raise ValueError(f"{key}.max_batch = {model.max_batch}: a batch's verdicts reach the PLC worker at once "
+                             f"and must fit plc.handshake.buffer = {cfg.plc.handshake.buffer} beside the result "
+                             "the PLC has not acknowledged yet (raise the buffer or lower max_batch)")
         if model.max_batch > 1 and cfg.stages:
             raise ValueError(f"{key}.max_batch = {model.max_batch}: batching is not supported with [[stages]] "
                              "(models in series); set it to 1")

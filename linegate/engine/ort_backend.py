@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from linegate.engine.base import Array, Engine
 from linegate.engine.threads import HEAVY_RUN_NS, cpus_available, intra_op_threads, may_be_heavy, spinning
-from linegate.errors import ModelError
+from linegate.errors import EngineError, ModelError
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
@@ -113,6 +113,8 @@ class OnnxRuntimeEngine(Engine):
         return len(self._bindings)
 
     def input_row(self, index: int) -> Array:
+        if not 0 <= index < len(self._rows):
+            raise EngineError(f"{self.model_id}: input row {index} outside 0..{len(self._rows) - 1}")
         return self._rows[index : index + 1]
 
     def _infer(self) -> Array:

@@ -1,8 +1,10 @@
 """The inference worker: a fixed-deadline loop giving every frame exactly one verdict and one record.
 
 Per frame: claim the oldest ready slot, check the deadline is still reachable, preprocess straight
-from the shared-memory slot into the engine's bound input, free the slot, infer, classify, settle
-against the deadline, hand rejects to the PLC worker without waiting, and log one record. With
+from the shared-memory slot into the engine's bound input, infer, classify, settle against the
+deadline, hand rejects to the PLC worker without waiting, free the slot, and log one record. With
+``model.max_batch`` > 1 and frames waiting, the oldest ones that fit the first one's deadline run as
+one batch; each still gets its own verdict, hand-off and record, in order. With
 ``[[stages]]`` configured, a frame the first model labels with one of a stage's ``when`` labels
 goes on to that stage's model (same pixels: the slot is freed only once no further stage needs
 it), if the deadline can still be met; the last stage that ran decides. Frames the
@@ -15,6 +17,7 @@ in the record.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -61,6 +64,27 @@ _COUNTER_OF_BASIS = {
     Basis.ENGINE_ERROR: Count.ENGINE_ERRORS,
     Basis.INCOMPLETE_FRAME: Count.INCOMPLETE_FRAMES,
 }
+
+
+def batch_estimates(one_ns: int, max_batch: int, measure: Callable[[int], int]) -> list[int]:
+    """Expected run time (ns) of a batch of 1, 2, ... *max_batch* frames, *one_ns* for one.
+
+    Only powers of two and *max_batch* itself are measured (``measure(size)``): warm-up then grows
+    about linearly with *max_batch*. A size in between gets the time of the next measured size
+    above it, and no size is expected faster than a smaller one.
+    """
+    measured = {1: one_ns}
+    size = 2
+    while size < max_batch:
+        measured[size] = measure(size)
+        size *= 2
+    if max_batch > 1:
+        measured[max_batch] = measure(max_batch)
+    out: list[int] = []
+    for size in range(1, max_batch + 1):
+        above = min(s for s in measured if s >= size)
+        out.append(max(measured[above], out[-1] if out else 0))
+    return out
 
 
 def _fail_safe_basis(meta: FrameMeta, basis: Basis) -> Basis:
@@ -196,9 +220,10 @@ class InferenceLoop:
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
         self.path_p50_ns = int(p50)
-        self.batch_expected_ns = [self.expected_ns]
-        for size in range(2, self.engine.max_batch + 1):
-            self.batch_expected_ns.append(int(np.percentile(self._timed_batches(blank, size, runs), 99)))
+        self.batch_expected_ns = batch_estimates(
+            self.expected_ns, self.engine.max_batch,
+            lambda size: int(np.percentile(self._timed_batches(blank, size, runs), 99)),
+        )  # fmt: skip
         self.counters.set(Count.ENGINE_P99_US, int(p99 / 1000))
         out = {"runs": float(durations.size), "p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6}
         for size, ns in enumerate(self.batch_expected_ns[1:], start=2):
@@ -209,8 +234,9 @@ class InferenceLoop:
 
     def _timed_batches(self, blank: Any, size: int, runs: int) -> npt.NDArray[np.int64]:
         """The batch path of *size* blank frames (preprocess each, one run, classify each), timed
-        ``max(5, runs // size)`` times (ns): what a batch of that size must fit into a deadline."""
-        durations = np.zeros(max(5, runs // size), dtype=np.int64)
+        ``max(5, runs // size)`` times after one untimed pass (a first run at a new shape
+        allocates): what a batch of that size must fit into a deadline (ns)."""
+        durations = np.zeros(1 + max(5, runs // size), dtype=np.int64)
         for i in range(durations.size):
             t0 = time.monotonic_ns()
             for row in range(size):
@@ -219,7 +245,7 @@ class InferenceLoop:
             for row in range(size):
                 self.classify(output[row : row + 1])
             durations[i] = time.monotonic_ns() - t0
-        return durations
+        return durations[1:]
 
     def _warm_stage(self, stage: ModelStage, blank: Any, runs: int) -> int:
         """A further stage's path on a blank frame; sets and returns its expected run time (p99, ns)."""

@@ -55,7 +55,8 @@ class InFlightFrame:
 
 
 class InFlight:
-    """One shared entry (the loop decides one frame at a time); picklable to the worker at spawn."""
+    """One shared entry: the frame whose verdict the loop is settling (a batch's frames take it one
+    after another, the rest stay claimed in the ring until theirs); picklable to the worker at spawn."""
 
     def __init__(self, array: Any) -> None:
         self.array = array

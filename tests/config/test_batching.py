@@ -27,9 +27,32 @@ def config_with(tmp_path: Path, model_extra: str = "", tail: str = "", backlog: 
 
 def test_max_batch_defaults_to_one_and_is_accepted_up_to_64(tmp_path: Path) -> None:
     assert load_config(config_with(tmp_path)).model.max_batch == 1
-    assert load_config(config_with(tmp_path, "max_batch = 64")).model.max_batch == 64
+    assert load_config(config_with(tmp_path, "max_batch = 4")).model.max_batch == 4  # demo: 8 ring slots
+    path = config_with(tmp_path, "max_batch = 64")
+    path.write_text(path.read_text().replace("slots = 8", "slots = 128"))
+    assert load_config(path).model.max_batch == 64
     with pytest.raises(ConfigError, match="model.max_batch"):
         load_config(config_with(tmp_path, "max_batch = 65"))
+
+
+def test_a_batch_takes_at_most_half_the_ring(tmp_path: Path) -> None:
+    """A batch holds its slots until each verdict is handed off: more than half the ring would leave
+    no room for the frames arriving meanwhile."""
+    with pytest.raises(ConfigError, match=r"model.max_batch = 5: .* at most half of ring.slots = 8"):
+        load_config(config_with(tmp_path, "max_batch = 5"))
+
+
+def test_handshake_batches_fit_the_plc_results_buffer(tmp_path: Path) -> None:
+    """In handshake mode a batch's verdicts reach the PLC worker at once: max_batch must stay below
+    plc.handshake.buffer (the result still waiting for the PLC's acknowledgement takes one place)."""
+    handshake = '\n[plc.handshake]\nbuffer = 4\n'
+    text = config_with(tmp_path, "max_batch = 4", handshake).read_text().replace('mode = "pulse"', 'mode = "handshake"')
+    path = tmp_path / "hs.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"model.max_batch = 4: .* plc.handshake.buffer = 4"):
+        load_config(path)
+    path.write_text(text.replace("buffer = 4", "buffer = 5"))
+    assert load_config(path).model.max_batch == 4
 
 
 STAGE = f"""

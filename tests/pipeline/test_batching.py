@@ -200,3 +200,20 @@ def test_a_batch_cut_off_by_a_dead_worker_is_recovered_once_each(bench_for: Any)
     assert by_part == {1: ["model"], 2: ["lost_in_flight"], 3: ["lost_in_flight"], 4: ["lost_in_flight"],
                        5: ["model"]}  # fmt: skip
     assert b.counters.get(Count.DECIDED) == 5 and b.counters.get(Count.LOGGED) == 5
+
+
+def test_batch_run_times_are_measured_at_powers_of_two_and_filled_upwards() -> None:
+    """Warm-up measures batches of 2, 4, 8, ... and max_batch itself (so it grows about linearly
+    with max_batch); a size in between is expected to take as long as the next measured size, and
+    no size is expected faster than a smaller one."""
+    from linegate.pipeline.infer import batch_estimates
+
+    asked: list[int] = []
+
+    def measure(size: int) -> int:
+        asked.append(size)
+        return {2: 30, 4: 25, 8: 80, 12: 100}[size]  # 4 came out faster than 2 (noise)
+
+    assert batch_estimates(20, 12, measure) == [20, 30, 30, 30, 80, 80, 80, 80, 100, 100, 100, 100]
+    assert asked == [2, 4, 8, 12]
+    assert batch_estimates(20, 1, measure) == [20] and asked == [2, 4, 8, 12]  # nothing more measured
