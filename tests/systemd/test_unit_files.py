@@ -15,13 +15,14 @@ import pytest
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = SYSTEMD / "linegate.service"
+TEMPLATE = SYSTEMD / "linegate@.service"
 EXEC = "/opt/linegate/venv/bin/linegate"
 SECURITY_GOAL = 3.0  # --threshold takes tenths: 30 means 3.0
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 
 
-def unit_with_runnable_exec(tmp_path: Path) -> Path:
+def unit_with_runnable_exec(tmp_path: Path, unit_file: Path = UNIT) -> Path:
     """The unit with only ExecStart's path pointed at an executable that exists here.
 
     `systemd-analyze verify` refuses an ExecStart binary that does not exist, and linegate is not
@@ -31,9 +32,9 @@ def unit_with_runnable_exec(tmp_path: Path) -> Path:
     binary.parent.mkdir()
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
-    text = UNIT.read_text()
+    text = unit_file.read_text()
     assert text.count(EXEC) == 2  # ExecStart= and ExecReload=
-    unit = tmp_path / "linegate.service"
+    unit = tmp_path / unit_file.name.replace("@.", "@cam1.")  # an instance of the template
     unit.write_text(text.replace(EXEC, str(binary)))
     return unit
 
@@ -51,10 +52,11 @@ def directives(text: str) -> dict[str, list[str]]:
 
 
 @needs_analyze
-def test_unit_verifies_with_nothing_on_stderr(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit_file", [UNIT, TEMPLATE], ids=["linegate.service", "linegate@cam1.service"])
+def test_unit_verifies_with_nothing_on_stderr(tmp_path: Path, unit_file: Path) -> None:
     """systemd-analyze verify: exit 0 and no output at all (a misspelled key only warns)."""
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(unit_with_runnable_exec(tmp_path))],
+        ["systemd-analyze", "verify", str(unit_with_runnable_exec(tmp_path, unit_file))],
         capture_output=True,
         text=True,
         check=False,
@@ -63,9 +65,10 @@ def test_unit_verifies_with_nothing_on_stderr(tmp_path: Path) -> None:
 
 
 @needs_analyze
-def test_security_exposure_is_at_most_the_goal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit_file", [UNIT, TEMPLATE], ids=["linegate.service", "linegate@cam1.service"])
+def test_security_exposure_is_at_most_the_goal(tmp_path: Path, unit_file: Path) -> None:
     """systemd-analyze security --offline: the exposure score is <= 3.0 (printed)."""
-    unit = unit_with_runnable_exec(tmp_path)
+    unit = unit_with_runnable_exec(tmp_path, unit_file)
     result = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", f"--threshold={int(SECURITY_GOAL * 10)}", str(unit)],
         capture_output=True,
@@ -96,6 +99,27 @@ def test_unit_has_what_supervision_needs() -> None:
     assert one["MemoryDenyWriteExecute"] == "no"  # CUDA/TensorRT JIT needs W+X mappings
     assert one["RestrictRealtime"] == "no" and one["PrivateDevices"] == "no" and one["DevicePolicy"] == "closed"
     assert not {"OpenFile", "ExitType", "MemoryKSM", "ReloadSignal"} & set(d)  # directives newer than systemd 249
+
+
+def test_the_template_is_the_service_but_for_the_instance_name() -> None:
+    """linegate@.service (one instance per camera) differs from linegate.service only where it names
+    the instance: its config file /etc/linegate/%i.toml and its description; comments aside. Both
+    keep the shared runtime directory when stopped (another unit's state file lives there)."""
+    def settings(path: Path) -> list[str]:
+        return [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+    service, template = settings(UNIT), settings(TEMPLATE)
+    instance_lines = [line for line in template if "%i" in line]
+    assert instance_lines == [
+        "Description=linegate line-side inspection (%i)",
+        f"ExecStart={EXEC} run --config /etc/linegate/%i.toml",
+        f"ExecReload={EXEC} reload --config /etc/linegate/%i.toml --timeout 25",
+    ]
+    as_service = [
+        line.replace(" (%i)", "").replace("/etc/linegate/%i.toml", "/etc/linegate/linegate.toml") for line in template
+    ]
+    assert as_service == service
+    assert "RuntimeDirectoryPreserve=yes" in service
 
 
 def test_supervisor_stop_timeout_fits_inside_the_units() -> None:

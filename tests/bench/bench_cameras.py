@@ -1,0 +1,174 @@
+"""Benchmark: 1, 2 and 3 cameras on one box, one linegate instance per camera (what a station with
+several cameras runs today: `systemctl start linegate@cam0 linegate@cam1 ...`).
+
+    python tests/bench/bench_cameras.py [--frames 3000] [--fps 100] [--cameras 1,2,3] [--rounds 1]
+
+Each instance is a real `linegate run` process on the demo configuration, its own simulated camera
+(the Viky producer's devices, serial numbers 0, 1 and 2, streaming at once) and its own PLC
+simulator, all started together. Per number of cameras it prints frames per second per camera
+and in all, frame in hand -> verdict and -> coil ON per frame over all cameras, the share decided
+by the model, and the CPU time per frame (user + system of every process of every instance, from
+/proc, over a window after all are ready; the PLC simulators not counted): the per-frame cost.
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from linegate.bench.records import frames_of_records, plc_times, read_jsonl, rising_edges  # noqa: E402
+from linegate.config import load_config  # noqa: E402
+from linegate.demo.runner import PlcSimProcess, free_port, sim_args  # noqa: E402
+
+DEMO = REPO / "config" / "demo.toml"
+MODEL = (REPO / "engines" / "demo" / "ball_zone.onnx").resolve()
+
+
+def instance_config(folder: Path, camera: int, port: int, fps: float) -> Path:
+    """demo.toml for camera *camera*: its own instance name, device and PLC port."""
+    text = DEMO.read_text()
+    for old, new in (('name = "demo"', f'name = "benchcam{camera}"'),
+                     ('serial_number = "0"', f'serial_number = "{camera}"'),
+                     ("frame_rate_hz = 100.0", f"frame_rate_hz = {fps}"),
+                     ("port = 5020", f"port = {port}"),
+                     ("../engines/demo/ball_zone.onnx", str(MODEL))):  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / f"cam{camera}.toml"
+    path.write_text(text)
+    return path
+
+
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(roots: list[int]) -> float:
+    """User + system CPU seconds of the processes *roots* and all their descendants, now."""
+    total, todo = 0.0, list(roots)
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+    return total
+
+
+def all_ready(logs: list[Path]) -> bool:
+    return all(log.exists() and '"linegate_ready"' in log.read_text() for log in logs)
+
+
+def pct(values: list[float]) -> str:
+    if not values:
+        return "n=0"
+    p50, p99, p999 = np.percentile(values, [50, 99, 99.9])
+    return f"p50 {p50:6.3f}  p99 {p99:6.3f}  p99.9 {p999:6.3f}  max {max(values):6.3f}"
+
+
+@dataclass
+class Run:
+    """One run of *n* cameras at once: what every instance recorded, and the CPU it took."""
+
+    n: int
+    codes: list[int]
+    problems: list[str]
+    wall_s: float
+    cpu_s: float
+    frames: int = 0
+    window_frames: int = 0
+    """Frames decided while the CPU was measured (``cpu_s``)."""
+    by_model: int = 0
+    verdict_ms: list[float] = field(default_factory=list)
+    coil_ms: list[float] = field(default_factory=list)
+    fps_each: list[float] = field(default_factory=list)
+
+    def report(self, fps: float, frames: int) -> str:
+        return "\n".join([
+            f"{self.n} camera(s) at {fps:g} fps, {frames} frames each: exit codes {self.codes}",
+            f"  fps per camera {', '.join(f'{f:.1f}' for f in self.fps_each)} (in all {self.frames / self.wall_s:.1f} "
+            f"frames/s over {self.wall_s:.1f} s wall, start-up included)",
+            f"  by the model {self.by_model}/{self.frames}",
+            f"  in hand -> verdict   {pct(self.verdict_ms)}  (ms)",
+            f"  in hand -> coil ON   {pct(self.coil_ms)}  (ms)",
+            f"  CPU per frame {1e3 * self.cpu_s / max(self.window_frames, 1):.3f} ms (every linegate process, "
+            f"{self.cpu_s:.1f} s CPU over {self.window_frames} frames after start-up)",
+            *(f"  problem: {p}" for p in self.problems),
+        ])  # fmt: skip
+
+
+def run_cameras(n: int, frames: int, fps: float, folder: Path) -> Run:
+    plc = load_config(DEMO).plc
+    sims = [PlcSimProcess(free_port(), args=sim_args(plc)) for _ in range(n)]
+    logs = [folder / f"n{n}-cam{i}.jsonl" for i in range(n)]
+    for log in logs:
+        log.unlink(missing_ok=True)
+    t0 = time.monotonic()
+    try:
+        configs = [instance_config(folder, i, sims[i].port, fps) for i in range(n)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "linegate", "run", "--config", str(configs[i]),
+                 "--max-frames", str(frames), "--log-file", str(logs[i])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+            for i in range(n)
+        ]  # fmt: skip
+        # CPU per frame over a steady window: from every instance ready to 80% of the frames' time.
+        while not all_ready(logs) and time.monotonic() - t0 < 120:
+            time.sleep(0.2)
+        window = (time.monotonic_ns(), tree_cpu_s([p.pid for p in procs]))
+        time.sleep(0.8 * frames / fps)
+        window_end = (time.monotonic_ns(), tree_cpu_s([p.pid for p in procs]))
+        codes = [p.wait(timeout=120 + 3 * frames / fps) for p in procs]
+        run = Run(n, codes, [], time.monotonic() - t0, window_end[1] - window[1])
+        run.problems = [(p.stderr.read() if p.stderr else "")[-400:] for p, c in zip(procs, codes, strict=True) if c]
+        time.sleep(0.3)  # the simulators' last lines
+    finally:
+        for sim in sims:
+            sim.stop()
+    for log, sim in zip(logs, sims, strict=True):
+        records = read_jsonl(log)
+        got, _ = frames_of_records(records)
+        run.frames += len(got)
+        run.window_frames += sum(window[0] <= f.t_verdict < window_end[0] for f in got)
+        run.by_model += sum(f.basis == "model" for f in got)
+        run.verdict_ms += [(f.t_verdict - f.t_hand) / 1e6 for f in got]
+        at = plc_times(got, rising_edges(sim.edges, 0))
+        run.coil_ms += [(at[f.part_id] - f.t_hand) / 1e6 for f in got if f.reject and f.part_id in at]
+        if len(got) > 1:
+            run.fps_each.append((len(got) - 1) / ((got[-1].t_hand - got[0].t_hand) / 1e9))
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=3000, help="frames per camera")
+    ap.add_argument("--fps", type=float, default=100.0)
+    ap.add_argument("--cameras", default="1,2,3")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the whole sequence (alternating order)")
+    args = ap.parse_args()
+    order = [int(c) for c in args.cameras.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-cameras-") as tmp:
+        for round_ in range(args.rounds):
+            for n in order if round_ % 2 == 0 else order[::-1]:
+                print(run_cameras(n, args.frames, args.fps, Path(tmp)).report(args.fps, args.frames), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
