@@ -36,9 +36,19 @@ DEMO = REPO / "config" / "demo.toml"
 MODEL = (REPO / "engines" / "demo" / "ball_zone.onnx").resolve()
 
 
-def instance_config(folder: Path, camera: int, port: int, fps: float) -> Path:
-    """demo.toml for camera *camera*: its own instance name, device and PLC port."""
+NO_POLL = """
+infer_poll_max_us = 0
+plc_poll_max_us = 0
+infer_keep_warm = false
+"""
+
+
+def instance_config(folder: Path, camera: int, port: int, fps: float, no_poll: bool = False) -> Path:
+    """demo.toml for camera *camera*: its own instance name, device and PLC port; *no_poll*: the
+    inference and PLC workers sleep until woken (no polling, no warm passes)."""
     text = DEMO.read_text()
+    if no_poll:
+        text = text.replace("[scheduling]\n", "[scheduling]\n" + NO_POLL.lstrip("\n"))
     for old, new in (('name = "demo"', f'name = "benchcam{camera}"'),
                      ('serial_number = "0"', f'serial_number = "{camera}"'),
                      ("frame_rate_hz = 100.0", f"frame_rate_hz = {fps}"),
@@ -54,19 +64,19 @@ def instance_config(folder: Path, camera: int, port: int, fps: float) -> Path:
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_s(roots: list[int]) -> float:
-    """User + system CPU seconds of the processes *roots* and all their descendants, now."""
-    total, todo = 0.0, list(roots)
+def tree_cpu_s(roots: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of the processes *roots* and all their descendants, now, by pid."""
+    out, todo = {}, list(roots)
     while todo:
         pid = todo.pop()
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime
+            out[pid] = (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime
             for task in Path(f"/proc/{pid}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, IndexError, ValueError):
             continue  # exited meanwhile
-    return total
+    return out
 
 
 def all_ready(logs: list[Path]) -> bool:
@@ -96,6 +106,8 @@ class Run:
     verdict_ms: list[float] = field(default_factory=list)
     coil_ms: list[float] = field(default_factory=list)
     fps_each: list[float] = field(default_factory=list)
+    cpu_by_role: dict[str, float] = field(default_factory=dict)
+    """CPU seconds in the window by process role (acquire, infer, plc, supervisor)."""
 
     def report(self, fps: float, frames: int) -> str:
         return "\n".join([
@@ -107,11 +119,13 @@ class Run:
             f"  in hand -> coil ON   {pct(self.coil_ms)}  (ms)",
             f"  CPU per frame {1e3 * self.cpu_s / max(self.window_frames, 1):.3f} ms (every linegate process, "
             f"{self.cpu_s:.1f} s CPU over {self.window_frames} frames after start-up)",
+            "  of which " + ", ".join(f"{role} {1e3 * cpu / max(self.window_frames, 1):.3f}"
+                                      for role, cpu in sorted(self.cpu_by_role.items())) + " ms",
             *(f"  problem: {p}" for p in self.problems),
         ])  # fmt: skip
 
 
-def run_cameras(n: int, frames: int, fps: float, folder: Path) -> Run:
+def run_cameras(n: int, frames: int, fps: float, folder: Path, no_poll: bool = False) -> Run:
     plc = load_config(DEMO).plc
     sims = [PlcSimProcess(free_port(), args=sim_args(plc)) for _ in range(n)]
     logs = [folder / f"n{n}-cam{i}.jsonl" for i in range(n)]
@@ -119,7 +133,7 @@ def run_cameras(n: int, frames: int, fps: float, folder: Path) -> Run:
         log.unlink(missing_ok=True)
     t0 = time.monotonic()
     try:
-        configs = [instance_config(folder, i, sims[i].port, fps) for i in range(n)]
+        configs = [instance_config(folder, i, sims[i].port, fps, no_poll) for i in range(n)]
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "linegate", "run", "--config", str(configs[i]),
@@ -135,7 +149,8 @@ def run_cameras(n: int, frames: int, fps: float, folder: Path) -> Run:
         time.sleep(0.8 * frames / fps)
         window_end = (time.monotonic_ns(), tree_cpu_s([p.pid for p in procs]))
         codes = [p.wait(timeout=120 + 3 * frames / fps) for p in procs]
-        run = Run(n, codes, [], time.monotonic() - t0, window_end[1] - window[1])
+        cpu = {pid: window_end[1][pid] - window[1].get(pid, 0.0) for pid in window_end[1]}
+        run = Run(n, codes, [], time.monotonic() - t0, sum(cpu.values()))
         run.problems = [(p.stderr.read() if p.stderr else "")[-400:] for p, c in zip(procs, codes, strict=True) if c]
         time.sleep(0.3)  # the simulators' last lines
     finally:
@@ -144,6 +159,9 @@ def run_cameras(n: int, frames: int, fps: float, folder: Path) -> Run:
     for log, sim in zip(logs, sims, strict=True):
         records = read_jsonl(log)
         got, _ = frames_of_records(records)
+        for r in records:  # which worker each pid was (its worker_started record), the rest: supervisor
+            if r.get("event") == "worker_started" and int(r["pid"]) in cpu:
+                run.cpu_by_role[r["role"]] = run.cpu_by_role.get(r["role"], 0.0) + cpu.pop(int(r["pid"]))
         run.frames += len(got)
         run.window_frames += sum(window[0] <= f.t_verdict < window_end[0] for f in got)
         run.by_model += sum(f.basis == "model" for f in got)
@@ -152,6 +170,7 @@ def run_cameras(n: int, frames: int, fps: float, folder: Path) -> Run:
         run.coil_ms += [(at[f.part_id] - f.t_hand) / 1e6 for f in got if f.reject and f.part_id in at]
         if len(got) > 1:
             run.fps_each.append((len(got) - 1) / ((got[-1].t_hand - got[0].t_hand) / 1e9))
+    run.cpu_by_role["supervisor"] = sum(cpu.values())
     return run
 
 
@@ -161,12 +180,18 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=100.0)
     ap.add_argument("--cameras", default="1,2,3")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the whole sequence (alternating order)")
+    ap.add_argument("--polling", default="on", choices=("on", "off", "both"),
+                    help="off: scheduling.infer_poll_max_us = plc_poll_max_us = 0, infer_keep_warm = false; "
+                    "both: each run twice, on then off")
     args = ap.parse_args()
     order = [int(c) for c in args.cameras.split(",")]
+    modes = {"on": [False], "off": [True], "both": [False, True]}[args.polling]
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as tmp:
         for round_ in range(args.rounds):
             for n in order if round_ % 2 == 0 else order[::-1]:
-                print(run_cameras(n, args.frames, args.fps, Path(tmp)).report(args.fps, args.frames), flush=True)
+                for no_poll in modes:
+                    run = run_cameras(n, args.frames, args.fps, Path(tmp), no_poll)
+                    print(f"[polling {'off' if no_poll else 'on'}] " + run.report(args.fps, args.frames), flush=True)
     return 0
 
 
