@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         "inspects, 1 while it does not (fault or starting), 3 when it is not running: usable as a health check.",
     )
     _add_instance_options(status)
+    status.add_argument("--all", action="store_true",
+                        help="every running instance (one per camera on a station); exit 0 only if each inspects")
     reload = _command(
         sub,
         "reload",
@@ -230,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _service_command(args: argparse.Namespace) -> int:
     """`status` / `reload` against the running service (see linegate.service.commands)."""
-    from linegate.service.commands import reload_command, status_command
+    from linegate.service.commands import reload_command, status_all_command, status_command
 
+    if args.command == "status" and args.all:
+        return status_all_command(sys.stdout, sys.stderr)
     instance = args.instance
     if instance is None and args.config is not None:
         instance = load_config(args.config).instance.name

@@ -73,6 +73,22 @@ def status_command(instance: str | None, out: TextIO, err: TextIO, directory: Pa
     return EXIT_OK if st["state"] == "inspecting" else EXIT_FAULT
 
 
+def status_all_command(out: TextIO, err: TextIO, directory: Path | None = None) -> int:
+    """Every live instance's state (a station running one per camera): 0 only if each one inspects,
+    1 if any does not, 3 if none runs."""
+    live = [(name, st) for name in instances(directory)
+            if (st := read_state(state_path(name, directory))) is not None and running(st)]  # fmt: skip
+    if not live:
+        print("linegate is not running (no live instance found)", file=err)
+        return EXIT_NOT_RUNNING
+    for _name, st in live:
+        print(status_text(st), file=out)
+    not_inspecting = [name for name, st in live if st["state"] != "inspecting"]
+    print(f"{len(live)} instance(s) running; "
+          + (f"NOT inspecting: {', '.join(not_inspecting)}" if not_inspecting else "all inspecting"), file=out)
+    return EXIT_FAULT if not_inspecting else EXIT_OK
+
+
 def reload_command(
     instance: str | None, out: TextIO, err: TextIO, timeout_s: float = 25.0, directory: Path | None = None
 ) -> int:
