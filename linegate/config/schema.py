@@ -241,6 +241,11 @@ class ModelSection(_Section):
     def _gpu_needs_tensorrt(self) -> ModelSection:
         if self.preprocess_on == "gpu" and self.backend != "tensorrt":
             raise ValueError("preprocess_on = 'gpu' feeds a TensorRT engine on the GPU: it needs backend = 'tensorrt'")
+        if self.max_batch > 1 and self.cuda_graph == "on":
+            raise ValueError(
+                f"max_batch = {self.max_batch} runs batches of several sizes, which a CUDA graph (fixed shapes) "
+                "cannot replay: set cuda_graph = 'auto' (no graph with max_batch > 1) or max_batch = 1"
+            )
         if self.max_batch > 1 and self.gpu_preprocess:
             raise ValueError(
                 "max_batch > 1 batches frames preprocessed on the CPU: set preprocess_on = 'cpu' (the GPU frame "

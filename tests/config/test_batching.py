@@ -81,6 +81,8 @@ reject_thresholds = {{{{ reject = 0.9 }}}}
          "stages.0.model.max_batch = 2: a further stage runs one frame at a time"),
         ('max_batch = 4\nbackend = "tensorrt"', "", "oldest_first",
          "max_batch > 1 batches frames preprocessed on the CPU: set preprocess_on = 'cpu'"),
+        ('max_batch = 4\nbackend = "tensorrt"\npreprocess_on = "cpu"\ncuda_graph = "on"', "", "oldest_first",
+         "max_batch = 4 runs batches of several sizes, which a CUDA graph"),
     ],
 )
 def test_what_cannot_batch_is_refused_by_name(
