@@ -219,7 +219,8 @@ class ModelSection(_Section):
     whose batch range holds 1..max_batch (tensorrt, ``linegate build-engine --batch``); 1 (the
     default) runs one frame at a time. At most half of ``ring.slots`` and, in handshake mode, below
     ``plc.handshake.buffer``; not with ``preprocess_on = "gpu"``, ``[[stages]]`` or
-    ``deadline.backlog = "newest_first"``."""
+    ``deadline.backlog = "newest_first"``. TensorRT then runs without a CUDA graph (its input shape
+    changes), single frames included: measure both settings on the target."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
     """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device
     and runs the preprocessing kernel there, waiting for the model's result no longer than the
