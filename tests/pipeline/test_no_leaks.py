@@ -15,7 +15,7 @@ from linegate.service.instance_lock import InstanceLock, lock_path
 from tests.pipeline.harness import STARTED, demo_config_file, records
 
 SHM = Path("/dev/shm")
-KILLS = 10
+KILLS = 5
 
 
 def shm_names(prefix: str) -> set[str]:
@@ -64,7 +64,7 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[
 
 
 def test_sigkill_of_the_whole_process_group_leaks_nothing(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
-    """Ten SIGKILLs of linegate's whole process group mid-run: no semaphore or segment it used survives any of them."""
+    """Five SIGKILLs of linegate's whole process group mid-run: no semaphore or segment it used survives any of them."""
     config, instance = demo_config_file(tmp_path, plc_sim.port)
     sems_before, ours_before = shm_names("sem.mp-"), shm_names(f"linegate-{instance}")
     used: set[str] = set()

@@ -145,10 +145,10 @@ def test_no_summary_fails() -> None:
 
 @pytest.mark.slow
 def test_a_real_short_soak_of_the_demo(tmp_path: Path) -> None:
-    """20 s of the demo with its PLC simulator, a sample every 2 s: the report is complete and sensible."""
+    """12 s of the demo with its PLC simulator, a sample every second: the report is complete and sensible."""
     out = tmp_path / "soak"
     proc = subprocess.run(
-        [sys.executable, "-m", "linegate", "soak", "--duration", "20s", "--sample-s", "2", "--out", str(out),
+        [sys.executable, "-m", "linegate", "soak", "--duration", "12s", "--sample-s", "1", "--out", str(out),
          "--instance", f"t{uuid.uuid4().hex[:10]}"],
         cwd=REPO, capture_output=True, text=True, timeout=180,
     )
@@ -158,7 +158,7 @@ def test_a_real_short_soak_of_the_demo(tmp_path: Path) -> None:
     assert f["summary_found"] and f["stop_reason"] == "SIGTERM" and f["linegate_exit_code"] == 0
     assert f["problems"] == [] and f["worker_restarts"] == 0
     assert f["frames"]["decided"] > 0 and f["frames"]["acquired"] == f["frames"]["decided"] + f["frames"]["dropped"]
-    assert 19.0 <= f["inspected_s"] <= 30.0 and f["frames"]["fps"] > 10
+    assert 11.0 <= f["inspected_s"] <= 22.0 and f["frames"]["fps"] > 10
     assert f["plc"]["undelivered"] == 0 and f["plc"]["simulator"].startswith("saw ")
     assert 0 < f["latency_ms"]["p50"] <= f["latency_ms"]["p99"] <= f["latency_ms"]["max"]
     rows = {r["process"]: r for r in f["memory"]}
@@ -168,7 +168,7 @@ def test_a_real_short_soak_of_the_demo(tmp_path: Path) -> None:
         assert rows[role]["rss_mb_per_h"] is not None
     assert rows[TOTAL]["rss_end_mb"] >= sum(rows[r]["rss_end_mb"] for r in ("supervisor", "acquire", "infer", "plc"))
     assert "plc-sim" in rows and rows["plc-sim"]["outside_linegate"]
-    # 20 s is too short for a meaningful slope: a failure may only be the growth criterion.
+    # 12 s is too short for a meaningful slope: a failure may only be the growth criterion.
     assert proc.returncode in (0, 1)
     assert all(x.startswith("memory growth") for x in f["failures"]), f["failures"]
     text = (out / "soak.md").read_text()
