@@ -479,44 +479,26 @@ class RingConsumer:
         The usual answer under no backlog is none: a scan without the lock finds that (a frame
         published meanwhile posts its own wake-up and is claimed at that one)."""
         m = self._m
-        u32, u64, buf, offsets = m.u32, m.u64, m.buf, m.header_offsets
-        if limit < 1 or not any(u32[word] == SlotState.READY for word in m.state_index):
+        if limit < 1 or not any(m.u32[word] == SlotState.READY for word in m.state_index):
             return []
         with self._lock:
-            ready = sorted(
-                (u64[(offsets[slot] + _SEQ_OFFSET) // _U64], slot)
-                for slot, word in enumerate(m.state_index)
-                if u32[word] == SlotState.READY
-            )[:limit]
-            out = []
-            for _seq, slot in ready:
-                u32[m.state_index[slot]] = SlotState.CLAIMED
-                out.append((slot, _meta(_HEADER.unpack_from(buf, offsets[slot]))))
-        return out
+            return [_take(m, slot) for _seq, slot in _ready_by_seq(m)[:limit]]
 
     def claim_newest(self, stale_before_ns: int) -> tuple[tuple[int, FrameMeta] | None, list[tuple[int, FrameMeta]]]:
         """Take the newest READY slot, and with it every other READY slot whose frame was acquired
         before *stale_before_ns* (too old to be decided in time): ``(newest or None, stale)``, the
         stale ones oldest first. Frames in between stay READY."""
         m = self._m
-        u32, u64, buf, offsets = m.u32, m.u64, m.buf, m.header_offsets
+        u64, offsets = m.u64, m.header_offsets
         with self._lock:
-            ready = [
-                (u64[(offsets[slot] + _SEQ_OFFSET) // _U64], slot)
-                for slot, word in enumerate(m.state_index)
-                if u32[word] == SlotState.READY
-            ]
+            ready = _ready_by_seq(m)
             if not ready:
                 return None, []
-            ready.sort()
             taken = [ready[-1][1]]
             for _seq, slot in ready[:-1]:
                 if u64[(offsets[slot] + _T_ACQUIRED_OFFSET) // _U64] < stale_before_ns:
                     taken.append(slot)
-            out = []
-            for slot in taken:
-                u32[m.state_index[slot]] = SlotState.CLAIMED
-                out.append((slot, _meta(_HEADER.unpack_from(buf, offsets[slot]))))
+            out = [_take(m, slot) for slot in taken]
         return out[0], out[1:]
 
     def release(self, slot: int) -> None:
@@ -569,6 +551,22 @@ class RingConsumer:
 
     def close(self) -> None:
         self._m.close()
+
+
+def _ready_by_seq(m: _Mapping) -> list[tuple[int, int]]:
+    """``(seq, slot)`` of every READY slot, oldest first (the caller holds the lock)."""
+    u32, u64, offsets = m.u32, m.u64, m.header_offsets
+    return sorted(
+        (u64[(offsets[slot] + _SEQ_OFFSET) // _U64], slot)
+        for slot, word in enumerate(m.state_index)
+        if u32[word] == SlotState.READY
+    )
+
+
+def _take(m: _Mapping, slot: int) -> tuple[int, FrameMeta]:
+    """Mark READY *slot* CLAIMED and read its frame's header (the caller holds the lock)."""
+    m.u32[m.state_index[slot]] = SlotState.CLAIMED
+    return slot, _meta(_HEADER.unpack_from(m.buf, m.header_offsets[slot]))
 
 
 def _journal(m: _Mapping, ready: SharedSemaphore, header: Any, reason: DropReason) -> None:
