@@ -21,8 +21,10 @@ def batch_dynamic(model: Path, out_dir: Path) -> Path:
     """
     import onnxruntime as ort
 
+    from linegate.engine.ort_backend import fixed_batch
+
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    if _batch_is_dynamic(session):
+    if not fixed_batch(*session.get_inputs(), *session.get_outputs()):
         return model
     try:
         import onnx
@@ -39,11 +41,6 @@ def batch_dynamic(model: Path, out_dir: Path) -> Path:
     onnx.save(proto, str(out))
     _check_rows(model, out)
     return out
-
-
-def _batch_is_dynamic(session: object) -> bool:
-    args = [*session.get_inputs(), *session.get_outputs()]  # type: ignore[attr-defined]
-    return all(a.shape and not isinstance(a.shape[0], int) for a in args)
 
 
 def _check_rows(model: Path, copy: Path) -> None:

@@ -25,7 +25,7 @@ from linegate.bench.records import (
     read_jsonl,
     rising_edges,
 )
-from linegate.bench.scenarios import Scenario, bench_config
+from linegate.bench.scenarios import Scenario, bench_config, with_model
 from linegate.bench.stats import Dist
 from linegate.config import Config
 
@@ -158,10 +158,9 @@ def with_batching(cfg: Config, batch: int, tmp: Path) -> tuple[Config | None, st
         return None, f"the bench batches ONNX Runtime models only (model.backend = {cfg.model.backend!r})"
     try:
         path = batch_dynamic(cfg.model.path, tmp)
-    except ValueError as exc:
+        return with_model(with_backlog(cfg, "oldest_first"), path=path, max_batch=batch), ""
+    except ValueError as exc:  # no batch-dynamic copy, or a configuration linegate refuses to batch
         return None, str(exc)
-    model = cfg.model.model_copy(update={"path": path, "max_batch": batch})
-    return with_backlog(cfg, "oldest_first").model_copy(update={"model": model}), ""
 
 
 OTHER_BACKLOG = {"oldest_first": "newest_first", "newest_first": "oldest_first"}

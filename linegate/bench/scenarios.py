@@ -86,6 +86,14 @@ def capped_frames(frames: int, fps: float) -> int:
     return max(min(frames, math.ceil(fps * MAX_SCENARIO_S)), min(frames, 100))
 
 
+def with_model(cfg: Config, **settings: object) -> Config:
+    """*cfg* with these ``[model]`` settings, validated as a configuration file is: a combination
+    linegate would refuse is refused here too (pydantic's ValidationError, a ValueError)."""
+    data = cfg.model_dump()
+    data["model"].update(settings)
+    return Config.model_validate(data)
+
+
 def bench_config(base: Config, fps: float, port: int) -> Config:
     """*base* at *fps*, pulse mode on Modbus at 127.0.0.1:*port*, metrics off, an instance of its own."""
     from linegate.demo.runner import with_plc_port

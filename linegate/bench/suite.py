@@ -11,7 +11,7 @@ import numpy as np
 
 from linegate.bench.floor import engine_floor, floor_runs
 from linegate.bench.runner import ScenarioResult, run_scenario
-from linegate.bench.scenarios import camera_max_fps, model_spec, plan
+from linegate.bench.scenarios import camera_max_fps, model_spec, plan, with_model
 
 
 def stderr(line: str) -> None:
@@ -43,7 +43,7 @@ def run_suite(opts: Options, tmp: Path) -> tuple[list[ScenarioResult], dict[str,
             continue
         base = load_config(spec.config)
         if opts.engine:
-            base = base.model_copy(update={"model": base.model.model_copy(update=opts.engine)})
+            base = with_model(base, **opts.engine)
         p50_s = float(np.median(engine_floor(base, 20))) / 1e9
         runs = floor_runs(p50_s, floor_seconds)
         floor = engine_floor(base, runs)

@@ -75,7 +75,7 @@ class OnnxRuntimeEngine(Engine):
         want = self.cfg.max_batch
         if want == 1:
             return 1
-        fixed = [f"{a.name!r} {a.shape}" for a in (inp, out) if not a.shape or isinstance(a.shape[0], int)]
+        fixed = fixed_batch(inp, out)
         if fixed:
             raise ModelError(
                 f"{self.cfg.path}: model.max_batch = {want} needs a dynamic batch dimension (dimension 0 of the "
@@ -127,6 +127,12 @@ class OnnxRuntimeEngine(Engine):
 
     def _close(self) -> None:
         del self._binding, self._bindings, self._session
+
+
+def fixed_batch(*args: ort.NodeArg) -> list[str]:
+    """Those of the model's inputs/outputs *args* whose dimension 0 (the batch) is a fixed number,
+    as ``'name' [shape]``: none for a model that can run batches."""
+    return [f"{a.name!r} {a.shape}" for a in args if not a.shape or isinstance(a.shape[0], int)]
 
 
 def _pick(args: list[ort.NodeArg], name: str | None, kind: str) -> ort.NodeArg:

@@ -179,3 +179,21 @@ def test_a_fixed_batch_model_gets_a_checked_batch_dynamic_copy(tmp_path: Path) -
     assert copy != model
     assert ort.InferenceSession(str(copy)).get_inputs()[0].shape[0] == "batch"
     assert batch_dynamic(copy, tmp_path) == copy
+
+
+def test_the_batching_side_is_validated_as_a_configuration_file_is(tmp_path: Path) -> None:
+    """The bench's batch-4 configuration goes through linegate's own validation: the demo batches
+    (8 ring slots); with 6 slots a batch of 4 would take more than half the ring, so the side is
+    left out with linegate's own reason instead of running a configuration linegate refuses."""
+    pytest.importorskip("onnx", reason="the onnx package makes the batch-dynamic copy")
+    from linegate.bench.runner import with_batching
+    from linegate.config import load_config
+    from linegate.demo.runner import DEMO_CONFIG
+
+    demo = load_config(DEMO_CONFIG)
+    batched, why = with_batching(demo, 4, tmp_path)
+    assert why == "" and batched is not None
+    assert batched.model.max_batch == 4 and batched.deadline.backlog == "oldest_first"
+    small_ring = demo.model_copy(update={"ring": demo.ring.model_copy(update={"slots": 6})})
+    batched, why = with_batching(small_ring, 4, tmp_path)
+    assert batched is None and "model.max_batch = 4" in why and "ring.slots = 6" in why, why
