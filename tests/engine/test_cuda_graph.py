@@ -28,6 +28,7 @@ from structlog.testing import capture_logs
 from linegate.config.schema import ModelSection
 from linegate.engine.engine_key import TensorProfile
 from linegate.errors import ConfigError, EngineError, ModelError
+from tests.engine.gpu_frame_path import device_scores
 from tests.engine.trt_double import gpu_for_tests, is_double
 from tests.engine.trt_double.models import expected_scores, pooled_classifier
 
@@ -135,21 +136,6 @@ def build(trt: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> A
 def runs_of(engine: Any) -> int:
     """Model runs the double made in graph replays (host function nodes); 0 with real TensorRT."""
     return int(getattr(engine._context, "host_runs", 0))
-
-
-def device_scores(engine: Any, image: np.ndarray) -> np.ndarray:
-    """The GPU frame path's last step: *image* copied to the device input, then enqueue_on_device_input."""
-    from linegate.engine import cuda_memory as cm
-
-    host = cm.PinnedBuffer(image.nbytes)
-    try:
-        host.array(image.shape, image.dtype)[...] = image
-        cm.copy_h2d_async(engine.device_input, host.ptr, image.nbytes, engine.stream)
-        engine.enqueue_on_device_input(engine.stream)
-        engine.stream.synchronize()
-        return np.array(engine.output)
-    finally:
-        host.close()
 
 
 @pytest.mark.gpu

@@ -23,6 +23,7 @@ import pytest
 from linegate.config.schema import ModelSection
 from linegate.engine.engine_key import key_path
 from linegate.errors import ModelError
+from tests.engine.gpu_frame_path import device_scores
 from tests.engine.trt_double import gpu_for_tests
 from tests.engine.trt_double.models import expected_scores, pooled_classifier
 
@@ -337,19 +338,10 @@ def test_cuda_graph_auto_with_max_batch_loads_without_a_graph(build: Any) -> Non
 
 def test_gpu_frame_path_runs_row_0_after_a_batch(build: Any) -> None:
     """The GPU frame path (device input, enqueue_on_device_input) after a batch runs one row again."""
-    from linegate.engine import cuda_memory as cm
-
     rng = np.random.default_rng(15)
     with create(build(BATCH_DIMS, "--batch", "1:4:4"), max_batch=4) as engine:
         run_batch(engine, frames(rng, 4))
         image = frames(rng, 1)
-        host = cm.PinnedBuffer(image.nbytes)
-        try:
-            host.array(image.shape, image.dtype)[...] = image
-            cm.copy_h2d_async(engine.device_input, host.ptr, image.nbytes, engine.stream)
-            engine.enqueue_on_device_input(engine.stream)
-            engine.stream.synchronize()
-        finally:
-            host.close()
-        assert engine.output.shape == (1, 2)
-        np.testing.assert_allclose(engine.output, expected_scores(image), rtol=1e-4, atol=1e-6)
+        scores = device_scores(engine, image)
+        assert scores.shape == (1, 2)
+        np.testing.assert_allclose(scores, expected_scores(image), rtol=1e-4, atol=1e-6)
