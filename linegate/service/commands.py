@@ -19,11 +19,16 @@ from linegate.service.state_file import instances, read_state, running, state_pa
 EXIT_OK, EXIT_FAULT, EXIT_NOT_RUNNING, EXIT_UNKNOWN = 0, 1, 3, 4
 
 
+def _live(directory: Path | None) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, state)`` of every instance whose state file belongs to a running linegate."""
+    return [(name, st) for name in instances(directory)
+            if (st := read_state(state_path(name, directory))) is not None and running(st)]  # fmt: skip
+
+
 def _find(instance: str | None, directory: Path | None, err: TextIO) -> tuple[str | None, int]:
     if instance is not None:
         return instance, EXIT_OK
-    names = instances(directory)
-    live = [n for n in names if (s := read_state(state_path(n, directory))) is not None and running(s)]
+    live = [name for name, _st in _live(directory)]
     if len(live) == 1:
         return live[0], EXIT_OK
     if not live:
@@ -76,8 +81,7 @@ def status_command(instance: str | None, out: TextIO, err: TextIO, directory: Pa
 def status_all_command(out: TextIO, err: TextIO, directory: Path | None = None) -> int:
     """Every live instance's state (a station running one per camera): 0 only if each one inspects,
     1 if any does not, 3 if none runs."""
-    live = [(name, st) for name in instances(directory)
-            if (st := read_state(state_path(name, directory))) is not None and running(st)]  # fmt: skip
+    live = _live(directory)
     if not live:
         print("linegate is not running (no live instance found)", file=err)
         return EXIT_NOT_RUNNING
