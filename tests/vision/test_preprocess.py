@@ -161,3 +161,13 @@ def test_float16_output_is_rounded_once() -> None:
     out32 = run(PreprocessSection(**common), frame, "RGB8")
     out16 = run(PreprocessSection(**common, dtype="float16"), frame, "RGB8")
     np.testing.assert_array_equal(out16, out32.astype(np.float16))
+
+
+def test_bilinear_of_a_colour_frame_is_the_bilinear_of_each_channel() -> None:
+    """Each channel of a colour frame is resampled as a Mono8 frame of that channel alone is."""
+    frame = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    geometry = {"roi": (5, 7, 50, 40), "resize": (23, 17), "interpolation": "bilinear", "scale": 1.0}
+    out = run(PreprocessSection(**geometry, color="rgb"), frame, "RGB8")
+    for k in range(3):
+        alone = run(PreprocessSection(**geometry), np.ascontiguousarray(frame[..., k]))
+        np.testing.assert_array_equal(out[0, k], alone[0, 0])
