@@ -47,20 +47,36 @@ def table(results: Sequence[ScenarioResult], skipped: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+DRIFT = 1.15
+"""The engine alone ran this much faster or slower after a side than before it: the machine's
+speed drifted, and that side's share says little."""
+
+
 def floor_shares(sides: Sequence[Side], fps: float) -> list[str]:
     """Frames decided by the model per second against the bare engine's frames per second at the
     same batch size (issue 10's overload goal: at least 0.9), where the engine at that batch size
-    is slower than the camera's *fps* (else the camera, not the engine, bounds the side)."""
+    is slower than the camera's *fps* (else the camera, not the engine, bounds the side). The
+    engine's figure is the mean of the runs right before and after the side where it has them,
+    else the scenario's floor row."""
     floors = {side.side: side.throughput_fps for side in sides if side.side.startswith("floor")}
     out = []
     for side in sides:
         if not side.side.startswith("linegate"):
             continue
-        floor_name = "floor batch " + side.side.rsplit(" ", 1)[1] if " batch " in side.side else "floor"
-        floor = floors.get(floor_name)
+        batch = side.side.rsplit(" ", 1)[1] if " batch " in side.side else "1"
+        if side.floor_beside is not None:
+            before, after = side.floor_beside
+            floor = (before + after) / 2
+            what = f"the engine alone at batch {batch} beside it ({before:.1f} fps before, {after:.1f} after)"
+            if max(before, after) > DRIFT * min(before, after):
+                what += "; the machine's speed drifted across this side: an unreliable share"
+        else:
+            floor_name = "floor" if batch == "1" else f"floor batch {batch}"
+            floor = floors.get(floor_name, 0.0)
+            what = f"the {floor_name}'s {floor:.1f} fps"
         if floor and floor < fps:
             out.append(f"{side.side}: decided by the model {side.throughput_fps:.1f} fps = "
-                       f"{side.throughput_fps / floor:.2f} x the {floor_name}'s {floor:.1f} fps")
+                       f"{side.throughput_fps / floor:.2f} x {what}")
     return out
 
 

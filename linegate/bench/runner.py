@@ -65,6 +65,9 @@ class Side:
     t_s: list[float] = field(default_factory=list, repr=False)
     """linegate: each modelled frame's acquisition time, s from the first frame (for the stage plot)."""
     stages: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    floor_beside: tuple[float, float] | None = None
+    """Overload, linegate: the engine alone at this side's batch size, frames per second measured
+    right before and right after it (a cloud host's speed drifts within a run)."""
 
     RAW = ("verdict_ms", "coil_ms", "t_s", "stages")
 
@@ -108,31 +111,39 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
     name = f"{sc.model}-{sc.load}"
     other = batched = batched_cfg = None
     batch_problem = ""
-    try:
-        lg = run_linegate(cfg, sc.frames, tmp / f"{name}-linegate.jsonl")
+    overload = sc.load == "overload"
+    brief_runs = max(20, floor_runs // 3)
+
+    def linegate_side(side_cfg: Config, log: str) -> tuple[LinegateRun, tuple[float, float] | None]:
+        """One linegate run; under overload with the engine alone measured right before and after."""
+        runs = max(10, brief_runs // side_cfg.model.max_batch)
+        before = floor_fps(side_cfg, runs) if overload else 0.0
+        out = run_linegate(side_cfg, sc.frames, tmp / log)
         time.sleep(0.3)  # let the simulator's last lines arrive
-        if sc.load == "overload":  # the measured choice of deadline.backlog: the other order too
+        return out, (before, floor_fps(side_cfg, runs)) if overload else None
+
+    try:
+        lg = linegate_side(cfg, f"{name}-linegate.jsonl")
+        if overload:  # the measured choice of deadline.backlog: the other order too
             alternate = with_backlog(cfg, OTHER_BACKLOG[cfg.deadline.backlog])
-            other = run_linegate(alternate, sc.frames, tmp / f"{name}-linegate-{alternate.deadline.backlog}.jsonl")
-            time.sleep(0.3)
+            other = linegate_side(alternate, f"{name}-linegate-{alternate.deadline.backlog}.jsonl")
             batched_cfg, batch_problem = with_batching(cfg, BATCH, tmp)
             if batched_cfg is not None:
-                batched = run_linegate(batched_cfg, sc.frames, tmp / f"{name}-linegate-batch.jsonl")
-                time.sleep(0.3)
+                batched = linegate_side(batched_cfg, f"{name}-linegate-batch.jsonl")
         nv = run_naive(cfg, config_path, sc.frames, tmp / f"{name}-naive.jsonl")
         time.sleep(0.3)
     finally:
         sim.stop()
     assert cfg.plc.modbus is not None
     edges = rising_edges(sim.edges, int(cfg.plc.modbus.reject_coil or 0))
-    sides = [analyse_linegate(*lg, edges, sc.fps)]
+    sides = [analyse_linegate(*lg[0], edges, sc.fps, floor_beside=lg[1])]
     if other is not None:
-        alternate_side = analyse_linegate(*other, edges, sc.fps)
+        alternate_side = analyse_linegate(*other[0], edges, sc.fps, floor_beside=other[1])
         alternate_side.side = f"linegate {OTHER_BACKLOG[cfg.deadline.backlog]}"
         sides[0].side = f"linegate {cfg.deadline.backlog}"
         sides.append(alternate_side)
     if batched is not None:
-        batched_side = analyse_linegate(*batched, edges, sc.fps)
+        batched_side = analyse_linegate(*batched[0], edges, sc.fps, floor_beside=batched[1])
         batched_side.side = f"linegate batch {BATCH}"
         sides.append(batched_side)
     sides.append(analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms))
@@ -144,6 +155,9 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
         result.notes.append(f"no batching side: {batch_problem}")
     return result
 
+
+LinegateRun = tuple[tuple[int, int], list[Event], dict[str, int], list[str]]
+"""A linegate side's time window, records, final counters and problems."""
 
 BATCH = 4
 """``model.max_batch`` of the overload scenario's batching side."""
@@ -171,7 +185,7 @@ def with_backlog(cfg: Config, backlog: str) -> Config:
     return cfg.model_copy(update={"deadline": cfg.deadline.model_copy(update={"backlog": backlog})})
 
 
-def run_linegate(cfg: Config, frames: int, log: Path) -> tuple[tuple[int, int], list[Event], dict[str, int], list[str]]:
+def run_linegate(cfg: Config, frames: int, log: Path) -> LinegateRun:
     """The Supervisor for *frames* frames: its time window, records, final counters and problems."""
     from linegate.pipeline.supervisor import Supervisor
 
@@ -214,7 +228,8 @@ def matched_coil(frames: Sequence[Frame], events: Sequence[Event]) -> tuple[list
 
 
 def analyse_linegate(window: tuple[int, int], records: list[Event], counters: dict[str, int],
-                     problems: list[str], edges: Sequence[Event], fps: float) -> Side:
+                     problems: list[str], edges: Sequence[Event], fps: float,
+                     floor_beside: tuple[float, float] | None = None) -> Side:
     frames, _ = frames_of_records(records)
     frames.sort(key=lambda f: f.t_hand)
     coil, at_plc, dups = matched_coil(frames, in_window(edges, *window))
@@ -231,6 +246,7 @@ def analyse_linegate(window: tuple[int, int], records: list[Event], counters: di
         verdict_ms=verdicts(frames), coil_ms=coil,
         t_s=[(r["t_acquired_ns"] - t_first) / 1e9 for r in modelled],
         stages={k: [float(r[k]) for r in modelled] for k in STAGES},
+        floor_beside=floor_beside,
     )
     if len(frames) != side.frames:
         side.problems.append(f"{len(frames)} frame records for {side.frames} frames acquired")
@@ -248,6 +264,12 @@ def analyse_naive(window: tuple[int, int], frames: list[Frame], problem: str, ed
         plc_duplicates=dups, deadline_misses=late(frames, budget_ms), lost=lost,
         problems=[problem] if problem else [], verdict_ms=verdicts(frames), coil_ms=coil,
     )
+
+
+def floor_fps(cfg: Config, runs: int) -> float:
+    """The engine alone at *cfg*'s batch size: frames per second over *runs* runs."""
+    durations = engine_floor(cfg, runs)
+    return cfg.model.max_batch * durations.size / (float(durations.sum()) / 1e9)
 
 
 def analyse_floor(durations_ns: npt.NDArray[np.int64], batch: int = 1) -> Side:

@@ -164,6 +164,22 @@ def test_overload_shares_compare_each_side_with_the_floor_at_its_batch_size() ->
     assert floor_shares(sides, 42.0) == [floor_shares(sides, 100.0)[0]]
 
 
+def test_overload_shares_use_the_engine_measured_beside_each_side_and_flag_drift() -> None:
+    """Where the engine alone was timed right before and after a side, the share is against their
+    mean, and a machine that sped up or slowed down by more than 15% meanwhile is named."""
+    steady = side("linegate oldest_first", throughput_fps=36.0)
+    steady.floor_beside = (39.0, 41.0)
+    drifted = side("linegate batch 4", throughput_fps=36.0)
+    drifted.floor_beside = (30.0, 50.0)
+    sides = [steady, drifted, side("floor", throughput_fps=80.0), side("floor batch 4", throughput_fps=90.0)]
+    assert floor_shares(sides, 100.0) == [
+        "linegate oldest_first: decided by the model 36.0 fps = 0.90 x the engine alone at batch 1 beside it "
+        "(39.0 fps before, 41.0 after)",
+        "linegate batch 4: decided by the model 36.0 fps = 0.90 x the engine alone at batch 4 beside it "
+        "(30.0 fps before, 50.0 after); the machine's speed drifted across this side: an unreliable share",
+    ]
+
+
 def test_a_fixed_batch_model_gets_a_checked_batch_dynamic_copy(tmp_path: Path) -> None:
     """The demo model (batch fixed at 1) gets a copy whose batch dimension is symbolic and whose
     rows match single runs; a model already dynamic is used as it is."""
