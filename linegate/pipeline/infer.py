@@ -44,6 +44,7 @@ from linegate.roles import Role
 from linegate.timing.arrival import ArrivalPredictor
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
 from linegate.timing.latency import LatencyWindow
+from linegate.timing.run_time import PathTime
 from linegate.vision.postprocess import Classifier, Decision
 from linegate.vision.preprocess import Preprocessor, build_preprocessor
 
@@ -196,6 +197,9 @@ class InferenceLoop:
         self.fail_safe = Verdict(cfg.deadline.fail_safe)
         self.model_id = cfg.model.id
         self.expected_ns = 0
+        """How long a frame's path is expected to take: frames that cannot make their deadline at
+        this are not started (:mod:`linegate.timing.run_time`)."""
+        self.path_time = PathTime(0)
         self.batch_expected_ns: list[int] = []
         """p99 of the path for a batch of 1, 2, ... ``engine.max_batch`` frames, measured at warm-up."""
         self.latency = LatencyWindow()
@@ -219,6 +223,7 @@ class InferenceLoop:
             durations = _timed_runs(first, blank, runs)
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
+        self.path_time = PathTime(self.expected_ns)
         self.path_p50_ns = int(p50)
         self.batch_expected_ns = batch_estimates(
             self.expected_ns, self.engine.max_batch,
@@ -329,7 +334,8 @@ class InferenceLoop:
             return []
         deadline = Deadline.for_frame(first.t_acquired_ns, self.budget_ns)
         now, expected, size = time.monotonic_ns(), self.batch_expected_ns, 1
-        while size < len(expected) and deadline.worth_starting(now, expected[size]):
+        slowdown = self.path_time.slowdown
+        while size < len(expected) and deadline.worth_starting(now, int(expected[size] * slowdown)):
             size += 1
         return self.consumer.claim_more(size - 1)
 
@@ -353,6 +359,7 @@ class InferenceLoop:
         label, score = "", float("nan")
         release: int | None = None
         t_pre = t_inf = t_post = t_final = t_picked
+        ran = False  # the first model's path ran (in time or not): its duration updates path_time
         class_index = self._class_index
         cascade: list[dict[str, Any]] = []
         if meta.defect:  # not a whole image of the part: never read its slot
@@ -389,6 +396,7 @@ class InferenceLoop:
                 decision = self.classify(output)
                 t_post = time.monotonic_ns()
                 t_final = t_post
+                ran = True
                 reachable = True
                 if held:
                     decision, class_index, cascade, reachable = self._further_stages(pixels, decision, deadline)
@@ -415,6 +423,9 @@ class InferenceLoop:
         decided = (class_index.get(label, NO_CLASS), _score_word(score))
         t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
         self._account(meta, basis, label, times, t_done)
+        if ran and self.path_time.observe(t_post - t_picked):  # after the hand-off: off the frame's path
+            self.expected_ns = self.path_time.expected_ns
+            self.counters.set(Count.ENGINE_P99_US, self.expected_ns // 1000)
         self._last_done_ns = time.monotonic_ns()
 
     def _decide_batch(self, batch: list[tuple[int, FrameMeta]]) -> None:

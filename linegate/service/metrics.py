@@ -318,7 +318,8 @@ def families(
     out.append(window)
     out.append(GaugeMetricFamily(
         "linegate_engine_expected_seconds",
-        "p99 of the model's whole per-frame path measured at warm-up: a frame with less time left is not started.",
+        "Expected time of the model's per-frame path (p99 at warm-up, or of the last 64 frames where larger): "
+        "a frame with less time left is not started.",
         value=s[c.ENGINE_P99_US] / 1e6,
     ))
     out.append(GaugeMetricFamily(

@@ -146,3 +146,57 @@ def test_successor_finishes_exactly_the_effects_a_killed_loop_left_out(
     s = counters.snapshot()
     assert (s[Count.DECIDED], s[Count.REJECTED], s[Count.PLC_QUEUED], s[Count.LOGGED]) == (1, 1, 1, 1)  # once, always
     assert inflight.current() is None
+
+
+def test_a_path_that_slows_down_raises_the_expected_time_so_frames_it_cannot_finish_are_not_started(
+    tmp_path: Path, demo_config: Config
+) -> None:
+    """Warm-up measures the path on an idle machine; when frames then take 20 ms (a loaded machine),
+    the loop expects 20 ms within a few frames, and a frame with 10 ms of its budget left gets the
+    fail-safe verdict at once instead of a model verdict after its deadline."""
+    cfg = demo_config
+    geometry = RingGeometry(480, 640, 1, "Mono8")
+    ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=geometry, slots=4, journal_size=16,
+                            when_full="drop_newest")  # fmt: skip
+    producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
+    pre = build_preprocessor(cfg.model.preprocess, geometry.shape, "Mono8")
+    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
+    engine.load()
+    _reader, writer = reject_channel(CTX)
+    log_path = tmp_path / "frames.jsonl"
+    sink = configure_logging(file=log_path, stream=None)
+    budget_ns = int(cfg.deadline.budget_ms * 1e6)
+
+    def feed(part: int, age_ns: int) -> None:
+        _, slot = producer.reserve(part, part, time.monotonic_ns() - age_ns)
+        assert slot is not None
+        producer.pixels(slot)[...] = 255
+        producer.publish(slot, time.monotonic_ns())
+        assert consumer.wait(1.0)
+        loop.step()
+
+    try:
+        loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), SharedCounters.create(CTX),
+                             get_logger(), sink)  # fmt: skip
+        loop.warm_up(20)
+        warm = loop.expected_ns
+        assert warm < 10_000_000, "the demo model's path should take well under 10 ms"
+        fast = loop.preprocess
+
+        def slow(frame: np.ndarray, out: np.ndarray) -> None:
+            time.sleep(0.02)
+            fast(frame, out)
+
+        loop.preprocess = slow  # type: ignore[method-assign]
+        for part in range(1, 17):
+            feed(part, 0)
+        assert loop.expected_ns >= 20_000_000 > warm
+        feed(17, budget_ns - 10_000_000)  # 10 ms left: enough for the warm-up's figure, not for 20 ms
+    finally:
+        shutdown_logging()
+        engine.close()
+        producer.close()
+        consumer.close()
+        ring.close()
+    frames = [r for r in records(log_path) if r["event"] == "frame"]
+    assert [r["basis"] for r in frames] == ["model"] * 16 + ["deadline_unreachable"]
