@@ -1,0 +1,61 @@
+"""Benchmark: how the frames of an overload end, by basis (model, dropped, deadline_missed, ...).
+
+    python tests/bench/bench_late_frames.py [--model resnet18] [--fps 85] [--frames 1000] [--rounds 2]
+
+Runs linegate's pipeline (the Supervisor, as ``linegate bench`` does) on the simulated camera at
+--fps with a recording PLC simulator, and prints per run the count of each frame basis, the
+expected path time warm-up measured, and the in hand -> verdict time of the first frames that
+were started but answered after their deadline (``deadline_missed``). Used to compare commits:
+run it from each checkout (``PYTHONPATH=<checkout>``), alternating. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from linegate.bench.runner import run_linegate  # noqa: E402
+from linegate.bench.scenarios import bench_config, model_spec  # noqa: E402
+from linegate.config import load_config  # noqa: E402
+from linegate.demo.runner import PlcSimProcess, free_port, sim_args, with_plc_port  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--fps", type=float, default=85.0)
+    ap.add_argument("--frames", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    spec = model_spec(args.model)
+    if spec.config is None:
+        print(spec.skipped)
+        return 1
+    base = load_config(spec.config)
+    with tempfile.TemporaryDirectory(prefix="linegate-late-") as tmp:
+        for rnd in range(args.rounds):
+            cfg = bench_config(base, args.fps, 1)
+            sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
+            try:
+                cfg = with_plc_port(cfg, sim.port)
+                _window, records, _counters, problems = run_linegate(cfg, args.frames, Path(tmp) / f"{rnd}.jsonl")
+            finally:
+                sim.stop()
+            frames = [r for r in records if r.get("event") == "frame"]
+            ready = next((r for r in records if r.get("event") == "engine_ready"), {})
+            late = [round(r["total_ms"], 1) for r in frames if r["basis"] == "deadline_missed"]
+            print(f"round {rnd}: {args.model} at {args.fps:g} fps, {len(frames)} frames, "
+                  f"by basis {dict(collections.Counter(r['basis'] for r in frames))}, "
+                  f"warm-up p99 {ready.get('p99_ms', float('nan')):.1f} ms, budget {cfg.deadline.budget_ms:g} ms, "
+                  f"late frames' in hand -> verdict (ms) {late[:10]}, problems {problems or 'none'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
