@@ -472,10 +472,11 @@ class SchedulingSection(_Section):
     sleeping until the kernel wakes it (0.1-0.3 ms on each reject's way to the PLC), for at most this
     long per wait. 0: always sleep until woken."""
     infer_keep_warm: bool = True
-    """While it polls, the loop runs its per-frame path on a blank frame every 0.3 ms (only for a path
-    of at most 0.5 ms, and only where the pass ends before the frame is expected): on a machine
-    shared with other work, caches left alone for milliseconds are lost, and a cold frame took 2-3x
-    as long to preprocess and infer (linegate/pipeline/frame_wait.py)."""
+    """While it polls, the loop runs its per-frame path on a blank frame every 0.3 ms; where frames
+    come too irregularly to poll, it wakes once before the next frame is due for one such pass.
+    Only for a path of at most 0.5 ms, and only where the pass ends before the frame is expected:
+    on a machine shared with other work, caches left alone for milliseconds are lost, and a cold
+    frame took 2-3x as long to preprocess and infer (linegate/pipeline/frame_wait.py)."""
 
 
 class SupervisorSection(_Section):

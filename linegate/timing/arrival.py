@@ -80,13 +80,19 @@ class ArrivalPredictor:
                 errors = sorted(self._errors)
                 self._early_ns, self._late_ns = _interpolated(errors, 3), _interpolated(errors, 97)
 
-    def window(self) -> SpinWindow | None:
-        """Where to poll for the frame after the last one observed; None: just sleep until it comes."""
-        if not self._period_ns or len(self._errors) < MIN_HISTORY or not self.max_spin_ns:
+    def next_arrival(self) -> SpinWindow | None:
+        """When the frame after the last one observed should come: expected, and the early and late
+        edges of recent errors (however far apart); None until the period is learnt."""
+        if not self._period_ns or len(self._errors) < MIN_HISTORY:
             return None
         expected = self._arrivals[-1] + self._period_ns
         start = expected + min(self._early_ns, 0) - self.margin_ns
         end = expected + max(self._late_ns, 0) + self.margin_ns
-        if end - start > self.max_spin_ns:
-            return None
         return SpinWindow(start, expected, end)
+
+    def window(self) -> SpinWindow | None:
+        """Where to poll for the frame after the last one observed; None: just sleep until it comes."""
+        arrival = self.next_arrival() if self.max_spin_ns else None
+        if arrival is None or arrival.end_ns - arrival.start_ns > self.max_spin_ns:
+            return None
+        return arrival

@@ -73,8 +73,9 @@ def test_every_frame_is_found_by_polling_or_sleeping_and_none_twice() -> None:
     assert waiter.warm_passes == len(warm_calls) > 0
 
 
-def test_without_a_window_it_sleeps_and_never_warms() -> None:
-    """Polling off (max 0): plain blocking waits, no warm pass, timeouts answered False."""
+def test_before_the_period_is_learnt_it_sleeps_and_never_warms() -> None:
+    """Polling off (max 0) and no period learnt yet: plain blocking waits, no warm pass, timeouts
+    answered False."""
     warm_calls: list[int] = []
     with FrameRing.create(CTX, instance=unique_instance(), geometry=GEOMETRY, slots=4, journal_size=16,
                           when_full="drop_newest") as ring:  # fmt: skip
@@ -90,3 +91,39 @@ def test_without_a_window_it_sleeps_and_never_warms() -> None:
             producer.close()
             consumer.close()
     assert (waiter.caught, waiter.missed, warm_calls) == (0, 0, [])
+
+
+def test_frames_too_irregular_to_poll_for_get_one_warm_pass_each_before_they_come() -> None:
+    """A learnt period but no window narrow enough to poll through (max 1 ns): the waiter sleeps,
+    wakes once per frame for a warm pass that ends before the frame is expected, and sleeps again;
+    every frame is still returned once, in order."""
+    warm_calls: list[int] = []
+    per_wait: list[int] = []
+    with FrameRing.create(CTX, instance=unique_instance(), geometry=GEOMETRY, slots=4, journal_size=16,
+                          when_full="drop_newest") as ring:  # fmt: skip
+        producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
+        predictor = ArrivalPredictor(max_spin_ns=1)
+        waiter = FrameWaiter(consumer, predictor, warm=lambda: warm_calls.append(time.monotonic_ns()), warm_ns=50_000)
+        frames = 60
+        camera = run_camera(producer, frames)
+        seen: list[int] = []
+        try:
+            while len(seen) < frames:
+                before = len(warm_calls)
+                assert waiter.wait(1.0)
+                per_wait.append(len(warm_calls) - before)
+                claimed = consumer.claim()
+                assert claimed is not None, "woken without a frame to claim"
+                slot, meta = claimed
+                consumer.release(slot)
+                seen.append(meta.part_id)
+                predictor.observe(meta.t_written_ns)
+            camera.join(5)
+        finally:
+            producer.close()
+            consumer.close()
+    assert seen == list(range(1, frames + 1))
+    assert (waiter.caught, waiter.missed) == (0, 0), "no window: it never polled"
+    assert waiter.warm_passes == waiter.warmed_before_sleep == len(warm_calls)
+    assert frames // 2 < len(warm_calls) <= frames, "about one warm pass per frame once the period is learnt"
+    assert max(per_wait) == 1, "one warm pass per wait at most"
