@@ -33,11 +33,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from linegate.bench.floor import engine_floor  # noqa: E402
+from linegate.bench.records import rising_edges  # noqa: E402
 from linegate.bench.runner import analyse_linegate, run_linegate  # noqa: E402
 from linegate.bench.scenarios import bench_config, camera_max_fps, model_spec, with_model  # noqa: E402
 from linegate.config import Config, load_config  # noqa: E402
 from linegate.demo.runner import PlcSimProcess, free_port, sim_args, with_plc_port  # noqa: E402
-from linegate.bench.records import rising_edges  # noqa: E402
 
 
 def with_split(cfg: Config, reserve: int, cpus: int) -> Config:

@@ -4,23 +4,15 @@ In-process loop on a real ring and the demo's ONNX Runtime engine."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from pathlib import Path
 
 import pytest
 
 from linegate.config import Config
-from linegate.counters import Count, SharedCounters
-from linegate.engine import create_engine
-from linegate.logs import configure_logging, get_logger, shutdown_logging
-from linegate.pipeline.infer import InferenceLoop
-from linegate.plc.reject_pipe import RejectOutbox, reject_channel
-from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer
-from linegate.vision.preprocess import build_preprocessor
-from tests.pipeline.harness import records
+from linegate.counters import Count
+from tests.pipeline.loop_rig import loop_on_a_ring
 
-CTX = mp.get_context("spawn")
 MS = 1_000_000
 
 
@@ -29,39 +21,19 @@ def run_backlog(tmp_path: Path, demo_config: Config, backlog: str, ages_ms: list
     until every one has its verdict; the frame records in the order they were written."""
     deadline = demo_config.deadline.model_copy(update={"backlog": backlog, "budget_ms": 50.0})
     cfg = demo_config.model_copy(update={"deadline": deadline})
-    geometry = RingGeometry(480, 640, 1, "Mono8")
-    ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=geometry, slots=8, journal_size=16,
-                            when_full="drop_newest")  # fmt: skip
-    producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
-    pre = build_preprocessor(cfg.model.preprocess, geometry.shape, "Mono8")
-    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
-    engine.load()
-    _reader, writer = reject_channel(CTX)
-    log_path = tmp_path / f"{backlog}.jsonl"
-    sink = configure_logging(file=log_path, stream=None)
-    try:
-        loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), SharedCounters.create(CTX),
-                             get_logger(), sink)  # fmt: skip
+    with loop_on_a_ring(cfg, tmp_path / f"{backlog}.jsonl", slots=8) as rig:
+        loop = rig.loop
         loop.warm_up(20)
         loop.expected_ns = 5 * MS  # as if the model took 5 ms: stale = older than 50 - 2 x 5 = 40 ms
         now = time.monotonic_ns()
         for part, age in enumerate(ages_ms, start=1):
-            _, slot = producer.reserve(part, part, now - int(age * MS))
-            assert slot is not None
-            producer.pixels(slot)[...] = 255
-            producer.publish(slot, time.monotonic_ns())
+            rig.publish(part, now - int(age * MS))
         decided = 0
         while decided < len(ages_ms):
-            consumer.wait(0.2)  # a stale frame's wake-up is spent by the step that claimed it with the newest
+            rig.consumer.wait(0.2)  # a stale frame's wake-up is spent by the step that claimed it with the newest
             loop.step()
             decided = loop.counters.get(Count.DECIDED)
-    finally:
-        shutdown_logging()
-        engine.close()
-        producer.close()
-        consumer.close()
-        ring.close()
-    return [r for r in records(log_path) if r["event"] == "frame"]
+    return rig.frame_records()
 
 
 def test_newest_first_decides_the_newest_and_fails_safe_the_stale(tmp_path: Path, demo_config: Config) -> None:

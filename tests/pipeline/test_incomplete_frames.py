@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,15 @@ from linegate.camera.defects import UNKNOWN_BYTES, DefectKind, FrameDefect, chec
 from linegate.camera.genicam import CameraFrame
 from linegate.config import Config
 from linegate.counters import Count, SharedCounters
-from linegate.engine import create_engine
-from linegate.logs import configure_logging, get_logger, shutdown_logging
+from linegate.logs import get_logger, shutdown_logging
 from linegate.pipeline.acquire import FrameWriter
 from linegate.pipeline.infer import InferenceLoop
 from linegate.pipeline.inflight import InFlight, Outcome
-from linegate.plc.reject_pipe import RejectInbox, RejectOutbox, reject_channel
-from linegate.ring import FrameMeta, FrameRing, RingConsumer, RingGeometry, RingProducer
+from linegate.plc.reject_pipe import RejectInbox
+from linegate.ring import FrameMeta, RingConsumer
 from linegate.timing.deadline import Basis
-from linegate.vision.preprocess import build_preprocessor
 from tests.pipeline.harness import records
+from tests.pipeline.loop_rig import loop_on_a_ring
 
 pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
 
@@ -62,35 +62,18 @@ class Line:
 
 @pytest.fixture
 def line_for(tmp_path: Path, demo_config: Config) -> Iterator[Any]:
-    opened: list[Any] = []
-
     def make(slots: int = 8, inflight: InFlight | None = None) -> Line:
         # A generous budget: these frames are about defects, not deadlines.
         cfg = demo_config.model_copy(
             update={"deadline": demo_config.deadline.model_copy(update={"budget_ms": 10_000.0})}
         )
-        geometry = RingGeometry(*SHAPE, 1, "Mono8")
-        ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=geometry, slots=slots, journal_size=16,
-                                when_full="drop_newest")  # fmt: skip
-        producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
-        pre = build_preprocessor(cfg.model.preprocess, geometry.shape, "Mono8")
-        engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
-        engine.load()
-        reader, writer = reject_channel(CTX)
-        counters = SharedCounters.create(CTX)
-        log_path = tmp_path / "frames.jsonl"
-        sink = configure_logging(file=log_path, stream=None)
-        opened.extend([engine, producer, consumer, ring])
-        loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), counters, get_logger(), sink,
-                             inflight)  # fmt: skip
-        loop.warm_up(3)
-        return Line(FrameWriter(producer, counters, get_logger()), loop, consumer, counters, RejectInbox(reader),
-                    log_path)  # fmt: skip
+        rig = stack.enter_context(loop_on_a_ring(cfg, tmp_path / "frames.jsonl", slots, inflight))
+        rig.loop.warm_up(3)
+        return Line(FrameWriter(rig.producer, rig.counters, get_logger()), rig.loop, rig.consumer, rig.counters,
+                    RejectInbox(rig.reader), rig.log_path)  # fmt: skip
 
-    yield make
-    shutdown_logging()
-    for thing in opened:
-        thing.close()
+    with ExitStack() as stack:
+        yield make
 
 
 def whole(frame_id: int) -> CameraFrame:

@@ -15,9 +15,10 @@ from linegate.engine import create_engine
 from linegate.logs import configure_logging, get_logger, shutdown_logging
 from linegate.pipeline.infer import InferenceLoop
 from linegate.plc.reject_pipe import RejectInbox, RejectOutbox, reject_channel
-from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer
+from linegate.ring import FrameRing, RingConsumer, RingGeometry
 from linegate.vision.preprocess import build_preprocessor
 from tests.pipeline.harness import records
+from tests.pipeline.loop_rig import loop_on_a_ring
 
 pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
 
@@ -57,33 +58,14 @@ def test_engine_errors_give_fail_safe_rejects_with_records(tmp_path: Path, demo_
     cfg = demo_config.model_copy(
         update={"model": demo_config.model.model_copy(update={"path": model_failing_at_run_time(tmp_path / "f.onnx")})}
     )
-    geometry = RingGeometry(480, 640, 1, "Mono8")
-    ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=geometry, slots=4, journal_size=16,
-                            when_full="drop_newest")  # fmt: skip
-    producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
-    pre = build_preprocessor(cfg.model.preprocess, geometry.shape, "Mono8")
-    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
-    engine.load()
-    reader, writer = reject_channel(CTX)
-    counters = SharedCounters.create(CTX)
     log_path = tmp_path / "frames.jsonl"
-    sink = configure_logging(file=log_path, stream=None)
-    try:
-        loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), counters, get_logger(), sink)
+    with loop_on_a_ring(cfg, log_path) as rig:
         for part in (1, 2, 3):
-            _, slot = producer.reserve(part, part, time.monotonic_ns())
-            assert slot is not None
-            producer.pixels(slot)[...] = 255
-            producer.publish(slot, time.monotonic_ns())
+            rig.publish(part)
         for _ in range(3):
-            assert consumer.wait(1.0)
-            loop.step()
-    finally:
-        shutdown_logging()
-        engine.close()
-        producer.close()
-        consumer.close()
-        ring.close()
+            assert rig.consumer.wait(1.0)
+            rig.loop.step()
+        reader, counters = rig.reader, rig.counters
     frames = [r for r in records(log_path) if r["event"] == "frame"]
     assert [(r["part_id"], r["verdict"], r["basis"]) for r in frames] == [
         (p, "reject", "engine_error") for p in (1, 2, 3)
@@ -154,30 +136,15 @@ def test_a_path_that_slows_down_raises_the_expected_time_so_frames_it_cannot_fin
     """Warm-up measures the path on an idle machine; when frames then take 20 ms (a loaded machine),
     the loop expects 20 ms within a few frames, and a frame with 10 ms of its budget left gets the
     fail-safe verdict at once instead of a model verdict after its deadline."""
-    cfg = demo_config
-    geometry = RingGeometry(480, 640, 1, "Mono8")
-    ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=geometry, slots=4, journal_size=16,
-                            when_full="drop_newest")  # fmt: skip
-    producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
-    pre = build_preprocessor(cfg.model.preprocess, geometry.shape, "Mono8")
-    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
-    engine.load()
-    _reader, writer = reject_channel(CTX)
-    log_path = tmp_path / "frames.jsonl"
-    sink = configure_logging(file=log_path, stream=None)
-    budget_ns = int(cfg.deadline.budget_ms * 1e6)
+    budget_ns = int(demo_config.deadline.budget_ms * 1e6)
+    with loop_on_a_ring(demo_config, tmp_path / "frames.jsonl") as rig:
+        loop = rig.loop
 
-    def feed(part: int, age_ns: int) -> None:
-        _, slot = producer.reserve(part, part, time.monotonic_ns() - age_ns)
-        assert slot is not None
-        producer.pixels(slot)[...] = 255
-        producer.publish(slot, time.monotonic_ns())
-        assert consumer.wait(1.0)
-        loop.step()
+        def feed(part: int, age_ns: int) -> None:
+            rig.publish(part, time.monotonic_ns() - age_ns)
+            assert rig.consumer.wait(1.0)
+            loop.step()
 
-    try:
-        loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), SharedCounters.create(CTX),
-                             get_logger(), sink)  # fmt: skip
         loop.warm_up(20)
         warm = loop.expected_ns
         assert warm < 10_000_000, "the demo model's path should take well under 10 ms"
@@ -192,11 +159,4 @@ def test_a_path_that_slows_down_raises_the_expected_time_so_frames_it_cannot_fin
             feed(part, 0)
         assert loop.expected_ns >= 20_000_000 > warm
         feed(17, budget_ns - 10_000_000)  # 10 ms left: enough for the warm-up's figure, not for 20 ms
-    finally:
-        shutdown_logging()
-        engine.close()
-        producer.close()
-        consumer.close()
-        ring.close()
-    frames = [r for r in records(log_path) if r["event"] == "frame"]
-    assert [r["basis"] for r in frames] == ["model"] * 16 + ["deadline_unreachable"]
+    assert [r["basis"] for r in rig.frame_records()] == ["model"] * 16 + ["deadline_unreachable"]

@@ -1,0 +1,72 @@
+"""The inference loop in-process on a real ring, a real ONNX Runtime engine and a real reject pipe:
+what the loop tests share to set it up and tear it down."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from linegate.config import Config
+from linegate.counters import SharedCounters
+from linegate.engine import create_engine
+from linegate.logs import configure_logging, get_logger, shutdown_logging
+from linegate.pipeline.infer import InferenceLoop
+from linegate.pipeline.inflight import InFlight
+from linegate.plc.reject_pipe import RejectOutbox, reject_channel
+from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer
+from linegate.vision.preprocess import build_preprocessor
+from tests.pipeline.harness import records
+
+CTX = mp.get_context("spawn")
+GEOMETRY = RingGeometry(480, 640, 1, "Mono8")
+
+
+@dataclass
+class LoopRig:
+    loop: InferenceLoop
+    producer: RingProducer
+    consumer: RingConsumer
+    reader: Any
+    """The reject pipe's reading end (RejectInbox(reader) takes what the loop handed off)."""
+    counters: SharedCounters
+    log_path: Path
+
+    def publish(self, part_id: int, acquired_ns: int | None = None, value: int = 255) -> None:
+        """One frame of *value* pixels, acquired at *acquired_ns* (default now), ready for the loop."""
+        _, slot = self.producer.reserve(part_id, part_id, time.monotonic_ns() if acquired_ns is None else acquired_ns)
+        assert slot is not None, "ring full"
+        self.producer.pixels(slot)[...] = value
+        self.producer.publish(slot, time.monotonic_ns())
+
+    def frame_records(self) -> list[dict[str, Any]]:
+        return [r for r in records(self.log_path) if r["event"] == "frame"]
+
+
+@contextmanager
+def loop_on_a_ring(cfg: Config, log_path: Path, slots: int = 4, inflight: InFlight | None = None) -> Iterator[LoopRig]:
+    """An InferenceLoop for *cfg* (its engine loaded, not warmed up) logging to *log_path*; *inflight*:
+    the shared in-flight entry a predecessor left (default: a fresh one)."""
+    ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=GEOMETRY, slots=slots, journal_size=16,
+                            when_full="drop_newest")  # fmt: skip
+    producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
+    pre = build_preprocessor(cfg.model.preprocess, GEOMETRY.shape, "Mono8")
+    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
+    engine.load()
+    reader, writer = reject_channel(CTX)
+    counters = SharedCounters.create(CTX)
+    sink = configure_logging(file=log_path, stream=None)
+    try:
+        loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), counters, get_logger(), sink,
+                             inflight)  # fmt: skip
+        yield LoopRig(loop, producer, consumer, reader, counters, log_path)
+    finally:
+        shutdown_logging()
+        engine.close()
+        producer.close()
+        consumer.close()
+        ring.close()
