@@ -53,10 +53,12 @@ class Drive:
 
 
 def drive(max_spin_ns: int, frames: int) -> Drive:
-    """Wait, claim, check the pixels, release, observe: the inference loop's use of the waiter."""
+    """Wait, claim, check the pixels, release, observe: the inference loop's use of the waiter. The
+    camera is a thread of this process, so the waiter's polling competes with it for the GIL; 16
+    slots (80 ms) keep a stall of this busy test process from dropping a frame."""
     warm_calls: list[int] = []
     per_wait: list[int] = []
-    with FrameRing.create(CTX, instance=unique_instance(), geometry=GEOMETRY, slots=4, journal_size=16,
+    with FrameRing.create(CTX, instance=unique_instance(), geometry=GEOMETRY, slots=16, journal_size=16,
                           when_full="drop_newest") as ring:  # fmt: skip
         producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
         predictor = ArrivalPredictor(max_spin_ns=max_spin_ns)
