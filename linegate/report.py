@@ -39,7 +39,7 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
         f"{s.log_write_failed} not written (output failed)"
         + (f", frame records unresolved {s[c.UNRESOLVED]}" if s[c.UNRESOLVED] else ""),
         f"  latency  p50 {summary.latency_ms[0]:.2f} ms, p99 {summary.latency_ms[1]:.2f} ms over all {frames} frames "
-        f"(engine path p99 at warm-up {s[c.ENGINE_P99_US] / 1000:.2f} ms)",
+        f"(engine path expected {s[c.ENGINE_P99_US] / 1000:.2f} ms: its p99 at warm-up or over recent frames)",
     ]
     lines += [f"  fault    {f}" for f in summary.faults] or ["  faults   none"]
     if summary.removed_stale_ring:
