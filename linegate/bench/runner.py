@@ -58,6 +58,8 @@ class Side:
     undelivered: int = 0
     deadline_misses: int = 0
     dropped: int = 0
+    answered_late: int = 0
+    """linegate: frames the model was started on that answered after the deadline (``deadline_missed``)."""
     lost: int = 0
     problems: list[str] = field(default_factory=list)
     verdict_ms: list[float] = field(default_factory=list, repr=False)
@@ -242,6 +244,7 @@ def analyse_linegate(window: tuple[int, int], records: list[Event], counters: di
         rejects=sum(f.reject for f in frames), at_plc=at_plc, plc_duplicates=dups,
         undelivered=counters["plc_undelivered"] + counters["plc_queue_full"],
         deadline_misses=sum(f.basis in MISSES for f in frames), dropped=sum(f.basis == "dropped" for f in frames),
+        answered_late=sum(f.basis == "deadline_missed" for f in frames),
         lost=missing, problems=list(problems),
         verdict_ms=verdicts(frames), coil_ms=coil,
         t_s=[(r["t_acquired_ns"] - t_first) / 1e9 for r in modelled],

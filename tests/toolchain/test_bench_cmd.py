@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from linegate.bench.records import Frame, plc_times
-from linegate.bench.report import COLUMNS, floor_shares, table
+from linegate.bench.report import COLUMNS, floor_shares, notes, table
 from linegate.bench.runner import STAGES, ScenarioResult, Side, late, shortfall
 from linegate.bench.scenarios import MAX_SCENARIO_S, Scenario, capped_frames, model_spec, plan
 from linegate.bench.stats import Dist, fmt_ms, fmt_share
@@ -213,3 +213,12 @@ def test_the_batching_side_is_validated_as_a_configuration_file_is(tmp_path: Pat
     small_ring = demo.model_copy(update={"ring": demo.ring.model_copy(update={"slots": 6})})
     batched, why = with_batching(small_ring, 4, tmp_path)
     assert batched is None and "model.max_batch = 4" in why and "ring.slots = 6" in why, why
+
+
+def test_notes_split_a_linegate_sides_fail_safe_verdicts_by_why() -> None:
+    """Dropped frames, frames not started because they could no longer make it, and frames the
+    model answered after their deadline are told apart (the last is what bounds latency)."""
+    lg = side("linegate oldest_first", frames=100, by_model=80, dropped=10, deadline_misses=5, answered_late=2)
+    r = ScenarioResult(Scenario("demo", "overload", 200.0, 100), [lg], 50.0)
+    assert ("  - linegate oldest_first: fail-safe 20 (dropped 10, not started in time 3, answered late 2), "
+            "PLC undelivered 0") in notes([r])
