@@ -469,8 +469,9 @@ class SchedulingSection(_Section):
     0: always sleep until woken."""
     plc_poll_max_us: Annotated[int, Field(ge=0, le=100_000)] = 3_000
     """While the inference loop decides a frame, the PLC worker polls for its verdict instead of
-    sleeping until the kernel wakes it (0.1-0.3 ms on each reject's way to the PLC), for at most this
-    long per wait. 0: always sleep until woken."""
+    sleeping until the kernel wakes it (0.1-0.3 ms on each reject's way to the PLC), from shortly
+    before the verdict is due (the model path's p50 at warm-up) for at most this long per wait.
+    0: always sleep until woken."""
     infer_keep_warm: bool = True
     """While it polls, the loop runs its per-frame path on a blank frame every 0.3 ms; where frames
     come too irregularly to poll, it wakes once before the next frame is due for one such pass.

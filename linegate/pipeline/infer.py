@@ -316,7 +316,7 @@ class InferenceLoop:
             self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
         claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
         if claimed is not None:
-            self.inflight.take(claimed[1], Count.DECIDED)
+            self.inflight.take(claimed[1], Count.DECIDED, time.monotonic_ns() + self.path_p50_ns)
             more = self._claim_batch(claimed[1]) if len(self.batch_expected_ns) > 1 else []
             if more:
                 self._decide_batch([claimed, *more])

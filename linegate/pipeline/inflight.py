@@ -36,10 +36,11 @@ class Outcome(IntEnum):
 
 
 # slot layout: stage, seq, frame_id, part_id, t_acquired_ns, t_written_ns, reason, counter,
-#              verdict_is_reject, basis_index, logged, handed, defect, payload_bytes
-_FIELDS = 14
-_TAKEN = struct.Struct("<13q")
-"""Fields 1..13 in one pack: the loop takes a frame on its hot path, where numpy slice assignments
+#              verdict_is_reject, basis_index, logged, handed, defect, payload_bytes, verdict_due_ns
+_FIELDS = 15
+_DUE = 14
+_TAKEN = struct.Struct("<14q")
+"""Fields 1..14 in one pack: the loop takes a frame on its hot path, where numpy slice assignments
 cost about 4 us each hot and tens of microseconds on a cold cache."""
 _TAKEN_OFFSET = 8
 
@@ -78,11 +79,12 @@ class InFlight:
     def __reduce__(self) -> tuple[Any, ...]:
         return (InFlight, (self.array,))
 
-    def take(self, meta: FrameMeta, counter: int) -> None:
+    def take(self, meta: FrameMeta, counter: int, due_ns: int = 0) -> None:
+        """The loop owns *meta*'s frame; its verdict is expected at *due_ns* (0: at once)."""
         m = meta
         _TAKEN.pack_into(
             self._bytes, _TAKEN_OFFSET, m.seq, m.frame_id, m.part_id, m.t_acquired_ns, m.t_written_ns, m.reason,
-            counter, 0, 0, 0, 0, m.defect, m.payload_bytes,
+            counter, 0, 0, 0, 0, m.defect, m.payload_bytes, due_ns,
         )  # fmt: skip
         self._q[0] = Stage.TAKEN  # last: a successor never sees a half-written frame as taken
 
@@ -103,6 +105,11 @@ class InFlight:
 
     def done(self) -> None:
         self._q[0] = Stage.IDLE
+
+    @property
+    def verdict_due_ns(self) -> int:
+        """When the frame being decided should have its verdict (``time.monotonic_ns()``; 0: at once)."""
+        return self._q[_DUE]
 
     @property
     def deciding(self) -> bool:

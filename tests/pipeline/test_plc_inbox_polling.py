@@ -86,3 +86,26 @@ def test_polling_off_is_a_plain_take() -> None:
     inflight.take(META, 0)
     outbox.offer(9, 9, 1)
     assert [r.part_id for r in inbox.take(1.0)] == [9]
+
+
+def test_a_verdict_not_due_yet_is_slept_for_not_polled_and_an_early_one_still_wakes_it() -> None:
+    """The loop expects the verdict in 200 ms (a slow model): the take sleeps in the kernel instead
+    of spinning at the start of the frame (little CPU used), and a reject handed off after 50 ms,
+    earlier than due, is returned at once all the same."""
+    inbox, outbox, inflight = make(poll_max_ns=500_000_000)
+    inflight.take(META, 0, time.monotonic_ns() + 200_000_000)
+
+    def decide() -> None:
+        time.sleep(0.05)
+        outbox.offer(META.part_id, META.seq, META.t_acquired_ns)
+        inflight.handed(Outcome.OK)
+
+    thread = threading.Thread(target=decide)
+    thread.start()
+    t0, cpu0 = time.monotonic(), time.thread_time()
+    got = inbox.take(1.0)
+    waited, cpu = time.monotonic() - t0, time.thread_time() - cpu0
+    thread.join()
+    assert [r.part_id for r in got] == [42]
+    assert waited < 0.15, f"returned {waited * 1e3:.0f} ms after a reject handed off at 50 ms"
+    assert cpu < 0.02, f"{cpu * 1e3:.0f} ms of CPU for a 50 ms wait: it spun instead of sleeping"
