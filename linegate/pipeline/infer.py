@@ -316,7 +316,8 @@ class InferenceLoop:
             self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
         claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
         if claimed is not None:
-            self.inflight.take(claimed[1], Count.DECIDED, time.monotonic_ns() + self.path_p50_ns)
+            due_ns = time.monotonic_ns() + int(self.path_p50_ns * self.path_time.slowdown)
+            self.inflight.take(claimed[1], Count.DECIDED, due_ns)
             more = self._claim_batch(claimed[1]) if len(self.batch_expected_ns) > 1 else []
             if more:
                 self._decide_batch([claimed, *more])
@@ -365,7 +366,9 @@ class InferenceLoop:
         if meta.defect:  # not a whole image of the part: never read its slot
             self.consumer.release(slot)
             verdict, basis = self.fail_safe, Basis.INCOMPLETE_FRAME
-        elif not deadline.worth_starting(t_picked, self.expected_ns) or (self.gpu is not None and not self.gpu.idle):
+        elif (not deadline.worth_starting(t_picked, self.expected_ns) and not self._expired(t_picked, deadline)) or (
+            self.gpu is not None and not self.gpu.idle
+        ):
             self.consumer.release(slot)
             verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
         else:
@@ -410,6 +413,7 @@ class InferenceLoop:
             except _AbandonedLate:
                 verdict, basis = self.fail_safe, Basis.DEADLINE_MISSED
                 t_pre = t_inf = t_post = t_final = time.monotonic_ns()
+                ran = True  # at least this long: it counts towards the expected time
             except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
@@ -423,10 +427,26 @@ class InferenceLoop:
         decided = (class_index.get(label, NO_CLASS), _score_word(score))
         t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
         self._account(meta, basis, label, times, t_done)
-        if ran and self.path_time.observe(t_post - t_picked):  # after the hand-off: off the frame's path
-            self.expected_ns = self.path_time.expected_ns
-            self.counters.set(Count.ENGINE_P99_US, self.expected_ns // 1000)
+        if ran:  # after the hand-off: off the frame's path
+            self._observe_path(t_post - t_picked, t_post)
         self._last_done_ns = time.monotonic_ns()
+
+    def _observe_path(self, ns: int, now_ns: int) -> None:
+        """One path time (a single frame's, or a batch's scaled to one frame) for the expected time."""
+        if self.path_time.observe(ns, now_ns):
+            self._set_expected()
+
+    def _expired(self, now_ns: int, deadline: Deadline) -> bool:
+        """The expected time was raised by runs too long ago and falls back to the warm-up's: True
+        when the frame can start after all."""
+        if not self.path_time.expire(now_ns):
+            return False
+        self._set_expected()
+        return deadline.worth_starting(now_ns, self.expected_ns)
+
+    def _set_expected(self) -> None:
+        self.expected_ns = self.path_time.expected_ns
+        self.counters.set(Count.ENGINE_P99_US, self.expected_ns // 1000)
 
     def _decide_batch(self, batch: list[tuple[int, FrameMeta]]) -> None:
         """``model.max_batch``: the claimed frames (oldest first, the first one's in-flight entry
@@ -457,6 +477,9 @@ class InferenceLoop:
             except Exception as exc:
                 failed.update({i: exc for i, row in enumerate(rows) if row is not None})
         t_inf = time.monotonic_ns()
+        if output is not None:  # as one frame's path: scaled by the warm-up's batch-to-single ratio
+            expected = self.batch_expected_ns
+            self._observe_path(int((t_inf - t_picked) * expected[0] / expected[used - 1]), t_inf)
         for i, ((slot, meta), row) in enumerate(zip(batch, rows, strict=True)):
             if i:
                 self.inflight.take(meta, Count.DECIDED)

@@ -160,3 +160,40 @@ def test_a_path_that_slows_down_raises_the_expected_time_so_frames_it_cannot_fin
         assert loop.expected_ns >= 20_000_000 > warm
         feed(17, budget_ns - 10_000_000)  # 10 ms left: enough for the warm-up's figure, not for 20 ms
     assert [r["basis"] for r in rig.frame_records()] == ["model"] * 16 + ["deadline_unreachable"]
+
+
+def test_an_expected_time_raised_beyond_the_budget_falls_back_after_its_horizon(
+    tmp_path: Path, demo_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stalls longer than the budget raise the expected time so far that no frame can start, and
+    none would ever run again to lower it; once the slow runs are older than the horizon, the next
+    frame starts on the warm-up's figure and is decided by the model."""
+    from linegate.timing import run_time
+
+    monkeypatch.setattr(run_time, "HORIZON_NS", 200_000_000)  # 0.2 s instead of 1 s: a quicker test
+    budget_ms = 30.0
+    cfg = demo_config.model_copy(update={"deadline": demo_config.deadline.model_copy(update={"budget_ms": budget_ms})})
+    with loop_on_a_ring(cfg, tmp_path / "frames.jsonl") as rig:
+        loop = rig.loop
+        loop.warm_up(20)
+        fast = loop.preprocess
+
+        def stalled(frame: np.ndarray, out: np.ndarray) -> None:
+            time.sleep(0.04)  # longer than the 30 ms budget
+            fast(frame, out)
+
+        def feed(part: int) -> None:
+            rig.publish(part)
+            assert rig.consumer.wait(1.0)
+            loop.step()
+
+        loop.preprocess = stalled  # type: ignore[method-assign]
+        for part in range(1, 17):
+            feed(part)
+        assert loop.expected_ns > budget_ms * 1e6, "the stalls should have raised it beyond the budget"
+        loop.preprocess = fast  # type: ignore[method-assign]
+        feed(17)  # fresh, but the expected time does not fit its budget: not started
+        time.sleep(0.25)
+        feed(18)
+    bases = [r["basis"] for r in rig.frame_records()]
+    assert bases[16:] == ["deadline_unreachable", "model"]
