@@ -91,9 +91,10 @@ def notes(results: Sequence[ScenarioResult]) -> list[str]:
         for side in r.sides:
             extra = []
             if side.side.startswith("linegate"):
+                other = side.fail_safe - side.dropped - side.deadline_misses
                 extra.append(f"fail-safe {side.fail_safe} (dropped {side.dropped}, not started in time "
-                             f"{side.deadline_misses - side.answered_late}, answered late {side.answered_late}), "
-                             f"PLC undelivered {side.undelivered}")
+                             f"{side.deadline_misses - side.answered_late}, answered late {side.answered_late}, "
+                             f"other {other}), PLC undelivered {side.undelivered}")
             if side.plc_duplicates:
                 extra.append(f"{side.plc_duplicates} parts pulsed more than once")
             extra += side.problems

@@ -466,7 +466,8 @@ class SchedulingSection(_Section):
     """The inference loop learns the camera's frame period and polls for the next frame through the
     window in which it is expected, instead of sleeping until the kernel wakes it (a wake-up costs
     0.1-0.3 ms). This caps that window, per frame; a trigger too irregular to fit gets no polling.
-    0: always sleep until woken."""
+    0: always sleep until woken (with ``infer_keep_warm`` the loop still wakes once before each
+    frame is due, for one warm pass)."""
     plc_poll_max_us: Annotated[int, Field(ge=0, le=100_000)] = 3_000
     """While the inference loop decides a frame, the PLC worker polls for its verdict instead of
     sleeping until the kernel wakes it (0.1-0.3 ms on each reject's way to the PLC), from shortly

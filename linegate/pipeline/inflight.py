@@ -39,7 +39,7 @@ class Outcome(IntEnum):
 #              verdict_is_reject, basis_index, logged, handed, defect, payload_bytes, verdict_due_ns
 _FIELDS = 15
 _DUE = 14
-_TAKEN = struct.Struct("<14q")
+_TAKEN = struct.Struct("@14q")  # native, as the memoryview the other fields are read through
 """Fields 1..14 in one pack: the loop takes a frame on its hot path, where numpy slice assignments
 cost about 4 us each hot and tens of microseconds on a cold cache."""
 _TAKEN_OFFSET = 8

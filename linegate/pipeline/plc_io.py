@@ -50,8 +50,10 @@ class _ReportingInbox:
             if lead_ns > 0:  # not due yet: sleep until shortly before it is
                 wait_ns = min(lead_ns, int(timeout_s * 1e9))
                 arrived = inbox.take(wait_ns / 1e9)
-                if arrived or not inflight.deciding:
+                if arrived:
                     return arrived
+                if not inflight.deciding:  # handed off just as the wait ended: one last look
+                    return inbox.take(0)
                 timeout_s -= wait_ns / 1e9
                 now = time.monotonic_ns()
                 if timeout_s <= 0:

@@ -216,9 +216,10 @@ def test_the_batching_side_is_validated_as_a_configuration_file_is(tmp_path: Pat
 
 
 def test_notes_split_a_linegate_sides_fail_safe_verdicts_by_why() -> None:
-    """Dropped frames, frames not started because they could no longer make it, and frames the
-    model answered after their deadline are told apart (the last is what bounds latency)."""
+    """Dropped frames, frames not started because they could no longer make it, frames the model
+    answered after their deadline (what bounds latency) and the rest (engine errors, incomplete
+    frames, ...) are told apart."""
     lg = side("linegate oldest_first", frames=100, by_model=80, dropped=10, deadline_misses=5, answered_late=2)
     r = ScenarioResult(Scenario("demo", "overload", 200.0, 100), [lg], 50.0)
-    assert ("  - linegate oldest_first: fail-safe 20 (dropped 10, not started in time 3, answered late 2), "
-            "PLC undelivered 0") in notes([r])
+    assert ("  - linegate oldest_first: fail-safe 20 (dropped 10, not started in time 3, answered late 2, "
+            "other 5), PLC undelivered 0") in notes([r])
