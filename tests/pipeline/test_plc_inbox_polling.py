@@ -37,18 +37,26 @@ def make(poll_max_ns: int) -> tuple[_ReportingInbox, RejectOutbox, InFlight]:
     return inbox, RejectOutbox(writer, 64), inflight
 
 
+def decide_after(delay_s: float, outbox: RejectOutbox | None, inflight: InFlight) -> threading.Thread:
+    """The inference loop in a thread: after *delay_s*, a reject handed off to *outbox* (None: the
+    frame passed, nothing handed off) and the in-flight entry moved on."""
+
+    def decide() -> None:
+        time.sleep(delay_s)
+        if outbox is not None:
+            outbox.offer(META.part_id, META.seq, META.t_acquired_ns)
+        inflight.handed(Outcome.OK if outbox is not None else Outcome.NONE)
+
+    thread = threading.Thread(target=decide)
+    thread.start()
+    return thread
+
+
 def test_a_verdict_handed_off_while_polling_is_returned_by_that_take() -> None:
     inbox, outbox, inflight = make(poll_max_ns=500_000_000)
     inflight.take(META, 0)
     assert inflight.deciding
-
-    def decide() -> None:
-        time.sleep(0.02)
-        outbox.offer(META.part_id, META.seq, META.t_acquired_ns)
-        inflight.handed(Outcome.OK)
-
-    thread = threading.Thread(target=decide)
-    thread.start()
+    thread = decide_after(0.02, outbox, inflight)
     got = inbox.take(1.0)
     thread.join()
     assert [r.part_id for r in got] == [42]
@@ -59,13 +67,7 @@ def test_a_pass_ends_the_poll_without_waiting_for_the_timeout() -> None:
     """The frame passed (nothing handed off): the take returns empty once the entry moves on."""
     inbox, _outbox, inflight = make(poll_max_ns=2_000_000_000)
     inflight.take(META, 0)
-
-    def decide() -> None:
-        time.sleep(0.02)
-        inflight.handed(Outcome.NONE)
-
-    thread = threading.Thread(target=decide)
-    thread.start()
+    thread = decide_after(0.02, None, inflight)
     t0 = time.monotonic()
     assert inbox.take(10.0) == []
     waited = time.monotonic() - t0
@@ -94,14 +96,7 @@ def test_a_verdict_not_due_yet_is_slept_for_not_polled_and_an_early_one_still_wa
     earlier than due, is returned at once all the same."""
     inbox, outbox, inflight = make(poll_max_ns=500_000_000)
     inflight.take(META, 0, time.monotonic_ns() + 200_000_000)
-
-    def decide() -> None:
-        time.sleep(0.05)
-        outbox.offer(META.part_id, META.seq, META.t_acquired_ns)
-        inflight.handed(Outcome.OK)
-
-    thread = threading.Thread(target=decide)
-    thread.start()
+    thread = decide_after(0.05, outbox, inflight)
     t0, cpu0 = time.monotonic(), time.thread_time()
     got = inbox.take(1.0)
     waited, cpu = time.monotonic() - t0, time.thread_time() - cpu0
