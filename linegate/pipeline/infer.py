@@ -200,6 +200,9 @@ class InferenceLoop:
         """How long a frame's path is expected to take: frames that cannot make their deadline at
         this are not started (:mod:`linegate.timing.run_time`)."""
         self.path_time = PathTime(0)
+        self._verdict_after_ns = 0
+        """A taken frame's verdict is due this long after (the path's warm-up p50 x the slowdown):
+        the PLC worker polls for it from shortly before, not from the start of the frame."""
         self.batch_expected_ns: list[int] = []
         """p99 of the path for a batch of 1, 2, ... ``engine.max_batch`` frames, measured at warm-up."""
         self.latency = LatencyWindow()
@@ -224,7 +227,7 @@ class InferenceLoop:
         p50, p99 = np.percentile(durations, [50, 99])
         self.expected_ns = int(p99)
         self.path_time = PathTime(self.expected_ns)
-        self.path_p50_ns = int(p50)
+        self.path_p50_ns = self._verdict_after_ns = int(p50)
         self.batch_expected_ns = batch_estimates(
             self.expected_ns, self.engine.max_batch,
             lambda size: int(np.percentile(self._timed_batches(blank, size, runs), 99)),
@@ -316,8 +319,7 @@ class InferenceLoop:
             self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
         claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
         if claimed is not None:
-            due_ns = time.monotonic_ns() + int(self.path_p50_ns * self.path_time.slowdown)
-            self.inflight.take(claimed[1], Count.DECIDED, due_ns)
+            self.inflight.take(claimed[1], Count.DECIDED, time.monotonic_ns() + self._verdict_after_ns)
             more = self._claim_batch(claimed[1]) if len(self.batch_expected_ns) > 1 else []
             if more:
                 self._decide_batch([claimed, *more])
@@ -445,7 +447,9 @@ class InferenceLoop:
         return deadline.worth_starting(now_ns, self.expected_ns)
 
     def _set_expected(self) -> None:
+        """Off the frame's path: what follows from a new expected time."""
         self.expected_ns = self.path_time.expected_ns
+        self._verdict_after_ns = int(self.path_p50_ns * self.path_time.slowdown)
         self.counters.set(Count.ENGINE_P99_US, self.expected_ns // 1000)
 
     def _decide_batch(self, batch: list[tuple[int, FrameMeta]]) -> None:
