@@ -13,6 +13,7 @@ from typing import Any
 from linegate.counters import Count, SharedCounters
 from linegate.plc.pending import PendingTable
 from linegate.plc.schedule import PendingReject
+from linegate.plc.tracking import EncoderReading
 
 
 class Ledger:
@@ -33,7 +34,7 @@ class Ledger:
         t_confirmed_ns: int,
         *,
         free: bool = True,
-        position: int | None = None,
+        position: EncoderReading | None = None,
         **fields: Any,
     ) -> None:
         """The PLC has the reject. Lateness is measured at the write that reached it (never beyond
@@ -54,7 +55,14 @@ class Ledger:
         if position is None:
             fields["late_ms"] = round((t_sent_ns - reject.due_ns) / 1e6, 3)
         else:
-            fields.update(position=position, late_counts=position - reject.due_ns)
+            # The count the decision was made on, and its age when the write went out: the belt
+            # travels on for that long (and the write's own time) before the ejector can act.
+            t_read_ns, counts = position
+            fields.update(
+                position=counts,
+                late_counts=counts - reject.due_ns,
+                reading_age_ms=round((t_sent_ns - t_read_ns) / 1e6, 3),
+            )
         self.log.info(
             "reject_delivered",
             part_id=reject.part_id,

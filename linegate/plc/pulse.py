@@ -31,7 +31,7 @@ from linegate.plc.connection import LinkKeeper
 from linegate.plc.ledger import Ledger
 from linegate.plc.link import PlcLink, PlcLinkError, PlcRefusedError
 from linegate.plc.schedule import PendingReject, RejectSchedule
-from linegate.plc.tracking import EncoderTracker
+from linegate.plc.tracking import EncoderReading, EncoderTracker
 
 
 class FireWindow(Protocol):
@@ -45,8 +45,8 @@ class FireWindow(Protocol):
         """An unanswered write must be settled (read back) by then, or it is reported unknown."""
         ...
 
-    def position(self, now_ns: int) -> int | None:
-        """The belt position now (encoder tracking), for the record; None when tracking by time."""
+    def position(self, now_ns: int) -> EncoderReading | None:
+        """The newest encoder reading (encoder tracking), for the record; None when tracking by time."""
         ...
 
 
@@ -63,7 +63,7 @@ class TimeWindow:
     def settle_by_ns(self, reject: PendingReject, t_sent_ns: int) -> int:
         return self.schedule.deadline_ns(reject)
 
-    def position(self, now_ns: int) -> int | None:
+    def position(self, now_ns: int) -> EncoderReading | None:
         return None
 
 
@@ -83,8 +83,8 @@ class EncoderWindow:
     def settle_by_ns(self, reject: PendingReject, t_sent_ns: int) -> int:
         return t_sent_ns + self.max_late_ns
 
-    def position(self, now_ns: int) -> int | None:
-        return self.tracker.current(now_ns)
+    def position(self, now_ns: int) -> EncoderReading | None:
+        return self.tracker.reading(now_ns)
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Unsettled:
     t_sent_ns: int
     window_end_ns: int
     error: str
-    position: int | None
+    position: EncoderReading | None
 
 
 class PulseMode:
@@ -244,7 +244,9 @@ class PulseMode:
             return
         self._off_confirmed()
 
-    def _delivered(self, reject: PendingReject, t_sent: int, confirmed_by: str, position: int | None) -> int:
+    def _delivered(
+        self, reject: PendingReject, t_sent: int, confirmed_by: str, position: EncoderReading | None
+    ) -> int:
         t_on = time.monotonic_ns()
         self._tries.pop(reject.seq, None)
         self.ledger.delivered(reject, t_sent, t_on, free=False, position=position, confirmed_by=confirmed_by)

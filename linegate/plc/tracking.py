@@ -27,7 +27,7 @@ values passed in (camera timestamps on the same clock); nothing here reads a clo
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from linegate.config.schema import PlcSection
 from linegate.plc.schedule import RejectSchedule
@@ -46,6 +46,13 @@ POSITION_UNKNOWN = "position_unknown"
 POSITION_LOST = "position_lost"
 
 DEFAULT_MAX_SAMPLE_AGE_NS = 20_000_000
+
+
+class EncoderReading(NamedTuple):
+    """One encoder count and when it was read (``t_ns``: after the PLC answered)."""
+
+    t_ns: int
+    position: int
 
 
 def where(target: int, tolerance: int, current: int) -> Where:
@@ -330,13 +337,18 @@ class EncoderTracker:
         pos = self.clock.position_at(t_acquired_ns)
         return None if pos is None else pos + self.ejector_counts
 
-    def current(self, now_ns: int) -> int | None:
+    def reading(self, now_ns: int) -> EncoderReading | None:
+        """The newest sample, while it is fresh enough to decide on; None otherwise."""
         newest = self.clock.newest
         if newest is None:
             return None
         if self.max_sample_age_ns is not None and now_ns - newest[0] > self.max_sample_age_ns:
             return None
-        return newest[1]
+        return EncoderReading(*newest)
+
+    def current(self, now_ns: int) -> int | None:
+        reading = self.reading(now_ns)
+        return None if reading is None else reading.position
 
     def state(self, due: int, now_ns: int) -> Where | None:
         cur = self.current(now_ns)
