@@ -2,9 +2,14 @@
 
 The count is interface words 20-21 (u32, high word first; ``docs/plc-interface.md``), read every
 ``tracking.poll_ms`` and right before each pulse, and fed to the tracker's
-:class:`~linegate.plc.tracking.EncoderClock`. A reject is placed (due position = belt position at
-its acquisition + ``ejector_counts``) only once a reading at or after its acquisition exists, so it
-is never placed short; if none comes within ``max_late_ms`` it is reported ``position_unknown``.
+:class:`~linegate.plc.tracking.EncoderClock`, stamped halfway between the request and the reply: the
+PLC took the count somewhere in that interval, so the stamp is off by at most half of it. A reading
+that took longer than ``tracking.max_read_ms`` (a slow PLC, or this process preempted between the
+two) is not used, so no position is estimated from a count whose moment is known worse than that.
+
+A reject is placed (due position = belt position at its acquisition + ``ejector_counts``) only once
+a reading at or after its acquisition exists, so it is never placed short; if none comes within
+``max_late_ms`` it is reported ``position_unknown``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from linegate.counters import Count, SharedCounters
 from linegate.plc.connection import LinkKeeper
 from linegate.plc.interface import FIELDS
 from linegate.plc.ledger import Ledger
@@ -36,7 +42,9 @@ class EncoderFeed:
         log: Any,
         *,
         poll_ms: float,
+        max_read_ms: float,
         max_wait_ms: float,
+        counters: SharedCounters,
     ) -> None:
         self.link = link
         self.keeper = keeper
@@ -45,7 +53,11 @@ class EncoderFeed:
         self.schedule = schedule
         self.log = log
         self.poll_ns = int(poll_ms * 1e6)
+        self.max_read_ns = int(max_read_ms * 1e6)
         self.max_wait_ns = int(max_wait_ms * 1e6)
+        self.counters = counters
+        self.last_slow_read_ns = 0
+        """Round trip of the last reading not used (too slow); 0 while none."""
         self.waiting: list[PendingReject] = []
         self.next_read_ns = 0
 
@@ -53,14 +65,21 @@ class EncoderFeed:
         """Read the count when due (or now, *force*) and feed the clock."""
         if not self.keeper.connected or (not force and now_ns < self.next_read_ns):
             return
+        t_asked = time.monotonic_ns()
         try:
             hi, lo = self.link.read_words(ENCODER_WORD, 2)
         except PlcLinkError as exc:
             self.keeper.lost(exc)
             return
-        t_read = time.monotonic_ns()
-        self.tracker.clock.feed(t_read, (hi << 16) | lo)
-        self.next_read_ns = t_read + self.poll_ns
+        t_answered = time.monotonic_ns()
+        self.next_read_ns = t_answered + self.poll_ns
+        round_trip = t_answered - t_asked
+        if round_trip > self.max_read_ns:
+            self.counters.add(Count.PLC_ENCODER_SLOW_READS)
+            self.last_slow_read_ns = round_trip
+            return
+        self.last_slow_read_ns = 0
+        self.tracker.clock.feed(t_asked + round_trip // 2, (hi << 16) | lo)
 
     def hold(self, reject: PendingReject) -> None:
         """Place *reject* as soon as a reading at or after its acquisition exists."""
@@ -77,8 +96,14 @@ class EncoderFeed:
                 else:
                     self.schedule.push(replace(r, due_ns=due))
             elif now_ns - r.t_acquired_ns > self.max_wait_ns:
-                why = f"no encoder reading since its acquisition ({self.keeper.last_error or 'link up'})"
+                why = f"no encoder reading since its acquisition ({self._why_none()})"
                 self.ledger.undelivered(r, POSITION_UNKNOWN, why)
             else:
                 still.append(r)
         self.waiting = still
+
+    def _why_none(self) -> str:
+        if self.last_slow_read_ns:
+            took = self.last_slow_read_ns / 1e6
+            return f"readings took {took:.1f} ms, over tracking.max_read_ms = {self.max_read_ns / 1e6:g}"
+        return self.keeper.last_error or "link up"

@@ -95,7 +95,8 @@ class RejectWorker:
             if isinstance(self.tracker, EncoderTracker):
                 feed = self.feed = EncoderFeed(
                     link, self.keeper, self.tracker, self.ledger, self.schedule, log,
-                    poll_ms=cfg.tracking.poll_ms, max_wait_ms=cfg.max_late_ms,
+                    poll_ms=cfg.tracking.poll_ms, max_read_ms=cfg.tracking.max_read_ms,
+                    max_wait_ms=cfg.max_late_ms, counters=counters,
                 )
                 window = EncoderWindow(self.tracker, max_late_ns, lambda: feed.read(0, force=True))
             self.mode = PulseMode(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,17 +20,22 @@ from linegate.config.schema import PlcSection
 from linegate.counters import Count
 from linegate.demo.runner import PlcSimProcess, free_port
 from linegate.plc.reject_pipe import RejectInbox, RejectOutbox, reject_channel
-from tests.plc.test_worker import CTX, make_worker
+from tests.plc import recording_peer
+from tests.plc.recording_peer import COIL_FCS, RecordingServer
+from tests.plc.test_worker import CTX, deliver, make_worker
 
 pytestmark = pytest.mark.peer
 
 CPS = 20_000  # counts per second: 20 counts per ms
 EJECTOR = 2_000  # 100 ms of travel
 TOLERANCE = 200  # 10 ms
-SLACK = 40  # counts: a reading's timestamp is taken after the PLC answered it (about 1 ms at most)
+MAX_READ_MS = 4.0
+# A reading is stamped halfway between request and reply, and used only if that took <= max_read_ms:
+# its moment, and so each position linegate derives from it, is known to this many counts.
+SLACK = CPS * MAX_READ_MS / 2 / 1000
 
 
-def encoder_section(port: int) -> PlcSection:
+def encoder_section(port: int, *, max_read_ms: float = MAX_READ_MS, max_late_ms: float = 500) -> PlcSection:
     modbus = {
         "host": "127.0.0.1",
         "port": port,
@@ -38,8 +44,16 @@ def encoder_section(port: int) -> PlcSection:
         "register_base": 100,
         "timeout_ms": 20,
     }
-    tracking = {"by": "encoder", "ejector_counts": EJECTOR, "tolerance_counts": TOLERANCE, "poll_ms": 2}
-    return PlcSection.model_validate({"modbus": modbus, "pulse_ms": 2.0, "max_late_ms": 500, "tracking": tracking})
+    tracking = {
+        "by": "encoder",
+        "ejector_counts": EJECTOR,
+        "tolerance_counts": TOLERANCE,
+        "poll_ms": 2,
+        "max_read_ms": max_read_ms,
+    }
+    return PlcSection.model_validate(
+        {"modbus": modbus, "pulse_ms": 2.0, "max_late_ms": max_late_ms, "tracking": tracking}
+    )
 
 
 def true_position(listening: dict[str, Any], t_ns: int) -> float:
@@ -114,11 +128,12 @@ def test_each_reject_fires_at_its_parts_encoder_position_and_late_verdicts_never
         # What linegate guarantees: it sends only while a fresh reading puts the part in front of the
         # ejector; the belt then moves on from that reading until the write reaches the PLC (on a busy
         # machine the write can go out milliseconds after the reading: the record says how long).
+        # The part's own position (at acquisition) and the reading's moment are each known to SLACK.
         assert 0 <= record["late_counts"] <= TOLERANCE, record
         t_read_ns = record["t_pulse_ns"] - record["reading_age_ms"] * 1e6
         assert 0 <= record["reading_age_ms"] <= 20, record  # DEFAULT_MAX_SAMPLE_AGE_NS: fresh enough
         in_flight = CPS * (e["t_ns"] - t_read_ns) / 1e9
-        assert EJECTOR - SLACK <= offset <= EJECTOR + TOLERANCE + in_flight + SLACK, (offset, in_flight, record)
+        assert EJECTOR - SLACK <= offset <= EJECTOR + TOLERANCE + in_flight + 2 * SLACK, (offset, in_flight, record)
     late = [p for p, r in undelivered.items() if r["reason"] == "too_late"]
     assert len(late) >= 20  # the 0.2 s verdicts
     assert all(r["late_counts"] <= TOLERANCE for r in delivered.values())
@@ -127,3 +142,44 @@ def test_each_reject_fires_at_its_parts_encoder_position_and_late_verdicts_never
         f"(ejector {EJECTOR}, tolerance {TOLERANCE}), {len(late)} too late, "
         f"run {(time.monotonic_ns() - t_start) / 1e9:.1f} s"
     )
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("recording")
+    recording_peer.build(path)
+    return path
+
+
+def test_encoder_readings_slower_than_max_read_ms_are_not_used(build_dir: Path) -> None:
+    """A PLC whose every encoder read (FC3) answers after 12 ms, against max_read_ms = 4: no position is
+    derived from those readings, so the reject is reported position_unknown, naming the slow reads and
+    the key, and the coil is never raised."""
+    with RecordingServer(build_dir, delay_ms=12, delay_fc=3) as server:
+        worker, log, counters = make_worker(encoder_section(server.port, max_late_ms=300))
+        deliver(worker, [41])
+        worker.shutdown()
+        assert [r.addr for r in server.reads() if r.fc == 3][:1] == [120]  # the encoder words (base 100 + 20)
+    (record,) = log.events("reject_undelivered")
+    assert record["part_id"] == 41 and record["reason"] == "position_unknown", record
+    assert "over tracking.max_read_ms = 4" in record["error"], record
+    assert counters.get(Count.PLC_ENCODER_SLOW_READS) >= 3 and counters.get(Count.PLC_DELIVERED) == 0
+    assert not [w for w in server.writes() if w.fc in COIL_FCS and w.addr == 3 and 1 in w.values]
+
+
+def test_a_reading_is_stamped_between_request_and_reply(build_dir: Path) -> None:
+    """With 12 ms replies allowed (max_read_ms = 30), each reading is used and stamped halfway: before
+    the reply was even sent, so the position it gives is not shifted by the reply's delay."""
+    with RecordingServer(build_dir, delay_ms=12, delay_fc=3) as server:
+        worker, _log, counters = make_worker(encoder_section(server.port, max_read_ms=30))
+        end = time.monotonic() + 5
+        while time.monotonic() < end and len(worker.tracker.clock) < 3:
+            worker.step(RejectInbox(reject_channel(CTX)[0]), time.monotonic_ns())
+        worker.shutdown()
+        applied = [r.t_ns for r in server.reads() if r.fc == 3 and r.addr == 120]
+    newest = worker.tracker.clock.newest
+    assert newest is not None and counters.get(Count.PLC_ENCODER_SLOW_READS) == 0
+    # The server prints a read when it applies it, then holds the reply 12 ms: a stamp taken after the
+    # reply would be >= 12 ms after its read; halfway, it is about 6 ms after.
+    after = min(newest[0] - t for t in applied if t <= newest[0])
+    assert after < 12e6, after
