@@ -61,7 +61,9 @@ def test_plc_killed_then_restarted_mid_run(tmp_path: Path, plc_sim: PlcSimProces
     revived = PlcSimProcess(plc_sim.port, part_id_register=0)
     try:
         run.wait_event("plc_connected", count=2, timeout_s=30)
-        run.wait_frames(150)
+        # The demo's rejects come in stretches (the ball crossing its zone): wait for one to be pulsed.
+        run.wait_for(lambda: bool(revived.rising_part_ids(0)), 60, "a pulse at the restarted PLC")
+        run.wait_frames(20)
         stderr = run.stop()
     finally:
         revived.stop()
