@@ -65,7 +65,7 @@ class Count(IntEnum):
     PLC_RESULT_WRITES = 66  # handshake: vision-block writes carrying a result (first writes and re-writes)
     PLC_RECIPE = 67  # handshake: the PLC's recipe word + 1 (0: not read yet)
     PLC_OFFLINE = 69  # handshake: 1 while the PLC's control word asks for offline (no results sent)
-    PLC_ENCODER_SLOW_READS = 81  # encoder readings not used: request to reply took over tracking.max_read_ms
+    PLC_ENCODER_SLOW_READS = 81  # encoder readings that place no part: request to reply took over tracking.max_read_ms
     PLC_OVERRUNS = 70  # handshake: rejects dropped because plc.handshake.buffer results already waited
     PART_ID_BASE = 73  # plc.part_ids = "plc": the first frame's part id, taken from the PLC (0: not known yet)
     PLC_PASS_DELIVERED = 77  # handshake.results = "all": pass results acknowledged by the PLC

@@ -387,8 +387,9 @@ class TrackingSection(_Section):
     poll_ms: Annotated[float, Field(ge=0.5, le=100)] = 2.0
     """by = "encoder": the encoder is read this often (and right before each pulse)."""
     max_read_ms: Annotated[float, Field(gt=0, le=100)] = 4.0
-    """by = "encoder": a reading whose request-to-reply time is longer is not used. A reading's
-    moment is known to half that time, so a part's position to ``cps * max_read_ms / 2`` counts."""
+    """by = "encoder": a reading whose request-to-reply time is longer places no part (it still
+    tells where the belt is now). A reading's moment is known to half that time, so a part's
+    position to ``cps * max_read_ms / 2`` counts."""
 
 
 class PlcSection(_Section):

@@ -5,7 +5,8 @@ The count is interface words 20-21 (u32, high word first; ``docs/plc-interface.m
 :class:`~linegate.plc.tracking.EncoderClock`, stamped halfway between the request and the reply: the
 PLC took the count somewhere in that interval, so the stamp is off by at most half of it. A reading
 that took longer than ``tracking.max_read_ms`` (a slow PLC, or this process preempted between the
-two) is not used, so no position is estimated from a count whose moment is known worse than that.
+two) still tells where the belt is now, but no part's position is interpolated from it: no position
+is estimated from a count whose moment is known worse than that.
 
 A reject is placed (due position = belt position at its acquisition + ``ejector_counts``) only once
 a reading at or after its acquisition exists, so it is never placed short; if none comes within
@@ -75,8 +76,11 @@ class EncoderFeed:
         self.next_read_ns = t_answered + self.poll_ns
         round_trip = t_answered - t_asked
         if round_trip > self.max_read_ns:
+            # Still the belt's newest known position (fire or give up on it), stamped at the request
+            # so its age is never understated; but no part's position is interpolated from it.
             self.counters.add(Count.PLC_ENCODER_SLOW_READS)
             self.last_slow_read_ns = round_trip
+            self.tracker.clock.feed(t_asked, (hi << 16) | lo, precise=False)
             return
         self.last_slow_read_ns = 0
         self.tracker.clock.feed(t_asked + round_trip // 2, (hi << 16) | lo)

@@ -78,6 +78,10 @@ class EncoderClock:
 
     History is bounded by *max_samples* and *history_ns*; while the belt stands still only the
     first and last sample of the standstill are kept, so a stop does not use up the history.
+
+    A reading whose moment is known only loosely (``precise=False``: a slow read) still says where
+    the belt is now (:attr:`latest`), but is kept out of the history that past positions are
+    interpolated from (:attr:`newest`, :meth:`position_at`).
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class EncoderClock:
         self._raw: int | None = None  # raw count of the furthest position; None: next sample starts afresh
         self._pos: int | None = None
         self._origin = 0
+        self._loose: tuple[int, int] | None = None  # the last reading kept out of the history
         self.dropped = 0
         """Samples ignored because they were older than the newest one."""
         self.resets = 0
@@ -118,6 +123,14 @@ class EncoderClock:
         return (self._t[-1], self._p[-1]) if len(self) else None
 
     @property
+    def latest(self) -> tuple[int, int] | None:
+        """``(t_ns, position)`` of the last reading, precise or not: where the belt is now."""
+        newest, loose = self.newest, self._loose
+        if loose is None or (newest is not None and newest[0] >= loose[0]):
+            return newest
+        return loose
+
+    @property
     def oldest(self) -> tuple[int, int] | None:
         """``(t_ns, position)`` of the oldest sample still held, None before the first."""
         return (self._t[self._head], self._p[self._head]) if len(self) else None
@@ -126,18 +139,20 @@ class EncoderClock:
         """Forget every sample (e.g. after the PLC link was down): the next sample starts a new
         range of positions, :data:`RESET_GAP` past the last one, so no earlier target can become due."""
         self._raw = None
+        self._loose = None
         self._t.clear()
         self._p.clear()
         self._head = 0
         self.resets += 1
 
-    def feed(self, t_ns: int, raw_count: int) -> bool:
-        """Add the count read at *t_ns*; False when it was ignored (older than the newest sample)."""
+    def feed(self, t_ns: int, raw_count: int, *, precise: bool = True) -> bool:
+        """Add the count read at *t_ns*; False when it was ignored (older than the newest reading).
+        Not *precise*: it moves :attr:`latest` only (stamp it no later than the count was taken)."""
         if not 0 <= raw_count < WRAP:
             raise ValueError(f"raw encoder count must be an unsigned 32-bit value, got {raw_count}")
         if self._raw is None or self._pos is None:
             self._start(raw_count)
-        elif len(self) and t_ns < self._t[-1]:
+        elif (latest := self.latest) is not None and t_ns < latest[0]:
             self.dropped += 1
             return False
         else:
@@ -150,7 +165,10 @@ class EncoderClock:
                 self._start(raw_count)
             # else: a small step back; the position stays at the furthest one seen
         assert self._pos is not None
-        self._append(t_ns, self._pos)
+        if precise:
+            self._append(t_ns, self._pos)
+        else:
+            self._loose = (t_ns, self._pos)
         return True
 
     def _start(self, raw_count: int) -> None:
@@ -338,8 +356,8 @@ class EncoderTracker:
         return None if pos is None else pos + self.ejector_counts
 
     def reading(self, now_ns: int) -> EncoderReading | None:
-        """The newest sample, while it is fresh enough to decide on; None otherwise."""
-        newest = self.clock.newest
+        """The latest reading, while it is fresh enough to decide on; None otherwise."""
+        newest = self.clock.latest
         if newest is None:
             return None
         if self.max_sample_age_ns is not None and now_ns - newest[0] > self.max_sample_age_ns:

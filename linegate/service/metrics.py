@@ -91,7 +91,7 @@ PLAIN_COUNTERS: tuple[tuple[str, Count, str], ...] = (
      "Handshake: writes of the vision block carrying a result (first writes and re-writes)."),
     ("linegate_plc_read_backs", Count.PLC_READ_BACKS, "PLC writes whose reply did not come, resolved by reading back."),
     ("linegate_plc_encoder_slow_reads", Count.PLC_ENCODER_SLOW_READS,
-     "Encoder tracking: encoder readings not used because request to reply took over tracking.max_read_ms."),
+     "Encoder tracking: readings that place no part (request to reply took over tracking.max_read_ms)."),
     ("linegate_plc_late_acks", Count.PLC_LATE_ACKS,
      "Handshake: acknowledgements that came after the result was reported undelivered (check those parts)."),
     ("linegate_plc_results_buffer_overruns", Count.PLC_OVERRUNS,

@@ -327,6 +327,24 @@ def test_encoder_tracker_stale_position_decides_nothing() -> None:
     assert EncoderTracker(clock, 5_000, 100, max_sample_age_ns=None).state(5_950, 10 * S) == "due"
 
 
+def test_loose_reading_moves_the_current_position_but_places_no_part() -> None:
+    """A slow reading (precise=False) is the belt's position now (fire or expire on it), unwrapped
+    like any other; interpolation and placement use the precise readings only."""
+    clock = fed([(0, WRAP - 1_000), (10 * MS, 0)])
+    tracker = EncoderTracker(clock, ejector_counts=5_000, tolerance_counts=100)
+    assert clock.feed(12 * MS, 600, precise=False)  # past the wrap: position WRAP + 600
+    assert clock.latest == (12 * MS, WRAP + 600) and clock.newest == (10 * MS, WRAP)
+    assert tracker.current(12 * MS) == WRAP + 600 and tracker.reading(12 * MS) == (12 * MS, WRAP + 600)
+    assert not tracker.ready(11 * MS) and tracker.due(11 * MS) is None  # no precise reading after it
+    assert clock.position_at(11 * MS) == WRAP  # not interpolated towards the loose reading
+    assert not clock.feed(11 * MS, 700)  # older than the latest reading: dropped
+    clock.feed(14 * MS, 1_000)
+    assert clock.latest == clock.newest == (14 * MS, WRAP + 1_000)
+    assert tracker.due(12 * MS) == WRAP + 500 + 5_000  # interpolated between 10 and 14 ms
+    clock.reset()
+    assert clock.latest is None
+
+
 def test_encoder_tracker_reset_loses_pending_rejects() -> None:
     """After a clock reset every earlier reject is passed and reported position_lost, never fired."""
     clock = fed([(0, 0), (10 * MS, 1_000)])
