@@ -309,6 +309,10 @@ def render_interface_doc(a: Addresses | None = None) -> str:
         "8. `error` bit set: divert or check the parts named in the journal, then pulse `clear error`.",
         "9. Pulse mode: fire on the rising edge of the reject output; keep `plc.pulse_ms` longer than two PLC "
         "scans.",
+        "10. Encoder tracking (`plc.tracking.by = \"encoder\"`, pulse mode): update `encoder` every scan and answer "
+        "its reads promptly. linegate places a part only from reads answered within `tracking.max_read_ms` "
+        "(4 ms), whose count it dates halfway between request and reply; slower ones are counted "
+        "(`linegate_plc_encoder_slow_reads_total`) and only tell where the belt is now.",
         "",
     ]
     return "\n".join(out)
