@@ -14,6 +14,8 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
     stopped = summary.stop_reason or "done"
     if summary.forced:
         stopped += f"; FORCED: {summary.forced}, what they held is reported by part id"
+    p50, p99 = summary.latency_ms
+    latency = f"p50 {p50:.2f} ms, p99 {p99:.2f} ms over all {frames} frames" if frames else "none (no frames)"
     lines = [
         f"linegate: stopped after {summary.elapsed_s:.1f} s ({stopped})",
         f"  frames   acquired {s[c.ACQUIRED]} = decided {s[c.DECIDED]} + dropped {s[c.DROPPED]}"
@@ -38,8 +40,8 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
         f"  logs     records {s.log_queued} queued by all processes, {s.log_queue_full} dropped (pipe full), "
         f"{s.log_write_failed} not written (output failed)"
         + (f", frame records unresolved {s[c.UNRESOLVED]}" if s[c.UNRESOLVED] else ""),
-        f"  latency  p50 {summary.latency_ms[0]:.2f} ms, p99 {summary.latency_ms[1]:.2f} ms over all {frames} frames "
-        f"(engine path expected {s[c.ENGINE_P99_US] / 1000:.2f} ms: its p99 at warm-up or over recent frames)",
+        f"  latency  {latency}"
+        f" (engine path expected {s[c.ENGINE_P99_US] / 1000:.2f} ms: its p99 at warm-up or over recent frames)",
     ]
     lines += [f"  fault    {f}" for f in summary.faults] or ["  faults   none"]
     if summary.removed_stale_ring:

@@ -135,20 +135,31 @@ class CameraLink:
     def _mark_up(self) -> None:
         if self.down_since_ns is None:
             return
-        down_ns = time.monotonic_ns() - self.down_since_ns
+        down_ns, missed = self._count_downtime()
         self.down_since_ns = None
-        missed = int(down_ns / 1e9 * self.cfg.frame_rate_hz) if self.cfg.frame_rate_hz else 0
-        c = self.counters
-        c.add(Count.CAMERA_RECONNECTS)
-        c.add(Count.CAMERA_DOWNTIME_MS, down_ns // 1_000_000)
-        c.add(Count.CAMERA_MISSED_ESTIMATE, missed)
-        c.set(Count.CAMERA_DOWN, 0)
+        self.counters.add(Count.CAMERA_RECONNECTS)
+        self.counters.set(Count.CAMERA_DOWN, 0)
         self.log.warning(
             "camera_recovered",
             down_ms=round(down_ns / 1e6, 1),
             frames_missed_estimate=missed,
             basis="downtime x camera.frame_rate_hz" if self.cfg.frame_rate_hz else "frame rate not configured",
         )
+
+    def still_down_at_stop(self) -> None:
+        """At stop with the camera still down: its downtime so far counts too (the fault stays set)."""
+        if self.down_since_ns is not None:
+            self._count_downtime()
+            self.down_since_ns = None
+
+    def _count_downtime(self) -> tuple[int, int]:
+        """Add the downtime since :attr:`down_since_ns`, and the frames it cost, to the counters."""
+        assert self.down_since_ns is not None
+        down_ns = time.monotonic_ns() - self.down_since_ns
+        missed = int(down_ns / 1e9 * self.cfg.frame_rate_hz) if self.cfg.frame_rate_hz else 0
+        self.counters.add(Count.CAMERA_DOWNTIME_MS, down_ns // 1_000_000)
+        self.counters.add(Count.CAMERA_MISSED_ESTIMATE, missed)
+        return down_ns, missed
 
     def idle(self, duration_ns: int) -> None:
         """Sleep in short slices, keeping the heartbeat and honouring stop."""
@@ -207,6 +218,7 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any
             except CameraError as exc:
                 counters.add(Count.CAMERA_ERRORS)
                 link.lost(str(exc))
+        link.still_down_at_stop()
         log.info("acquisition_stopped", acquired=counters.get(Count.ACQUIRED), lost=writer.ids.lost)
     finally:
         writer.flush(RING_FLUSH_TIMEOUT_S)

@@ -236,3 +236,8 @@ def test_camera_absent_at_start_is_a_reported_fault_not_a_failed_start(tmp_path:
     (fault_on,) = [e for e in plc_sim.edges if e["coil"] == FAULT_COIL]
     assert fault_on["value"] == 1 and fault_on["t_ns"] < t_stop
     assert_every_frame_and_reject_accounted(run.records())
+    # The summary counts the time without a camera (it never came), and shows no made-up latency.
+    summary = run.events("run_summary")[-1]
+    assert summary["camera_downtime_ms"] >= sum(delays[:2]) and summary["camera_reconnects"] == 0, summary
+    assert "latency  none (no frames)" in stderr and "nan" not in stderr, stderr
+    assert "NOT WELL camera down" in stderr, stderr
