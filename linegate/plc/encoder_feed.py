@@ -5,12 +5,14 @@ The count is interface words 20-21 (u32, high word first; ``docs/plc-interface.m
 :class:`~linegate.plc.tracking.EncoderClock`, stamped halfway between the request and the reply: the
 PLC took the count somewhere in that interval, so the stamp is off by at most half of it. A reading
 that took longer than ``tracking.max_read_ms`` (a slow PLC, or this process preempted between the
-two) still tells where the belt is now, but no part's position is interpolated from it: no position
-is estimated from a count whose moment is known worse than that.
+two) still tells where the belt is now, and bounds the positions interpolated between precise ones,
+but is no point of that interpolation: no position is drawn from a count whose moment is known
+worse than that.
 
 A reject is placed (due position = belt position at its acquisition + ``ejector_counts``) only once
-a reading at or after its acquisition exists, so it is never placed short; if none comes within
-``max_late_ms`` it is reported ``position_unknown``.
+a precise reading at or after its acquisition exists, so it is placed from readings on both sides of
+it (never extrapolated; within ``cps * max_read_ms / 2`` counts of the truth at a steady speed); if
+none comes within ``max_late_ms`` it is reported ``position_unknown``.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class EncoderFeed:
         try:
             hi, lo = self.link.read_words(ENCODER_WORD, 2)
         except PlcLinkError as exc:
+            self.last_slow_read_ns = 0  # the link's error is the reason now
             self.keeper.lost(exc)
             return
         t_answered = time.monotonic_ns()
@@ -77,10 +80,10 @@ class EncoderFeed:
         round_trip = t_answered - t_asked
         if round_trip > self.max_read_ns:
             # Still the belt's newest known position (fire or give up on it), stamped at the request
-            # so its age is never understated; but no part's position is interpolated from it.
+            # so its age is never understated; it bounds part positions but is no point of them.
             self.counters.add(Count.PLC_ENCODER_SLOW_READS)
             self.last_slow_read_ns = round_trip
-            self.tracker.clock.feed(t_asked, (hi << 16) | lo, precise=False)
+            self.tracker.clock.feed(t_asked, (hi << 16) | lo, taken_by_ns=t_answered)
             return
         self.last_slow_read_ns = 0
         self.tracker.clock.feed(t_asked + round_trip // 2, (hi << 16) | lo)

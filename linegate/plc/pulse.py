@@ -24,29 +24,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from linegate.counters import Count, SharedCounters
 from linegate.plc.connection import LinkKeeper
 from linegate.plc.ledger import Ledger
 from linegate.plc.link import PlcLink, PlcLinkError, PlcRefusedError
 from linegate.plc.schedule import PendingReject, RejectSchedule
-from linegate.plc.tracking import EncoderReading, EncoderTracker
+from linegate.plc.tracking import EncoderReading, EncoderTracker, where
+
+Decision = Literal["fire", "passed", "wait"]
 
 
 class FireWindow(Protocol):
     """When a reject may still be fired."""
 
-    def open(self, reject: PendingReject, now_ns: int) -> bool:
-        """A write sent now reaches the PLC while the part is still in front of the ejector."""
+    def decide(self, reject: PendingReject, now_ns: int) -> Decision:
+        """"fire": a write sent now reaches the PLC while the part is in front of the ejector;
+        "passed": it cannot any more; "wait": not known now (the reject goes back to the schedule)."""
         ...
 
     def settle_by_ns(self, reject: PendingReject, t_sent_ns: int) -> int:
         """An unanswered write must be settled (read back) by then, or it is reported unknown."""
         ...
 
-    def position(self, now_ns: int) -> EncoderReading | None:
-        """The newest encoder reading (encoder tracking), for the record; None when tracking by time."""
+    def position(self) -> EncoderReading | None:
+        """The encoder reading the last "fire" was decided on, for the record; None by time."""
         ...
 
 
@@ -57,13 +60,13 @@ class TimeWindow:
         self.schedule = schedule
         self.timeout_ns = timeout_ns
 
-    def open(self, reject: PendingReject, now_ns: int) -> bool:
-        return now_ns + self.timeout_ns <= self.schedule.deadline_ns(reject)
+    def decide(self, reject: PendingReject, now_ns: int) -> Decision:
+        return "fire" if now_ns + self.timeout_ns <= self.schedule.deadline_ns(reject) else "passed"
 
     def settle_by_ns(self, reject: PendingReject, t_sent_ns: int) -> int:
         return self.schedule.deadline_ns(reject)
 
-    def position(self, now_ns: int) -> EncoderReading | None:
+    def position(self) -> EncoderReading | None:
         return None
 
 
@@ -75,16 +78,21 @@ class EncoderWindow:
         self.tracker = tracker
         self.max_late_ns = max_late_ns
         self.read_encoder = read_encoder
+        self.decided_on: EncoderReading | None = None
 
-    def open(self, reject: PendingReject, now_ns: int) -> bool:
+    def decide(self, reject: PendingReject, now_ns: int) -> Decision:
         self.read_encoder()
-        return self.tracker.state(reject.due_ns, time.monotonic_ns()) == "due"
+        self.decided_on = self.tracker.reading(time.monotonic_ns())
+        if self.decided_on is None:  # this read too slow to be fresh, the link lost: decide later
+            return "wait"
+        state = where(reject.due_ns, self.tracker.tolerance_counts, self.decided_on.position)
+        return "fire" if state == "due" else ("passed" if state == "passed" else "wait")
 
     def settle_by_ns(self, reject: PendingReject, t_sent_ns: int) -> int:
         return t_sent_ns + self.max_late_ns
 
-    def position(self, now_ns: int) -> EncoderReading | None:
-        return self.tracker.reading(now_ns)
+    def position(self) -> EncoderReading | None:
+        return self.decided_on
 
 
 @dataclass
@@ -211,14 +219,18 @@ class PulseMode:
     # -- one reject ----------------------------------------------------------------------------
     def deliver(self, reject: PendingReject) -> None:
         """Fire *reject* (due now, link up, nothing unsettled)."""
-        if not self.window.open(reject, time.monotonic_ns()):
+        decision = self.window.decide(reject, time.monotonic_ns())
+        if decision == "wait":
+            self.schedule.push(reject)
+            return
+        if decision == "passed":
             self.counters.add(Count.PLC_LATE)
             self._tries.pop(reject.seq, None)
             self.ledger.undelivered(reject, "too_late", "the part would be past the ejector before a write lands")
             return
         self.ledger.table.mark_firing(reject.row)
         t_sent = time.monotonic_ns()
-        position = self.window.position(t_sent)
+        position = self.window.position()
         try:
             self.link.write_part_id(reject.part_id)
             self.link.write_flag("reject", True)

@@ -49,7 +49,8 @@ DEFAULT_MAX_SAMPLE_AGE_NS = 20_000_000
 
 
 class EncoderReading(NamedTuple):
-    """One encoder count and when it was read (``t_ns``: after the PLC answered)."""
+    """One encoder count and when it was taken (``t_ns``: halfway between request and reply for a
+    precise reading, the request for a slow one, so its age is never understated)."""
 
     t_ns: int
     position: int
@@ -79,9 +80,11 @@ class EncoderClock:
     History is bounded by *max_samples* and *history_ns*; while the belt stands still only the
     first and last sample of the standstill are kept, so a stop does not use up the history.
 
-    A reading whose moment is known only loosely (``precise=False``: a slow read) still says where
-    the belt is now (:attr:`latest`), but is kept out of the history that past positions are
-    interpolated from (:attr:`newest`, :meth:`position_at`).
+    A reading whose moment is known only loosely (``taken_by_ns`` given: a slow read, its count
+    taken between ``t_ns`` and then) still says where the belt is now (:attr:`latest`) but is no
+    point of the interpolation (:attr:`newest`): it only bounds it. The belt was at least at its
+    count after ``taken_by_ns`` and at most at it before ``t_ns``, so a belt that stopped or sped
+    up between two precise readings is not drawn as a straight line through slow ones.
     """
 
     def __init__(
@@ -103,9 +106,13 @@ class EncoderClock:
         self._raw: int | None = None  # raw count of the furthest position; None: next sample starts afresh
         self._pos: int | None = None
         self._origin = 0
-        self._loose: tuple[int, int] | None = None  # the last reading kept out of the history
+        self._loose: tuple[int, int] | None = None  # the last loose reading, for latest
+        # Loose readings since the oldest precise sample: taken from, taken by, position.
+        self._loose_from: list[int] = []
+        self._loose_by: list[int] = []
+        self._loose_pos: list[int] = []
         self.dropped = 0
-        """Samples ignored because they were older than the newest one."""
+        """Readings ignored because they were older than the latest one."""
         self.resets = 0
         """Restarts, by :meth:`reset` or a counter that jumped back."""
 
@@ -140,14 +147,17 @@ class EncoderClock:
         range of positions, :data:`RESET_GAP` past the last one, so no earlier target can become due."""
         self._raw = None
         self._loose = None
+        self._loose_from.clear()
+        self._loose_by.clear()
+        self._loose_pos.clear()
         self._t.clear()
         self._p.clear()
         self._head = 0
         self.resets += 1
 
-    def feed(self, t_ns: int, raw_count: int, *, precise: bool = True) -> bool:
-        """Add the count read at *t_ns*; False when it was ignored (older than the newest reading).
-        Not *precise*: it moves :attr:`latest` only (stamp it no later than the count was taken)."""
+    def feed(self, t_ns: int, raw_count: int, *, taken_by_ns: int | None = None) -> bool:
+        """Add the count read at *t_ns*; False when it was ignored (older than the latest reading).
+        With *taken_by_ns*: a loose reading, its count taken between *t_ns* and *taken_by_ns*."""
         if not 0 <= raw_count < WRAP:
             raise ValueError(f"raw encoder count must be an unsigned 32-bit value, got {raw_count}")
         if self._raw is None or self._pos is None:
@@ -165,11 +175,25 @@ class EncoderClock:
                 self._start(raw_count)
             # else: a small step back; the position stays at the furthest one seen
         assert self._pos is not None
-        if precise:
+        if taken_by_ns is None:
             self._append(t_ns, self._pos)
         else:
             self._loose = (t_ns, self._pos)
+            self._loose_from.append(t_ns)
+            self._loose_by.append(taken_by_ns)
+            self._loose_pos.append(self._pos)
+            self._trim_loose()
         return True
+
+    def _trim_loose(self) -> None:
+        """Loose readings taken before the oldest precise sample bound nothing any more."""
+        if not len(self):
+            return
+        stale = bisect_right(self._loose_by, self._t[self._head])
+        if stale >= 256 or stale * 2 >= len(self._loose_by) > 0:
+            del self._loose_from[:stale]
+            del self._loose_by[:stale]
+            del self._loose_pos[:stale]
 
     def _start(self, raw_count: int) -> None:
         self._pos = raw_count if self._pos is None else self._pos + RESET_GAP
@@ -209,7 +233,23 @@ class EncoderClock:
             return p[-1]
         i = bisect_right(t, t_ns, self._head) - 1
         t0, p0 = t[i], p[i]
-        return p0 + (p[i + 1] - p0) * (t_ns - t0) // (t[i + 1] - t0)
+        line = p0 + (p[i + 1] - p0) * (t_ns - t0) // (t[i + 1] - t0)
+        return self._bounded(line, t_ns, t0, t[i + 1]) if self._loose_by else line
+
+    def _bounded(self, position: int, t_ns: int, t0: int, t1: int) -> int:
+        """*position* at *t_ns* (interpolated between precise samples at *t0* and *t1*), held within
+        what the loose readings between them say: at least the count of one taken by *t_ns*, at most
+        the count of one taken from after it."""
+        lo, hi = position, position
+        first = bisect_right(self._loose_by, t0)
+        for k in range(first, len(self._loose_by)):
+            if self._loose_from[k] >= t1:
+                break
+            if self._loose_by[k] <= t_ns:
+                lo = max(lo, self._loose_pos[k])
+            elif self._loose_from[k] >= t_ns:
+                hi = min(hi, self._loose_pos[k])
+        return lo if lo > position else hi
 
     def eta_ns(self, target: int, now_ns: int) -> int | None:
         """When the belt should reach *target* at its recent speed (never before *now_ns*).
@@ -264,6 +304,11 @@ class Tracker(Protocol):
         """Where the belt is now, to compare due values with; None when that is not known."""
         ...
 
+    def reached(self, now_ns: int) -> int | None:
+        """How far the belt has certainly come, however long ago that was read: a due value
+        beyond tolerance of it has passed (:meth:`current` can be None while this is known)."""
+        ...
+
     def state(self, due: int, now_ns: int) -> Where | None:
         """Whether the part due at *due* is early, due (fire now) or passed (report, never fire);
         None when the belt's position is not known now (decide later)."""
@@ -303,6 +348,9 @@ class TimeTracker:
     def current(self, now_ns: int) -> int:
         return now_ns
 
+    def reached(self, now_ns: int) -> int:
+        return now_ns
+
     def state(self, due: int, now_ns: int) -> Where:
         return where(due, self.max_late_ns, now_ns)
 
@@ -317,9 +365,10 @@ class EncoderTracker:
     """Travel is encoder counts: due at ``position_at(t_acquired) + ejector_counts``, may fire while
     the position is at most ``tolerance_counts`` beyond.
 
-    The current position is the newest sample's, and only while it is at most *max_sample_age_ns*
-    old (None: no limit): read the encoder right before deciding. ``tolerance_counts`` must cover
-    the belt's travel between that read and the ejector acting on the reject.
+    The current position is the latest reading's (:attr:`EncoderClock.latest`), and only while it
+    is at most *max_sample_age_ns* old (None: no limit): read the encoder right before deciding.
+    ``tolerance_counts`` must cover the belt's travel between that read and the ejector acting on
+    the reject.
     """
 
     def __init__(
@@ -367,6 +416,10 @@ class EncoderTracker:
     def current(self, now_ns: int) -> int | None:
         reading = self.reading(now_ns)
         return None if reading is None else reading.position
+
+    def reached(self, now_ns: int) -> int | None:
+        latest = self.clock.latest  # the belt never runs back: an old count is still a lower bound
+        return None if latest is None else latest[1]
 
     def state(self, due: int, now_ns: int) -> Where | None:
         cur = self.current(now_ns)

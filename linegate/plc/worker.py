@@ -191,9 +191,10 @@ class RejectWorker:
             self.feed.read(now_ns)
             self.feed.place(now_ns)
         current = self.tracker.current(now_ns)
-        if current is None:  # encoder reading too old (link down): nothing is decided blind
-            current = self._expire_by_link(now_ns)
-        for reject in self.schedule.pop_expired(current) if current is not None else ():
+        if current is None:  # no fresh encoder reading (link down, slow reads): nothing is fired blind
+            self._expire_by_link(now_ns)
+        reached = current if current is not None else self.tracker.reached(now_ns)
+        for reject in self.schedule.pop_expired(reached) if reached is not None else ():
             self.counters.add(Count.PLC_LATE)
             if self.connected:
                 reason = self.tracker.passed_reason(reject.due_ns)
@@ -206,11 +207,12 @@ class RejectWorker:
                 self.mode.deliver(due_reject)
         self.counters.set(Count.PLC_PENDING, len(self.schedule) + int(not self.mode.ready()))
 
-    def _expire_by_link(self, now_ns: int) -> int | None:
+    def _expire_by_link(self, now_ns: int) -> None:
         """Encoder tracking without a fresh reading: while the link is down, rejects held longer
-        than max_late_ms are reported; otherwise nothing is decided until the next reading."""
+        than max_late_ms are reported (those the belt has certainly passed, by any reading, are
+        reported by the caller); otherwise nothing is fired until a fresh reading."""
         if self.connected:
-            return None
+            return
         limit = now_ns - int(self.cfg.max_late_ms * 1e6)
         for reject in self.schedule.drain():
             if reject.t_acquired_ns >= limit:
@@ -218,7 +220,6 @@ class RejectWorker:
             else:
                 self.counters.add(Count.PLC_LATE)
                 self.ledger.undelivered(reject, "plc_unreachable", self.keeper.last_error)
-        return None
 
     def busy(self) -> bool:
         """Rejects still waiting or a delivery still open."""
@@ -270,6 +271,10 @@ class RejectWorker:
             self.ledger.undelivered(open_delivery, "delivery_unknown", why)
         for reject in self.schedule.drain():
             self.ledger.undelivered(reject, "shutdown", "stopped before the reject could be delivered")
+        if self.feed is not None:  # encoder tracking: not placed yet (no reading since its acquisition)
+            for reject in self.feed.waiting:
+                self.ledger.undelivered(reject, "shutdown", "stopped before the part's position was known")
+            self.feed.waiting.clear()
         self.counters.set(Count.PLC_PENDING, 0)
 
     def shutdown(self) -> None:

@@ -35,14 +35,16 @@ MAX_READ_MS = 4.0
 SLACK = CPS * MAX_READ_MS / 2 / 1000
 
 
-def encoder_section(port: int, *, max_read_ms: float = MAX_READ_MS, max_late_ms: float = 500) -> PlcSection:
+def encoder_section(
+    port: int, *, max_read_ms: float = MAX_READ_MS, max_late_ms: float = 500, timeout_ms: float = 20
+) -> PlcSection:
     modbus = {
         "host": "127.0.0.1",
         "port": port,
         "reject_coil": 3,
         "part_id_register": 10,
         "register_base": 100,
-        "timeout_ms": 20,
+        "timeout_ms": timeout_ms,
     }
     tracking = {
         "by": "encoder",
@@ -168,17 +170,19 @@ def test_encoder_readings_slower_than_max_read_ms_are_not_used(build_dir: Path) 
 
 
 def test_a_reading_is_stamped_between_request_and_reply(build_dir: Path) -> None:
-    """With 12 ms replies allowed (max_read_ms = 30), each reading is used and stamped halfway: before
-    the reply was even sent, so the position it gives is not shifted by the reply's delay."""
+    """With 12 ms replies allowed (max_read_ms = 60, timeout 100 ms), each reading is used and stamped
+    halfway: before the reply was even sent, so the position it gives is not shifted by the delay."""
     with RecordingServer(build_dir, delay_ms=12, delay_fc=3) as server:
-        worker, _log, counters = make_worker(encoder_section(server.port, max_read_ms=30))
-        end = time.monotonic() + 5
-        while time.monotonic() < end and len(worker.tracker.clock) < 3:
-            worker.step(RejectInbox(reject_channel(CTX)[0]), time.monotonic_ns())
+        worker, _log, counters = make_worker(encoder_section(server.port, max_read_ms=60, timeout_ms=100))
+        inbox = RejectInbox(reject_channel(CTX)[0])
+        end = time.monotonic() + 10
+        while time.monotonic() < end and len([r for r in server.reads() if r.fc == 3]) < 3:
+            worker.step(inbox, time.monotonic_ns())
         worker.shutdown()
         applied = [r.t_ns for r in server.reads() if r.fc == 3 and r.addr == 120]
     newest = worker.tracker.clock.newest
-    assert newest is not None and counters.get(Count.PLC_ENCODER_SLOW_READS) == 0
+    assert len(applied) >= 3 and newest is not None
+    assert counters.get(Count.PLC_ENCODER_SLOW_READS) == 0 and counters.get(Count.PLC_RECONNECTS) == 1
     # The server prints a read when it applies it, then holds the reply 12 ms: a stamp taken after the
     # reply would be >= 12 ms after its read; halfway, it is about 6 ms after.
     after = min(newest[0] - t for t in applied if t <= newest[0])

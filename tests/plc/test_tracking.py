@@ -328,21 +328,37 @@ def test_encoder_tracker_stale_position_decides_nothing() -> None:
 
 
 def test_loose_reading_moves_the_current_position_but_places_no_part() -> None:
-    """A slow reading (precise=False) is the belt's position now (fire or expire on it), unwrapped
-    like any other; interpolation and placement use the precise readings only."""
+    """A slow reading (taken_by_ns given) is the belt's position now (fire or expire on it),
+    unwrapped like any other; a part is placed only once a precise reading follows it."""
     clock = fed([(0, WRAP - 1_000), (10 * MS, 0)])
     tracker = EncoderTracker(clock, ejector_counts=5_000, tolerance_counts=100)
-    assert clock.feed(12 * MS, 600, precise=False)  # past the wrap: position WRAP + 600
+    assert clock.feed(12 * MS, 600, taken_by_ns=13 * MS)  # past the wrap: position WRAP + 600
     assert clock.latest == (12 * MS, WRAP + 600) and clock.newest == (10 * MS, WRAP)
     assert tracker.current(12 * MS) == WRAP + 600 and tracker.reading(12 * MS) == (12 * MS, WRAP + 600)
+    assert tracker.reached(10 * S) == WRAP + 600  # however old: the belt has come that far
     assert not tracker.ready(11 * MS) and tracker.due(11 * MS) is None  # no precise reading after it
-    assert clock.position_at(11 * MS) == WRAP  # not interpolated towards the loose reading
     assert not clock.feed(11 * MS, 700)  # older than the latest reading: dropped
     clock.feed(14 * MS, 1_000)
     assert clock.latest == clock.newest == (14 * MS, WRAP + 1_000)
-    assert tracker.due(12 * MS) == WRAP + 500 + 5_000  # interpolated between 10 and 14 ms
+    assert tracker.due(12 * MS) == WRAP + 500 + 5_000  # interpolated between 10 and 14 ms, within bounds
     clock.reset()
-    assert clock.latest is None
+    assert clock.latest is None and tracker.reached(0) is None
+
+
+def test_loose_readings_bound_the_interpolation() -> None:
+    """Between two precise readings the belt stopped, or sped up: the slow readings in between are
+    no points of the line, but a part's position is held within what they prove."""
+    stopped = fed([(0, 0)])
+    stopped.feed(60 * MS, 1_000, taken_by_ns=65 * MS)  # the belt stopped at 1000 by 50 ms
+    stopped.feed(130 * MS, 1_000, taken_by_ns=136 * MS)
+    stopped.feed(200 * MS, 1_000)
+    assert stopped.position_at(100 * MS) == 1_000  # a straight line from 0 to 200 ms would say 500
+    assert stopped.position_at(30 * MS) == 150  # before the first slow read: the line, unbounded
+    started = fed([(0, 0)])
+    started.feed(50 * MS, 100, taken_by_ns=55 * MS)  # crawling, then fast
+    started.feed(100 * MS, 1_000)
+    assert started.position_at(40 * MS) == 100  # the line says 400; it was at most 100 before 50 ms
+    assert started.position_at(80 * MS) == 800  # after the slow read: the line (>= 100) stands
 
 
 def test_encoder_tracker_reset_loses_pending_rejects() -> None:
