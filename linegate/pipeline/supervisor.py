@@ -14,6 +14,7 @@ Signal handlers only set flags; a second stop signal or the stop timeout kills t
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -508,8 +509,9 @@ class Supervisor:
             faults=summary.faults,
             lasting=summary.lasting,
             forced=summary.forced or None,
-            latency_p50_ms=round(summary.latency_ms[0], 3),
-            latency_p99_ms=round(summary.latency_ms[1], 3),
+            # None, not NaN, when no frame was timed: the record stays strict JSON.
+            latency_p50_ms=_ms_or_none(summary.latency_ms[0]),
+            latency_p99_ms=_ms_or_none(summary.latency_ms[1]),
             elapsed_s=round(summary.elapsed_s, 3),
             **snapshot.as_record(),
         )
@@ -524,3 +526,7 @@ class Supervisor:
 
 
 __all__ = ["RunSummary", "Supervisor"]
+
+
+def _ms_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 3)
