@@ -347,6 +347,9 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     add("--control-at", metavar="MS:N", type=_timed_value, action="append", default=[],
         help="handshake: the control word becomes N at MS ms after start (bit 0 offline, bit 1 clear error; "
         "repeatable, in time order) (default: none)")
+    add("--timeline-from", choices=("start", "ready"), default="start",
+        help="handshake: --recipe-at and --control-at count from the simulator's start, or from the first "
+        "vision block with the ready bit (linegate inspecting) (default: %(default)s)")
 
 
 def _plc_sim(args: argparse.Namespace) -> int:
@@ -368,6 +371,7 @@ def _plc_sim(args: argparse.Namespace) -> int:
             recipe=args.recipe,
             recipe_changes=tuple(args.recipe_at),
             control_changes=tuple(args.control_at),
+            timeline_from=args.timeline_from,
         )
         if args.protocol == "s7":
             from linegate.plc.s7_sim import run_s7_sim

@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 from linegate.plc import interface as itf
 
@@ -69,6 +69,9 @@ class ProgramConfig:
     """``(ms after start, recipe)``: product changes at those times (a scripted line)."""
     control_changes: tuple[tuple[float, int], ...] = ()
     """``(ms after start, control word)``: commands at those times (bit 0 offline, bit 1 clear error)."""
+    timeline_from: Literal["start", "ready"] = "start"
+    """What "start" means for the two timelines above: the program's start, or the first vision
+    block with the ready bit (linegate inspecting), so a script does not depend on start-up time."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -97,6 +100,7 @@ class PlcProgram:
         """Every recorded (new) result event, in order."""
         self.duplicates = 0
         self._t0 = t_ns
+        self._timeline_t0: int | None = t_ns if config.timeline_from == "start" else None
         self._last_seq = 0
         self._ack_seq = 0
         self._pending_ack: tuple[int, int] | None = None  # (seq, due t_ns)
@@ -126,6 +130,8 @@ class PlcProgram:
         events: list[Event] = []
         w = [int(x) & 0xFFFF for x in words]
         status = w[_OFF["status"]]
+        if self._timeline_t0 is None and status & (1 << itf.Status.READY):
+            self._timeline_t0 = t_ns
         now = (status & ~(1 << itf.Status.RESULT_TOGGLE), *(w[_OFF[name]] for name in _STATUS_WORDS))
         if now != self._status:
             self._status = now
@@ -176,13 +182,14 @@ class PlcProgram:
         self._advance(t_ns)
         part = self._part_id(t_ns)
         enc = self._encoder(t_ns)
+        elapsed_ns = -1 if self._timeline_t0 is None else t_ns - self._timeline_t0
         changes, done = self.config.recipe_changes, self._recipe_changes_done
-        while done < len(changes) and t_ns - self._t0 >= changes[done][0] * 1e6:
+        while done < len(changes) and elapsed_ns >= changes[done][0] * 1e6:
             self._recipe = changes[done][1]
             done += 1
         self._recipe_changes_done = done
         changes, done = self.config.control_changes, self._control_changes_done
-        while done < len(changes) and t_ns - self._t0 >= changes[done][0] * 1e6:
+        while done < len(changes) and elapsed_ns >= changes[done][0] * 1e6:
             self._control = changes[done][1]
             done += 1
         self._control_changes_done = done

@@ -14,8 +14,11 @@ from tests.conftest import DEMO_CONFIG, unique_instance
 MODEL = (DEMO_CONFIG.parent / ".." / "engines" / "demo" / "ball_zone.onnx").resolve()
 
 
-def demo_config_file(tmp_path: Path, plc_port: int, replace: dict[str, str] | None = None) -> tuple[Path, str]:
-    """A copy of config/demo.toml in *tmp_path* using *plc_port* and a fresh instance name."""
+def demo_config_file(
+    tmp_path: Path, plc_port: int, replace: dict[str, str] | None = None, append: str = ""
+) -> tuple[Path, str]:
+    """A copy of config/demo.toml in *tmp_path* using *plc_port* and a fresh instance name, with
+    *append* (more tables: recipes, stages) at its end."""
     instance = unique_instance()
     text = DEMO_CONFIG.read_text()
     edits = {
@@ -28,7 +31,7 @@ def demo_config_file(tmp_path: Path, plc_port: int, replace: dict[str, str] | No
         assert old in text, old
         text = text.replace(old, new)
     path = tmp_path / f"{instance}.toml"
-    path.write_text(text)
+    path.write_text(text + append)
     return path, instance
 
 
@@ -128,12 +131,13 @@ class LinegateRun:
         notify: NotifySocket | None = None,
         watchdog_usec: int | None = None,
         stdout_file: Path | None = None,
+        append: str = "",
     ) -> None:
         """Records are read from ``--log-file`` (tmp_path/frames.jsonl), or from *stdout_file* if
         given (then no ``--log-file`` is passed, so the config's ``logging.file`` applies)."""
         import os
 
-        self.config, self.instance = demo_config_file(tmp_path, plc_port, replace)
+        self.config, self.instance = demo_config_file(tmp_path, plc_port, replace, append)
         self.log = stdout_file or tmp_path / "frames.jsonl"
         log_args = [] if stdout_file is not None else ["--log-file", str(self.log)]
         env = dict(os.environ)

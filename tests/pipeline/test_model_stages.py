@@ -51,8 +51,7 @@ def test_second_stage_runs_only_on_flagged_frames_and_its_verdict_stands(tmp_pat
     clears = constant_classifier(tmp_path / "clears.onnx", (1, 1, 24, 32), (0.9, 0.1))
     sim = PlcSimProcess(free_port())
     try:
-        run = LinegateRun(tmp_path, sim.port)
-        run.config.write_text(run.config.read_text() + second_stage(clears, "always-pass"))
+        run = LinegateRun(tmp_path, sim.port, append=second_stage(clears, "always-pass"))
         run.wait_event("inspection_resumed", timeout_s=60)
         run.wait_frames(300)
         stderr = run.stop()

@@ -30,10 +30,9 @@ reject_thresholds = {{ reject = 0.5 }}
 def test_plc_recipe_change_switches_the_model_between_two_frames(tmp_path: Path) -> None:
     """Recipe 1 from the start, recipe 2 later: each switch is a warm hand-over; every frame has a
     model verdict from one model or the next, in order, and every result reaches the PLC once."""
-    sim = handshake_sim("--recipe", "1", "--recipe-at", "6000:2")
+    sim = handshake_sim("--recipe", "1", "--timeline-from", "ready", "--recipe-at", "4000:2")
     try:
-        run = LinegateRun(tmp_path, sim.port, HANDSHAKE)
-        run.config.write_text(run.config.read_text() + recipes(1, 2))
+        run = LinegateRun(tmp_path, sim.port, HANDSHAKE, append=recipes(1, 2))
         run.wait_event("recipe_selected", 2, timeout_s=60)
         run.wait_event("reload_applied", 2, timeout_s=60)
         run.wait_frames(100)
@@ -60,8 +59,7 @@ def test_recipe_without_a_model_is_a_fault_until_the_plc_names_a_known_one(tmp_p
     vision block's fault bit set at the PLC; a known recipe ends the fault."""
     sim = handshake_sim("--recipe", "7", "--recipe-at", "6000:1")
     try:
-        run = LinegateRun(tmp_path, sim.port, HANDSHAKE)
-        run.config.write_text(run.config.read_text() + recipes(1))
+        run = LinegateRun(tmp_path, sim.port, HANDSHAKE, append=recipes(1))
         unknown = run.wait_event("recipe_unknown", timeout_s=60)
         run.wait_event("recipe_selected", timeout_s=60)
         run.wait_event("reload_applied", timeout_s=60)
@@ -86,10 +84,12 @@ def test_recipe_whose_model_fails_to_start_is_a_fault_and_the_previous_model_kee
     goes back to recipe 1."""
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not an onnx model")
-    sim = handshake_sim("--recipe", "1", "--recipe-at", "5000:2", "--recipe-at", "12000:1")
+    # The PLC's script counts from linegate's first ready vision block, so recipe 1 is applied first
+    # however long start-up takes (a slow start had missed it).
+    sim = handshake_sim("--recipe", "1", "--timeline-from", "ready", "--recipe-at", "5000:2", "--recipe-at", "12000:1")
     try:
-        run = LinegateRun(tmp_path, sim.port, HANDSHAKE)
-        run.config.write_text(run.config.read_text() + recipes(1) + recipes(2).replace(str(MODEL), str(broken)))
+        tables = recipes(1) + recipes(2).replace(str(MODEL), str(broken))
+        run = LinegateRun(tmp_path, sim.port, HANDSHAKE, append=tables)
         run.wait_event("reload_failed", timeout_s=60)
 
         def recipe_fault() -> list[dict[str, Any]]:
@@ -97,21 +97,14 @@ def test_recipe_whose_model_fails_to_start_is_a_fault_and_the_previous_model_kee
 
         run.wait_for(lambda: bool(recipe_fault()), 30, "the recipe fault")
         (suspended, *_) = recipe_fault()
-
-        def back_to_recipe_1() -> bool:
-            # Recipe 1 may or may not be selected before 2: a slow start-up can miss it (the PLC's
-            # timeline runs from its own start).
-            selected = [r["recipe"] for r in run.events("recipe_selected")]
-            return 2 in selected and 1 in selected[selected.index(2) :]
-
-        run.wait_for(back_to_recipe_1, 60, "recipe 1 selected after recipe 2")
-        run.wait_event("reload_applied", timeout_s=60)
+        run.wait_event("recipe_selected", 3, timeout_s=60)
         run.wait_event("inspection_resumed", 2, timeout_s=30)
         run.wait_frames(30)
         stderr = run.stop()
     finally:
         sim.stop()
     assert run.proc.returncode == 0, stderr
+    assert [r["recipe"] for r in run.events("recipe_selected")] == [1, 2, 1]
     assert "PLC recipe 2 could not be applied" in " ".join(suspended["faults"]), suspended
     failed = [st for st in sim.statuses if st["recipe_failed"]]
     assert failed and all(st["recipe"] == 1 for st in failed) and any(st["fault_code"] == 7 for st in failed)

@@ -160,6 +160,22 @@ def test_part_id_and_recipe_in_the_plc_block() -> None:
     assert decode_plc_block(PlcProgram(ProgramConfig(), 0).scan(10**12)).part_id == 0
 
 
+def test_timeline_from_ready_counts_from_the_first_ready_vision_block() -> None:
+    """--timeline-from ready: scripted recipe changes wait for linegate's first ready block, so a
+    slow start-up does not miss the recipe it starts with."""
+    config = ProgramConfig(recipe=1, recipe_changes=((100, 2),), timeline_from="ready")
+    program = PlcProgram(config, 0)
+    assert decode_plc_block(program.scan(10_000 * MS)).recipe == 1  # no vision block yet: no clock
+    not_ready = VisionState(alive=1, ready=False, fault_code=FaultCode.NONE, toggle=False, waiting=0)
+    program.on_vision_block(block(0, state=not_ready), 10_000 * MS)
+    assert decode_plc_block(program.scan(10_500 * MS)).recipe == 1  # not ready: still no clock
+    program.on_vision_block(block(0), 11_000 * MS)
+    assert decode_plc_block(program.scan(11_099 * MS)).recipe == 1
+    assert decode_plc_block(program.scan(11_100 * MS)).recipe == 2
+    from_start = PlcProgram(ProgramConfig(recipe=1, recipe_changes=((100, 2),)), 0)
+    assert decode_plc_block(from_start.scan(100 * MS)).recipe == 2
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"ack_delay_ms": -1}, {"ignore_ack_share": 1.5}, {"alive_ms": -5}, {"part_id_start": 2**32},
