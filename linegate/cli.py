@@ -347,9 +347,9 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     add("--control-at", metavar="MS:N", type=_timed_value, action="append", default=[],
         help="handshake: the control word becomes N at MS ms after start (bit 0 offline, bit 1 clear error; "
         "repeatable, in time order) (default: none)")
-    add("--timeline-from", choices=("start", "ready"), default="start",
-        help="handshake: --recipe-at and --control-at count from the simulator's start, or from the first "
-        "vision block with the ready bit (linegate inspecting) (default: %(default)s)")
+    add("--timeline-from", choices=("start", "connect", "ready"), default="start",
+        help="handshake: --recipe-at and --control-at count from the simulator's start, linegate's first "
+        "vision block (connect), or its first one with the ready bit (inspecting) (default: %(default)s)")
 
 
 def _plc_sim(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
         f"incomplete frames {s[c.INCOMPLETE_FRAMES]})",
         f"  records  logged {s[c.LOGGED]} of {frames} frames (dropped {s[c.LOG_DROPPED]})",
         f"  rejects  {s[c.REJECTED]} = delivered {s[c.PLC_DELIVERED]} + undelivered {s[c.PLC_UNDELIVERED]} "
-        f"+ queue-full {s[c.PLC_QUEUE_FULL]} (retries {s[c.PLC_RETRIES]}, late {s[c.PLC_LATE]})",
+        f"+ queue-full {s[c.PLC_QUEUE_FULL]} (retries {s[c.PLC_RETRIES]}, past their window {s[c.PLC_LATE]})",
         *(
             [f"  passes   sent to the PLC {s[c.PLC_PASS_QUEUED]} = acknowledged {s[c.PLC_PASS_DELIVERED]} + "
              f"undelivered {s[c.PLC_PASS_UNDELIVERED]} (+ queue-full {s[c.PLC_PASS_QUEUE_FULL]})"]

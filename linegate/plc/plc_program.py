@@ -69,9 +69,9 @@ class ProgramConfig:
     """``(ms after start, recipe)``: product changes at those times (a scripted line)."""
     control_changes: tuple[tuple[float, int], ...] = ()
     """``(ms after start, control word)``: commands at those times (bit 0 offline, bit 1 clear error)."""
-    timeline_from: Literal["start", "ready"] = "start"
-    """What "start" means for the two timelines above: the program's start, or the first vision
-    block with the ready bit (linegate inspecting), so a script does not depend on start-up time."""
+    timeline_from: Literal["start", "connect", "ready"] = "start"
+    """What "start" means for the two timelines above: the program's start, linegate's first vision
+    block, or its first one with the ready bit (inspecting), so a script need not guess start-up time."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -130,7 +130,7 @@ class PlcProgram:
         events: list[Event] = []
         w = [int(x) & 0xFFFF for x in words]
         status = w[_OFF["status"]]
-        if self._timeline_t0 is None and status & (1 << itf.Status.READY):
+        if self._timeline_t0 is None and (self.config.timeline_from == "connect" or status & (1 << itf.Status.READY)):
             self._timeline_t0 = t_ns
         now = (status & ~(1 << itf.Status.RESULT_TOGGLE), *(w[_OFF[name]] for name in _STATUS_WORDS))
         if now != self._status:

@@ -57,7 +57,8 @@ def test_plc_recipe_change_switches_the_model_between_two_frames(tmp_path: Path)
 def test_recipe_without_a_model_is_a_fault_until_the_plc_names_a_known_one(tmp_path: Path) -> None:
     """A recipe the configuration does not know: FAULT in the log (inspection suspended, named), the
     vision block's fault bit set at the PLC; a known recipe ends the fault."""
-    sim = handshake_sim("--recipe", "7", "--recipe-at", "6000:1")
+    # Linegate is never ready on an unknown recipe: the script counts from its first vision block.
+    sim = handshake_sim("--recipe", "7", "--timeline-from", "connect", "--recipe-at", "5000:1")
     try:
         run = LinegateRun(tmp_path, sim.port, HANDSHAKE, append=recipes(1))
         unknown = run.wait_event("recipe_unknown", timeout_s=60)

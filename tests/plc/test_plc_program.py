@@ -174,6 +174,10 @@ def test_timeline_from_ready_counts_from_the_first_ready_vision_block() -> None:
     assert decode_plc_block(program.scan(11_100 * MS)).recipe == 2
     from_start = PlcProgram(ProgramConfig(recipe=1, recipe_changes=((100, 2),)), 0)
     assert decode_plc_block(from_start.scan(100 * MS)).recipe == 2
+    from_connect = PlcProgram(ProgramConfig(recipe=1, recipe_changes=((100, 2),), timeline_from="connect"), 0)
+    from_connect.on_vision_block(block(0, state=not_ready), 10_000 * MS)
+    assert decode_plc_block(from_connect.scan(10_099 * MS)).recipe == 1
+    assert decode_plc_block(from_connect.scan(10_100 * MS)).recipe == 2
 
 
 @pytest.mark.parametrize(
