@@ -387,10 +387,12 @@ class TrackingSection(_Section):
     error (up to ``cps * max_read_ms / 2`` at a steady speed)."""
     poll_ms: Annotated[float, Field(ge=0.5, le=100)] = 2.0
     """by = "encoder": the encoder is read this often (and right before each pulse)."""
-    max_read_ms: Annotated[float, Field(gt=0, le=100)] = 4.0
+    max_read_ms: Annotated[float, Field(gt=0, le=100)] = 10.0
     """by = "encoder": a reading whose request-to-reply time is longer places no part (it still
     tells where the belt is now). A reading's moment is known to half that time, so a part's
-    position to ``cps * max_read_ms / 2`` counts."""
+    position to ``cps * max_read_ms / 2`` counts. A PLC answering once per scan takes up to a scan
+    cycle: keep this above its read round trip (``linegate_plc_encoder_slow_reads_total`` shows
+    readings over it)."""
 
 
 class PlcSection(_Section):

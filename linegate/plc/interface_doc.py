@@ -311,8 +311,9 @@ def render_interface_doc(a: Addresses | None = None) -> str:
         "scans.",
         "10. Encoder tracking (`plc.tracking.by = \"encoder\"`, pulse mode): update `encoder` every scan and answer "
         "its reads promptly. linegate places a part only from reads answered within `tracking.max_read_ms` "
-        "(4 ms), whose count it dates halfway between request and reply; slower ones are counted "
-        "(`linegate_plc_encoder_slow_reads_total`) and only tell where the belt is now.",
+        "(10 ms; keep it above your read round trip), whose count it dates halfway between request and "
+        "reply; slower ones are counted (`linegate_plc_encoder_slow_reads_total`) and only tell where the "
+        "belt is now.",
         "",
     ]
     return "\n".join(out)
