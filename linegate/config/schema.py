@@ -383,8 +383,9 @@ class TrackingSection(_Section):
     """by = "encoder": encoder counts from the camera's field of view to the ejector."""
     tolerance_counts: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     """by = "encoder": a reject is still fired this many counts past its position, never later. It
-    must cover the belt's travel during one encoder read plus one write, and the part's placement
-    error (up to ``cps * max_read_ms / 2`` at a steady speed)."""
+    must cover the belt's travel during one encoder read plus one write, during one PLC scan (a
+    PLC serves the count of its last scan), and the part's placement error (up to
+    ``cps * max_read_ms / 2`` at a steady speed)."""
     poll_ms: Annotated[float, Field(ge=0.5, le=100)] = 2.0
     """by = "encoder": the encoder is read this often (and right before each pulse)."""
     max_read_ms: Annotated[float, Field(gt=0, le=100)] = 10.0
