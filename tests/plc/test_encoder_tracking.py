@@ -167,7 +167,7 @@ def test_encoder_readings_slower_than_max_read_ms_are_not_used(build_dir: Path) 
     derived from those readings, so the reject is reported position_unknown, naming the slow reads and
     the key, and the coil is never raised."""
     with RecordingServer(build_dir, delay_ms=12, delay_fc=3) as server:
-        worker, log, counters = make_worker(encoder_section(server.port, max_late_ms=300))
+        worker, log, counters = make_worker(encoder_section(server.port, max_late_ms=300, timeout_ms=100))
         deliver(worker, [41])
         worker.shutdown()
         assert [r.addr for r in server.reads() if r.fc == 3][:1] == [120]  # the encoder words (base 100 + 20)
