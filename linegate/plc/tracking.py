@@ -106,8 +106,8 @@ class EncoderClock:
         self._raw: int | None = None  # raw count of the furthest position; None: next sample starts afresh
         self._pos: int | None = None
         self._origin = 0
-        self._loose: tuple[int, int] | None = None  # the last loose reading, for latest
-        # Loose readings since the oldest precise sample: taken from, taken by, position.
+        # Loose readings since the oldest precise sample (bounded like the samples; the last one is
+        # always kept, as it may be the latest reading): taken from, taken by, position.
         self._loose_from: list[int] = []
         self._loose_by: list[int] = []
         self._loose_pos: list[int] = []
@@ -130,12 +130,17 @@ class EncoderClock:
         return (self._t[-1], self._p[-1]) if len(self) else None
 
     @property
+    def loose_held(self) -> int:
+        """Loose readings held to bound the interpolation (bounded like the samples)."""
+        return len(self._loose_by)
+
+    @property
     def latest(self) -> tuple[int, int] | None:
         """``(t_ns, position)`` of the last reading, precise or not: where the belt is now."""
-        newest, loose = self.newest, self._loose
-        if loose is None or (newest is not None and newest[0] >= loose[0]):
+        newest = self.newest
+        if not self._loose_from or (newest is not None and newest[0] >= self._loose_from[-1]):
             return newest
-        return loose
+        return self._loose_from[-1], self._loose_pos[-1]
 
     @property
     def oldest(self) -> tuple[int, int] | None:
@@ -146,7 +151,6 @@ class EncoderClock:
         """Forget every sample (e.g. after the PLC link was down): the next sample starts a new
         range of positions, :data:`RESET_GAP` past the last one, so no earlier target can become due."""
         self._raw = None
-        self._loose = None
         self._loose_from.clear()
         self._loose_by.clear()
         self._loose_pos.clear()
@@ -178,7 +182,6 @@ class EncoderClock:
         if taken_by_ns is None:
             self._append(t_ns, self._pos)
         else:
-            self._loose = (t_ns, self._pos)
             self._loose_from.append(t_ns)
             self._loose_by.append(taken_by_ns)
             self._loose_pos.append(self._pos)
@@ -186,11 +189,19 @@ class EncoderClock:
         return True
 
     def _trim_loose(self) -> None:
-        """Loose readings taken before the oldest precise sample bound nothing any more."""
+        """Drop the loose readings that bound nothing any more: those taken before the oldest precise
+        sample (all but the last while there is none), beyond the history, or beyond max_samples."""
+        n = len(self._loose_by)
         if not len(self):
-            return
-        stale = bisect_right(self._loose_by, self._t[self._head])
-        if stale >= 256 or stale * 2 >= len(self._loose_by) > 0:
+            stale = n - 1
+        else:
+            stale = max(
+                bisect_right(self._loose_by, self._t[self._head]),
+                bisect_right(self._loose_from, self._loose_from[-1] - self.history_ns),
+                n - self.max_samples,
+            )
+        stale = min(stale, n - 1)
+        if stale >= 256 or stale * 2 >= n > 1:
             del self._loose_from[:stale]
             del self._loose_by[:stale]
             del self._loose_pos[:stale]

@@ -361,6 +361,20 @@ def test_loose_readings_bound_the_interpolation() -> None:
     assert started.position_at(80 * MS) == 800  # after the slow read: the line (>= 100) stands
 
 
+def test_loose_readings_stay_bounded_when_no_precise_one_comes() -> None:
+    """A PLC whose every reading is slow, for hours: only the last loose reading is held (it is the
+    latest); with one old precise sample, the history and max_samples bound them as they bound samples."""
+    clock = EncoderClock(max_samples=1_000, history_ns=1_000 * MS)
+    for i in range(20_000):
+        clock.feed(i * MS, i % WRAP, taken_by_ns=i * MS + MS // 2)
+    assert clock.loose_held == 1 and clock.latest == (19_999 * MS, 19_999)
+    clock.feed(20_000 * MS, 20_000)  # one precise sample, then slow readings only
+    for i in range(20_001, 40_000):
+        clock.feed(i * MS, i, taken_by_ns=i * MS + MS // 2)
+    assert clock.loose_held <= 1_000 + 256 and clock.latest == (39_999 * MS, 39_999)
+    assert clock.position_at(20_000 * MS) == 20_000
+
+
 def test_encoder_tracker_reset_loses_pending_rejects() -> None:
     """After a clock reset every earlier reject is passed and reported position_lost, never fired."""
     clock = fed([(0, 0), (10 * MS, 1_000)])
