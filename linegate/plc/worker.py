@@ -193,7 +193,7 @@ class RejectWorker:
         current = self.tracker.current(now_ns)
         if current is None:  # no fresh encoder reading (link down, slow reads): nothing is fired blind
             self._expire_by_link(now_ns)
-        reached = current if current is not None else self.tracker.reached(now_ns)
+        reached = self.tracker.reached(now_ns)  # what has passed is known from any reading, however old
         for reject in self.schedule.pop_expired(reached) if reached is not None else ():
             self.counters.add(Count.PLC_LATE)
             if self.connected:
