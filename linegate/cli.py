@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -199,6 +200,16 @@ def _add_toolchain_parsers(sub: argparse._SubParsersAction[argparse.ArgumentPars
         module.add_arguments(_command(sub, command, module.SUMMARY, module.DESCRIPTION))
 
 
+def _printing(args: argparse.Namespace) -> int:
+    """A command that prints for a person, often into `| head` or `| less`: a reader that closes
+    early ends it quietly, as with any shell tool, instead of with a traceback."""
+    try:
+        return _plc_interface(args) if args.command == "plc-interface" else _service_command(args)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit fails no more
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -206,10 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(args.path, args.probe)
         if args.command == "plc-sim":
             return _plc_sim(args)
-        if args.command == "plc-interface":
-            return _plc_interface(args)
-        if args.command in ("status", "reload"):
-            return _service_command(args)
+        if args.command in ("plc-interface", "status", "reload"):
+            return _printing(args)
         from linegate.toolchain import COMMANDS
 
         if args.command in COMMANDS:

@@ -76,3 +76,25 @@ def test_bad_number_for_plc_sim_names_the_option() -> None:
     """A non-number for a plc-sim option: exit 2 naming the option and that a whole number is expected."""
     done = linegate("plc-sim", "--db", "ten")
     assert done.returncode == 2 and "argument --db: expected a whole number, got 'ten'" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["plc-interface"], ["status", "--instance", "nosuchinstance"]])
+def test_a_reader_that_closed_early_ends_the_command_quietly(command: list[str]) -> None:
+    """`linegate status | head -2`: the reader is gone before the output is written; the command ends
+    without a traceback (a real pipe whose read end is closed)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "linegate", *command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode in (1, 3), done.stderr  # 3: status of an instance that is not running
