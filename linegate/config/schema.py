@@ -387,7 +387,9 @@ class TrackingSection(_Section):
     PLC serves the count of its last scan), and the part's placement error (up to
     ``cps * max_read_ms / 2`` at a steady speed)."""
     poll_ms: Annotated[float, Field(ge=0.5, le=100)] = 2.0
-    """by = "encoder": the encoder is read this often (and right before each pulse)."""
+    """by = "encoder": the encoder is read this often, as soon as the next reject should be due at
+    the belt's recent speed, and right before each pulse (unless the last reading is younger than
+    its own round trip: asking again would only send the pulse that much later)."""
     max_read_ms: Annotated[float, Field(gt=0, le=100)] = 10.0
     """by = "encoder": a reading whose request-to-reply time is longer places no part (it still
     tells where the belt is now). A reading's moment is known to half that time, so a part's

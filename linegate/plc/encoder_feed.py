@@ -1,7 +1,9 @@
 """Encoder tracking's I/O: reads the PLC's encoder count and places rejects at their due position.
 
 The count is interface words 20-21 (u32, high word first; ``docs/plc-interface.md``), read every
-``tracking.poll_ms`` and right before each pulse, and fed to the tracker's
+``tracking.poll_ms``, as soon as the next reject should be due at the belt's recent speed, and
+again right before each pulse (unless the last reading is younger than its own round trip), and
+fed to the tracker's
 :class:`~linegate.plc.tracking.EncoderClock`, stamped halfway between the request and the reply: the
 PLC took the count somewhere in that interval, so the stamp is off by at most half of it. A reading
 that took longer than ``tracking.max_read_ms`` (a slow PLC, or this process preempted between the
@@ -63,6 +65,10 @@ class EncoderFeed:
         """Round trip of the last reading not used (too slow); 0 while none."""
         self.waiting: list[PendingReject] = []
         self.next_read_ns = 0
+        self._settled_ns = 0
+        """Last reply + its round trip: no read is asked before then (but by poll or force), so a
+        slow PLC is not asked back to back; a precise reading is still fresh enough to fire on."""
+        self._precise = False
 
     def read(self, now_ns: int, *, force: bool = False) -> None:
         """Read the count when due (or now, *force*) and feed the clock."""
@@ -72,12 +78,15 @@ class EncoderFeed:
         try:
             hi, lo = self.link.read_words(ENCODER_WORD, 2)
         except PlcLinkError as exc:
-            self.last_slow_read_ns = 0  # the link's error is the reason now
+            self.last_slow_read_ns = self._settled_ns = 0  # the link's error is the reason now
+            self._precise = False
             self.keeper.lost(exc)
             return
         t_answered = time.monotonic_ns()
         self.next_read_ns = t_answered + self.poll_ns
         round_trip = t_answered - t_asked
+        self._settled_ns = t_answered + round_trip
+        self._precise = round_trip <= self.max_read_ns
         if round_trip > self.max_read_ns:
             # Still the belt's newest known position (fire or give up on it), stamped at the request
             # so its age is never understated; it bounds part positions but is no point of them.
@@ -87,6 +96,23 @@ class EncoderFeed:
             return
         self.last_slow_read_ns = 0
         self.tracker.clock.feed(t_asked + round_trip // 2, (hi << 16) | lo)
+
+    def refresh(self) -> None:
+        """Right before a pulse: read again, unless the last reading was answered less than its own
+        round trip ago. A new read could not give a position nearer the moment its write lands; it
+        would only send the write one round trip later (the belt moving on meanwhile)."""
+        now_ns = time.monotonic_ns()
+        if not self._precise or now_ns >= self._settled_ns:
+            self.read(now_ns, force=True)
+
+    def read_at_ns(self, due: int | None) -> int:
+        """When to read next: at the next poll, or sooner when the belt should reach *due* (the
+        next reject's position; None: none waits) by its recent speed, so that it is fired on a
+        reading taken then rather than up to a poll later."""
+        if due is None:
+            return self.next_read_ns
+        eta = self.tracker.wake_ns(due, time.monotonic_ns())
+        return self.next_read_ns if eta is None else min(self.next_read_ns, max(eta, self._settled_ns))
 
     def hold(self, reject: PendingReject) -> None:
         """Place *reject* as soon as a reading at or after its acquisition exists."""

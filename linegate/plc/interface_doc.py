@@ -313,7 +313,9 @@ def render_interface_doc(a: Addresses | None = None) -> str:
         "its reads promptly. linegate places a part only from reads answered within `tracking.max_read_ms` "
         "(10 ms; keep it above your read round trip), whose count it dates halfway between request and "
         "reply; slower ones are counted (`linegate_plc_encoder_slow_reads_total`) and only tell where the "
-        "belt is now.",
+        "belt is now. It reads every `tracking.poll_ms`, and also when the next part should reach the ejector: "
+        "if `encoder` changes only once per scan, parts are fired up to a scan of travel late, so cover one scan "
+        "in `tracking.tolerance_counts`.",
         "",
     ]
     return "\n".join(out)

@@ -98,7 +98,7 @@ class RejectWorker:
                     poll_ms=cfg.tracking.poll_ms, max_read_ms=cfg.tracking.max_read_ms,
                     max_wait_ms=cfg.max_late_ms, counters=counters,
                 )
-                window = EncoderWindow(self.tracker, max_late_ns, lambda: feed.read(0, force=True))
+                window = EncoderWindow(self.tracker, max_late_ns, feed.refresh)
             self.mode = PulseMode(
                 link, self.keeper, self.ledger, self.schedule, counters, log,
                 pulse_ms=cfg.pulse_ms, timeout_ms=section.timeout_ms, retries=section.retries,
@@ -176,10 +176,12 @@ class RejectWorker:
         self.keeper.ensure(now_ns)
         self._service(now_ns)
         wait_ns = IDLE_POLL_NS
-        due = self.schedule.next_due_ns()
-        if self.feed is not None:
-            wait_ns = min(wait_ns, self.feed.next_read_ns - now_ns)
-        elif due is not None and self.connected and self.mode.ready():
+        due = self.schedule.next_due_ns() if self.connected and self.mode.ready() else None
+        read_at = None
+        if self.feed is not None:  # encoder tracking: due is a position; when it is reached, read
+            read_at = self.feed.read_at_ns(due)
+            wait_ns = min(wait_ns, read_at - now_ns)
+        elif due is not None:
             wait_ns = min(wait_ns, due - now_ns)
         wake = self.mode.next_wake_ns()
         if wake is not None:
@@ -187,8 +189,8 @@ class RejectWorker:
         for item in inbox.take(max(0, wait_ns) / 1e9):
             self.accept(item)
         now_ns = time.monotonic_ns()
-        if self.feed is not None:
-            self.feed.read(now_ns)
+        if self.feed is not None and read_at is not None:
+            self.feed.read(now_ns, force=now_ns >= read_at)
             self.feed.place(now_ns)
         current = self.tracker.current(now_ns)
         if current is None:  # no fresh encoder reading (link down, slow reads): nothing is fired blind

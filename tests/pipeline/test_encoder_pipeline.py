@@ -11,6 +11,7 @@ part's placement on the belt, the fire decision and the write) is in that one nu
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 
 import pytest
 
@@ -110,5 +111,7 @@ def test_a_whole_run_fires_each_reject_where_its_part_meets_the_ejector(tmp_path
         f"\nencoder tracking in a whole run ({protocol}): {len(rising)} rejects fired of {FRAMES} frames "
         f"({len(undelivered)} missed their window), "
         f"belt from acquisition to pulse {min(offsets):.0f}..{max(offsets):.0f} counts "
-        f"(ejector {EJECTOR}, tolerance {TOLERANCE})"
+        f"(ejector {EJECTOR}, tolerance {TOLERANCE}); fired past due by linegate's reading: "
+        f"p50 {median(r['late_counts'] for r in delivered.values()):.0f}, "
+        f"max {max(r['late_counts'] for r in delivered.values())} counts"
     )
