@@ -383,13 +383,14 @@ class TrackingSection(_Section):
     """by = "encoder": encoder counts from the camera's field of view to the ejector."""
     tolerance_counts: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     """by = "encoder": a reject is still fired this many counts past its position, never later. It
-    must cover the belt's travel during one encoder read plus one write, during one PLC scan (a
-    PLC serves the count of its last scan), and the part's placement error (up to
-    ``cps * max_read_ms / 2`` at a steady speed)."""
+    must cover the belt's travel during one and a half encoder reads (a reading answered in the same
+    step is fired on, not read again) plus one write, during one PLC scan (a PLC serves the count of
+    its last scan), and the part's placement error (up to ``cps * max_read_ms / 2`` at a steady
+    speed)."""
     poll_ms: Annotated[float, Field(ge=0.5, le=100)] = 2.0
     """by = "encoder": the encoder is read this often, as soon as the next reject should be due at
-    the belt's recent speed, and right before each pulse (unless the last reading is younger than
-    its own round trip: asking again would only send the pulse that much later)."""
+    the belt's recent speed, and right before each pulse (unless the last reading was answered
+    less than half its round trip ago: asking again would only send the pulse that much later)."""
     max_read_ms: Annotated[float, Field(gt=0, le=100)] = 10.0
     """by = "encoder": a reading whose request-to-reply time is longer places no part (it still
     tells where the belt is now). A reading's moment is known to half that time, so a part's

@@ -2,8 +2,8 @@
 
 The count is interface words 20-21 (u32, high word first; ``docs/plc-interface.md``), read every
 ``tracking.poll_ms``, as soon as the next reject should be due at the belt's recent speed, and
-again right before each pulse (unless the last reading is younger than its own round trip), and
-fed to the tracker's
+again right before each pulse (unless the last reading was answered less than half its round
+trip ago), and fed to the tracker's
 :class:`~linegate.plc.tracking.EncoderClock`, stamped halfway between the request and the reply: the
 PLC took the count somewhere in that interval, so the stamp is off by at most half of it. A reading
 that took longer than ``tracking.max_read_ms`` (a slow PLC, or this process preempted between the
@@ -67,8 +67,9 @@ class EncoderFeed:
         self.next_read_ns = 0
         self._settled_ns = 0
         """Last reply + its round trip: no read is asked before then (but by poll or force), so a
-        slow PLC is not asked back to back; a precise reading is still fresh enough to fire on."""
-        self._precise = False
+        slow PLC is not asked back to back."""
+        self._reusable_until_ns = 0
+        """Last precise reply + half its round trip: until then a pulse fires on that reading."""
 
     def read(self, now_ns: int, *, force: bool = False) -> None:
         """Read the count when due (or now, *force*) and feed the clock."""
@@ -78,15 +79,14 @@ class EncoderFeed:
         try:
             hi, lo = self.link.read_words(ENCODER_WORD, 2)
         except PlcLinkError as exc:
-            self.last_slow_read_ns = self._settled_ns = 0  # the link's error is the reason now
-            self._precise = False
+            self.last_slow_read_ns = self._settled_ns = self._reusable_until_ns = 0  # the link's error is the reason
             self.keeper.lost(exc)
             return
         t_answered = time.monotonic_ns()
         self.next_read_ns = t_answered + self.poll_ns
         round_trip = t_answered - t_asked
         self._settled_ns = t_answered + round_trip
-        self._precise = round_trip <= self.max_read_ns
+        self._reusable_until_ns = t_answered + round_trip // 2 if round_trip <= self.max_read_ns else 0
         if round_trip > self.max_read_ns:
             # Still the belt's newest known position (fire or give up on it), stamped at the request
             # so its age is never understated; it bounds part positions but is no point of them.
@@ -98,11 +98,12 @@ class EncoderFeed:
         self.tracker.clock.feed(t_asked + round_trip // 2, (hi << 16) | lo)
 
     def refresh(self) -> None:
-        """Right before a pulse: read again, unless the last reading was answered less than its own
-        round trip ago. A new read could not give a position nearer the moment its write lands; it
-        would only send the write one round trip later (the belt moving on meanwhile)."""
+        """Right before a pulse: read again, unless the last reading is precise and was answered
+        less than half its round trip ago (in practice: read in the same step). A new read would
+        send the write a whole round trip later; reusing bounds the count's age at the write to one
+        and a half round trips, which ``tracking.tolerance_counts`` covers."""
         now_ns = time.monotonic_ns()
-        if not self._precise or now_ns >= self._settled_ns:
+        if now_ns >= self._reusable_until_ns:
             self.read(now_ns, force=True)
 
     def read_at_ns(self, due: int | None) -> int:

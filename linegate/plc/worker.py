@@ -178,9 +178,10 @@ class RejectWorker:
         wait_ns = IDLE_POLL_NS
         due = self.schedule.next_due_ns() if self.connected and self.mode.ready() else None
         read_at = None
-        if self.feed is not None:  # encoder tracking: due is a position; when it is reached, read
-            read_at = self.feed.read_at_ns(due)
-            wait_ns = min(wait_ns, read_at - now_ns)
+        if self.feed is not None:
+            if self.connected:  # encoder tracking: due is a position; read when it should be reached
+                read_at = self.feed.read_at_ns(due)
+                wait_ns = min(wait_ns, read_at - now_ns)
         elif due is not None:
             wait_ns = min(wait_ns, due - now_ns)
         wake = self.mode.next_wake_ns()
@@ -189,8 +190,9 @@ class RejectWorker:
         for item in inbox.take(max(0, wait_ns) / 1e9):
             self.accept(item)
         now_ns = time.monotonic_ns()
-        if self.feed is not None and read_at is not None:
-            self.feed.read(now_ns, force=now_ns >= read_at)
+        if self.feed is not None:
+            if read_at is not None:
+                self.feed.read(now_ns, force=now_ns >= read_at)
             self.feed.place(now_ns)
         current = self.tracker.current(now_ns)
         if current is None:  # no fresh encoder reading (link down, slow reads): nothing is fired blind

@@ -10,10 +10,11 @@ import pytest
 
 from linegate.demo.runner import PlcSimProcess, free_port, sim_args
 from linegate.plc.encoder_feed import EncoderFeed
+from linegate.plc.reject_pipe import RejectInbox, reject_channel
 from tests.plc import recording_peer
 from tests.plc.recording_peer import RecordingServer
 from tests.plc.test_encoder_tracking import encoder_section
-from tests.plc.test_worker import make_worker
+from tests.plc.test_worker import CTX, make_worker
 
 pytestmark = pytest.mark.peer
 
@@ -40,16 +41,16 @@ def encoder_reads(server: RecordingServer) -> int:
     return len([r for r in server.reads() if r.fc == 3])
 
 
-def test_a_pulse_reuses_a_reading_younger_than_its_round_trip_and_asks_again_after(build_dir: Path) -> None:
+def test_a_pulse_reuses_a_reading_just_answered_and_asks_again_after(build_dir: Path) -> None:
     """Replies held 20 ms (max_read_ms 50): right after a reading, refresh() asks nothing (a new read
-    could only send the write 20 ms later); once the reading is older than its round trip, it reads."""
+    could only send the write 20 ms later); once the reply is half a round trip old, it reads."""
     with RecordingServer(build_dir, delay_ms=20, delay_fc=3) as server:
         feed = connected_feed(server.port, max_read_ms=50)
         feed.read(time.monotonic_ns(), force=True)
         before = encoder_reads(server)
         feed.refresh()
         assert encoder_reads(server) == before
-        time.sleep(0.03)
+        time.sleep(0.015)
         feed.refresh()
         assert encoder_reads(server) == before + 1
 
@@ -86,3 +87,20 @@ def test_the_encoder_is_read_when_the_next_reject_should_be_due_not_a_poll_later
         assert abs(soon - (t_read + 10_000_000)) < 3_000_000, (soon - t_read) / 1e6  # the speed is exact
     finally:
         sim.stop()
+
+
+def test_a_worker_whose_plc_is_away_waits_between_connects_not_spins() -> None:
+    """Encoder tracking with nothing listening: the worker steps at its idle pace between connect
+    attempts (it spun through about 80,000 steps a second before)."""
+    port = free_port()  # nothing listens here
+    cfg = encoder_section(port)
+    worker, _log, _counters = make_worker(cfg)
+    reader, writer = reject_channel(CTX)  # the writer stays open, as the inference worker's does
+    inbox = RejectInbox(reader)
+    steps, end = 0, time.monotonic() + 0.5
+    while time.monotonic() < end:
+        worker.step(inbox, time.monotonic_ns())
+        steps += 1
+    writer.close()
+    assert not worker.connected
+    assert steps < 100, steps
