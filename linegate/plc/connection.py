@@ -66,6 +66,11 @@ class LinkKeeper:
         self.log.info("plc_connected", peer=self.link.peer, prepared=prepare)
         return True
 
+    @property
+    def next_attempt_ns(self) -> int:
+        """While disconnected: the earliest moment :meth:`ensure` tries to connect again."""
+        return self._next_ns
+
     def lost(self, exc: PlcLinkError) -> None:
         """A call failed: close, and reconnect at once the next time (then back off)."""
         self.link.close()

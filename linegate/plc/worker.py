@@ -185,8 +185,12 @@ class RejectWorker:
         elif due is not None:
             wait_ns = min(wait_ns, due - now_ns)
         wake = self.mode.next_wake_ns()
-        if wake is not None:
+        if wake is not None and (self.connected or wake > now_ns):
             wait_ns = min(wait_ns, wake - now_ns)
+        if not self.connected:
+            # What the mode has due now (alive counter, OFF edge, ...) needs the link: wait for the
+            # next connect attempt, not in a loop (a PLC away for minutes must not cost a CPU).
+            wait_ns = min(wait_ns, self.keeper.next_attempt_ns - now_ns)
         for item in inbox.take(max(0, wait_ns) / 1e9):
             self.accept(item)
         now_ns = time.monotonic_ns()

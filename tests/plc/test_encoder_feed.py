@@ -10,11 +10,10 @@ import pytest
 
 from linegate.demo.runner import PlcSimProcess, free_port, sim_args
 from linegate.plc.encoder_feed import EncoderFeed
-from linegate.plc.reject_pipe import RejectInbox, reject_channel
 from tests.plc import recording_peer
 from tests.plc.recording_peer import RecordingServer
 from tests.plc.test_encoder_tracking import encoder_section
-from tests.plc.test_worker import CTX, make_worker
+from tests.plc.test_worker import make_worker
 
 pytestmark = pytest.mark.peer
 
@@ -88,19 +87,3 @@ def test_the_encoder_is_read_when_the_next_reject_should_be_due_not_a_poll_later
     finally:
         sim.stop()
 
-
-def test_a_worker_whose_plc_is_away_waits_between_connects_not_spins() -> None:
-    """Encoder tracking with nothing listening: the worker steps at its idle pace between connect
-    attempts (it spun through about 80,000 steps a second before)."""
-    port = free_port()  # nothing listens here
-    cfg = encoder_section(port)
-    worker, _log, _counters = make_worker(cfg)
-    reader, writer = reject_channel(CTX)  # the writer stays open, as the inference worker's does
-    inbox = RejectInbox(reader)
-    steps, end = 0, time.monotonic() + 0.5
-    while time.monotonic() < end:
-        worker.step(inbox, time.monotonic_ns())
-        steps += 1
-    writer.close()
-    assert not worker.connected
-    assert steps < 100, steps

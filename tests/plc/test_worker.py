@@ -383,3 +383,31 @@ def test_full_pending_table_reports_the_overflow_by_part_id(sim: PlcSimProcess) 
     worker.step(inbox, time.monotonic_ns())
     assert [(r["part_id"], r["reason"]) for r in log.events("reject_undelivered")] == [(3, "plc_queue_full")]
     assert len(worker.schedule) == 2
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+@pytest.mark.parametrize("mode", ["pulse", "pulse_encoder", "handshake"])
+def test_a_worker_whose_plc_is_away_waits_between_connects_not_spins(protocol: str, mode: str) -> None:
+    """Nothing listening, one reject waiting: the worker steps at its idle or reconnect pace. Handshake
+    mode (its alive counter due) and encoder tracking (its next read due) spun through 50,000-80,000
+    steps a second before: a whole CPU, at the PLC worker's real-time priority, for as long as the
+    PLC was away."""
+    link: dict[str, Any] = {"host": "127.0.0.1", "port": free_port(), "timeout_ms": 20}
+    if protocol == "modbus":
+        link.update(reject_coil=3, part_id_register=10, register_base=100)
+    else:
+        link.update(db=100, byte_base=0, reject_byte=60)
+    section: dict[str, Any] = {"protocol": protocol, protocol: link, "mode": mode.removesuffix("_encoder")}
+    if mode == "pulse_encoder":
+        section["tracking"] = {"by": "encoder", "ejector_counts": 100, "tolerance_counts": 10}
+    worker, _log, _counters = make_worker(PlcSection.model_validate(section))
+    reader, writer = reject_channel(CTX)  # the writer stays open, as the inference worker's does
+    RejectOutbox(writer, 64).offer(7, 1, time.monotonic_ns())
+    inbox = RejectInbox(reader)
+    steps, end = 0, time.monotonic() + 0.5
+    while time.monotonic() < end:
+        worker.step(inbox, time.monotonic_ns())
+        steps += 1
+    writer.close()
+    assert not worker.connected and worker.counters.get(Count.PLC_RECEIVED) == 1
+    assert steps < 100, steps
