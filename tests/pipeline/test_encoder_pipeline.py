@@ -10,6 +10,7 @@ part's placement on the belt, the fire decision and the write) is in that one nu
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from statistics import median
 
@@ -17,7 +18,13 @@ import pytest
 
 from linegate.config.loader import load_config
 from linegate.demo.runner import PlcSimProcess, free_port, sim_args
-from tests.pipeline.harness import demo_config_file, records, run_linegate
+from tests.pipeline.harness import (
+    LinegateRun,
+    assert_every_frame_and_reject_accounted,
+    demo_config_file,
+    records,
+    run_linegate,
+)
 
 pytestmark = pytest.mark.peer
 
@@ -33,6 +40,9 @@ def position(listening: dict, t_ns: int) -> float:  # type: ignore[type-arg]
     return float(listening["encoder_start"]) + listening["encoder_cps"] * (t_ns - listening["encoder_t0_ns"]) / 1e9
 
 
+TRACKING = (
+    f'\n[plc.tracking]\nby = "encoder"\nejector_counts = {EJECTOR}\ntolerance_counts = {TOLERANCE}\npoll_ms = 2.0\n'
+)
 S7_SCAN_MS = 5.0  # the S7 simulator serves the PLC block as of its last scan, as a real PLC's DB
 S7_LINK = (
     '\n[plc.s7]\nhost = "127.0.0.1"\nport = {port}\ntimeout_ms = 50.0\ndb = 100\nbyte_base = 0\nreject_byte = 60\n'
@@ -47,10 +57,7 @@ def test_a_whole_run_fires_each_reject_where_its_part_meets_the_ejector(tmp_path
     the one of the PLC's last scan (one scan more slack) and pulses carry no part id: they are
     matched to the delivered records in order."""
     port = free_port()
-    tracking = (
-        f'\n[plc.tracking]\nby = "encoder"\nejector_counts = {EJECTOR}\ntolerance_counts = {TOLERANCE}\n'
-        "poll_ms = 2.0\n"
-    )
+    tracking = TRACKING
     replace = {"timeout_ms = 20.0": "timeout_ms = 50.0"}
     if protocol == "s7":
         replace['protocol = "modbus"'] = 'protocol = "s7"'
@@ -114,4 +121,59 @@ def test_a_whole_run_fires_each_reject_where_its_part_meets_the_ejector(tmp_path
         f"(ejector {EJECTOR}, tolerance {TOLERANCE}); fired past due by linegate's reading: "
         f"p50 {median(r['late_counts'] for r in delivered.values()):.0f}, "
         f"max {max(r['late_counts'] for r in delivered.values())} counts"
+    )
+
+
+def check_pulse_positions(sim: PlcSimProcess, frames: dict[int, dict], delivered: dict[int, dict]) -> list[float]:  # type: ignore[type-arg]
+    """Each rising edge *sim* saw landed where its part, by *sim*'s own belt, met the ejector."""
+    assert sim.listening is not None
+    offsets = []
+    for e in (e for e in sim.edges if e["coil"] == 0 and e["value"] == 1):
+        record = delivered[e["part_id"]]
+        offset = position(sim.listening, e["t_ns"]) - position(sim.listening, frames[e["part_id"]]["t_acquired_ns"])
+        in_flight = CPS * (e["t_ns"] - (record["t_pulse_ns"] - record["reading_age_ms"] * 1e6)) / 1e9
+        assert EJECTOR - SLACK <= offset <= EJECTOR + TOLERANCE + in_flight + 2 * SLACK, (offset, in_flight, record)
+        offsets.append(offset)
+    return offsets
+
+
+def test_a_plc_restart_that_resets_the_encoder_fires_nothing_blind(tmp_path: Path) -> None:
+    """The PLC dies mid-run and comes back with its encoder count reset (1,000,000 -> 0): rejects
+    held over the outage are reported (their parts' positions are on the old count), none is fired
+    on the new count unless its frame was acquired on it, and each pulse on either side of the
+    restart lands where its part met the ejector by that PLC's own belt."""
+    port = free_port()
+    config, _ = demo_config_file(tmp_path, port, append=TRACKING)
+    args = [*sim_args(load_config(config).plc), "--encoder-cps", str(CPS)]
+    first = PlcSimProcess(port, args=[*args, "--encoder-start", "1000000"])
+    run = LinegateRun(tmp_path, port, append=TRACKING)
+    second = None
+    try:
+        run.wait_for(lambda: len(first.rising_part_ids(0)) >= 20, 60, "20 pulses at the first PLC")
+        first.kill()
+        time.sleep(1.0)
+        second = PlcSimProcess(port, args=[*args, "--encoder-start", "0"])
+        run.wait_event("plc_connected", count=2, timeout_s=30)
+        run.wait_for(lambda: len(second.rising_part_ids(0)) >= 20, 60, "20 pulses at the restarted PLC")
+        stderr = run.stop()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    assert_every_frame_and_reject_accounted(recs, first.rising_part_ids(0) + second.rising_part_ids(0))
+    frames = {r["part_id"]: r for r in recs if r["event"] == "frame"}
+    delivered = {r["part_id"]: r for r in recs if r["event"] == "reject_delivered"}
+    reasons = {r["reason"] for r in recs if r["event"] == "reject_undelivered"}
+    assert reasons and reasons <= {"plc_unreachable", "position_lost", "position_unknown", "too_late", "shutdown"}
+    assert second.listening is not None
+    restarted_at = second.listening["encoder_t0_ns"]
+    assert all(frames[p]["t_acquired_ns"] > restarted_at for p in second.rising_part_ids(0))  # nothing blind
+    before = check_pulse_positions(first, frames, delivered)
+    after = check_pulse_positions(second, frames, delivered)
+    print(
+        f"\nPLC restart with encoder reset: {len(before)} pulses before, {len(after)} after; "
+        f"undelivered by reason {sorted(reasons)}; belt from acquisition to pulse "
+        f"{min(before + after):.0f}..{max(before + after):.0f} counts"
     )
