@@ -149,12 +149,12 @@ def test_a_plc_restart_that_resets_the_encoder_fires_nothing_blind(tmp_path: Pat
     run = LinegateRun(tmp_path, port, append=TRACKING)
     second = None
     try:
-        run.wait_for(lambda: len(first.rising_part_ids(0)) >= 20, 60, "20 pulses at the first PLC")
+        run.wait_for(lambda: len(first.rising_part_ids(0)) >= 12, 60, "12 pulses at the first PLC")
         first.kill()
         time.sleep(1.0)
         second = PlcSimProcess(port, args=[*args, "--encoder-start", "0"])
         run.wait_event("plc_connected", count=2, timeout_s=30)
-        run.wait_for(lambda: len(second.rising_part_ids(0)) >= 20, 60, "20 pulses at the restarted PLC")
+        run.wait_for(lambda: len(second.rising_part_ids(0)) >= 12, 60, "12 pulses at the restarted PLC")
         stderr = run.stop()
     finally:
         first.stop()
