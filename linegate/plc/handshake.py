@@ -124,15 +124,17 @@ class HandshakeMode:
 
     # -- link ----------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """After a connect: learn where the sequence stands, then write the block (ready as it is,
-        and the outstanding result again, same number)."""
+        """After a connect: learn where the sequence stands, write the block (ready as it is, and
+        the outstanding result again, same number), read the PLC's. A link error fails the connect
+        (the keeper backs off): a PLC that accepts connections but drops the first request is not
+        reconnected to in a loop."""
         if not self._seq_known:
             found = self.link.read_words(RESULT_SEQ_WORD, 1)[0]
             self.seq = max(self.seq, found)
             self._seq_known = True
             self.log.info("plc_result_seq_continues", last_seq=found)
-        self._write(time.monotonic_ns())
-        self._read(time.monotonic_ns())
+        self._write(time.monotonic_ns(), connecting=True)
+        self._read(time.monotonic_ns(), connecting=True)
 
     def ready(self) -> bool:
         return self.current is None
@@ -255,7 +257,8 @@ class HandshakeMode:
             self.undelivered += 1
             self.error, self.error_code = True, code
 
-    def _write(self, now_ns: int) -> None:
+    def _write(self, now_ns: int, *, connecting: bool = False) -> None:
+        """Write the block; a link error loses the link (*connecting*: raised, to fail the connect)."""
         try:
             self._write_block(now_ns)
         except PlcRefusedError as exc:
@@ -264,6 +267,8 @@ class HandshakeMode:
             if cur is not None:
                 self.ledger.undelivered(cur.reject, "plc_refused", str(exc))
         except PlcLinkError as exc:
+            if connecting:
+                raise
             self.keeper.lost(exc)  # the outstanding result (if any) is written again after reconnect
 
     def _write_block(self, now_ns: int) -> None:
@@ -291,12 +296,15 @@ class HandshakeMode:
             self.counters.add(Count.PLC_RESULT_WRITES)
             self.counters.add_plc_write_latency(t_reply - t_sent)
 
-    def _read(self, now_ns: int) -> None:
-        if not self.keeper.connected:
+    def _read(self, now_ns: int, *, connecting: bool = False) -> None:
+        """Read the PLC's block and act on it; as :meth:`_write` for link errors."""
+        if not (self.keeper.connected or connecting):
             return
         try:
             inputs = decode_plc_block(self.link.read_words(PLC_OFFSET, PLC_WORDS))
         except PlcLinkError as exc:
+            if connecting:
+                raise
             self.keeper.lost(exc)
             return
         t_read = time.monotonic_ns()

@@ -7,6 +7,7 @@ acknowledges by writing ack_seq. Every test reconciles at the simulated PLC.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -354,3 +355,68 @@ def test_results_all_sends_pass_verdicts_too_each_acknowledged_once() -> None:
     assert [r["part_id"] for r in log.events("reject_delivered")] == [2, 5]
     assert (counters.get(Count.PLC_PASS_DELIVERED), counters.get(Count.PLC_DELIVERED)) == (3, 2)
     assert counters.get(Count.PLC_RECEIVED) == 2  # rejects only: they reconcile against the inference side's count
+
+
+class DroppingPeer:
+    """A TCP peer on *port* that accepts each connection and closes it on its first request: a PLC
+    or gateway that is reachable but answers nothing."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.sock.settimeout(0.1)
+        self.accepted = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(0.5)
+                conn.recv(1024)
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(1)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+def test_a_plc_that_accepts_but_drops_every_request_is_retried_at_the_back_off_pace(protocol: str) -> None:
+    """After a first good connection, the PLC is replaced by one that accepts TCP and drops the first
+    request: each connect fails (the block cannot be written) and the next waits the back-off. Before,
+    over Modbus the connect counted as made, the next write failed at once, and the worker reconnected
+    in a loop (over a thousand connects a second: a CPU, and two log lines each). An S7 connect itself
+    needs the peer to answer (COTP, PDU negotiation), so it failed and backed off already."""
+    port = free_port()
+    cfg = handshake_section(port, protocol)
+    sim = PlcSimProcess(port, args=sim_args(cfg))
+    worker, log, counters = make_worker(cfg)
+    reader, writer = reject_channel(CTX)  # stays open, as the inference worker's does
+    inbox = RejectInbox(reader)
+    end = time.monotonic() + 10
+    while not worker.connected and time.monotonic() < end:
+        worker.step(inbox, time.monotonic_ns())
+    assert worker.connected
+    sim.kill()
+    peer = DroppingPeer(port)
+    try:
+        steps, end = 0, time.monotonic() + 1.0
+        while time.monotonic() < end:
+            worker.step(inbox, time.monotonic_ns())
+            steps += 1
+    finally:
+        peer.close()
+        writer.close()
+    assert peer.accepted >= 2  # it was tried again, more than once
+    assert counters.get(Count.PLC_RECONNECTS) == 1  # only the first, good connection counts as made
+    assert peer.accepted <= 40 and steps < 200, (peer.accepted, steps)  # back-off 20..200 ms
+    assert len(log.events("plc_connected")) == 1
