@@ -27,7 +27,7 @@ from linegate.counters import Count, SharedCounters
 from linegate.plc.connection import LinkKeeper
 from linegate.plc.interface import FIELDS
 from linegate.plc.ledger import Ledger
-from linegate.plc.link import PlcLink, PlcLinkError
+from linegate.plc.link import PlcLink, PlcLinkError, PlcRefusedError
 from linegate.plc.schedule import PendingReject, RejectSchedule
 from linegate.plc.tracking import POSITION_UNKNOWN, EncoderTracker
 
@@ -50,6 +50,7 @@ class EncoderFeed:
         max_read_ms: float,
         max_wait_ms: float,
         counters: SharedCounters,
+        block_keys: str = "the interface's address",
     ) -> None:
         self.link = link
         self.keeper = keeper
@@ -61,6 +62,7 @@ class EncoderFeed:
         self.max_read_ns = int(max_read_ms * 1e6)
         self.max_wait_ns = int(max_wait_ms * 1e6)
         self.counters = counters
+        self.block_keys = block_keys
         self.last_slow_read_ns = 0
         """Round trip of the last reading not used (too slow); 0 while none."""
         self.waiting: list[PendingReject] = []
@@ -80,6 +82,8 @@ class EncoderFeed:
             hi, lo = self.link.read_words(ENCODER_WORD, 2)
         except PlcLinkError as exc:
             self.last_slow_read_ns = self._settled_ns = self._reusable_until_ns = 0  # the link's error is the reason
+            if isinstance(exc, PlcRefusedError):
+                exc = PlcRefusedError(f"the PLC refuses the encoder words ({exc}): check {self.block_keys}")
             self.keeper.lost(exc)
             return
         t_answered = time.monotonic_ns()

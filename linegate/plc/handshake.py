@@ -85,6 +85,7 @@ class HandshakeMode:
         cfg: HandshakeSection,
         timeout_ms: float,
         part_ids_from_plc: bool = False,
+        block_keys: str = "the interface's address",
     ) -> None:
         self.link = link
         self.keeper = keeper
@@ -112,6 +113,7 @@ class HandshakeMode:
         self._stale = False
         self._late: OrderedDict[int, PendingReject] = OrderedDict()
         self.part_ids_from_plc = part_ids_from_plc
+        self.block_keys = block_keys
         # What the PLC is told besides the result (latched until its clear-error bit).
         self.offline = False
         self.control = 0
@@ -127,14 +129,18 @@ class HandshakeMode:
         """After a connect: learn where the sequence stands, write the block (ready as it is, and
         the outstanding result again, same number), read the PLC's. A link error fails the connect
         (the keeper backs off): a PLC that accepts connections but drops the first request is not
-        reconnected to in a loop."""
-        if not self._seq_known:
-            found = self.link.read_words(RESULT_SEQ_WORD, 1)[0]
-            self.seq = max(self.seq, found)
-            self._seq_known = True
-            self.log.info("plc_result_seq_continues", last_seq=found)
-        self._write(time.monotonic_ns(), connecting=True)
-        self._read(time.monotonic_ns(), connecting=True)
+        reconnected to in a loop. So does a refusal: without its blocks the handshake cannot run, and
+        the reason names the keys that place them."""
+        try:
+            if not self._seq_known:
+                found = self.link.read_words(RESULT_SEQ_WORD, 1)[0]
+                self.seq = max(self.seq, found)
+                self._seq_known = True
+                self.log.info("plc_result_seq_continues", last_seq=found)
+            self._write(time.monotonic_ns(), connecting=True)
+            self._read(time.monotonic_ns(), connecting=True)
+        except PlcRefusedError as exc:
+            raise PlcLinkError(f"the PLC refuses the handshake blocks ({exc}): check {self.block_keys}") from exc
 
     def ready(self) -> bool:
         return self.current is None
@@ -262,6 +268,8 @@ class HandshakeMode:
         try:
             self._write_block(now_ns)
         except PlcRefusedError as exc:
+            if connecting:
+                raise
             self.log.error("plc_block_refused", peer=self.link.peer, error=str(exc))
             cur, self.current = self.current, None
             if cur is not None:

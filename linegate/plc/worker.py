@@ -64,6 +64,11 @@ _FAULT_OF_COUNT = (
 """The fault code the PLC is shown while not inspecting, first match (the rest: a worker is down)."""
 
 
+def block_keys(cfg: PlcSection) -> str:
+    """The configuration keys that place the interface blocks on the PLC (named when it refuses them)."""
+    return "plc.modbus.register_base" if cfg.protocol == "modbus" else "plc.s7.db and plc.s7.byte_base"
+
+
 class RejectWorker:
     """Delivery loop over one :class:`PlcLink` in the configured mode."""
 
@@ -83,9 +88,9 @@ class RejectWorker:
         self.ledger = Ledger(self.table, counters, log)
         max_late_ns, delay_ns = int(cfg.max_late_ms * 1e6), int(cfg.fire_delay_ms * 1e6)
         backoff = Backoff(int(cfg.reconnect_min_ms * 1e6), int(cfg.reconnect_max_ms * 1e6))
-        self.keeper = LinkKeeper(link, backoff, counters, log, self._prepare)
         section = cfg.link
         assert section is not None  # the config requires the protocol's section
+        self.keeper = LinkKeeper(link, backoff, counters, log, self._prepare, int(section.timeout_ms * 1e6))
         self.mode: PulseMode | HandshakeMode
         self.feed: EncoderFeed | None = None
         self.tracker = tracker_for(cfg)
@@ -96,7 +101,7 @@ class RejectWorker:
                 feed = self.feed = EncoderFeed(
                     link, self.keeper, self.tracker, self.ledger, self.schedule, log,
                     poll_ms=cfg.tracking.poll_ms, max_read_ms=cfg.tracking.max_read_ms,
-                    max_wait_ms=cfg.max_late_ms, counters=counters,
+                    max_wait_ms=cfg.max_late_ms, counters=counters, block_keys=block_keys(cfg),
                 )
                 window = EncoderWindow(self.tracker, max_late_ns, feed.refresh)
             self.mode = PulseMode(
@@ -110,7 +115,7 @@ class RejectWorker:
             self.schedule = RejectSchedule(0, delay_ns + max_late_ns)
             self.mode = HandshakeMode(
                 link, self.keeper, self.ledger, self.schedule, counters, log, cfg.handshake, section.timeout_ms,
-                part_ids_from_plc=cfg.part_ids == "plc",
+                part_ids_from_plc=cfg.part_ids == "plc", block_keys=block_keys(cfg),
             )
 
     @property

@@ -420,3 +420,34 @@ def test_a_plc_that_accepts_but_drops_every_request_is_retried_at_the_back_off_p
     assert counters.get(Count.PLC_RECONNECTS) == 1  # only the first, good connection counts as made
     assert peer.accepted <= 40 and steps < 200, (peer.accepted, steps)  # back-off 20..200 ms
     assert len(log.events("plc_connected")) == 1
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+def test_handshake_blocks_the_plc_refuses_fail_the_connect_and_name_the_keys(protocol: str) -> None:
+    """The interface placed where the PLC has no such registers or DB (a wrong register_base or db):
+    each connect fails with a reason naming the keys, at the back-off pace, logged once a second.
+    Before, the refused read counted as connected and each step reconnected: 827 connects and
+    3,300 log lines a second over Modbus."""
+    port = free_port()
+    sim = PlcSimProcess(port, args=sim_args(handshake_section(port, protocol)))
+    wrong: dict[str, Any] = {"register_base": 65000} if protocol == "modbus" else {"db": 999}
+    cfg = handshake_section(port, protocol)
+    link = cfg.link
+    assert link is not None
+    worker, log, counters = make_worker(cfg.model_copy(update={protocol: link.model_copy(update=wrong)}))
+    reader, writer = reject_channel(CTX)  # stays open, as the inference worker's does
+    inbox = RejectInbox(reader)
+    try:
+        steps, end = 0, time.monotonic() + 1.0
+        while time.monotonic() < end:
+            worker.step(inbox, time.monotonic_ns())
+            steps += 1
+    finally:
+        sim.stop()
+        writer.close()
+    keys = "plc.modbus.register_base" if protocol == "modbus" else "plc.s7.db and plc.s7.byte_base"
+    failed = log.events("plc_connect_failed")
+    assert failed and all(keys in r["error"] and "refuses the handshake blocks" in r["error"] for r in failed)
+    assert len(failed) <= 2 and steps < 200, (len(failed), steps)
+    assert counters.get(Count.PLC_RECONNECTS) == 0 and counters.get(Count.PLC_CONNECTED) == 0
+    assert not log.events("plc_connected")

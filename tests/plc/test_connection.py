@@ -1,0 +1,49 @@
+"""LinkKeeper against real peers: a link lost right after each connect is retried at the back-off
+pace, not shown as up, and logged once a second."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from linegate.counters import Count
+from linegate.demo.runner import PlcSimProcess, free_port, sim_args
+from linegate.plc.reject_pipe import RejectInbox, reject_channel
+from tests.plc.test_encoder_tracking import encoder_section
+from tests.plc.test_worker import CTX, make_worker
+
+pytestmark = pytest.mark.peer
+
+
+def test_encoder_words_the_plc_refuses_back_off_stay_down_and_name_the_key() -> None:
+    """Pulse mode with encoder tracking, the encoder words placed where the PLC has no registers: the
+    connect works (the coil is there), the first encoder read is refused and loses the link. Each
+    next connect waits the back-off, the link is not shown as up, the loss is logged once a second
+    with the key to check. Before, every step reconnected (a CPU, and two log lines each)."""
+    port = free_port()
+    sim = PlcSimProcess(port, args=[*sim_args(encoder_section(port)), "--encoder-cps", "20000"])
+    cfg = encoder_section(port)
+    link = cfg.link
+    assert link is not None
+    wrong = link.model_copy(update={"register_base": 65000})
+    worker, log, counters = make_worker(cfg.model_copy(update={"modbus": wrong}))
+    reader, writer = reject_channel(CTX)  # stays open, as the inference worker's does
+    inbox = RejectInbox(reader)
+    try:
+        steps, end = 0, time.monotonic() + 1.5
+        while time.monotonic() < end:
+            worker.step(inbox, time.monotonic_ns())
+            steps += 1
+            if steps > 2:  # after the first loss, no connect shows the link as up
+                assert counters.get(Count.PLC_CONNECTED) == 0
+    finally:
+        sim.stop()
+        writer.close()
+    connects = counters.get(Count.PLC_RECONNECTS)
+    lost = log.events("plc_link_lost")
+    assert 3 <= connects <= 20, connects  # back-off 20, 40, 80, 160, then 200 ms
+    assert lost and all("check plc.modbus.register_base" in r["error"] for r in lost)
+    assert len(lost) <= 4 and len(log.events("plc_connected")) <= 4, (len(lost), connects)
+    assert lost[-1].get("lost_soon_after_connecting", 1) >= 2
+    assert steps < 300, steps
