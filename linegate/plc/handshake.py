@@ -131,6 +131,7 @@ class HandshakeMode:
         (the keeper backs off): a PLC that accepts connections but drops the first request is not
         reconnected to in a loop. So does a refusal: without its blocks the handshake cannot run, and
         the reason names the keys that place them."""
+        self._plc_alive_seen_ns = time.monotonic_ns()  # judged from this connection on
         try:
             if not self._seq_known:
                 found = self.link.read_words(RESULT_SEQ_WORD, 1)[0]
@@ -379,6 +380,10 @@ class HandshakeMode:
                 self.log.info("plc_part_id_in_step", plc_part_id=plc_part_id)
 
     def _check_alive(self, now_ns: int) -> None:
+        """The PLC's alive counter is judged only over a link: while it is down, the fault is the
+        link (a PLC never reached is "unreachable", not "not taking results")."""
+        if not self.keeper.connected:
+            return
         stale = now_ns - self._plc_alive_seen_ns > self.plc_alive_timeout_ns
         if stale == self._stale:
             return

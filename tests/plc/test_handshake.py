@@ -451,3 +451,17 @@ def test_handshake_blocks_the_plc_refuses_fail_the_connect_and_name_the_keys(pro
     assert len(failed) <= 2 and steps < 200, (len(failed), steps)
     assert counters.get(Count.PLC_RECONNECTS) == 0 and counters.get(Count.PLC_CONNECTED) == 0
     assert not log.events("plc_connected")
+
+
+def test_a_plc_never_reached_is_unreachable_not_stale() -> None:
+    """Nothing listening for three alive timeouts: the fault is the link alone; the PLC's alive
+    counter is not called stale (that would tell the operator its program is not taking results)."""
+    worker, log, counters = make_worker(handshake_section(free_port()))  # alive timeout 500 ms
+    reader, writer = reject_channel(CTX)
+    inbox = RejectInbox(reader)
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        worker.step(inbox, time.monotonic_ns())
+    writer.close()
+    assert log.events("plc_connect_failed") and not worker.connected
+    assert counters.get(Count.PLC_ALIVE_STALE) == 0 and not log.events("plc_alive_stale")
