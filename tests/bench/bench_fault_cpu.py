@@ -4,7 +4,8 @@
 
 For each scenario, one `linegate run` of the demo config (simulated camera at 100 fps) with the fault
 in place from the start (PLC away: nothing listens on its port; PLC hung: the simulator frozen with
-SIGSTOP once linegate runs; camera away: a serial number no device has). After 4 s, each process's
+SIGSTOP once linegate runs; PLC refuses its blocks: handshake mode with register_base 65000 against a
+simulator serving them at 100; camera away: a serial number no device has). After 4 s, each process's
 user + system CPU time is read from /proc over ``--seconds`` and printed as a share of one CPU,
 per role (the pids are those of the run's ``worker_started`` records). Prints numbers; asserts
 nothing. Before the fix of 2026-11-30, the PLC worker took 59-95% of a CPU with the PLC away or hung
@@ -49,6 +50,7 @@ SCENARIOS = [
     Scenario("PLC away, pulse + encoder", "away", append=ENCODER),
     Scenario("PLC hung, pulse", "hung"),
     Scenario("PLC hung, handshake", "hung", HANDSHAKE),
+    Scenario("PLC refuses its blocks", "up", {**HANDSHAKE, "register_base = 100 ": "register_base = 65000 "}),
     Scenario("camera away", "up", {'device = { serial_number = "0" }': 'device = { serial_number = "999" }'}),
 ]
 
