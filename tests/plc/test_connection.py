@@ -3,15 +3,13 @@ pace, not shown as up, and logged once a second."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from linegate.counters import Count
 from linegate.demo.runner import PlcSimProcess, free_port, sim_args
 from linegate.plc.reject_pipe import RejectInbox, reject_channel
 from tests.plc.test_encoder_tracking import encoder_section
-from tests.plc.test_worker import CTX, make_worker
+from tests.plc.test_worker import CTX, make_worker, step_for
 
 pytestmark = pytest.mark.peer
 
@@ -30,13 +28,12 @@ def test_encoder_words_the_plc_refuses_back_off_stay_down_and_name_the_key() -> 
     worker, log, counters = make_worker(cfg.model_copy(update={"modbus": wrong}))
     reader, writer = reject_channel(CTX)  # stays open, as the inference worker's does
     inbox = RejectInbox(reader)
+    def never_up_after_the_first_loss(steps: int) -> None:
+        if steps > 2:
+            assert counters.get(Count.PLC_CONNECTED) == 0
+
     try:
-        steps, end = 0, time.monotonic() + 1.5
-        while time.monotonic() < end:
-            worker.step(inbox, time.monotonic_ns())
-            steps += 1
-            if steps > 2:  # after the first loss, no connect shows the link as up
-                assert counters.get(Count.PLC_CONNECTED) == 0
+        steps = step_for(worker, inbox, 1.5, never_up_after_the_first_loss)
     finally:
         sim.stop()
         writer.close()

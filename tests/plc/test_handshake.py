@@ -20,7 +20,7 @@ from linegate.plc.interface import NO_RECIPE, ErrorCode, FaultCode
 from linegate.plc.links import create_link
 from linegate.plc.reject_pipe import PASS, REJECT, RejectInbox, RejectOutbox, reject_channel
 from linegate.plc.worker import RejectWorker
-from tests.plc.test_worker import CTX, RecordingLog, channel, make_worker
+from tests.plc.test_worker import CTX, RecordingLog, channel, make_worker, step_for
 
 pytestmark = pytest.mark.peer
 
@@ -409,10 +409,7 @@ def test_a_plc_that_accepts_but_drops_every_request_is_retried_at_the_back_off_p
     sim.kill()
     peer = DroppingPeer(port)
     try:
-        steps, end = 0, time.monotonic() + 1.0
-        while time.monotonic() < end:
-            worker.step(inbox, time.monotonic_ns())
-            steps += 1
+        steps = step_for(worker, inbox, 1.0)
     finally:
         peer.close()
         writer.close()
@@ -438,10 +435,7 @@ def test_handshake_blocks_the_plc_refuses_fail_the_connect_and_name_the_keys(pro
     reader, writer = reject_channel(CTX)  # stays open, as the inference worker's does
     inbox = RejectInbox(reader)
     try:
-        steps, end = 0, time.monotonic() + 1.0
-        while time.monotonic() < end:
-            worker.step(inbox, time.monotonic_ns())
-            steps += 1
+        steps = step_for(worker, inbox, 1.0)
     finally:
         sim.stop()
         writer.close()
@@ -458,10 +452,7 @@ def test_a_plc_never_reached_is_unreachable_not_stale() -> None:
     counter is not called stale (that would tell the operator its program is not taking results)."""
     worker, log, counters = make_worker(handshake_section(free_port()))  # alive timeout 500 ms
     reader, writer = reject_channel(CTX)
-    inbox = RejectInbox(reader)
-    end = time.monotonic() + 1.5
-    while time.monotonic() < end:
-        worker.step(inbox, time.monotonic_ns())
+    step_for(worker, RejectInbox(reader), 1.5)
     writer.close()
     assert log.events("plc_connect_failed") and not worker.connected
     assert counters.get(Count.PLC_ALIVE_STALE) == 0 and not log.events("plc_alive_stale")

@@ -66,6 +66,18 @@ def channel(part_ids: list[int], t_acquired: int | None = None) -> RejectInbox:
     return RejectInbox(reader)
 
 
+def step_for(worker: RejectWorker, inbox: RejectInbox, seconds: float, each: Any = None) -> int:
+    """Step *worker* for *seconds* (``each(steps)`` after every step); how many steps ran. Give it an
+    inbox whose writer stays open, as the inference worker's does: a closed one ends every wait."""
+    steps, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        worker.step(inbox, time.monotonic_ns())
+        steps += 1
+        if each is not None:
+            each(steps)
+    return steps
+
+
 def deliver(worker: RejectWorker, part_ids: list[int], t_acquired: int | None = None) -> None:
     """Step the worker until each of *part_ids* has its one outcome (delivered or reported)."""
     inbox = channel(part_ids, t_acquired)
@@ -403,11 +415,7 @@ def test_a_worker_whose_plc_is_away_waits_between_connects_not_spins(protocol: s
     worker, _log, _counters = make_worker(PlcSection.model_validate(section))
     reader, writer = reject_channel(CTX)  # the writer stays open, as the inference worker's does
     RejectOutbox(writer, 64).offer(7, 1, time.monotonic_ns())
-    inbox = RejectInbox(reader)
-    steps, end = 0, time.monotonic() + 0.5
-    while time.monotonic() < end:
-        worker.step(inbox, time.monotonic_ns())
-        steps += 1
+    steps = step_for(worker, RejectInbox(reader), 0.5)
     writer.close()
     assert not worker.connected and worker.counters.get(Count.PLC_RECEIVED) == 1
     assert steps < 100, steps
