@@ -50,7 +50,7 @@ class EncoderFeed:
         max_read_ms: float,
         max_wait_ms: float,
         counters: SharedCounters,
-        block_keys: str = "the interface's address",
+        block_keys: str,
     ) -> None:
         self.link = link
         self.keeper = keeper

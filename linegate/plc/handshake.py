@@ -84,8 +84,9 @@ class HandshakeMode:
         log: Any,
         cfg: HandshakeSection,
         timeout_ms: float,
+        *,
+        block_keys: str,
         part_ids_from_plc: bool = False,
-        block_keys: str = "the interface's address",
     ) -> None:
         self.link = link
         self.keeper = keeper
