@@ -7,9 +7,8 @@ import pytest
 
 from linegate.counters import Count
 from linegate.demo.runner import PlcSimProcess, free_port, sim_args
-from linegate.plc.reject_pipe import RejectInbox, reject_channel
 from tests.plc.test_encoder_tracking import encoder_section
-from tests.plc.test_worker import CTX, make_worker, step_for
+from tests.plc.test_worker import make_worker, step_for
 
 pytestmark = pytest.mark.peer
 
@@ -26,17 +25,14 @@ def test_encoder_words_the_plc_refuses_back_off_stay_down_and_name_the_key() -> 
     assert link is not None
     wrong = link.model_copy(update={"register_base": 65000})
     worker, log, counters = make_worker(cfg.model_copy(update={"modbus": wrong}))
-    reader, writer = reject_channel(CTX)  # stays open, as the inference worker's does
-    inbox = RejectInbox(reader)
     def never_up_after_the_first_loss(steps: int) -> None:
         if steps > 2:
             assert counters.get(Count.PLC_CONNECTED) == 0
 
     try:
-        steps = step_for(worker, inbox, 1.5, never_up_after_the_first_loss)
+        steps = step_for(worker, 1.5, each=never_up_after_the_first_loss)
     finally:
         sim.stop()
-        writer.close()
     connects = counters.get(Count.PLC_RECONNECTS)
     lost = log.events("plc_link_lost")
     assert 3 <= connects <= 20, connects  # back-off 20, 40, 80, 160, then 200 ms

@@ -409,7 +409,7 @@ def test_a_plc_that_accepts_but_drops_every_request_is_retried_at_the_back_off_p
     sim.kill()
     peer = DroppingPeer(port)
     try:
-        steps = step_for(worker, inbox, 1.0)
+        steps = step_for(worker, 1.0, inbox)
     finally:
         peer.close()
         writer.close()
@@ -432,13 +432,10 @@ def test_handshake_blocks_the_plc_refuses_fail_the_connect_and_name_the_keys(pro
     link = cfg.link
     assert link is not None
     worker, log, counters = make_worker(cfg.model_copy(update={protocol: link.model_copy(update=wrong)}))
-    reader, writer = reject_channel(CTX)  # stays open, as the inference worker's does
-    inbox = RejectInbox(reader)
     try:
-        steps = step_for(worker, inbox, 1.0)
+        steps = step_for(worker, 1.0)
     finally:
         sim.stop()
-        writer.close()
     keys = "plc.modbus.register_base" if protocol == "modbus" else "plc.s7.db and plc.s7.byte_base"
     failed = log.events("plc_connect_failed")
     assert failed and all(keys in r["error"] and "refuses the handshake blocks" in r["error"] for r in failed)
@@ -451,8 +448,6 @@ def test_a_plc_never_reached_is_unreachable_not_stale() -> None:
     """Nothing listening for three alive timeouts: the fault is the link alone; the PLC's alive
     counter is not called stale (that would tell the operator its program is not taking results)."""
     worker, log, counters = make_worker(handshake_section(free_port()))  # alive timeout 500 ms
-    reader, writer = reject_channel(CTX)
-    step_for(worker, RejectInbox(reader), 1.5)
-    writer.close()
+    step_for(worker, 1.5)
     assert log.events("plc_connect_failed") and not worker.connected
     assert counters.get(Count.PLC_ALIVE_STALE) == 0 and not log.events("plc_alive_stale")

@@ -66,15 +66,24 @@ def channel(part_ids: list[int], t_acquired: int | None = None) -> RejectInbox:
     return RejectInbox(reader)
 
 
-def step_for(worker: RejectWorker, inbox: RejectInbox, seconds: float, each: Any = None) -> int:
-    """Step *worker* for *seconds* (``each(steps)`` after every step); how many steps ran. Give it an
-    inbox whose writer stays open, as the inference worker's does: a closed one ends every wait."""
+def step_for(worker: RejectWorker, seconds: float, inbox: RejectInbox | None = None, each: Any = None) -> int:
+    """Step *worker* for *seconds* (``each(steps)`` after every step); how many steps ran. Without
+    *inbox*, over an empty reject pipe whose writer stays open, as the inference worker's does (a
+    closed writer would end every wait at once)."""
+    writer = None
+    if inbox is None:
+        reader, writer = reject_channel(CTX)
+        inbox = RejectInbox(reader)
     steps, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        worker.step(inbox, time.monotonic_ns())
-        steps += 1
-        if each is not None:
-            each(steps)
+    try:
+        while time.monotonic() < end:
+            worker.step(inbox, time.monotonic_ns())
+            steps += 1
+            if each is not None:
+                each(steps)
+    finally:
+        if writer is not None:
+            writer.close()
     return steps
 
 
@@ -415,7 +424,7 @@ def test_a_worker_whose_plc_is_away_waits_between_connects_not_spins(protocol: s
     worker, _log, _counters = make_worker(PlcSection.model_validate(section))
     reader, writer = reject_channel(CTX)  # the writer stays open, as the inference worker's does
     RejectOutbox(writer, 64).offer(7, 1, time.monotonic_ns())
-    steps = step_for(worker, RejectInbox(reader), 0.5)
+    steps = step_for(worker, 0.5, RejectInbox(reader))
     writer.close()
     assert not worker.connected and worker.counters.get(Count.PLC_RECEIVED) == 1
     assert steps < 100, steps
