@@ -11,6 +11,7 @@ from linegate.ring.frame_ring import (
     ring_path,
 )
 from linegate.ring.layout import DropReason
+from linegate.ring.ring_set import RingSet
 
 __all__ = [
     "DropReason",
@@ -20,6 +21,7 @@ __all__ = [
     "RingGeometry",
     "RingHandle",
     "RingProducer",
+    "RingSet",
     "remove_stale",
     "ring_path",
 ]

@@ -137,6 +137,7 @@ class FrameMeta:
     reason: int = 0
     defect: int = 0  # 0: a whole frame; else the camera's DefectKind (the pixels were not written)
     payload_bytes: int = 0  # with a defect: the image bytes the camera delivered (-1: unknown)
+    camera: int = 0  # which ring (camera) of a RingSet it came from; not stored in the slot
 
 
 class _Mapping:
@@ -209,16 +210,18 @@ class FrameRing:
         journal_size: int,
         when_full: WhenFull,
         path: str | None = None,
+        ready: SharedSemaphore | None = None,
     ) -> FrameRing:
         """*ctx* is not used any more (the lock and semaphore are :mod:`linegate.ring.sync`'s); kept
         so callers need not change. The caller must hold *instance*'s lock
-        (:mod:`linegate.service.instance_lock`) if the instance may be running elsewhere."""
+        (:mod:`linegate.service.instance_lock`) if the instance may be running elsewhere. *ready*:
+        the wake-up semaphore, when several rings share one consumer (:class:`linegate.ring.RingSet`)."""
         del ctx
         path = path or ring_path(instance)
         removed_stale = remove_stale(path)
         layout = RingLayout(slots=slots, frame_bytes=geometry.frame_bytes, journal_size=journal_size)
         fd = anonymous_segment(os.path.basename(path), layout.total_bytes)
-        handle = RingHandle(path, fd, layout, geometry, when_full, SharedLock(), SharedSemaphore(0))
+        handle = RingHandle(path, fd, layout, geometry, when_full, SharedLock(), ready or SharedSemaphore(0))
         try:
             return cls(handle, _Mapping(handle, create=True), removed_stale)
         except BaseException:
@@ -432,10 +435,12 @@ class RingProducer:
 class RingConsumer:
     """Inference side: ``wait``, drain the journal, ``claim`` the oldest ready frame, ``release`` it."""
 
-    def __init__(self, handle: RingHandle) -> None:
+    def __init__(self, handle: RingHandle, camera: int = 0) -> None:
         self._m = _Mapping(handle, create=False)
         self._lock = handle.lock
         self._ready = handle.ready
+        self.camera = camera
+        """Stamped on every FrameMeta this consumer returns."""
 
     def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
         return self._m.pixels[slot]
@@ -471,7 +476,7 @@ class RingConsumer:
             slot = best[1]
             u32[m.state_index[slot]] = SlotState.CLAIMED
             fields = _HEADER.unpack_from(buf, offsets[slot])
-        return slot, _meta(fields)
+        return slot, _meta(fields, self.camera)
 
     def claim_more(self, limit: int) -> list[tuple[int, FrameMeta]]:
         """Take up to *limit* more READY slots, oldest first (a batch after :meth:`claim`).
@@ -482,7 +487,7 @@ class RingConsumer:
         if limit < 1 or not any(m.u32[word] == SlotState.READY for word in m.state_index):
             return []
         with self._lock:
-            return [_take(m, slot) for _seq, slot in _ready_by_seq(m)[:limit]]
+            return [_take(m, slot, self.camera) for _seq, slot in _ready_by_seq(m)[:limit]]
 
     def claim_newest(self, stale_before_ns: int) -> tuple[tuple[int, FrameMeta] | None, list[tuple[int, FrameMeta]]]:
         """Take the newest READY slot, and with it every other READY slot whose frame was acquired
@@ -498,8 +503,27 @@ class RingConsumer:
             for _seq, slot in ready[:-1]:
                 if u64[(offsets[slot] + _T_ACQUIRED_OFFSET) // _U64] < stale_before_ns:
                     taken.append(slot)
-            out = [_take(m, slot) for slot in taken]
+            out = [_take(m, slot, self.camera) for slot in taken]
         return out[0], out[1:]
+
+    def ready_times(self) -> list[tuple[int, int]]:
+        """``(t_acquired_ns, slot)`` of every READY slot, read without the lock (a hint for choosing
+        across rings: :meth:`claim_slots` then takes those still READY)."""
+        m = self._m
+        u32, u64, offsets = m.u32, m.u64, m.header_offsets
+        return [
+            (u64[(offsets[slot] + _T_ACQUIRED_OFFSET) // _U64], slot)
+            for slot, word in enumerate(m.state_index)
+            if u32[word] == SlotState.READY
+        ]
+
+    def claim_slots(self, slots: list[int]) -> list[tuple[int, FrameMeta]]:
+        """Take those of *slots* that are still READY (the producer may have overwritten one
+        meanwhile: ``when_full = "drop_oldest"``), in the order given."""
+        m = self._m
+        u32, index = m.u32, m.state_index
+        with self._lock:
+            return [_take(m, slot, self.camera) for slot in slots if u32[index[slot]] == SlotState.READY]
 
     def release(self, slot: int) -> None:
         """Give a claimed slot back to the producer."""
@@ -520,7 +544,7 @@ class RingConsumer:
             written, read = u64[index["journal_written"]], u64[index["journal_read"]]
             if read >= written:
                 return None
-            return _meta(m.journal[read % u64[index["journal_size"]]].item())
+            return _meta(m.journal[read % u64[index["journal_size"]]].item(), self.camera)
 
     def advance_journal(self) -> None:
         m = self._m
@@ -544,7 +568,7 @@ class RingConsumer:
         m = self._m
         with self._lock:
             claimed = np.flatnonzero(m.headers["state"] == SlotState.CLAIMED)
-            lost = [_meta(m.headers[int(i)].item()) for i in claimed]
+            lost = [_meta(m.headers[int(i)].item(), self.camera) for i in claimed]
             for i in claimed:
                 m.headers[int(i)]["state"] = int(SlotState.FREE)
         return lost
@@ -563,10 +587,10 @@ def _ready_by_seq(m: _Mapping) -> list[tuple[int, int]]:
     )
 
 
-def _take(m: _Mapping, slot: int) -> tuple[int, FrameMeta]:
+def _take(m: _Mapping, slot: int, camera: int) -> tuple[int, FrameMeta]:
     """Mark READY *slot* CLAIMED and read its frame's header (the caller holds the lock)."""
     m.u32[m.state_index[slot]] = SlotState.CLAIMED
-    return slot, _meta(_HEADER.unpack_from(m.buf, m.header_offsets[slot]))
+    return slot, _meta(_HEADER.unpack_from(m.buf, m.header_offsets[slot]), camera)
 
 
 def _journal(m: _Mapping, ready: SharedSemaphore, header: Any, reason: DropReason) -> None:
@@ -583,9 +607,10 @@ def _journal(m: _Mapping, ready: SharedSemaphore, header: Any, reason: DropReaso
     ready.release()
 
 
-def _meta(fields: tuple[Any, ...]) -> FrameMeta:
+def _meta(fields: tuple[Any, ...], camera: int = 0) -> FrameMeta:
     _state, reason, seq, frame_id, part_id, t_acq, t_written = fields[:7]
     defect, payload_bytes = fields[11:13]
     return FrameMeta(
-        int(seq), int(frame_id), int(part_id), int(t_acq), int(t_written), int(reason), int(defect), int(payload_bytes)
-    )
+        int(seq), int(frame_id), int(part_id), int(t_acq), int(t_written), int(reason), int(defect), int(payload_bytes),
+        camera,
+    )  # fmt: skip
