@@ -320,6 +320,9 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="TCP port; 0 picks a free one, printed in the listening line (default: 5020 for modbus, 1102 for s7)")
     add("--part-id-register", metavar="N", type=_whole, default=0,
         help="modbus: holding registers N, N+1 reported as each coil edge's part id (default: %(default)s)")
+    add("--part-id-stride", metavar="S", type=_whole, default=0,
+        help="modbus: coil C's part id is at registers N + C*S (several cameras, each its own coil and part id "
+        "register; default: %(default)s, every coil reads N)")
     add("--register-base", metavar="N", type=_whole, default=0,
         help="modbus handshake (or pulse with --encoder-cps): holding register of interface word 0 "
         "(default: %(default)s)")
@@ -388,7 +391,7 @@ def _plc_sim(args: argparse.Namespace) -> int:
             return run_s7_sim(args.host, port, db=args.db, byte_base=args.byte_base, reject_byte=args.reject_byte,
                               fault_byte=args.fault_byte, mode=args.mode, program=program)
         return run_plc_sim(args.host, port, part_id_register=args.part_id_register, mode=args.mode,
-                           register_base=args.register_base, program=program)
+                           register_base=args.register_base, program=program, part_id_stride=args.part_id_stride)
     except (SimPortError, ValueError) as exc:
         print(f"linegate plc-sim: {exc}", file=sys.stderr)
         return EX_USAGE

@@ -122,9 +122,12 @@ class EdgeRecorder:
         program: PlcProgram | None = None,
         register_base: int = 0,
         handshake: bool = True,
+        part_id_stride: int = 0,
     ) -> None:
         self.emit_event = emit
         self.part_id_register = part_id_register
+        self.part_id_stride = part_id_stride
+        """Coil c's part id is at part_id_register + c * stride (several cameras, one coil and register pair each)."""
         self.coils = [False] * (-(-coils // 16) * 16)  # whole 16-bit registers of coils
         self.registers = [0] * registers
         self.program = program
@@ -133,8 +136,10 @@ class EdgeRecorder:
         if program is not None and register_base + itf.TOTAL_WORDS > registers:
             raise ValueError(f"register_base {register_base} leaves no room for the {itf.TOTAL_WORDS}-word interface")
 
-    def part_id(self) -> int:
-        r = self.part_id_register
+    def part_id(self, coil: int = 0) -> int:
+        r = self.part_id_register + coil * self.part_id_stride
+        if r + 1 >= len(self.registers):
+            return 0
         return (self.registers[r] << 16) | self.registers[r + 1]
 
     async def on_access(
@@ -175,7 +180,7 @@ class EdgeRecorder:
     def emit(self, coil: int, value: bool, t_ns: int | None = None) -> None:
         stamp = time.monotonic_ns() if t_ns is None else t_ns
         event: dict[str, object] = {"event": "coil_edge", "coil": coil, "value": int(value), "t_ns": stamp,
-                                    "part_id": self.part_id()}
+                                    "part_id": self.part_id(coil)}
         if self.program is not None and self.program.has_encoder:
             event["encoder"] = self.program.encoder_at(stamp)
         self.emit_event(event)
@@ -183,7 +188,7 @@ class EdgeRecorder:
 
 def build_device(recorder: EdgeRecorder) -> SimDevice:
     """One device answering on every unit id, with separate coil and register blocks."""
-    coils = [SimData(0, count=len(recorder.coils) // 16, values=False, datatype=DataType.BITS)]
+    coils = [SimData(0, count=len(recorder.coils), values=False, datatype=DataType.BITS)]  # count: bits
     registers = [SimData(0, count=len(recorder.registers), values=0, datatype=DataType.REGISTERS)]
     inputs = [SimData(0, count=1, values=False, datatype=DataType.BITS)]
     input_registers = [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
@@ -202,6 +207,7 @@ async def serve_plc_sim(
     register_base: int = 0,
     program: ProgramConfig | None = None,
     ready: Callable[[int], None] | None = None,
+    part_id_stride: int = 0,
 ) -> None:
     """Serve until cancelled; calls *ready* with the bound port once listening. Raises SimPortError."""
     config = program or ProgramConfig()
@@ -223,7 +229,7 @@ async def serve_plc_sim(
     emit = JsonLines(out)
     plc = PlcProgram(config, time.monotonic_ns()) if serves_plc_block else None
     recorder = EdgeRecorder(emit, part_id_register, coils, registers, program=plc, register_base=register_base,
-                            handshake=mode == "handshake")
+                            handshake=mode == "handshake", part_id_stride=part_id_stride)
     server = ModbusTcpServer(build_device(recorder), address=(host, port))
     try:
         await server.serve_forever(background=True)
@@ -253,6 +259,7 @@ def run_plc_sim(
     mode: Mode = "pulse",
     register_base: int = 0,
     program: ProgramConfig | None = None,
+    part_id_stride: int = 0,
 ) -> int:
     """Run in the foreground until SIGINT or SIGTERM; returns the exit code. Raises SimPortError."""
 
@@ -264,7 +271,7 @@ def run_plc_sim(
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await serve_plc_sim(host, port, out=out, part_id_register=part_id_register, mode=mode,
-                                register_base=register_base, program=program)
+                                register_base=register_base, program=program, part_id_stride=part_id_stride)
 
     asyncio.run(main())
     return 0
