@@ -123,6 +123,26 @@ def test_prints_each_edge_with_part_id_and_time(plc_sim: PlcSimProcess) -> None:
     assert stamps == sorted(stamps)
 
 
+def test_all_64_coils_are_served_and_a_stride_gives_each_coil_its_part_id_registers() -> None:
+    """Coils 0..63 answer (64 is outside the map); with --part-id-stride 2 coil C's edge carries the
+    part id at registers 10 + 2C (several cameras, each its own coil and part id registers)."""
+    sim = PlcSimProcess(free_port(), args=["--part-id-register", "10", "--part-id-stride", "2"])
+    try:
+        client = ModbusTcpClient("127.0.0.1", port=sim.port, timeout=1, retries=0)
+        assert client.connect()
+        client.write_registers(10, [0, 7, 0, 8, 0, 9], device_id=1)  # coils 0, 1, 2: part ids 7, 8, 9
+        for coil in (0, 1, 2, 63):
+            assert not client.write_coil(coil, True, device_id=1).isError(), coil
+        assert client.write_coil(64, True, device_id=1).isError()
+        client.close()
+        end = time.monotonic() + 5
+        while len(sim.edges) < 4 and time.monotonic() < end:
+            time.sleep(0.01)
+    finally:
+        sim.stop()
+    assert [(e["coil"], e["part_id"]) for e in sim.edges] == [(0, 7), (1, 8), (2, 9), (63, 0)]
+
+
 def test_out_of_map_address_is_an_exception_reply(plc_sim: PlcSimProcess) -> None:
     """A coil outside the simulator's map answers a Modbus exception, like a real PLC."""
     client = ModbusTcpClient("127.0.0.1", port=plc_sim.port, timeout=1, retries=0)
