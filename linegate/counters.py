@@ -137,6 +137,12 @@ class Snapshot(Mapping[Count, int]):
             values[name] = value
         return cls(values)
 
+    @classmethod
+    def total(cls, snapshots: Sequence[Snapshot]) -> Snapshot:
+        """Several cameras' snapshots as one: each counter summed (a gauge then says how many
+        cameras have it set, e.g. ``PLC_CONNECTED``; a heartbeat sum means nothing)."""
+        return cls([sum(values) for values in zip(*(s._values for s in snapshots), strict=True)])
+
     def __getitem__(self, name: Count) -> int:
         return self._values[name]
 

@@ -328,6 +328,54 @@ class ModbusSection(_Section):
     """handshake mode: holding register of interface word 0 (see docs/plc-interface.md)."""
 
 
+class ModbusOverrides(_Section):
+    """One camera's addresses on the shared Modbus link (``[cameras.plc.modbus]``)."""
+
+    reject_coil: Coil | None = None
+    fault_coil: Coil | None = None
+    part_id_register: Annotated[int, Field(ge=0, le=65534)] | None = None
+    register_base: Annotated[int, Field(ge=0, le=65535 - 31)] | None = None
+
+
+class S7Overrides(_Section):
+    """One camera's addresses in the S7 data blocks (``[cameras.plc.s7]``)."""
+
+    db: Annotated[int, Field(ge=1, le=65535)] | None = None
+    byte_base: Annotated[int, Field(ge=0, le=65535 - 64)] | None = None
+    reject_byte: Annotated[int, Field(ge=0, le=65535)] | None = None
+    fault_byte: Annotated[int, Field(ge=0, le=65535)] | None = None
+
+
+class TrackingOverrides(_Section):
+    """One camera's distance to its ejector (``[cameras.plc.tracking]``)."""
+
+    ejector_counts: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    tolerance_counts: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+
+
+class CameraPlcOverrides(_Section):
+    """The keys of ``[plc]`` that differ for one camera: its own reject and fault outputs or
+    handshake block, and when its parts reach its ejector. Merged over ``[plc]``."""
+
+    fire_delay_ms: Annotated[float, Field(ge=0, le=60_000)] | None = None
+    modbus: ModbusOverrides = ModbusOverrides()
+    s7: S7Overrides = S7Overrides()
+    tracking: TrackingOverrides = TrackingOverrides()
+
+
+class CameraEntry(_Section):
+    """One camera of several (``[[cameras]]``): its name, its device, and what differs from
+    ``[camera]`` (which holds what every camera shares: one model decides them all, so the
+    geometry is the same) and from ``[plc]``."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,15}$")]
+    """Names the camera in its frames' records (``camera``), its faults and its shared memory."""
+    device: DeviceSelector
+    exposure_us: Annotated[float, Field(gt=0)] | None = None
+    gain_db: float | None = None
+    plc: CameraPlcOverrides = CameraPlcOverrides()
+
+
 class S7Section(_Section):
     """Siemens S7 link (python-snap7, ISO-on-TCP). Needs PUT/GET and a non-optimized DB on S7-1200/1500."""
 
@@ -624,6 +672,9 @@ class Config(_Section):
     top-level ``[model]`` runs until the PLC names a recipe; a recipe not listed here is a fault."""
     stages: list[StageSection] = []
     """``[[stages]]``: models in series after ``[model]`` (a recipe replaces ``[model]`` only)."""
+    cameras: list[CameraEntry] = []
+    """``[[cameras]]``: several cameras, one acquisition worker, ring and PLC worker each, one
+    inference worker deciding all their frames (:mod:`linegate.config.lanes`). Empty: ``[camera]``."""
 
     @model_validator(mode="after")
     def _geometry_fits(self) -> Config:
@@ -643,4 +694,7 @@ class Config(_Section):
         _check_batching(self)
         if self.recipes and self.plc.mode != "handshake":
             raise ValueError("recipes are selected by the PLC's recipe word: they need plc.mode = 'handshake'")
+        from linegate.config.lanes import check_cameras  # it builds on this module
+
+        check_cameras(self)
         return self

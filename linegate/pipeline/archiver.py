@@ -15,7 +15,7 @@ from linegate.config.schema import Config
 from linegate.ring import FrameMeta
 from linegate.timing.deadline import Basis, Verdict
 
-_KEPT = ("label", "score", "total_ms", "preprocess_ms", "infer_ms", "stages")
+_KEPT = ("camera", "label", "score", "total_ms", "preprocess_ms", "infer_ms", "stages")
 """Fields of the frame's record that go into the image's metadata."""
 
 

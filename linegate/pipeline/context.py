@@ -24,6 +24,8 @@ class WorkerContext:
     counters: SharedCounters
     log_pipe: Connection  # writing end of this worker's log pipe to the supervisor
     supervisor_pid: int
+    camera: str = ""
+    """The camera this worker serves, with several cameras: every record it writes names it."""
 
     def enter(self, role: Role) -> tuple[Any, Sink]:
         """Turn the current process into the *role* worker; returns its logger and log sink."""
@@ -31,7 +33,8 @@ class WorkerContext:
         sink = configure_logging(
             level=self.cfg.logging.level,
             sink=PipeSink(self.log_pipe),
-            static={"instance": self.cfg.instance.name, "proc": role, "pid": os.getpid()},
+            static={"instance": self.cfg.instance.name, "proc": role, "pid": os.getpid()}
+            | ({"camera": self.camera} if self.camera else {}),
         )
         log = get_logger()
         log.info("worker_started", role=role)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from linegate.ring import RingConsumer
+from linegate.ring import FrameSource
 from linegate.timing.arrival import ArrivalPredictor
 
 WARM_EVERY_NS = 300_000
@@ -40,7 +40,7 @@ class FrameWaiter:
 
     def __init__(
         self,
-        consumer: RingConsumer,
+        consumer: FrameSource,
         predictor: ArrivalPredictor,
         warm: Callable[[], None] | None = None,
         warm_ns: int = 0,

@@ -39,7 +39,7 @@ from linegate.pipeline.frame_wait import FrameWaiter
 from linegate.pipeline.gpu_feed import Fed, GpuFeed
 from linegate.pipeline.inflight import InFlight, Outcome, Stage
 from linegate.plc.reject_pipe import NO_CLASS, PASS, REJECT, RejectOutbox
-from linegate.ring import DropReason, FrameMeta, RingConsumer, RingHandle
+from linegate.ring import DropReason, FrameMeta, FrameSource, RingConsumer, RingHandle, RingSet
 from linegate.roles import Role
 from linegate.timing.arrival import ArrivalPredictor
 from linegate.timing.deadline import Basis, Deadline, Verdict, settle
@@ -59,6 +59,8 @@ _BASIS_INDEX = {basis: i for i, basis in enumerate(BASES)}  # stored in the in-f
 def _score_word(score: float) -> int:
     """Score x 10000 as the PLC interface's 16-bit word (0 for no score)."""
     return 0 if score != score else max(0, min(10_000, round(score * 10_000)))
+
+
 _COUNTER_OF_BASIS = {
     Basis.DEADLINE_MISSED: Count.DEADLINE_MISSED,
     Basis.DEADLINE_UNREACHABLE: Count.DEADLINE_UNREACHABLE,
@@ -152,6 +154,16 @@ class _Times:
     final: int
 
 
+@dataclass(frozen=True)
+class CameraOut:
+    """Where one camera's verdicts go (several cameras, ``[[cameras]]``): its name in its frames'
+    records, its counters (reconciled per camera), its PLC worker's hand-off."""
+
+    name: str
+    counters: SharedCounters
+    outbox: RejectOutbox
+
+
 class _AbandonedLate(Exception):
     """The GPU frame path did not finish the frame by its deadline: fail-safe, its slot stays held."""
 
@@ -162,7 +174,7 @@ class InferenceLoop:
     def __init__(
         self,
         cfg: Config,
-        consumer: RingConsumer,
+        consumer: FrameSource,
         engine: Engine,
         preprocess: Preprocessor,
         plc_outbox: RejectOutbox,
@@ -173,8 +185,13 @@ class InferenceLoop:
         stages: list[ModelStage] | None = None,
         gpu: GpuFeed | None = None,
         archiver: Archiver | None = None,
+        cameras: list[CameraOut] | None = None,
     ) -> None:
         self.consumer = consumer
+        self._cameras = cameras or [CameraOut("", counters, plc_outbox)]
+        """Indexed by FrameMeta.camera; the first one's counters and hand-off are *counters* and *plc_outbox*."""
+        self._named = len(self._cameras) > 1
+        """Records and reports name the camera (several cameras)."""
         self.archiver = archiver
         """Offers rejects (and sampled passes) to the image archive, after their hand-off."""
         self.stages = stages or []
@@ -277,7 +294,7 @@ class InferenceLoop:
         """Finish what a killed predecessor left: the frame it was deciding (only the missing
         effects), frames it had claimed, and a journal entry it had taken but not yet advanced."""
         left = self.inflight.current()
-        skip = left.meta.seq if left is not None else None
+        skip = (left.meta.camera, left.meta.seq) if left is not None else None
         if left is not None:
             if left.stage is Stage.TAKEN:
                 basis = _fail_safe_basis(left.meta, Basis.LOST_IN_FLIGHT)
@@ -291,13 +308,13 @@ class InferenceLoop:
                         self.log.warning, left.meta, verdict, basis, time.monotonic_ns(), recovered=True
                     )
                     self.inflight.recorded(logged)
-                self._count(verdict, basis, Count(left.counter), logged, left.handed)
+                self._count(verdict, basis, Count(left.counter), logged, left.handed, left.meta.camera)
                 self.inflight.done()
         for meta in self.consumer.recover_claimed():
-            if meta.seq != skip:
+            if (meta.camera, meta.seq) != skip:
                 self._fail_safe(meta, Basis.LOST_IN_FLIGHT, Count.DECIDED)
         head = self.consumer.peek_journal()
-        if head is not None and head.seq == skip:
+        if head is not None and (head.camera, head.seq) == skip:
             self.consumer.advance_journal()
 
     def step(self) -> bool:
@@ -418,7 +435,9 @@ class InferenceLoop:
                 ran = True  # at least this long: it counts towards the expected time
             except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
-                self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
+                self.log.error(
+                    "engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc), **self._camera(meta)
+                )
                 t_pre = t_inf = t_post = t_final = time.monotonic_ns()
             finally:
                 if held:
@@ -496,13 +515,15 @@ class InferenceLoop:
             elif i in failed or row is None:
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(failed.get(i)),
-                               batch=len(batch))  # fmt: skip
+                               batch=len(batch), **self._camera(meta))  # fmt: skip
             else:
                 try:
                     decision = self.classify(output[row : row + 1])
                 except Exception as exc:
                     verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
-                    self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc))
+                    self.log.error(
+                        "engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc), **self._camera(meta)
+                    )
                 else:
                     deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
                     verdict, basis = settle(decision.verdict, deadline, time.monotonic_ns(), self.fail_safe)
@@ -517,9 +538,7 @@ class InferenceLoop:
             self._account(meta, basis, label, times, t_done)
         self._last_done_ns = time.monotonic_ns()
 
-    def _stages_of(
-        self, meta: FrameMeta, times: _Times, label: str, score: float, extra: dict[str, Any]
-    ) -> Any:
+    def _stages_of(self, meta: FrameMeta, times: _Times, label: str, score: float, extra: dict[str, Any]) -> Any:
         """The frame record's stage fields, given the time of its hand-off."""
         t_picked, last_done = times.picked, self._last_done_ns
 
@@ -580,10 +599,16 @@ class InferenceLoop:
             decision = stage.classify(output)
             t3 = time.monotonic_ns()
             index = stage.class_index
-            ran.append({
-                "model": stage.model_id, "label": decision.label, "score": round(decision.score, 5),
-                "preprocess_ms": _ms(t1 - t0), "infer_ms": _ms(t2 - t1), "postprocess_ms": _ms(t3 - t2),
-            })
+            ran.append(
+                {
+                    "model": stage.model_id,
+                    "label": decision.label,
+                    "score": round(decision.score, 5),
+                    "preprocess_ms": _ms(t1 - t0),
+                    "infer_ms": _ms(t2 - t1),
+                    "postprocess_ms": _ms(t3 - t2),
+                }
+            )
         return decision, index, ran, True
 
     def _finish(
@@ -608,12 +633,12 @@ class InferenceLoop:
         f.handed(handed)
         if release is not None:
             if self.archiver is not None and self.archiver.wants(verdict):
-                record = stages(t_done) if stages else {}
+                record = {**(stages(t_done) if stages else {}), **self._camera(meta)}
                 self.archiver.offer(self.consumer.pixels(release), meta, verdict, basis, record, t_done)
             self.consumer.release(release)
         logged = self._record(emit, meta, verdict, basis, t_done, **(stages(t_done) if stages else {}))
         f.recorded(logged)
-        self._count(verdict, basis, counter, logged, handed)
+        self._count(verdict, basis, counter, logged, handed, meta.camera)
         f.done()
         return t_done
 
@@ -629,6 +654,7 @@ class InferenceLoop:
             seq=meta.seq,
             frame_id=meta.frame_id,
             part_id=meta.part_id,
+            **self._camera(meta),
             t_acquired_ns=meta.t_acquired_ns,
             t_done_ns=t_done_ns,
             **stages,
@@ -640,8 +666,14 @@ class InferenceLoop:
         )
         return Outcome.DROPPED if self.sink.dropped_full != dropped_before else Outcome.OK
 
-    def _count(self, verdict: Verdict, basis: Basis, counter: Count, logged: Outcome, handed: Outcome) -> None:
-        c = self.counters
+    def _camera(self, meta: FrameMeta) -> dict[str, str]:
+        """``{"camera": name}`` for a record or report, with several cameras; else nothing."""
+        return {"camera": self._cameras[meta.camera].name} if self._named else {}
+
+    def _count(
+        self, verdict: Verdict, basis: Basis, counter: Count, logged: Outcome, handed: Outcome, camera: int
+    ) -> None:
+        c = self._cameras[camera].counters
         c.add(counter)
         c.add(Count.REJECTED if verdict is Verdict.REJECT else Count.PASSED)
         if basis is not Basis.MODEL:
@@ -661,13 +693,15 @@ class InferenceLoop:
         if not reject and not self.send_pass:
             return Outcome.NONE
         code = REJECT if reject else PASS
-        if self.plc_outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns, _BASIS_INDEX[basis], *decided, code):
+        outbox = self._cameras[meta.camera].outbox
+        if outbox.offer(meta.part_id, meta.seq, meta.t_acquired_ns, _BASIS_INDEX[basis], *decided, code):
             return Outcome.OK
         if reject:
-            self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full")
+            self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full",
+                           **self._camera(meta))  # fmt: skip
         else:
             self.log.warning("result_undelivered", part_id=meta.part_id, seq=meta.seq, verdict="pass",
-                             reason="plc_queue_full")
+                             reason="plc_queue_full", **self._camera(meta))  # fmt: skip
         return Outcome.DROPPED
 
     def _publish_stats(self, now_ns: int) -> None:
@@ -680,26 +714,35 @@ class InferenceLoop:
 
 def inference_main(
     ctx: WorkerContext,
-    ring: RingHandle,
+    rings: list[RingHandle],
     stop: Any,
-    rejects: Connection,
+    rejects: list[Connection],
     ready: Any,
     own: Baton,
     predecessor: Baton | None,
     inflight: InFlight,
     archive: ArchiveHandle | None = None,
+    cameras: list[tuple[str, SharedCounters]] | None = None,
 ) -> None:
     """Process entry: load and warm the engine, take over from a predecessor (reload) or recover
     what a dead one left, signal ready, then decide frames until stopped and drained, or until a
-    successor takes the baton at a frame boundary."""
+    successor takes the baton at a frame boundary. With several cameras, *rings*, *rejects* and
+    *cameras* (name, counters) hold one entry per camera, in the same order."""
     log, sink = ctx.enter(Role.INFER)
     cfg = ctx.cfg
     counters = ctx.counters
-    consumer = RingConsumer(ring)
+    ring = rings[0]
+    consumer: FrameSource = RingConsumer(ring) if len(rings) == 1 else RingSet(rings)
     preprocess = build_preprocessor(cfg.model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
     engine = create_engine(cfg.model, preprocess.spec.shape, preprocess.spec.dtype)
     stages = [model_stage(stage.model, frozenset(stage.when), ring) for stage in cfg.stages]
-    outbox = RejectOutbox(rejects, cfg.plc.queue_size)
+    outboxes = [RejectOutbox(pipe, cfg.plc.queue_size) for pipe in rejects]
+    outbox = outboxes[0]
+    lanes = None
+    if cameras is not None and len(cameras) > 1:
+        lanes = [
+            CameraOut(name, lane_counters, out) for (name, lane_counters), out in zip(cameras, outboxes, strict=True)
+        ]
     handed_over = False
     gpu: GpuFeed | None = None
     archiver: Archiver | None = None
@@ -707,13 +750,15 @@ def inference_main(
         engine.load()
         for stage in stages:
             stage.engine.load()
-        if cfg.model.gpu_preprocess:
+        if cfg.model.gpu_preprocess and not isinstance(consumer, RingConsumer):
+            log.warning("gpu_preprocess_not_used", reason="several cameras: preprocessing runs on the CPU")
+        elif cfg.model.gpu_preprocess and isinstance(consumer, RingConsumer):
             layout = ring.layout
             gpu = GpuFeed(engine, cfg.model.preprocess, consumer, layout.slots, layout.slot_stride,
                           ring.geometry.shape, ring.geometry.pixel_format)  # fmt: skip
         archiver = Archiver(ArchiveProducer(archive), cfg) if archive is not None else None
         loop = InferenceLoop(
-            cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight, stages, gpu, archiver
+            cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight, stages, gpu, archiver, lanes
         )
         warm = loop.warm_up(cfg.model.warmup_runs)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path),
@@ -757,7 +802,8 @@ def inference_main(
             if stage.engine.loaded:
                 stage.engine.close()
         consumer.close()
-        outbox.close()
+        for out in outboxes:
+            out.close()
         if archiver is not None:
             archiver.producer.close()
         ctx.report_logs(Role.INFER, sink, None)

@@ -36,11 +36,11 @@ class Outcome(IntEnum):
 
 
 # slot layout: stage, seq, frame_id, part_id, t_acquired_ns, t_written_ns, reason, counter,
-#              verdict_is_reject, basis_index, logged, handed, defect, payload_bytes, verdict_due_ns
-_FIELDS = 15
+#              verdict_is_reject, basis_index, logged, handed, defect, payload_bytes, verdict_due_ns, camera
+_FIELDS = 16
 _DUE = 14
-_TAKEN = struct.Struct("@14q")  # native, as the memoryview the other fields are read through
-"""Fields 1..14 in one pack: the loop takes a frame on its hot path, where numpy slice assignments
+_TAKEN = struct.Struct("@15q")  # native, as the memoryview the other fields are read through
+"""Fields 1..15 in one pack: the loop takes a frame on its hot path, where numpy slice assignments
 cost about 4 us each hot and tens of microseconds on a cold cache."""
 _TAKEN_OFFSET = 8
 
@@ -84,7 +84,7 @@ class InFlight:
         m = meta
         _TAKEN.pack_into(
             self._bytes, _TAKEN_OFFSET, m.seq, m.frame_id, m.part_id, m.t_acquired_ns, m.t_written_ns, m.reason,
-            counter, 0, 0, 0, 0, m.defect, m.payload_bytes, due_ns,
+            counter, 0, 0, 0, 0, m.defect, m.payload_bytes, due_ns, m.camera,
         )  # fmt: skip
         self._q[0] = Stage.TAKEN  # last: a successor never sees a half-written frame as taken
 
@@ -122,5 +122,5 @@ class InFlight:
         a = self._q.tolist()
         if a[0] == Stage.IDLE:
             return None
-        meta = FrameMeta(a[1], a[2], a[3], a[4], a[5], a[6], a[12], a[13])
+        meta = FrameMeta(a[1], a[2], a[3], a[4], a[5], a[6], a[12], a[13], a[15])
         return InFlightFrame(Stage(a[0]), meta, a[7], bool(a[8]), a[9], Outcome(a[10]), Outcome(a[11]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from linegate.counters import Count, first_part_id
-from linegate.pipeline.workers import Shared, Worker
+from linegate.pipeline.workers import LaneShared, Shared, Worker
 from linegate.plc.pending import RowState, unpack_result
 from linegate.plc.reject_pipe import REJECT, RejectInbox
 from linegate.roles import Role
@@ -15,40 +15,56 @@ def recover_after(w: Worker, shared: Shared, log: Any, fail_safe: str) -> None:
     """Free a ring lock it held; for acquisition, settle its part-id count and journal the frames
     it left half-written (inference gives them the fail-safe verdict). Inference and PLC leftovers
     (in-flight frame, claimed slots, pending rejects) are taken over by their successor."""
-    counters, ring = shared.counters, shared.ring
     if w.role is Role.INFER:
-        counters.set(Count.READY, 0)
-    if w.role in (Role.ACQUIRE, Role.INFER) and ring.recover_lock():
-        log.warning("ring_lock_recovered", worker=w.name)
+        shared.counters.set(Count.READY, 0)
+        for each in shared.lanes:  # it takes from every camera's ring
+            if each.ring.recover_lock():
+                log.warning("ring_lock_recovered", worker=w.name, **_camera(shared, each))
+        return
     if w.role is not Role.ACQUIRE:
         return
-    _reconcile_acquired(w, shared, log)
-    lost = ring.journal_unpublished()
+    lane = shared.lanes[w.lane]
+    if lane.ring.recover_lock():
+        log.warning("ring_lock_recovered", worker=w.name, **_camera(shared, lane))
+    _reconcile_acquired(w, lane, log)
+    lost = lane.ring.journal_unpublished()
     if lost:
-        counters.add(Count.PRODUCER_LOST, len(lost))
-        log.warning("frames_in_flight_recovered", worker=w.name, part_ids=[m.part_id for m in lost], verdict=fail_safe)
+        lane.counters.add(Count.PRODUCER_LOST, len(lost))
+        log.warning("frames_in_flight_recovered", worker=w.name, part_ids=[m.part_id for m in lost], verdict=fail_safe,
+                    **_camera(shared, lane))  # fmt: skip
 
 
-def _reconcile_acquired(w: Worker, shared: Shared, log: Any) -> None:
+def _camera(shared: Shared, lane: LaneShared) -> dict[str, str]:
+    """``{"camera": name}`` for a record, with several cameras."""
+    return {"camera": lane.lane.name} if shared.several else {}
+
+
+def _reconcile_acquired(w: Worker, lane: LaneShared, log: Any) -> None:
     """Part ids run first, first + 1, ... and ACQUIRED counts them, right after each frame enters
     the ring. A frame that entered it just before the worker died is counted here; frames counted
     but still waiting in the dead worker for a busy ring lock are reported by part id."""
-    counters = shared.counters
+    counters = lane.counters
     first = first_part_id(counters)
-    acquired, last = counters.get(Count.ACQUIRED), max(0, shared.ring.last_part_id - first + 1)
+    acquired, last = counters.get(Count.ACQUIRED), max(0, lane.ring.last_part_id - first + 1)
     if last > acquired:
         counters.set(Count.ACQUIRED, last)
     elif acquired > last:
         lost = [first + n for n in range(last, acquired)]
         counters.add(Count.ACQ_LOST, len(lost))
-        log.error("frames_lost_in_flight", worker=w.name, part_ids=lost, reason="died while the ring lock was busy")
+        log.error("frames_lost_in_flight", worker=w.name, part_ids=lost, reason="died while the ring lock was busy",
+                  **({"camera": w.camera} if w.camera else {}))  # fmt: skip
 
 
 def final_sweep(shared: Shared, log: Any, fail_safe: str) -> None:
-    """After every worker has exited: each frame still in the ring and each reject still held or
-    queued gets a record with its part id."""
-    counters = shared.counters
-    for meta in shared.ring.unresolved():
+    """After every worker has exited: each frame still in a ring and each reject still held or
+    queued gets a record with its part id (and camera, with several)."""
+    for lane in shared.lanes:
+        _sweep_lane(lane, log.bind(**_camera(shared, lane)), fail_safe)
+
+
+def _sweep_lane(lane: LaneShared, log: Any, fail_safe: str) -> None:
+    counters = lane.counters
+    for meta in lane.ring.unresolved():
         counters.add(Count.UNRESOLVED)
         log.error(
             "frame_unresolved",
@@ -58,13 +74,13 @@ def final_sweep(shared: Shared, log: Any, fail_safe: str) -> None:
             verdict=fail_safe,
             reason="no inference worker left to decide it",
         )
-    for held in shared.table.held():
+    for held in lane.table.held():
         if held.state is RowState.ON:  # delivered and logged; only its OFF edge was not confirmed
             log.error("reject_off_unconfirmed", part_id=held.part_id, seq=held.seq, action="check the reject output")
             continue
         why = "plc_worker_lost" if held.state is RowState.PENDING else "delivery_unknown"
         _undelivered(counters, log, held.part_id, held.seq, why, unpack_result(held.result)[0])
-    for reject in RejectInbox(shared.reject_reader).take(0):
+    for reject in RejectInbox(lane.reject_reader).take(0):
         if reject.verdict == REJECT:
             counters.add(Count.PLC_RECEIVED)
         _undelivered(counters, log, reject.part_id, reject.seq, "plc_worker_lost", reject.verdict)

@@ -61,6 +61,7 @@ Tick = Callable[[Snapshot, float], None]
 ARCHIVE_DRAIN_S = 5.0
 """At stop, the archive writer gets this long to write the images still queued."""
 
+
 class Supervisor:
     """Runs one pipeline from start to a clean, reconciled stop."""
 
@@ -85,13 +86,15 @@ class Supervisor:
         self._reload_requested = False
         self._stop_reason = ""
         self._failures: list[tuple[str, int, str]] = []
-        self.workers: dict[Role, Worker] = {}
+        self.workers: dict[tuple[Role, int], Worker] = {}
+        """The active worker of each job: (role, camera index; 0 for inference)."""
         self._faults = FaultTimes()
         self._fault_kinds: tuple[str, ...] = ()
         self._reasons: list[str] = []
         self._started = False  # every worker was up once: from then on, faults are timed
-        self._plc_down_since: int | None = None
-        self._plc_seen = False
+        self._plc_down_since: dict[int, int] = {}  # per camera: since when its PLC link is down
+        self._plc_seen: set[int] = set()  # cameras whose PLC link was up once
+        self._acquisition_done: set[int] = set()  # cameras whose acquisition reached max_frames
         self._forced = ""
         self._fps = 0.0
         self._state_failed = False
@@ -174,7 +177,9 @@ class Supervisor:
             notify=self.notify,
             answers=self._run_state.reload,
         )
-        self._metrics = serve_metrics(cfg.metrics, LinegateCollector(self.counters, self._metrics_view), self.log)
+        cameras = [(lane.lane.name, lane.counters) for lane in self.shared.lanes] if self.shared.several else []
+        collector = LinegateCollector(self.counters, self._metrics_view, cameras=cameras)
+        self._metrics = serve_metrics(cfg.metrics, collector, self.log)
         self.publish("starting")
         try:
             if self._start():
@@ -202,21 +207,30 @@ class Supervisor:
         (inference: engine loaded and warm); False if start-up failed or was interrupted."""
         deadline_ns = self.t_start + int(self.cfg.supervisor.start_timeout_ms * 1e6)
         for role in START_ORDER:
-            worker = self.workers[role] = self.factory.spawn(role, self.cfg)
-            while not worker.ready.wait(POLL_S):
-                if self._stop_signals:
-                    return False
-                dead = [w for w in self.workers.values() if not w.proc.is_alive()]
-                if dead:
-                    code, message = self.factory.exit_of(dead[0])
-                    self._fatal(dead[0].role, code, f"{dead[0].role} worker failed during start-up: {message}")
-                    return False
-                if time.monotonic_ns() > deadline_ns:
-                    limit = f"supervisor.start_timeout_ms ({self.cfg.supervisor.start_timeout_ms:.0f} ms)"
-                    self._fatal(role, 1, f"{role} worker not ready within {limit}")
-                    return False
-            worker.up_since_ns = time.monotonic_ns()
+            started = [self._spawn(role, lane) for lane in self._lanes_of(role)]
+            for worker in started:
+                while not worker.ready.wait(POLL_S):
+                    if self._stop_signals:
+                        return False
+                    dead = [w for w in self.workers.values() if not w.proc.is_alive()]
+                    if dead:
+                        code, message = self.factory.exit_of(dead[0])
+                        self._fatal(dead[0].job, code, f"{dead[0].job} worker failed during start-up: {message}")
+                        return False
+                    if time.monotonic_ns() > deadline_ns:
+                        limit = f"supervisor.start_timeout_ms ({self.cfg.supervisor.start_timeout_ms:.0f} ms)"
+                        self._fatal(worker.job, 1, f"{worker.job} worker not ready within {limit}")
+                        return False
+                worker.up_since_ns = time.monotonic_ns()
         return True
+
+    def _lanes_of(self, role: Role) -> range:
+        """The cameras a *role* worker runs for: one inference worker for all, the others one each."""
+        return range(1 if role is Role.INFER else len(self.shared.lanes))
+
+    def _spawn(self, role: Role, lane: int) -> Worker:
+        worker = self.workers[(role, lane)] = self.factory.spawn(role, self.cfg, lane=lane)
+        return worker
 
     def _supervise(self) -> None:
         next_ping = next_tick = time.monotonic_ns()
@@ -241,7 +255,7 @@ class Supervisor:
                 self.notify.watchdog()
                 next_ping = now + self.watchdog_ns
             if now >= next_tick:
-                snapshot = self.counters.snapshot()
+                snapshot = self.shared.snapshot()
                 self.notify.status(self._status_text(previous, (now - last_tick) / 1e9, snapshot))
                 if self.on_tick is not None:
                     self.on_tick(snapshot, (now - self.t_start) / 1e9)
@@ -258,7 +272,7 @@ class Supervisor:
             self._run_state,
             phase,
             self._reasons,
-            snapshot if snapshot is not None else self.counters.snapshot(),
+            snapshot if snapshot is not None else self.shared.snapshot(),
             self._fps,
             (time.monotonic_ns() - self.t_start) / 1e9,
             self.cfg.model.id,
@@ -273,19 +287,22 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         """Acquisition, then inference (drains the ring), then PLC (delivers or reports, safe state)."""
-        self.counters.set(Count.INSPECTING, 0)
+        for lane in self.shared.lanes:
+            lane.counters.set(Count.INSPECTING, 0)
         self.publish("stopping")
         reason = self._stop_reason or "stopping"
         self.notify.stopping(f"stopping ({reason}): draining the ring and pending rejects")
         self.log.info("linegate_stopping", reason=reason)
         end_ns = time.monotonic_ns() + int(self.cfg.supervisor.stop_timeout_ms * 1e6)
         for role in reversed(START_ORDER):
-            worker, successor = self.workers.get(role), self.reloader.candidates.get(role)
-            for w in (worker, successor):
+            active = [w for key, w in self.workers.items() if key[0] is role]
+            successor = self.reloader.candidates.get(role)
+            for w in (*active, successor):
                 if w is not None:
                     w.stop.set()
-            if worker is not None:
-                self._join_on_stop(worker, end_ns)
+            for w in active:
+                self._join_on_stop(w, end_ns)
+            worker = active[0] if active else None
             if successor is None:
                 continue
             # A reload was handing this role over. If the successor never asked for the role, the
@@ -316,7 +333,7 @@ class Supervisor:
     def _on_exit(self, w: Worker) -> None:
         w.proc.join()
         code, message = self.factory.exit_of(w)
-        active = self.workers.get(w.role)
+        active = self.workers.get(w.key)
         if self.reloader.successor_exited(w, message):  # the reload is refused
             if active is not None and not active.proc.is_alive():  # it had already handed over
                 self._restart(active, "its successor failed after the hand-over")
@@ -324,14 +341,17 @@ class Supervisor:
         if active is not w or (w.baton.handover.is_set() and w.proc.exitcode == 0):
             return  # handed over to a reload's successor, which is promoted once ready
         if w.role is Role.ACQUIRE and w.proc.exitcode == 0 and self.max_frames is not None:
-            self._stop_reason = "max_frames reached"
+            self._acquisition_done.add(w.lane)  # each camera stops at max_frames: the run ends with the last
+            if len(self._acquisition_done) == len(self.shared.lanes):
+                self._stop_reason = "max_frames reached"
             return
         if code == EX_CONFIG:
-            self._fatal(w.role, code, message)
+            self._fatal(w.job, code, message)
             return
         self.log.error(
             "worker_died",
             worker=w.name,
+            **({"camera": w.camera} if w.camera else {}),
             pid=w.proc.pid,
             exit_code=w.proc.exitcode,
             error=message,
@@ -346,17 +366,17 @@ class Supervisor:
         if not self.budget.allow(now):
             limit = self.cfg.supervisor
             self._fatal(
-                w.role,
+                w.job,
                 1,
-                f"{w.role} worker died ({why}); restart limit reached "
+                f"{w.job} worker died ({why}); restart limit reached "
                 f"({limit.restart_limit} in {limit.restart_window_ms:.0f} ms)",
             )
             return
         self.counters.add(Count.WORKER_RESTARTS)
-        self._run_state.last_restart = {"role": w.role, "reason": why, "unix": round(time.time(), 1)}
-        successor = self.factory.spawn(w.role, w.cfg)
+        self._run_state.last_restart = {"role": w.job, "reason": why, "unix": round(time.time(), 1)}
+        successor = self.factory.spawn(w.role, w.cfg, lane=w.lane)
         successor.down_since_ns = now
-        self.workers[w.role] = successor
+        self.workers[w.key] = successor
         self.log.warning(
             "worker_restarting", worker=successor.name, replaces=w.name, restarts_in_window=self.budget.used(now)
         )
@@ -368,22 +388,24 @@ class Supervisor:
             if w.up or not w.ready.is_set():
                 continue
             w.up_since_ns = now
-            if w.down_since_ns is not None and self.workers.get(w.role) is w:
+            if w.down_since_ns is not None and self.workers.get(w.key) is w:
                 self.log.warning(
                     "worker_recovered", worker=w.name, down_ms=round((now - w.down_since_ns) / 1e6, 1), t_ns=now
                 )
 
-    def _stale(self, now: int, threshold_ns: int) -> dict[Role, int]:
-        """Up workers whose heartbeat is older than *threshold_ns*, with its age."""
-        beats = {role: self.counters.get(c) for role, c in HEARTBEAT_OF_ROLE.items()}
-        started = {w.role: w.up_since_ns for w in self.workers.values() if w.up}
+    def _stale(self, now: int, threshold_ns: int) -> dict[tuple[Role, int], int]:
+        """Up workers whose heartbeat is older than *threshold_ns*, with its age (each camera's
+        workers beat in that camera's counters)."""
+        lanes = self.shared.lanes
+        beats = {key: lanes[key[1]].counters.get(HEARTBEAT_OF_ROLE[key[0]]) for key in self.workers}
+        started = {key: w.up_since_ns for key, w in self.workers.items() if w.up}
         return stalled(beats, started, now, threshold_ns)
 
     def _kill_stalled(self, now: int) -> None:
         """Kill a worker whose loop stopped turning (its exit is then handled as a crash)."""
         sup = self.cfg.supervisor
-        for role, age_ns in self._stale(now, int(sup.heartbeat_timeout_ms * 1e6)).items():
-            w = self.workers[role]
+        for key, age_ns in self._stale(now, int(sup.heartbeat_timeout_ms * 1e6)).items():
+            w = self.workers[key]
             self.counters.add(Count.WORKER_STALLS)
             self.log.error(
                 "worker_stalled",
@@ -402,16 +424,40 @@ class Supervisor:
 
     def _update_inspecting(self) -> bool:
         """True while every worker is up and beating. Inspecting (the PLC's fault output off) also
-        needs no fault: camera, PLC link, PLC alive counter, recipe. Faults are timed for the summary."""
+        needs no fault: camera, PLC link, PLC alive counter, recipe. With several cameras each camera
+        inspects on its own (its own fault output): one camera down does not stop the others.
+        Faults are timed for the summary."""
         now = time.monotonic_ns()
-        all_up = all(w.up for w in self.workers.values()) and len(self.workers) == len(START_ORDER)
+        expected = sum(len(self._lanes_of(role)) for role in START_ORDER)
+        all_up = all(w.up for w in self.workers.values()) and len(self.workers) == expected
         stale = self._stale(now, self._fresh_ns)
         healthy = all_up and not stale
-        snapshot = self.counters.snapshot()
-        restarting = [w.role for w in self.workers.values() if not w.up]
-        reasons = fault_reasons(snapshot, restarting, sorted(stale), self._plc_unreachable_s(now, snapshot))
-        inspecting = healthy and not reasons
-        self.counters.set(Count.INSPECTING, int(inspecting))
+        snapshot = self.shared.snapshot()
+        shared_reasons = fault_reasons(  # the inference worker serves every camera
+            Snapshot.of({}),
+            [w.job for w in self.workers.values() if not w.up and w.role is Role.INFER],
+            [str(key[0]) for key in stale if key[0] is Role.INFER],
+        )
+        reasons = list(shared_reasons)
+        every_lane = True
+        for lane in self.shared.lanes:
+            index, own = lane.lane.index, [w for w in self.workers.values() if w.lane == lane.lane.index]
+            lane_snapshot = lane.counters.snapshot()
+            lane_reasons = fault_reasons(
+                lane_snapshot,
+                [str(w.role) for w in own if not w.up and w.role is not Role.INFER],
+                [str(key[0]) for key in stale if key[1] == index and key[0] is not Role.INFER],
+                self._plc_unreachable_s(index, now, lane_snapshot),
+            )
+            if self.shared.several:
+                lane_reasons = [f"camera {lane.lane.name}: {r}" for r in lane_reasons]
+            lane_up = len([w for w in own if w.role is not Role.INFER]) == 2 and all(w.up for w in own)
+            lane_inspecting = lane_up and not shared_reasons and not lane_reasons and (Role.INFER, 0) in self.workers
+            lane_inspecting = lane_inspecting and self.workers[(Role.INFER, 0)].up
+            lane.counters.set(Count.INSPECTING, int(lane_inspecting))
+            every_lane = every_lane and lane_inspecting
+            reasons += lane_reasons
+        inspecting = healthy and every_lane and not reasons
         self._started = self._started or all_up
         self._reasons = reasons if self._started else []  # before that, STATUS says "starting"
         if self._started:
@@ -427,17 +473,16 @@ class Supervisor:
             self.publish(snapshot=snapshot)
         return healthy
 
-    def _plc_unreachable_s(self, now: int, s: Snapshot) -> float | None:
-        """Seconds the PLC link has been down, once that is longer than a reconnect blip (or from
-        the start, until it first connects: never inspecting without a PLC)."""
+    def _plc_unreachable_s(self, lane: int, now: int, s: Snapshot) -> float | None:
+        """Seconds camera *lane*'s PLC link has been down, once that is longer than a reconnect
+        blip (or from the start, until it first connects: never inspecting without a PLC)."""
         if s[Count.PLC_CONNECTED]:
-            self._plc_down_since = None
-            self._plc_seen = True
+            self._plc_down_since.pop(lane, None)
+            self._plc_seen.add(lane)
             return None
-        if self._plc_down_since is None:
-            self._plc_down_since = now
-        down = (now - self._plc_down_since) / 1e9
-        return down if down >= PLC_DOWN_FAULT_S or not self._plc_seen else None
+        since = self._plc_down_since.setdefault(lane, now)
+        down = (now - since) / 1e9
+        return down if down >= PLC_DOWN_FAULT_S or lane not in self._plc_seen else None
 
     def _fatal(self, role: str, code: int, message: str) -> None:
         self.log.error("linegate_failed", worker=role, exit_code=code, error=message)
@@ -446,13 +491,13 @@ class Supervisor:
 
     # -- what the reloader asks of the supervisor (linegate.pipeline.reloader.ReloadHost) -------
     def active(self, role: Role) -> Worker | None:
-        return self.workers.get(role)
+        return self.workers.get((role, 0))
 
     def spawn_successor(self, role: Role, cfg: Config, predecessor: Worker) -> Worker:
-        return self.factory.spawn(role, cfg, predecessor=predecessor.baton)
+        return self.factory.spawn(role, cfg, predecessor=predecessor.baton, lane=predecessor.lane)
 
     def promote(self, successor: Worker) -> None:
-        self.workers[successor.role] = successor
+        self.workers[successor.key] = successor
 
     def adopt(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -462,10 +507,12 @@ class Supervisor:
 
     def _metrics_view(self) -> RunView:
         """What a scrape needs beyond the counters (called from the metrics server's thread: reads only)."""
-        slots = self.ring.handle.layout.slots
-        ring = self.ring.counters()
-        journal = ring["journal_written"] - ring["journal_read"]
-        in_slots = len(self.ring.unresolved()) - journal  # unlocked reads: a gauge, clamped to the ring
+        slots = in_slots = 0
+        for lane in self.shared.lanes:  # every camera's ring together
+            ring = lane.ring.counters()
+            journal = ring["journal_written"] - ring["journal_read"]
+            in_slots += len(lane.ring.unresolved()) - journal  # unlocked reads: a gauge, clamped to the ring
+            slots += lane.ring.handle.layout.slots
         return RunView(
             ready=self._started and not (self._stop_signals or self._stop_reason),
             faults=len(self._reasons),
@@ -481,7 +528,7 @@ class Supervisor:
     # -- the end ------------------------------------------------------------------------------
     def _summarize(self) -> RunSummary:
         self.counters.publish_log_drops(Role.SUPERVISOR, self.sink.dropped_full)
-        snapshot = self.counters.snapshot()
+        snapshot = self.shared.snapshot()
         now = time.monotonic_ns()
         undelivered = snapshot[Count.PLC_UNDELIVERED] + snapshot[Count.PLC_QUEUE_FULL]
         lasting = [f"{kind} (still at the end)" for kind in self._faults.active]
@@ -490,7 +537,7 @@ class Supervisor:
         p50, p99 = self.counters.latency_percentiles((50, 99))
         summary = RunSummary(
             counters=snapshot,
-            problems=reconcile(snapshot),
+            problems=self._reconcile(snapshot),
             failures=self._failures,
             elapsed_s=(now - self.t_start) / 1e9,
             stop_reason=self._stop_reason,
@@ -517,12 +564,22 @@ class Supervisor:
         )
         shutdown_logging()
         self.collector.close()  # every worker has exited: their pipes are drained to the end
-        summary.counters = self.counters.snapshot()  # with the collector's final write-failure counts
+        summary.counters = self.shared.snapshot()  # with the collector's final write-failure counts
         return summary
 
+    def _reconcile(self, total: Snapshot) -> list[str]:
+        """Broken invariants: of the run, or of each camera (named) with several."""
+        if not self.shared.several:
+            return reconcile(total)
+        return [
+            f"camera {lane.lane.name}: {problem}"
+            for lane in self.shared.lanes
+            for problem in reconcile(lane.counters.snapshot())
+        ]
+
     def _status_text(self, previous: Snapshot | None, dt_s: float, snapshot: Snapshot | None = None) -> str:
-        faults = self._reasons or [f"{w.role} worker starting" for w in self.workers.values() if not w.up]
-        return status_line(snapshot if snapshot is not None else self.counters.snapshot(), previous, dt_s, faults)
+        faults = self._reasons or [f"{w.job} worker starting" for w in self.workers.values() if not w.up]
+        return status_line(snapshot if snapshot is not None else self.shared.snapshot(), previous, dt_s, faults)
 
 
 __all__ = ["RunSummary", "Supervisor"]

@@ -6,14 +6,15 @@ import os
 import queue
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from linegate.archive.queue import ArchiveQueue
+from linegate.config.lanes import Lane, lanes_of
 from linegate.config.schema import Config
-from linegate.counters import SharedCounters
+from linegate.counters import SharedCounters, Snapshot
 from linegate.pipeline.acquire import acquisition_main
 from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext, run_worker
@@ -23,8 +24,8 @@ from linegate.pipeline.log_pipes import LogCollector, log_pipe
 from linegate.pipeline.plc_io import plc_main
 from linegate.plc.pending import PendingTable
 from linegate.plc.reject_pipe import reject_channel
-from linegate.ring import FrameRing, RingGeometry
-from linegate.ring.sync import PipeQueue, SharedEvent
+from linegate.ring import FrameRing, RingGeometry, ring_path
+from linegate.ring.sync import PipeQueue, SharedEvent, SharedSemaphore
 from linegate.roles import Role
 
 
@@ -42,14 +43,44 @@ class Worker:
     started_ns: int
     down_since_ns: int | None = None  # set for a restart: when its predecessor was found dead
     up_since_ns: int = 0  # when it was first seen ready (0: not yet)
+    lane: int = 0  # the camera an acquisition or PLC worker serves (inference serves them all)
+    camera: str = ""  # that camera's name, with several cameras ([[cameras]])
 
     @property
     def up(self) -> bool:
         return self.up_since_ns > 0
 
     @property
+    def key(self) -> tuple[Role, int]:
+        """The supervisor's key for the job this worker does."""
+        return self.role, self.lane
+
+    @property
+    def job(self) -> str:
+        """The job in words: the role, and the camera with several cameras (``acquire left``)."""
+        return f"{self.role} {self.camera}" if self.camera else str(self.role)
+
+    @property
     def name(self) -> str:
-        return f"{self.role}#{self.generation}"
+        return f"{self.role}-{self.camera}#{self.generation}" if self.camera else f"{self.role}#{self.generation}"
+
+
+@dataclass
+class LaneShared:
+    """What one camera's workers share with the rest: its frame ring, its counters (reconciled per
+    camera), the pipe its rejects go to its PLC worker through, and the rejects that worker holds."""
+
+    lane: Lane
+    ring: FrameRing
+    counters: SharedCounters
+    table: PendingTable
+    reject_reader: Connection
+    reject_writer: Connection
+
+    def close(self) -> None:
+        self.ring.close()
+        self.reject_reader.close()
+        self.reject_writer.close()
 
 
 @dataclass
@@ -67,6 +98,19 @@ class Shared:
     errors: PipeQueue  # (worker name, exit code, message) of a worker that failed
     collector: LogCollector
     archive: ArchiveQueue | None = None  # frames for the reject image archive ([archive] enabled)
+    lanes: list[LaneShared] = field(default_factory=list)
+    """One per camera; the first one's ring, counters, table and pipe are the fields above."""
+
+    def snapshot(self) -> Snapshot:
+        """Every counter now, summed over the cameras."""
+        if len(self.lanes) <= 1:
+            return self.counters.snapshot()
+        return Snapshot.total([lane.counters.snapshot() for lane in self.lanes])
+
+    @property
+    def several(self) -> bool:
+        """Several cameras ([[cameras]]): workers, records and faults name their camera."""
+        return len(self.lanes) > 1
 
     @classmethod
     def create(cls, ctx: Any, cfg: Config, counters: SharedCounters, collector: LogCollector) -> Shared:
@@ -75,27 +119,43 @@ class Shared:
         its lock live in anonymous shared memory, the events too (linegate.ring.sync), the rest are
         pipes and RawArrays."""
         geometry = RingGeometry(cfg.camera.height, cfg.camera.width, cfg.camera.channels, cfg.camera.pixel_format)
-        ring = FrameRing.create(
-            ctx,
-            instance=cfg.instance.name,
-            geometry=geometry,
-            slots=cfg.ring.slots,
-            journal_size=cfg.ring.journal_size,
-            when_full=cfg.ring.when_full,
-        )
-        reader, writer = reject_channel(ctx)
-        table = PendingTable.create(ctx, cfg.plc.queue_size)
+        lanes = lanes_of(cfg)
+        ready = SharedSemaphore(0)  # one wake-up for the inference loop, whichever camera's ring posts it
+        shared: list[LaneShared] = []
+        try:
+            for lane in lanes:
+                ring = FrameRing.create(
+                    ctx,
+                    instance=cfg.instance.name,
+                    path=ring_path(f"{cfg.instance.name}-{lane.name}") if cfg.cameras else None,
+                    geometry=geometry,
+                    slots=cfg.ring.slots,
+                    journal_size=cfg.ring.journal_size,
+                    when_full=cfg.ring.when_full,
+                    ready=ready,
+                )
+                lane_counters = counters if lane.index == 0 else SharedCounters.create(ctx)
+                reader, writer = reject_channel(ctx)
+                table = PendingTable.create(ctx, cfg.plc.queue_size)
+                shared.append(LaneShared(lane, ring, lane_counters, table, reader, writer))
+        except BaseException:
+            for made in shared:
+                made.close()
+            raise
         archive = None
         if cfg.archive.enabled:
             archive = ArchiveQueue.create(geometry, cfg.archive.queue_frames, instance=cfg.instance.name)
-        return cls(ctx, ring, counters, table, InFlight.create(ctx), reader, writer, PipeQueue(ctx), collector, archive)
+        first = shared[0]
+        return cls(
+            ctx, first.ring, counters, first.table, InFlight.create(ctx), first.reject_reader, first.reject_writer,
+            PipeQueue(ctx), collector, archive, shared,
+        )  # fmt: skip
 
     def close(self) -> None:
-        self.ring.close()
+        for lane in self.lanes:
+            lane.close()
         if self.archive is not None:
             self.archive.close()
-        self.reject_reader.close()
-        self.reject_writer.close()
         self.errors.close()
 
 
@@ -108,28 +168,45 @@ class WorkerFactory:
         self._generation = 0
         self._messages: dict[str, tuple[int, str]] = {}
 
-    def spawn(self, role: Role, cfg: Config, predecessor: Baton | None = None) -> Worker:
+    def spawn(self, role: Role, cfg: Config, predecessor: Baton | None = None, lane: int = 0) -> Worker:
+        """A *role* worker on *cfg*; an acquisition or PLC worker for camera *lane*, on that
+        camera's configuration and counters (the inference worker serves every camera)."""
         self._generation += 1
         s, ctx = self.shared, self.shared.ctx
+        own = s.lanes[lane]
+        camera = own.lane.name if s.several and role is not Role.INFER else ""
+        worker_cfg = lanes_of(cfg)[lane].cfg if role is not Role.INFER else cfg
         log_reader, log_writer = log_pipe(ctx)
-        wctx = WorkerContext(cfg, s.counters, log_writer, os.getpid())
+        wctx = WorkerContext(worker_cfg, own.counters, log_writer, os.getpid(), camera)
         stop, ready, baton = SharedEvent(), SharedEvent(), Baton(SharedEvent(), SharedEvent())
-        name = f"{role}#{self._generation}"
+        job = f"{role}-{camera}" if camera else str(role)
+        name = f"{job}#{self._generation}"
         if role is Role.PLC:
             args: tuple[Any, ...] = (
-                plc_main, wctx, s.reject_reader, stop, ready, s.table, baton, predecessor, s.inflight
+                plc_main,
+                wctx,
+                own.reject_reader,
+                stop,
+                ready,
+                own.table,
+                baton,
+                predecessor,
+                s.inflight,
             )
         elif role is Role.INFER:
-            ring = s.ring.handle
+            rings = [each.ring.handle for each in s.lanes]
+            writers = [each.reject_writer for each in s.lanes]
+            cameras = [(each.lane.name, each.counters) for each in s.lanes] if s.several else None
             archive = s.archive.handle if s.archive is not None else None
-            args = (inference_main, wctx, ring, stop, s.reject_writer, ready, baton, predecessor, s.inflight, archive)
+            args = (inference_main, wctx, rings, stop, writers, ready, baton, predecessor, s.inflight, archive, cameras)
         else:
-            args = (acquisition_main, wctx, s.ring.handle, stop, ready, self.max_frames)
-        proc = ctx.Process(target=run_worker, args=(name, s.errors, *args), name=f"linegate-{role}")
+            args = (acquisition_main, wctx, own.ring.handle, stop, ready, self.max_frames)
+        proc = ctx.Process(target=run_worker, args=(name, s.errors, *args), name=f"linegate-{job}")
         proc.start()
         log_writer.close()  # the worker has its copy: the pipe ends (EOF) when the worker does
         s.collector.add(log_reader, role)
-        return Worker(role, self._generation, proc, cfg, stop, baton, ready, time.monotonic_ns())
+        return Worker(role, self._generation, proc, cfg, stop, baton, ready, time.monotonic_ns(), lane=lane,
+                      camera=camera)  # fmt: skip
 
     def note(self, w: Worker, code: int, message: str) -> None:
         """Record why the supervisor is about to kill *w* (its exit will be explained by this)."""

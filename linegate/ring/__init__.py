@@ -11,12 +11,13 @@ from linegate.ring.frame_ring import (
     ring_path,
 )
 from linegate.ring.layout import DropReason
-from linegate.ring.ring_set import RingSet
+from linegate.ring.ring_set import FrameSource, RingSet
 
 __all__ = [
     "DropReason",
     "FrameMeta",
     "FrameRing",
+    "FrameSource",
     "RingConsumer",
     "RingGeometry",
     "RingHandle",

@@ -164,4 +164,7 @@ class RingSet:
             ring.close()
 
 
-__all__ = ["RingSet"]
+FrameSource = RingConsumer | RingSet
+"""What the inference loop takes frames from: one camera's ring, or several."""
+
+__all__ = ["FrameSource", "RingSet"]

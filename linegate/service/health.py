@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
 
-from linegate.roles import Role
+K = TypeVar("K", bound=Hashable)
 
 
-def stalled(
-    heartbeats: Mapping[Role, int], started_ns: Mapping[Role, int], now_ns: int, timeout_ns: int
-) -> dict[Role, int]:
-    """Roles whose last sign of life is older than *timeout_ns*, with its age in ns.
+def stalled(heartbeats: Mapping[K, int], started_ns: Mapping[K, int], now_ns: int, timeout_ns: int) -> dict[K, int]:
+    """Workers (by role, or by role and camera) whose last sign of life is older than *timeout_ns*, with its age in ns.
 
     A worker that has not beaten since it was (re)started is judged from its start time, so a
     worker wedged before its first turn is caught too. Each worker's heartbeat counter:

@@ -412,8 +412,12 @@ class LinegateCollector(Collector):
         run: Callable[[], RunView],
         board: BoardStats | None = None,
         version: str = __version__,
+        cameras: Sequence[tuple[str, SharedCounters]] = (),
     ) -> None:
         self.counters = counters
+        self.cameras = cameras
+        """With several cameras ([[cameras]]): each one's name and counters, the first being *counters*.
+        Summed into the metrics, and per camera in the ``linegate_per_camera_*`` families."""
         self.run = run
         self.board = board if board is not None else BoardStats()
         self.version = version
@@ -423,7 +427,40 @@ class LinegateCollector(Collector):
         snapshot = self.counters.snapshot()
         bins = self.counters.latency_bins()
         more = Histograms.of(self.counters)
-        return families(snapshot, bins, self.run(), self.board.read(), self.version, self._high_water, more)
+        per_camera: list[tuple[str, Snapshot]] = []
+        if self.cameras:  # each camera's own counts (acquisition, PLC) live in its own counters
+            per_camera = [(name, c.snapshot()) for name, c in self.cameras]
+            snapshot = Snapshot.total([s for _, s in per_camera])
+            plc_write = [sum(b) for b in zip(*(c.plc_write_bins() for _, c in self.cameras), strict=True)]
+            more = Histograms(more.stages, plc_write, more.classes)
+        out = families(snapshot, bins, self.run(), self.board.read(), self.version, self._high_water, more)
+        return [*out, *camera_families(per_camera)] if per_camera else out
+
+
+CAMERA_METRICS: tuple[tuple[str, tuple[Count, ...], str, bool], ...] = (
+    ("linegate_per_camera_frames", (Count.ACQUIRED,), "Frames this camera delivered into its ring.", True),
+    ("linegate_per_camera_decided", (Count.DECIDED, Count.DROPPED), "This camera's frames that got a verdict.", True),
+    ("linegate_per_camera_rejects", (Count.REJECTED,), "This camera's frames with a reject verdict.", True),
+    ("linegate_per_camera_plc_delivered", (Count.PLC_DELIVERED,), "This camera's rejects delivered.", True),
+    ("linegate_per_camera_plc_undelivered", (Count.PLC_UNDELIVERED, Count.PLC_QUEUE_FULL),
+     "This camera's rejects that did not reach the PLC (pull those parts).", True),
+    ("linegate_per_camera_down", (Count.CAMERA_DOWN,), "1 while this camera is lost and being reopened.", False),
+    ("linegate_per_camera_plc_connected", (Count.PLC_CONNECTED,), "1 while this camera's PLC link is up.", False),
+    ("linegate_per_camera_inspecting", (Count.INSPECTING,), "1 while this camera inspects (fault output off).", False),
+)  # fmt: skip
+"""With several cameras: (name, counters summed, help, is a counter) of each per-camera family."""
+
+
+def camera_families(cameras: Sequence[tuple[str, Snapshot]]) -> list[Metric]:
+    """The ``linegate_per_camera_*`` families, one sample per camera (label ``camera``)."""
+    out: list[Metric] = []
+    for name, counts, doc, counter in CAMERA_METRICS:
+        family: CounterMetricFamily | GaugeMetricFamily
+        family = (CounterMetricFamily if counter else GaugeMetricFamily)(name, doc, labels=["camera"])
+        for camera, s in cameras:
+            family.add_metric([camera], sum(s[c] for c in counts))
+        out.append(family)
+    return out
 
 
 __all__ = [
@@ -433,6 +470,7 @@ __all__ = [
     "Histograms",
     "LinegateCollector",
     "RunView",
+    "camera_families",
     "families",
     "latency_buckets",
 ]

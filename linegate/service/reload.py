@@ -29,6 +29,8 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     old_d, new_d = old.model_dump(), new.model_dump()
     changed = [key for section in old_d for key in _changed(section, old_d[section], new_d[section])]
     needs_restart = tuple(k for k in changed if k.split(".")[0] not in reloadable or k in RESTART_ONLY_KEYS)
+    if old.cameras or new.cameras:  # each camera has its own PLC worker: replaced only by a restart for now
+        needs_restart += tuple(k for k in changed if k.split(".")[0] == "plc" and k not in needs_restart)
     replace = tuple(role for role, sections in SECTIONS_OF_ROLE.items() if any(old_d[s] != new_d[s] for s in sections))
     return ReloadPlan(replace, needs_restart)
 

@@ -423,3 +423,36 @@ def test_collector_reads_the_stage_plc_and_class_cells_at_each_scrape() -> None:
     assert second[("linegate_verdicts_by_class_total", (("class", "pass"),))] == 1
     assert first[("linegate_plc_write_latency_seconds_count", ())] == 0
     assert second[("linegate_plc_write_latency_seconds_count", ())] == 1
+
+
+def test_with_several_cameras_totals_sum_them_and_each_camera_has_its_own_series(tmp_path: Path) -> None:
+    """[[cameras]]: the run's counters are every camera's summed, and the linegate_per_camera_* families
+    carry one sample per camera (frames, rejects, deliveries, down, PLC link, inspecting)."""
+    ctx = mp.get_context("spawn")
+    left, right = SharedCounters.create(ctx), SharedCounters.create(ctx)
+    left.add(Count.ACQUIRED, 10)
+    left.add(Count.REJECTED, 3)
+    left.add(Count.PLC_DELIVERED, 3)
+    left.set(Count.PLC_CONNECTED, 1)
+    left.set(Count.INSPECTING, 1)
+    left.add_plc_write_latency(2_000_000)
+    right.add(Count.ACQUIRED, 5)
+    right.add(Count.REJECTED, 2)
+    right.add(Count.PLC_UNDELIVERED, 2)
+    right.set(Count.CAMERA_DOWN, 1)
+    right.add_plc_write_latency(3_000_000)
+    collector = LinegateCollector(left, lambda: RUN, BoardStats(tmp_path), cameras=[("left", left), ("right", right)])
+    got = wire(list(collector.collect()))
+    assert got[("linegate_frames_acquired_total", ())] == 15
+    assert got[("linegate_plc_write_latency_seconds_count", ())] == 2
+    per = {(n, dict(labels)["camera"]): v for (n, labels), v in got.items() if n.startswith("linegate_per_camera_")}
+    assert per[("linegate_per_camera_frames_total", "left")] == 10
+    assert per[("linegate_per_camera_frames_total", "right")] == 5
+    assert per[("linegate_per_camera_rejects_total", "right")] == 2
+    assert per[("linegate_per_camera_plc_delivered_total", "left")] == 3
+    assert per[("linegate_per_camera_plc_undelivered_total", "right")] == 2
+    assert (per[("linegate_per_camera_down", "left")], per[("linegate_per_camera_down", "right")]) == (0, 1)
+    assert (per[("linegate_per_camera_inspecting", "left")], per[("linegate_per_camera_inspecting", "right")]) == (1, 0)
+    assert per[("linegate_per_camera_plc_connected", "left")] == 1
+    single = wire(list(LinegateCollector(left, lambda: RUN, BoardStats(tmp_path)).collect()))
+    assert not any(name.startswith("linegate_per_camera_") for name, _ in single)

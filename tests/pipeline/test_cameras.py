@@ -1,0 +1,173 @@
+"""Several cameras in one linegate (``[[cameras]]``), whole runs against real peers: the simulated
+producer's three devices streaming at once into one `linegate run`, one Modbus server with a
+reject coil and part id registers per camera.
+
+Each camera has its own acquisition worker, ring and PLC worker; one inference worker decides
+every camera's frames. What must hold: each camera's frames are numbered and reconciled on
+their own, each reject reaches its own camera's coil exactly once, records and faults name the
+camera, a dead worker of one camera is restarted without touching the others, and a camera that
+is not there is a fault named for it while the other cameras go on inspecting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from linegate.demo.runner import PlcSimProcess, free_port
+from tests.pipeline.harness import LinegateRun, demo_config_file, records, run_linegate
+
+FRAMES = 150
+"""Per camera, in the bounded runs."""
+NO_DEVICE = {'device = { serial_number = "0" }\n': ""}
+"""[camera] names no device: each [[cameras]] entry does."""
+
+
+def cameras(serials: list[str], fault_coils: bool = False) -> str:
+    """``[[cameras]]`` entries cam<serial>: reject coil i, part id registers 10 + 2i (and fault coil 20 + i)."""
+    out = ""
+    for i, serial in enumerate(serials):
+        fault = f"\nfault_coil = {20 + i}" if fault_coils else ""
+        out += (
+            f'\n[[cameras]]\nname = "cam{serial}"\ndevice = {{ serial_number = "{serial}" }}\n'
+            f"[cameras.plc.modbus]\nreject_coil = {i}\npart_id_register = {10 + 2 * i}{fault}\n"
+        )
+    return out
+
+
+def sim() -> PlcSimProcess:
+    """A Modbus server reporting coil i's edges with the part id at registers 10 + 2i."""
+    return PlcSimProcess(free_port(), args=["--part-id-register", "10", "--part-id-stride", "2"])
+
+
+def by_camera(recs: list[dict[str, Any]], event: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        if r["event"] == event:
+            out.setdefault(r["camera"], []).append(r)
+    return out
+
+
+def check_each_camera(recs: list[dict[str, Any]], plc: PlcSimProcess, names: list[str]) -> None:
+    """Per camera: one verdict and one record per frame, part ids 1.. on their own, and each of its
+    rejects delivered on its own coil exactly once (or reported undelivered with its part id)."""
+    (summary,) = [r for r in recs if r["event"] == "run_summary"]
+    assert summary["problems"] == [], summary["problems"]
+    frames = by_camera(recs, "frame")
+    delivered = by_camera(recs, "reject_delivered")
+    undelivered = by_camera(recs, "reject_undelivered")
+    assert sorted(frames) == sorted(names)
+    for coil, name in enumerate(names):
+        ids = sorted(r["part_id"] for r in frames[name])
+        assert ids == list(range(1, len(ids) + 1)), name  # each frame once, numbered per camera
+        rejected = sorted(r["part_id"] for r in frames[name] if r["verdict"] == "reject")
+        sent = [r["part_id"] for r in delivered.get(name, [])]
+        reported = [r["part_id"] for r in undelivered.get(name, [])]
+        assert sorted(sent + reported) == rejected, name  # each reject once: delivered or reported
+        assert sorted(plc.rising_part_ids(coil)) == sorted(sent), name  # on its own coil, exactly once
+
+
+def reported_lost(recs: list[dict[str, Any]], name: str) -> list[int]:
+    """Part ids of *name*'s frames that got no frame record but were reported by part id instead."""
+    out = [r["part_id"] for r in recs if r["event"] == "frame_dropped" and r.get("camera") == name]
+    out += [p for r in recs if r["event"] == "frames_lost_in_flight" and r.get("camera") == name for p in r["part_ids"]]
+    return out
+
+
+def test_three_cameras_in_one_linegate_each_reconciled_on_its_own_coil(tmp_path: Path) -> None:
+    """Three devices at 100 fps each into one linegate: every camera's frames get one verdict and one
+    record naming the camera, each reject one pulse on that camera's coil, the run reconciles per
+    camera, and one inference worker served them all."""
+    names = ["cam0", "cam1", "cam2"]
+    plc = sim()
+    try:
+        config, _ = demo_config_file(tmp_path, plc.port, NO_DEVICE, append=cameras(["0", "1", "2"]))
+        log = tmp_path / "frames.jsonl"
+        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
+                            timeout=180)  # fmt: skip
+        time.sleep(0.3)  # the simulator prints the last edges
+    finally:
+        plc.stop()
+    recs = records(log)
+    (summary,) = [r for r in recs if r["event"] == "run_summary"]
+    # a bounded run exits 1 only if a reject did not reach the PLC (reported by part id, checked below)
+    assert done.returncode == 0 or (done.returncode == 1 and summary["plc_undelivered"] > 0), done.stderr
+    check_each_camera(recs, plc, names)
+    frames = by_camera(recs, "frame")
+    assert {name: len(f) for name, f in frames.items()} == dict.fromkeys(names, FRAMES)
+    started = Counter((r["role"], r.get("camera")) for r in recs if r["event"] == "worker_started")
+    assert started == Counter({("infer", None): 1, **{(role, n): 1 for role in ("acquire", "plc") for n in names}})
+    assert {r["camera"] for r in recs if r["event"] == "camera_opened"} == set(names)
+    assert all(r.get("camera") in names for r in recs if r["event"] == "reject_delivered")
+
+
+def test_a_dead_worker_of_one_camera_is_restarted_and_the_others_never_notice(tmp_path: Path) -> None:
+    """SIGKILL of camera cam1's acquisition worker: only it is restarted, its part ids go on where
+    they stopped (frames it held are reported by part id), and the other cameras' frames keep
+    being decided by the model meanwhile."""
+    names = ["cam0", "cam1", "cam2"]
+    plc = sim()
+    run = LinegateRun(tmp_path, plc.port, NO_DEVICE, append=cameras(["0", "1", "2"]))
+    try:
+        run.wait_frames(150)
+        (victim,) = [r for r in run.records() if r["event"] == "worker_started" and r["role"] == "acquire"
+                     and r["camera"] == "cam1"]  # fmt: skip
+        os.kill(int(victim["pid"]), signal.SIGKILL)
+        recovered = run.wait_event("worker_recovered", timeout_s=60)
+        run.wait_frames(150)
+        stderr = run.stop()
+        time.sleep(0.3)
+    finally:
+        plc.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    (died,) = [r for r in recs if r["event"] == "worker_died"]
+    assert died["worker"].startswith("acquire-cam1#") and died["camera"] == "cam1" and "SIGKILL" in died["error"]
+    assert recovered["worker"].startswith("acquire-cam1#")
+    frames = by_camera(recs, "frame")
+    for name in names:
+        ids = sorted([r["part_id"] for r in frames[name]] + reported_lost(recs, name))
+        assert ids == list(range(1, len(ids) + 1)), name
+    # while cam1 was down, the others went on: model verdicts of cam0 and cam2 inside the outage
+    down = [r for r in frames["cam0"] + frames["cam2"]
+            if died["t_ns"] < r["t_acquired_ns"] < recovered["t_ns"] and r["basis"] == "model"]  # fmt: skip
+    assert down, "no frame of the other cameras was decided while cam1's worker was down"
+    (summary,) = [r for r in recs if r["event"] == "run_summary"]
+    assert summary["problems"] == [] and summary["worker_restarts"] == 1
+
+
+def test_a_camera_that_is_not_there_is_its_own_fault_and_the_others_inspect(tmp_path: Path) -> None:
+    """Three cameras configured, the third (serial 9) not on the network: the fault names it, its
+    fault coil stays ON, the other two cameras' fault coils go OFF and their frames are inspected,
+    and the run's end does not say all is well."""
+    names = ["cam0", "cam1", "cam9"]
+    plc = sim()
+    run = LinegateRun(tmp_path, plc.port, NO_DEVICE, append=cameras(["0", "1", "9"], fault_coils=True))
+    try:
+        run.wait_event("inspection_suspended", timeout_s=60)
+        run.wait_frames(200)
+        stderr = run.stop()
+        time.sleep(0.3)
+    finally:
+        plc.stop()
+    recs = run.records()
+    faults = [f for r in recs if r["event"] == "inspection_suspended" for f in r["faults"]]
+    assert faults and all(f.startswith("camera cam9: ") for f in faults), faults
+    assert any("camera down" in f for f in faults), faults
+    frames = by_camera(recs, "frame")
+    assert sorted(frames) == ["cam0", "cam1"] and min(len(f) for f in frames.values()) >= 50
+    edges: dict[int, list[int]] = {}
+    for e in plc.edges:
+        edges.setdefault(e["coil"], []).append(e["value"])
+    assert 0 in edges.get(20, []) and 0 in edges.get(21, []), edges  # cam0, cam1: released, inspecting
+    assert edges.get(22) == [1], edges  # cam9: ON from the start, never released
+    (summary,) = [r for r in recs if r["event"] == "run_summary"]
+    assert any(item.startswith("camera cam9: ") for item in summary["lasting"]), summary["lasting"]
+    assert "NOT WELL camera cam9: camera down" in stderr, stderr  # a fault that lasts is never "all is well"
+    for name in names[:2]:
+        ids = sorted(r["part_id"] for r in frames[name])
+        assert ids == list(range(1, len(ids) + 1)), name
