@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from linegate.config.lanes import lanes_of
 from linegate.config.loader import load_config
 from linegate.config.schema import CameraSection, Config, ModelSection, PreprocessSection
 from linegate.errors import ConfigError, EngineError
@@ -66,8 +67,9 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
     if cfg.archive.enabled:
         archive_directory(report, cfg.archive.directory)
     if probe:
-        probe_camera(report, cfg.camera)
-        probe_plc(report, cfg)
+        for lane in lanes_of(cfg):  # each camera's device and PLC addresses ([[cameras]]), or the one
+            probe_camera(report, lane.cfg.camera)
+            probe_plc(report, lane.cfg)
     else:
         report.notes.append("camera and PLC not contacted (--probe opens the camera and connects to the PLC)")
     return report

@@ -39,15 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="save every K-th good frame (default: %(default)s: each one)")
     add("--skip", metavar="N", type=whole(0), default=0, help="drop the first N good frames (default: %(default)s)")
     add("--format", choices=FORMATS, default="png", help="file format (default: %(default)s)")
+    add("--camera", metavar="NAME", default=None,
+        help="with [[cameras]]: the camera to capture from, by its name (default: the first one)")
     add("--prefix", metavar="TEXT", default=None,
         help="file name prefix (default: the start time, YYYYmmdd-HHMMSS-)")
 
 
 def run(args: argparse.Namespace) -> int:
     from linegate.config import load_config
+    from linegate.config.lanes import lanes_of
     from linegate.engine.image_files import check_writable, pillow
 
     cfg = load_config(args.config)
+    lanes = {lane.name: lane for lane in lanes_of(cfg)}
+    if args.camera is not None and (not cfg.cameras or args.camera not in lanes):
+        known = ", ".join(lanes) if cfg.cameras else "none: the configuration has no [[cameras]]"
+        print(f"linegate capture: --camera {args.camera}: no such camera in {args.config} ({known})", file=sys.stderr)
+        return 2
+    camera_cfg = (lanes[args.camera] if args.camera is not None else next(iter(lanes.values()))).cfg.camera
     # Fail before the camera is opened.
     check_writable(f".{args.format}", cfg.camera.pixel_format, f"--format {args.format}")
     if args.format != "npy":
@@ -75,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic_ns()
     saved = 0
-    with GenICamCamera(cfg.camera) as camera:
+    with GenICamCamera(camera_cfg) as camera:
         info = camera.open()
         print(f"capturing {args.count} frames from {info.vendor} {info.model} (serial {info.serial_number}) "
               f"{cfg.camera.width}x{cfg.camera.height} {cfg.camera.pixel_format} into {args.out}", file=sys.stderr)

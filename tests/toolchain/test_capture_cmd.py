@@ -97,3 +97,27 @@ def test_bmp_for_four_channel_frames_is_refused_before_opening_the_camera(
     assert code == 78
     assert "--format bmp: BMP cannot hold RGBa8 frames losslessly" in capsys.readouterr().err
     assert not (tmp_path / "set").exists()
+
+
+def cameras_config(tmp_path: Path) -> Path:
+    """The same camera settings with [[cameras]] cam0 (serial 0) and cam2 (serial 2)."""
+    text = config(tmp_path).read_text().replace('device = { serial_number = "1" }\n', "")
+    path = tmp_path / "cams.toml"
+    path.write_text(text + "".join(
+        f'\n[[cameras]]\nname = "cam{n}"\ndevice = {{ serial_number = "{n}" }}\n'
+        f"plc = {{ modbus = {{ reject_coil = {n} }} }}\n"
+        for n in (0, 2)
+    ), encoding="utf-8")  # fmt: skip
+    return path
+
+
+def test_with_cameras_the_named_camera_is_captured(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--camera picks a [[cameras]] entry's device (the first one without it); an unknown name is refused."""
+    cfg = cameras_config(tmp_path)
+    assert main(["capture", "--config", str(cfg), "--out", str(tmp_path / "a"), "--count", "2", "--format", "npy",
+                 "--camera", "cam2"]) == 0  # fmt: skip
+    assert "(serial 2)" in capsys.readouterr().err
+    assert main(["capture", "--config", str(cfg), "--out", str(tmp_path / "b"), "--count", "2", "--format", "npy"]) == 0
+    assert "(serial 0)" in capsys.readouterr().err
+    assert main(["capture", "--config", str(cfg), "--out", str(tmp_path / "c"), "--camera", "cam9"]) == 2
+    assert "--camera cam9: no such camera" in capsys.readouterr().err and not (tmp_path / "c").exists()
