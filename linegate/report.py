@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from linegate.counters import Count
-from linegate.pipeline.summary import RunSummary
+from linegate.pipeline.summary import RunSummary, camera_counts
 
 
 def print_summary(summary: RunSummary, out: TextIO) -> None:
@@ -43,6 +43,13 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
         f"  latency  {latency}"
         f" (engine path expected {s[c.ENGINE_P99_US] / 1000:.2f} ms: its p99 at warm-up or over recent frames)",
     ]
+    for name, cs in summary.cameras:
+        n = camera_counts(cs)
+        lines.append(
+            f"  camera {name}: acquired {n['acquired']}, decided {n['decided']}, reject {n['rejected']} (delivered "
+            f"{n['plc_delivered']}, undelivered {n['plc_undelivered']})"
+            + (", down at the end" if n["camera_down"] else "")
+        )
     lines += [f"  fault    {f}" for f in summary.faults] or ["  faults   none"]
     if summary.removed_stale_ring:
         lines.append("  note     removed a shared-memory ring left by an earlier run that was killed")

@@ -28,6 +28,8 @@ class RunSummary:
     """Why workers were killed instead of stopped in order, if they were."""
     latency_ms: tuple[float, float] = (float("nan"), float("nan"))
     """p50, p99 from acquisition to verdict over every frame of the run."""
+    cameras: list[tuple[str, Snapshot]] = field(default_factory=list)
+    """With several cameras ([[cameras]]): each one's name and final counters (``counters`` sums them)."""
 
     @property
     def exit_code(self) -> int:
@@ -52,3 +54,16 @@ def live_line(snapshot: Snapshot, elapsed_s: float, previous: Snapshot | None, d
         f"{s[c.DEADLINE_MISSED] + s[c.DEADLINE_UNREACHABLE]} | drops {s[c.DROPPED]} "
         f"| lost {s[c.CAMERA_LOST]}"
     )
+
+
+def camera_counts(s: Snapshot) -> dict[str, int]:
+    """One camera's figures for the ``run_summary`` record (several cameras)."""
+    c = Count
+    return {
+        "acquired": s[c.ACQUIRED],
+        "decided": s[c.DECIDED] + s[c.DROPPED],
+        "rejected": s[c.REJECTED],
+        "plc_delivered": s[c.PLC_DELIVERED],
+        "plc_undelivered": s[c.PLC_UNDELIVERED] + s[c.PLC_QUEUE_FULL],
+        "camera_down": s[c.CAMERA_DOWN],
+    }

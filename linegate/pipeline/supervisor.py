@@ -35,7 +35,7 @@ from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
 from linegate.pipeline.published_state import RunState, build_state
 from linegate.pipeline.recovery import final_sweep, recover_after
 from linegate.pipeline.reloader import Reloader
-from linegate.pipeline.summary import RunSummary
+from linegate.pipeline.summary import RunSummary, camera_counts
 from linegate.pipeline.workers import Shared, Worker, WorkerFactory
 from linegate.roles import HEARTBEAT_OF_ROLE, START_ORDER, Role
 from linegate.service.faults import FaultTimes
@@ -547,6 +547,7 @@ class Supervisor:
             bounded=self._stop_reason == "max_frames reached",
             forced=self._forced,
             latency_ms=(p50 / 1e6, p99 / 1e6),
+            cameras=[(lane.lane.name, lane.counters.snapshot()) for lane in self.shared.lanes if self.shared.several],
         )
         self.log.info(
             "run_summary",
@@ -559,6 +560,7 @@ class Supervisor:
             # None, not NaN, when no frame was timed: the record stays strict JSON.
             latency_p50_ms=_ms_or_none(summary.latency_ms[0]),
             latency_p99_ms=_ms_or_none(summary.latency_ms[1]),
+            **({"cameras": {name: camera_counts(cs) for name, cs in summary.cameras}} if summary.cameras else {}),
             elapsed_s=round(summary.elapsed_s, 3),
             **snapshot.as_record(),
         )

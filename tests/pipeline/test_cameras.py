@@ -103,6 +103,13 @@ def test_three_cameras_in_one_linegate_each_reconciled_on_its_own_coil(tmp_path:
     assert started == Counter({("infer", None): 1, **{(role, n): 1 for role in ("acquire", "plc") for n in names}})
     assert {r["camera"] for r in recs if r["event"] == "camera_opened"} == set(names)
     assert all(r.get("camera") in names for r in recs if r["event"] == "reject_delivered")
+    # the summary gives each camera's figures: in the record and in what the operator reads
+    assert sorted(summary["cameras"]) == names
+    for name in names:
+        counts = summary["cameras"][name]
+        assert counts["acquired"] == counts["decided"] == FRAMES
+        assert counts["rejected"] == sum(r["verdict"] == "reject" for r in frames[name])
+        assert f"camera {name}: acquired {FRAMES}, decided {FRAMES}, reject {counts['rejected']}" in done.stderr
 
 
 def test_a_dead_worker_of_one_camera_is_restarted_and_the_others_never_notice(tmp_path: Path) -> None:
