@@ -1,11 +1,16 @@
-"""Benchmark: 1, 2 and 3 cameras on one box, one linegate instance per camera (what a station with
-several cameras runs today: `systemctl start linegate@cam0 linegate@cam1 ...`).
+"""Benchmark: 1, 2 and 3 cameras on one box, either one linegate instance per camera
+(`systemctl start linegate@cam0 linegate@cam1 ...`) or one linegate serving them all
+(``[[cameras]]``: one inference worker deciding every camera's frames, batching across them with
+``model.max_batch`` > 1).
 
     python tests/bench/bench_cameras.py [--frames 3000] [--fps 100] [--cameras 1,2,3] [--rounds 1]
+        [--layout instances|one|both] [--max-batch 1,3]
 
-Each instance is a real `linegate run` process on the demo configuration, its own simulated camera
+Instances: each is a real `linegate run` process on the demo configuration, its own simulated camera
 (the Viky producer's devices, serial numbers 0, 1 and 2, streaming at once) and its own PLC
-simulator, all started together. Per number of cameras it prints frames per second per camera
+simulator, all started together. One: a single `linegate run` with one ``[[cameras]]`` entry per
+device and one PLC simulator (a reject coil and part id registers per camera); with a max batch
+above 1 the demo model runs as a batch-dynamic copy. Per number of cameras it prints frames per second per camera
 and in all, frame in hand -> verdict and -> coil ON per frame over all cameras, the share decided
 by the model, and the CPU time per frame (user + system of every process of every instance, from
 /proc, over a window after all are ready; the PLC simulators not counted): the per-frame cost.
@@ -16,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +41,25 @@ from linegate.demo.runner import PlcSimProcess, free_port, sim_args  # noqa: E40
 
 DEMO = REPO / "config" / "demo.toml"
 MODEL = (REPO / "engines" / "demo" / "ball_zone.onnx").resolve()
+R18 = REPO / "engines" / "resnet18"
+
+
+@dataclass(frozen=True)
+class Base:
+    """A configuration to start from: its file, the lines naming its instance, frame rate and model."""
+
+    path: Path
+    model: Path
+    name_line: str
+    rate_line: str
+    model_line: str
+
+
+BASES = {
+    "demo": Base(DEMO, MODEL, 'name = "demo"', "frame_rate_hz = 100.0", 'path = "../engines/demo/ball_zone.onnx"'),
+    "resnet18": Base(R18 / "resnet18.toml", (R18 / "resnet18.onnx").resolve(), 'name = "resnet18"',
+                     "frame_rate_hz = 10.0", 'path = "resnet18.onnx"'),
+}
 
 
 NO_POLL = """
@@ -43,17 +69,19 @@ infer_keep_warm = false
 """
 
 
-def instance_config(folder: Path, camera: int, port: int, fps: float, no_poll: bool = False) -> Path:
-    """demo.toml for camera *camera*: its own instance name, device and PLC port; *no_poll*: the
-    inference and PLC workers sleep until woken (no polling, no warm passes)."""
-    text = DEMO.read_text()
+def instance_config(
+    folder: Path, camera: int, port: int, fps: float, no_poll: bool = False, base: Base = BASES["demo"]
+) -> Path:
+    """*base*'s configuration for camera *camera*: its own instance name, device and PLC port; *no_poll*:
+    the inference and PLC workers sleep until woken (no polling, no warm passes)."""
+    text = base.path.read_text()
     if no_poll:
         text = text.replace("[scheduling]\n", "[scheduling]\n" + NO_POLL.lstrip("\n"))
-    for old, new in (('name = "demo"', f'name = "benchcam{camera}"'),
+    for old, new in ((base.name_line, f'name = "benchcam{camera}"'),
                      ('serial_number = "0"', f'serial_number = "{camera}"'),
-                     ("frame_rate_hz = 100.0", f"frame_rate_hz = {fps}"),
+                     (base.rate_line, f"frame_rate_hz = {fps}"),
                      ("port = 5020", f"port = {port}"),
-                     ("../engines/demo/ball_zone.onnx", str(MODEL))):  # fmt: skip
+                     (base.model_line, f'path = "{base.model}"')):  # fmt: skip
         assert old in text, old
         text = text.replace(old, new)
     path = folder / f"cam{camera}.toml"
@@ -108,6 +136,8 @@ class Run:
     fps_each: list[float] = field(default_factory=list)
     cpu_by_role: dict[str, float] = field(default_factory=dict)
     """CPU seconds in the window by process role (acquire, infer, plc, supervisor)."""
+    batches: Counter[int] = field(default_factory=Counter)
+    """One linegate: frames by the size of the batch they were decided in."""
 
     def report(self, fps: float, frames: int) -> str:
         return "\n".join([
@@ -121,26 +151,56 @@ class Run:
             f"{self.cpu_s:.1f} s CPU over {self.window_frames} frames after start-up)",
             "  of which " + ", ".join(f"{role} {1e3 * cpu / max(self.window_frames, 1):.3f}"
                                       for role, cpu in sorted(self.cpu_by_role.items())) + " ms",
+            *([f"  frames by batch size {dict(sorted(self.batches.items()))}"] if self.batches else []),
             *(f"  problem: {p}" for p in self.problems),
         ])  # fmt: skip
 
 
-def run_cameras(n: int, frames: int, fps: float, folder: Path, no_poll: bool = False) -> Run:
+def one_config(
+    folder: Path, n: int, port: int, fps: float, max_batch: int, no_poll: bool = False, base: Base = BASES["demo"]
+) -> Path:
+    """*base*'s configuration with one [[cameras]] entry per device (reject coil i, part id registers 10 + 2i)."""
+    path = instance_config(folder, 0, port, fps, no_poll, base)
+    text = path.read_text().replace('device = { serial_number = "0" }\n', "")
+    if max_batch > 1:
+        from linegate.bench.batch_model import batch_dynamic
+
+        model = batch_dynamic(base.model, folder)
+        text = text.replace(str(base.model), str(model))
+        text = re.sub(r"^(warmup_runs = \d+)", rf"\1\nmax_batch = {max_batch}", text, count=1, flags=re.M)
+    for i in range(n):
+        text += (f'\n[[cameras]]\nname = "cam{i}"\ndevice = {{ serial_number = "{i}" }}\n'
+                 f"[cameras.plc.modbus]\nreject_coil = {i}\npart_id_register = {10 + 2 * i}\n")  # fmt: skip
+    out = folder / f"one-{n}.toml"
+    out.write_text(text)
+    return out
+
+
+def run_cameras(
+    n: int, frames: int, fps: float, folder: Path, no_poll: bool = False, one: bool = False, max_batch: int = 1,
+    base: Base = BASES["demo"],
+) -> Run:
     plc = load_config(DEMO).plc
-    sims = [PlcSimProcess(free_port(), args=sim_args(plc)) for _ in range(n)]
-    logs = [folder / f"n{n}-cam{i}.jsonl" for i in range(n)]
+    if one:
+        sims = [PlcSimProcess(free_port(), args=[*sim_args(plc), "--part-id-register", "10", "--part-id-stride", "2"])]
+    else:
+        sims = [PlcSimProcess(free_port(), args=sim_args(plc)) for _ in range(n)]
+    logs = [folder / f"n{n}-cam{i}.jsonl" for i in range(1 if one else n)]
     for log in logs:
         log.unlink(missing_ok=True)
     t0 = time.monotonic()
     try:
-        configs = [instance_config(folder, i, sims[i].port, fps, no_poll) for i in range(n)]
+        if one:
+            configs = [one_config(folder, n, sims[0].port, fps, max_batch, no_poll, base)]
+        else:
+            configs = [instance_config(folder, i, sims[i].port, fps, no_poll, base) for i in range(n)]
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "linegate", "run", "--config", str(configs[i]),
                  "--max-frames", str(frames), "--log-file", str(logs[i])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             )
-            for i in range(n)
+            for i in range(len(configs))
         ]  # fmt: skip
         # CPU per frame over a steady window: from every instance ready to 80% of the frames' time.
         while not all_ready(logs) and time.monotonic() - t0 < 120:
@@ -156,17 +216,26 @@ def run_cameras(n: int, frames: int, fps: float, folder: Path, no_poll: bool = F
     finally:
         for sim in sims:
             sim.stop()
+    # (records, simulator, coil) per camera: one log per instance, or one log split by camera
+    streams = []
     for log, sim in zip(logs, sims, strict=True):
         records = read_jsonl(log)
-        got, _ = frames_of_records(records)
         for r in records:  # which worker each pid was (its worker_started record), the rest: supervisor
             if r.get("event") == "worker_started" and int(r["pid"]) in cpu:
                 run.cpu_by_role[r["role"]] = run.cpu_by_role.get(r["role"], 0.0) + cpu.pop(int(r["pid"]))
+        if one:
+            run.batches = Counter(int(r.get("batch", 1)) for r in records if r.get("event") == "frame")
+            for i in range(n):
+                streams.append(([r for r in records if r.get("camera") in (None, f"cam{i}")], sim, i))
+        else:
+            streams.append((records, sim, 0))
+    for records, sim, coil in streams:
+        got, _ = frames_of_records(records)
         run.frames += len(got)
         run.window_frames += sum(window[0] <= f.t_verdict < window_end[0] for f in got)
         run.by_model += sum(f.basis == "model" for f in got)
         run.verdict_ms += [(f.t_verdict - f.t_hand) / 1e6 for f in got]
-        at = plc_times(got, rising_edges(sim.edges, 0))
+        at = plc_times(got, rising_edges(sim.edges, coil))
         run.coil_ms += [(at[f.part_id] - f.t_hand) / 1e6 for f in got if f.reject and f.part_id in at]
         if len(got) > 1:
             run.fps_each.append((len(got) - 1) / ((got[-1].t_hand - got[0].t_hand) / 1e9))
@@ -180,18 +249,29 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=100.0)
     ap.add_argument("--cameras", default="1,2,3")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the whole sequence (alternating order)")
+    ap.add_argument("--layout", default="instances", choices=("instances", "one", "both"),
+                    help="instances: one linegate per camera; one: one linegate with [[cameras]]; both: each run twice")
+    ap.add_argument("--model", default="demo", choices=sorted(BASES),
+                    help="resnet18: engines/resnet18 (export it first, see its README)")
+    ap.add_argument("--max-batch", default="1", help="one linegate: model.max_batch values to run, e.g. 1,3")
     ap.add_argument("--polling", default="on", choices=("on", "off", "both"),
                     help="off: scheduling.infer_poll_max_us = plc_poll_max_us = 0, infer_keep_warm = false; "
                     "both: each run twice, on then off")
     args = ap.parse_args()
     order = [int(c) for c in args.cameras.split(",")]
     modes = {"on": [False], "off": [True], "both": [False, True]}[args.polling]
+    batches = [int(b) for b in args.max_batch.split(",")]
+    layouts = {"instances": [(False, 1)], "one": [(True, b) for b in batches],
+               "both": [(False, 1), *((True, b) for b in batches)]}[args.layout]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as tmp:
         for round_ in range(args.rounds):
             for n in order if round_ % 2 == 0 else order[::-1]:
                 for no_poll in modes:
-                    run = run_cameras(n, args.frames, args.fps, Path(tmp), no_poll)
-                    print(f"[polling {'off' if no_poll else 'on'}] " + run.report(args.fps, args.frames), flush=True)
+                    for one, batch in layouts:
+                        run = run_cameras(n, args.frames, args.fps, Path(tmp), no_poll, one, batch, BASES[args.model])
+                        how = f"one linegate, max_batch {batch}" if one else "one instance per camera"
+                        print(f"[{how}; polling {'off' if no_poll else 'on'}] " + run.report(args.fps, args.frames),
+                              flush=True)  # fmt: skip
     return 0
 
 
