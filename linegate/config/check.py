@@ -64,6 +64,9 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
     models += [(f"stages.{i}.model", stage.model) for i, stage in enumerate(cfg.stages)]
     for key, model in models:
         check_model(report, key, model, cfg.camera)
+    if cfg.cameras:
+        named = ", ".join(f"{lane.name} ({_device(lane.cfg.camera)})" for lane in lanes_of(cfg))
+        report.notes.append(f"cameras: {named}: each its own acquisition and PLC worker, one inference worker for all")
     if cfg.archive.enabled:
         archive_directory(report, cfg.archive.directory)
     if probe:
@@ -73,6 +76,11 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
     else:
         report.notes.append("camera and PLC not contacted (--probe opens the camera and connects to the PLC)")
     return report
+
+
+def _device(camera: CameraSection) -> str:
+    """How the camera's device is selected, in words (``serial_number 21034455``)."""
+    return ", ".join(f"{k} {v}" for k, v in camera.device.model_dump(exclude_none=True).items())
 
 
 def archive_directory(report: CheckReport, directory: Path) -> None:

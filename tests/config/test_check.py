@@ -219,6 +219,35 @@ def test_probe_opens_the_camera_and_reads_the_plc(tmp_path: Path, plc_sim: PlcSi
     assert plc_sim.edges == []  # read only: nothing was written
 
 
+def test_probe_with_cameras_opens_each_camera_and_reads_each_cameras_plc_output(
+    tmp_path: Path, plc_sim: PlcSimProcess
+) -> None:
+    """[[cameras]]: the note names each camera and its device; --probe opens every camera's device and
+    reads every camera's PLC output; a camera that is not there (serial 9) is exit 1, named."""
+
+    def config(serials: tuple[str, str]) -> Path:
+        cameras = "".join(
+            f'\n[[cameras]]\nname = "cam{serial}"\ndevice = {{ serial_number = "{serial}" }}\n'
+            f"plc = {{ modbus = {{ reject_coil = {coil}, part_id_register = {10 + 2 * coil} }} }}\n"
+            for coil, serial in enumerate(serials)
+        )
+        edits = (("port = 5020", f"port = {plc_sim.port}"), ('device = { serial_number = "0" }\n', ""))
+        path = demo_copy(tmp_path, *edits, name=f"cams{''.join(serials)}.toml")
+        path.write_text(path.read_text() + cameras)
+        return path
+
+    done = check_config_cli(str(config(("1", "2"))))
+    assert done.returncode == 0, done.stderr
+    assert "cameras: cam1 (serial_number 1), cam2 (serial_number 2): each its own acquisition" in done.stdout
+    done = check_config_cli("--probe", str(config(("1", "2"))))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("plc: connected to") == 2 and done.stdout.count("camera: opened") == 2, done.stdout
+    done = check_config_cli("--probe", str(config(("1", "9"))))
+    assert done.returncode == 1, done
+    assert "camera.device.serial_number='9': no unique matching device" in done.stderr, done.stderr
+    assert plc_sim.edges == []
+
+
 def test_probe_of_an_absent_plc_is_exit_1_within_seconds(tmp_path: Path) -> None:
     """--probe with nothing at the PLC's address: exit 1 (not a config error) naming host and port, quickly."""
     path = demo_copy(tmp_path, ("port = 5020", f"port = {free_closed_port()}"))
