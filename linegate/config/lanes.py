@@ -105,31 +105,44 @@ def _meet(a: Any, len_a: int, b: Any, len_b: int) -> bool:
 
 
 def _shown(value: Any) -> str:
-    return "/".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+    """An address as the error names it, without the PLC (host, port) it is on: ``12``, ``100/3`` (DB/byte)."""
+    last = value[-1] if isinstance(value, tuple) else value
+    return "/".join(map(str, last)) if isinstance(last, tuple) else str(last)
 
 
 def _plc_spans(plc: PlcSection, lanes: list[PlcSection]) -> dict[str, list[tuple[int, Any, int]]]:
     """Per PLC key, each camera's address and how far it reaches."""
     block = plc.mode == "handshake" or plc.tracking.by == "encoder"
     out: dict[str, list[tuple[int, Any, int]]] = {}
+    # Addresses clash only on the same PLC: each is keyed by the PLC's host and port first.
     if plc.protocol == "modbus":
-        links = [(i, p.modbus) for i, p in enumerate(lanes) if p.modbus is not None]
+        links = [(i, (m.host, m.port, m.device_id), m) for i, p in enumerate(lanes) if (m := p.modbus) is not None]
         if plc.mode == "pulse":
-            out["plc.modbus.reject_coil"] = [(i, m.reject_coil, 1) for i, m in links]
-            out["plc.modbus.fault_coil"] = [(i, m.fault_coil, 1) for i, m in links]
-            out["plc.modbus.part_id_register (2 registers)"] = [(i, m.part_id_register, 2) for i, m in links]
+            out["plc.modbus.reject_coil"] = [(i, _at(at, m.reject_coil), 1) for i, at, m in links]
+            out["plc.modbus.fault_coil"] = [(i, _at(at, m.fault_coil), 1) for i, at, m in links]
+            out["plc.modbus.part_id_register (2 registers)"] = [(i, _at(at, m.part_id_register), 2)
+                                                                 for i, at, m in links]  # fmt: skip
         if block:
-            out["plc.modbus.register_base (a 32-register block)"] = [(i, m.register_base, 32) for i, m in links]
+            out["plc.modbus.register_base (a 32-register block)"] = [(i, _at(at, m.register_base), 32)
+                                                                       for i, at, m in links]  # fmt: skip
     else:
-        s7 = [(i, p.s7) for i, p in enumerate(lanes) if p.s7 is not None]
+        s7 = [(i, (s.host, s.port), s) for i, p in enumerate(lanes) if (s := p.s7) is not None]
         if plc.mode == "pulse":
-            out["plc.s7.db/reject_byte"] = [(i, (s.db, s.reject_byte) if s.reject_byte is not None else None, 1)
-                                            for i, s in s7]  # fmt: skip
-            out["plc.s7.db/fault_byte"] = [(i, (s.db, s.fault_byte) if s.fault_byte is not None else None, 1)
-                                           for i, s in s7]  # fmt: skip
+            out["plc.s7.db/reject_byte"] = [(i, _at(at, _in(s.db, s.reject_byte)), 1) for i, at, s in s7]
+            out["plc.s7.db/fault_byte"] = [(i, _at(at, _in(s.db, s.fault_byte)), 1) for i, at, s in s7]
         if block:
-            out["plc.s7.db/byte_base (a 64-byte block)"] = [(i, (s.db, s.byte_base), 64) for i, s in s7]
+            out["plc.s7.db/byte_base (a 64-byte block)"] = [(i, _at(at, (s.db, s.byte_base)), 64) for i, at, s in s7]
     return out
+
+
+def _at(where: tuple[Any, ...], address: Any) -> tuple[Any, ...] | None:
+    """*address* on the PLC *where* (host, port, ...); None when not used."""
+    return None if address is None else (*where, address)
+
+
+def _in(db: int, byte: int | None) -> tuple[int, int] | None:
+    """An S7 byte in its data block; None when not used."""
+    return None if byte is None else (db, byte)
 
 
 __all__ = ["MAX_CAMERAS", "Lane", "check_cameras", "lane_config", "lanes_of"]

@@ -329,8 +329,11 @@ class ModbusSection(_Section):
 
 
 class ModbusOverrides(_Section):
-    """One camera's addresses on the shared Modbus link (``[cameras.plc.modbus]``)."""
+    """One camera's addresses on the Modbus link (``[cameras.plc.modbus]``); ``host`` and ``port``
+    when its ejector is on another PLC than ``[plc.modbus]``'s."""
 
+    host: Host | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
     reject_coil: Coil | None = None
     fault_coil: Coil | None = None
     part_id_register: Annotated[int, Field(ge=0, le=65534)] | None = None
@@ -338,8 +341,11 @@ class ModbusOverrides(_Section):
 
 
 class S7Overrides(_Section):
-    """One camera's addresses in the S7 data blocks (``[cameras.plc.s7]``)."""
+    """One camera's addresses in the S7 data blocks (``[cameras.plc.s7]``); ``host`` and ``port``
+    when its ejector is on another PLC than ``[plc.s7]``'s."""
 
+    host: Host | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
     db: Annotated[int, Field(ge=1, le=65535)] | None = None
     byte_base: Annotated[int, Field(ge=0, le=65535 - 64)] | None = None
     reject_byte: Annotated[int, Field(ge=0, le=65535)] | None = None

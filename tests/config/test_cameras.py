@@ -135,3 +135,21 @@ def test_a_reload_that_changes_plc_with_cameras_needs_a_restart() -> None:
     changed_deadline["deadline"]["budget_ms"] = 40.0
     plan = plan_reload(old, load(changed_deadline))
     assert plan.needs_restart == () and [str(r) for r in plan.replace] == ["infer"]
+
+
+def test_cameras_on_different_plcs_may_use_the_same_addresses() -> None:
+    """A camera whose ejector is on another PLC names its host and port; addresses clash only on one PLC."""
+    other = cam("b", "1", 0)
+    other["plc"]["modbus"].update({"port": 5021, "part_id_register": 10})
+    a, b = lanes_of(load(config([cam("a", "0", 0), other])))
+    assert a.cfg.plc.modbus is not None and b.cfg.plc.modbus is not None
+    assert (a.cfg.plc.modbus.port, b.cfg.plc.modbus.port) == (5020, 5021)
+    assert a.cfg.plc.modbus.reject_coil == b.cfg.plc.modbus.reject_coil == 0
+    handshake = [
+        {"name": "a", "device": {"index": 0}},
+        {"name": "b", "device": {"index": 1}, "plc": {"modbus": {"host": "10.0.0.7"}}},
+    ]
+    assert len(lanes_of(load(config(handshake, plc__mode="handshake")))) == 2  # same block, other PLC
+    with pytest.raises(ConfigError, match=r"share plc.modbus.register_base \(a 32-register block\) \(100\)"):
+        load(config([{"name": "a", "device": {"index": 0}}, {"name": "b", "device": {"index": 1}}],
+                     plc__mode="handshake"))  # fmt: skip

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from linegate.demo.runner import PlcSimProcess, free_port
-from tests.pipeline.harness import LinegateRun, demo_config_file, records, run_linegate
+from tests.pipeline.harness import LinegateRun, demo_config_file, handshake_sim, records, run_linegate
 
 FRAMES = 150
 """Per camera, in the bounded runs."""
@@ -178,3 +178,39 @@ def test_a_camera_that_is_not_there_is_its_own_fault_and_the_others_inspect(tmp_
     for name in names[:2]:
         ids = sorted(r["part_id"] for r in frames[name])
         assert ids == list(range(1, len(ids) + 1)), name
+
+
+def test_handshake_mode_each_camera_on_its_own_plc_gets_each_result_once(tmp_path: Path) -> None:
+    """handshake mode, results = "all", two cameras whose ejectors are on two PLCs (two simulated
+    PLCs): each PLC takes exactly its camera's verdicts, one result per frame, pass or reject, and
+    acknowledges them; nothing of one camera reaches the other's PLC."""
+    first, second = handshake_sim(), handshake_sim()
+    names = ["cam0", "cam1"]
+    entries = (
+        '\n[[cameras]]\nname = "cam0"\ndevice = { serial_number = "0" }\n'
+        '\n[[cameras]]\nname = "cam1"\ndevice = { serial_number = "1" }\n'
+        f"plc = {{ modbus = {{ port = {second.port} }} }}\n"
+    )
+    try:
+        mode = {'mode = "pulse"': 'mode = "handshake"\nhandshake = { results = "all" }'}
+        config, _ = demo_config_file(tmp_path, first.port, {**NO_DEVICE, **mode}, append=entries)
+        log = tmp_path / "frames.jsonl"
+        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
+                            timeout=180)  # fmt: skip
+        time.sleep(0.3)
+    finally:
+        first.stop()
+        second.stop()
+    recs = records(log)
+    (summary,) = [r for r in recs if r["event"] == "run_summary"]
+    assert done.returncode == 0 or (done.returncode == 1 and summary["plc_undelivered"] > 0), done.stderr
+    assert summary["problems"] == [], summary["problems"]
+    frames = by_camera(recs, "frame")
+    for name, plc in zip(names, (first, second), strict=True):
+        verdicts = {r["part_id"]: r["verdict"] for r in frames[name]}
+        assert sorted(verdicts) == list(range(1, FRAMES + 1)), name
+        at_plc = {int(e["part_id"]): ("pass", "reject")[e["verdict"] - 1] for e in plc.results}
+        assert len(at_plc) == len(plc.results), f"{name}: a part id taken twice by its PLC"
+        unsent = {r["part_id"] for r in recs if r["event"] in ("reject_undelivered", "result_undelivered")
+                  and r.get("camera") == name}  # fmt: skip
+        assert at_plc == {p: v for p, v in verdicts.items() if p not in unsent}, name
