@@ -40,6 +40,13 @@ exit codes:
       with `linegate check-config FILE`, then `systemctl restart linegate`)"""
 
 
+def _cameras(text: str) -> int:
+    """demo --cameras: 1 to the simulated producer's 3 devices."""
+    if text not in ("1", "2", "3"):
+        raise argparse.ArgumentTypeError(f"expected 1, 2 or 3 (the simulated producer has 3 devices), got {text!r}")
+    return int(text)
+
+
 def _frames(text: str) -> int:
     """--max-frames: a whole number >= 1."""
     try:
@@ -133,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="configuration to run (default: the demo configuration shipped with linegate)")
     demo.add_argument("--max-frames", metavar="N", type=_frames, default=1000,
                       help="stop after N frames (default: %(default)s)")
+    demo.add_argument("--cameras", metavar="N", type=_cameras, default=1,
+                      help="N of the simulated producer's devices (1-3) in one linegate, each its own reject "
+                      "coil (default: %(default)s)")
     demo.add_argument("--log-file", metavar="FILE", type=Path, default=Path("linegate-demo.jsonl"),
                       help="write the JSON records to FILE (default: %(default)s in the current directory)")
 
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from linegate.demo.runner import run_demo
 
-            return run_demo(args.config, max_frames=args.max_frames, log_file=args.log_file)
+            return run_demo(args.config, max_frames=args.max_frames, log_file=args.log_file, cameras=args.cameras)
         return _run(load_config(args.config), args.config, args.max_frames, args.log_file)
     except InstanceLocked as exc:  # one clear line: another run of this instance is live
         print(f"linegate: {exc}", file=sys.stderr)

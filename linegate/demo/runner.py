@@ -20,6 +20,7 @@ from typing import Any
 
 import linegate
 from linegate.config import Config, load_config
+from linegate.config.lanes import lanes_of
 from linegate.config.schema import ModbusSection, PlcSection, S7Section
 from linegate.errors import ConfigError, LinegateError
 
@@ -165,8 +166,32 @@ def with_plc_port(cfg: Config, port: int) -> Config:
     return cfg.model_copy(update={"plc": cfg.plc.model_copy(update={cfg.plc.protocol: moved})})
 
 
-def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
-    """Run the demo and print a live line each second and a reconciled final summary."""
+DEMO_CAMERAS = 3
+"""The simulated producer streams this many devices at once (serial numbers 0, 1, 2)."""
+
+
+def with_cameras(cfg: Config, n: int) -> Config:
+    """*cfg* (pulse mode over Modbus, one camera) as *n* ``[[cameras]]`` over the simulated producer's
+    devices: camera i is serial number i, its reject coil i and its part id registers 2i, 2i + 1."""
+    link = cfg.plc.link
+    if not isinstance(link, ModbusSection) or cfg.plc.mode != "pulse" or cfg.cameras:
+        raise ConfigError("--cameras: the demo's several cameras need a one-camera configuration in pulse mode "
+                          f"over Modbus (this one: {cfg.plc.protocol} {cfg.plc.mode}"
+                          f"{', with [[cameras]]' if cfg.cameras else ''})")  # fmt: skip
+    data = cfg.model_dump()
+    del data["camera"]["device"]
+    data["plc"]["modbus"]["fault_coil"] = None  # each camera would need its own: the demo has none
+    data["cameras"] = [
+        {"name": f"cam{i}", "device": {"serial_number": str(i)},
+         "plc": {"modbus": {"reject_coil": i, "part_id_register": 2 * i}}}
+        for i in range(n)
+    ]  # fmt: skip
+    return Config.model_validate(data)
+
+
+def run_demo(config: Path | None, *, max_frames: int, log_file: Path, cameras: int = 1) -> int:
+    """Run the demo and print a live line each second and a reconciled final summary; *cameras* > 1:
+    that many of the simulated devices in one linegate (``[[cameras]]``), each its own reject coil."""
     from linegate.counters import Count, Snapshot
     from linegate.pipeline.summary import live_line
     from linegate.pipeline.supervisor import Supervisor
@@ -178,13 +203,18 @@ def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
             "reinstall linegate, or pass --config"
         )
     cfg = load_config(config or DEMO_CONFIG)
-    sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc), compact=True)
+    if cameras > 1:
+        cfg = with_cameras(cfg, cameras)
+        sim = PlcSimProcess(free_port(), args=[*sim_args(cfg.plc), "--part-id-stride", "2"], compact=True)
+    else:
+        sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc), compact=True)
     cfg = with_plc_port(cfg, sim.port)
     log_file.unlink(missing_ok=True)
     print(
         f"linegate demo: camera {cfg.camera.width}x{cfg.camera.height} {cfg.camera.pixel_format} "
         f"(simulated GenTL producer), model {cfg.model.id} ({cfg.model.backend}), budget "
-        f"{cfg.deadline.budget_ms} ms, PLC simulator on 127.0.0.1:{sim.port}, {max_frames} frames",
+        f"{cfg.deadline.budget_ms} ms, PLC simulator on 127.0.0.1:{sim.port}, {max_frames} frames"
+        + (f" from each of {cameras} cameras" if cameras > 1 else ""),
         flush=True,
     )
     previous: Snapshot | None = None
@@ -202,14 +232,23 @@ def run_demo(config: Path | None, *, max_frames: int, log_file: Path) -> int:
         time.sleep(0.2)  # let the simulator print the last edges
         sim.stop()
     print_summary(summary, sys.stdout)
-    seen = sim.parts_seen(cfg.plc)
-    delivered = summary.counters[Count.PLC_DELIVERED]
-    what = "reject pulses" if cfg.plc.mode == "pulse" else "acknowledged results"
-    by_part = plc_knows_part_ids(cfg.plc)
-    parts = f"for {len(set(seen))} parts" if by_part else "(this PLC output carries no part ids: counted only)"
-    print(f"  plc-sim  saw {len(seen)} {what} {parts} (linegate delivered {delivered})")
+    # each camera's reject output against what linegate delivered for that camera
+    outputs = [("", cfg.plc, summary.counters)]
+    if summary.cameras:
+        outputs = [(lane.name, lane.cfg.plc, counts)
+                   for lane, (_, counts) in zip(lanes_of(cfg), summary.cameras, strict=True)]  # fmt: skip
+    mismatch = False
+    for name, plc, counts in outputs:
+        seen = sim.parts_seen(plc)
+        delivered = counts[Count.PLC_DELIVERED]
+        what = "reject pulses" if plc.mode == "pulse" else "acknowledged results"
+        by_part = plc_knows_part_ids(plc)
+        parts = f"for {len(set(seen))} parts" if by_part else "(this PLC output carries no part ids: counted only)"
+        camera = f" from camera {name}" if name else ""
+        print(f"  plc-sim  saw {len(seen)} {what}{camera} {parts} (linegate delivered {delivered})")
+        mismatch = mismatch or len(seen) != delivered or (by_part and len(set(seen)) != len(seen))
     print(f"  records  {log_file}")
-    if len(seen) != delivered or (by_part and len(set(seen)) != len(seen)):
+    if mismatch:
         print("  MISMATCH the PLC did not see each delivered reject exactly once")
         return max(summary.exit_code, 1)
     return summary.exit_code

@@ -57,3 +57,24 @@ def test_demo_runs_against_the_s7_simulator(tmp_path: Path, mode: str) -> None:
     assert seen and seen.group(1) == seen.group(2) and int(seen.group(1)) > 0, result.stdout
     if mode == "handshake":
         assert re.search(r"acknowledged results for (\d+) parts", result.stdout)
+
+
+def test_demo_with_three_cameras_matches_each_cameras_pulses(tmp_path: Path) -> None:
+    """`linegate demo --cameras 3`: the simulated producer's three devices in one linegate; the summary
+    gives each camera's figures and the PLC saw exactly each camera's delivered pulses on its own coil."""
+    log = tmp_path / "demo.jsonl"
+    result = run_linegate("demo", "--cameras", "3", "--max-frames", "150", "--log-file", str(log))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "frames   acquired 450 = decided 450 + dropped 0" in out
+    for name in ("cam0", "cam1", "cam2"):
+        assert re.search(rf"camera {name}: acquired 150, decided 150, reject \d+", out), out
+        seen = re.search(rf"plc-sim  saw (\d+) reject pulses from camera {name} for (\d+) parts "
+                         r"\(linegate delivered (\d+)\)", out)  # fmt: skip
+        assert seen and seen.group(1) == seen.group(2) == seen.group(3) and int(seen.group(1)) > 0, out
+    assert {r["camera"] for r in records(log) if r["event"] == "frame"} == {"cam0", "cam1", "cam2"}
+
+
+def test_demo_cameras_is_one_to_three() -> None:
+    result = run_linegate("demo", "--cameras", "4")
+    assert result.returncode == 2 and "expected 1, 2 or 3 (the simulated producer has 3 devices)" in result.stderr
