@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,9 +44,24 @@ def build_state(
     uptime_s: float,
     model: str,
     plc: str,
+    cameras: Sequence[tuple[str, Snapshot]] = (),
 ) -> dict[str, Any]:
-    """The state file's content. *phase*: starting, inspecting, fault or stopping."""
+    """The state file's content. *phase*: starting, inspecting, fault or stopping. *cameras*: with
+    several cameras, each one's name and counters (*snapshot* sums them)."""
     s, c = snapshot, Count
+    per_camera = [
+        {
+            "name": name,
+            "frames": cs[c.DECIDED] + cs[c.DROPPED],
+            "rejects": cs[c.REJECTED],
+            "delivered": cs[c.PLC_DELIVERED],
+            "undelivered": cs[c.PLC_UNDELIVERED] + cs[c.PLC_QUEUE_FULL],
+            "camera_down": bool(cs[c.CAMERA_DOWN]),
+            "plc_connected": bool(cs[c.PLC_CONNECTED]),
+            "inspecting": bool(cs[c.INSPECTING]),
+        }
+        for name, cs in cameras
+    ]
     return {
         **asdict(run),
         "state": phase,
@@ -60,6 +76,8 @@ def build_state(
         "undelivered": s[c.PLC_UNDELIVERED] + s[c.PLC_QUEUE_FULL],
         "deadline_misses": s[c.DEADLINE_MISSED] + s[c.DEADLINE_UNREACHABLE],
         "dropped": s[c.DROPPED],
-        "plc_connected": bool(s[c.PLC_CONNECTED]),
+        # with several cameras, connected only while every camera's PLC link is up
+        "plc_connected": all(x["plc_connected"] for x in per_camera) if per_camera else bool(s[c.PLC_CONNECTED]),
         "restarts": s[c.WORKER_RESTARTS],
+        **({"cameras": per_camera} if per_camera else {}),
     }

@@ -277,6 +277,7 @@ class Supervisor:
             (time.monotonic_ns() - self.t_start) / 1e9,
             self.cfg.model.id,
             f"{self.cfg.plc.protocol} {self.cfg.plc.mode}",
+            [(lane.lane.name, lane.counters.snapshot()) for lane in self.shared.lanes if self.shared.several],
         )
         try:
             write_state(self._state_path, state)

@@ -57,6 +57,13 @@ def status_text(st: dict[str, Any]) -> str:
     lines.append(
         f"  deadline misses {st['deadline_misses']}, dropped {st['dropped']}, worker restarts {st['restarts']}"
     )
+    for cam in st.get("cameras", []):
+        state = "inspecting" if cam["inspecting"] else "NOT INSPECTING"
+        down = ", CAMERA DOWN" if cam["camera_down"] else ""
+        plc = "" if cam["plc_connected"] else ", PLC NOT CONNECTED"
+        undelivered = f", UNDELIVERED {cam['undelivered']}" if cam["undelivered"] else ""
+        lines.append(f"  camera {cam['name']}: {state}{down}{plc}, frames {cam['frames']}, rejects {cam['rejects']} "
+                     f"(delivered {cam['delivered']}{undelivered})")  # fmt: skip
     last = st.get("last_restart")
     if last:
         lines.append(f"  last restart: {last['role']} worker, {_ago(last['unix'])}: {last['reason']}")

@@ -12,6 +12,7 @@ is not there is a fault named for it while the other cameras go on inspecting.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -178,6 +179,7 @@ def test_a_camera_that_is_not_there_is_its_own_fault_and_the_others_inspect(tmp_
     try:
         run.wait_event("inspection_suspended", timeout_s=60)
         run.wait_frames(200)
+        status = run_linegate("status", "--config", str(run.config))
         stderr = run.stop()
         time.sleep(0.3)
     finally:
@@ -196,6 +198,10 @@ def test_a_camera_that_is_not_there_is_its_own_fault_and_the_others_inspect(tmp_
     (summary,) = [r for r in recs if r["event"] == "run_summary"]
     assert any(item.startswith("camera cam9: ") for item in summary["lasting"]), summary["lasting"]
     assert "NOT WELL camera cam9: camera down" in stderr, stderr  # a fault that lasts is never "all is well"
+    # what maintenance reads meanwhile: the station is in fault, and which camera is and which is not
+    assert status.returncode == 1 and "FAULT - camera cam9: camera down" in status.stdout, status.stdout
+    assert re.search(r"camera cam0: inspecting, frames \d+", status.stdout), status.stdout
+    assert "camera cam9: NOT INSPECTING, CAMERA DOWN, frames 0" in status.stdout, status.stdout
     for name in names[:2]:
         ids = sorted(r["part_id"] for r in frames[name])
         assert ids == list(range(1, len(ids) + 1)), name
