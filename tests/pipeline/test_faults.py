@@ -81,7 +81,11 @@ def test_plc_paused_mid_run(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
     """PLC frozen (SIGSTOP) for 1.5 s: calls time out, rejects are held or reported, the loop keeps
     its deadlines, and delivery resumes when the PLC does."""
     run = LinegateRun(tmp_path, plc_sim.port)
-    run.wait_frames(50)
+    # From the first reject of the demo's reject stretch (about 160 frames, 1.6 s): the rejects of the
+    # pause's first second are then past max_late (500 ms) when the PLC resumes. (Pausing after a
+    # frame count let the pause end with the stretch just begun: then nothing was late, by chance.)
+    run.wait_for(lambda: any(r["event"] == "frame" and r["verdict"] == "reject" for r in run.records()), 60,
+                 "the first reject")  # fmt: skip
     plc_sim.pause()
     time.sleep(1.5)
     plc_sim.resume()
