@@ -40,10 +40,16 @@ exit codes:
       with `linegate check-config FILE`, then `systemctl restart linegate`)"""
 
 
+SIMULATED_DEVICES = 3
+"""The simulated producer (Viky) streams this many devices at once: serial numbers 0, 1, 2."""
+
+
 def _cameras(text: str) -> int:
-    """demo --cameras: 1 to the simulated producer's 3 devices."""
-    if text not in ("1", "2", "3"):
-        raise argparse.ArgumentTypeError(f"expected 1, 2 or 3 (the simulated producer has 3 devices), got {text!r}")
+    """demo --cameras: 1 to the simulated producer's devices."""
+    if text not in [str(n) for n in range(1, SIMULATED_DEVICES + 1)]:
+        raise argparse.ArgumentTypeError(
+            f"expected 1, 2 or 3 (the simulated producer has {SIMULATED_DEVICES} devices), got {text!r}"
+        )
     return int(text)
 
 

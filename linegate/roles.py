@@ -74,6 +74,8 @@ START_ORDER: tuple[Role, ...] = tuple(
     role for _, role in sorted((spec.start, role) for role, spec in ROLES.items() if spec.start is not None)
 )
 """The workers, in the order the supervisor starts them: PLC, inference, acquisition."""
+PER_CAMERA: tuple[Role, ...] = (Role.ACQUIRE, Role.PLC)
+"""Workers started once per camera (``[[cameras]]``); the inference worker serves them all."""
 LOG_ROLES: tuple[Role, ...] = tuple(ROLES)
 """Every process with a log pipe to the supervisor's collector."""
 HEARTBEAT_OF_ROLE: dict[Role, Count] = {r: spec.heartbeat for r, spec in ROLES.items() if spec.heartbeat is not None}
@@ -85,6 +87,7 @@ SECTIONS_OF_ROLE: dict[Role, tuple[str, ...]] = {
 __all__ = [
     "HEARTBEAT_OF_ROLE",
     "LOG_ROLES",
+    "PER_CAMERA",
     "ROLES",
     "SECTIONS_OF_ROLE",
     "START_ORDER",

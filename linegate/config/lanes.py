@@ -32,7 +32,7 @@ class Lane:
 
 def _given(section: BaseModel) -> dict[str, Any]:
     """The keys of an overrides section that are set."""
-    return {k: v for k, v in section.model_dump().items() if v is not None and not isinstance(v, dict)}
+    return {k: v for k, v in section.model_dump().items() if v is not None}
 
 
 def lane_config(cfg: Config, entry: CameraEntry) -> Config:

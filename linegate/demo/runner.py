@@ -166,10 +166,6 @@ def with_plc_port(cfg: Config, port: int) -> Config:
     return cfg.model_copy(update={"plc": cfg.plc.model_copy(update={cfg.plc.protocol: moved})})
 
 
-DEMO_CAMERAS = 3
-"""The simulated producer streams this many devices at once (serial numbers 0, 1, 2)."""
-
-
 def with_cameras(cfg: Config, n: int) -> Config:
     """*cfg* (pulse mode over Modbus, one camera) as *n* ``[[cameras]]`` over the simulated producer's
     devices: camera i is serial number i, its reject coil i and its part id registers 2i, 2i + 1."""

@@ -190,8 +190,10 @@ class InferenceLoop:
         self.consumer = consumer
         self._cameras = cameras or [CameraOut("", counters, plc_outbox)]
         """Indexed by FrameMeta.camera; the first one's counters and hand-off are *counters* and *plc_outbox*."""
-        self._named = len(self._cameras) > 1
-        """Records and reports name the camera (several cameras)."""
+        named = len(self._cameras) > 1
+        self._camera_fields: list[dict[str, str]] = [{"camera": c.name} if named else {} for c in self._cameras]
+        """Indexed by FrameMeta.camera: what a frame's record and reports add to name its camera
+        (nothing with one camera), made once here, off the frame's path."""
         self.archiver = archiver
         """Offers rejects (and sampled passes) to the image archive, after their hand-off."""
         self.stages = stages or []
@@ -203,7 +205,6 @@ class InferenceLoop:
         self.preprocess = preprocess
         self.classify = Classifier(cfg.model.postprocess)
         self._class_index = {name: i for i, name in enumerate(cfg.model.postprocess.classes)}
-        self.plc_outbox = plc_outbox
         self.send_pass = cfg.plc.mode == "handshake" and cfg.plc.handshake.results == "all"
         """Every verdict goes to the PLC worker, pass ones too (positive release)."""
         self.counters = counters
@@ -436,7 +437,11 @@ class InferenceLoop:
             except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error(
-                    "engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc), **self._camera(meta)
+                    "engine_failed",
+                    seq=meta.seq,
+                    part_id=meta.part_id,
+                    error=repr(exc),
+                    **self._camera_fields[meta.camera],
                 )
                 t_pre = t_inf = t_post = t_final = time.monotonic_ns()
             finally:
@@ -515,14 +520,18 @@ class InferenceLoop:
             elif i in failed or row is None:
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                 self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(failed.get(i)),
-                               batch=len(batch), **self._camera(meta))  # fmt: skip
+                               batch=len(batch), **self._camera_fields[meta.camera])  # fmt: skip
             else:
                 try:
                     decision = self.classify(output[row : row + 1])
                 except Exception as exc:
                     verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
                     self.log.error(
-                        "engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc), **self._camera(meta)
+                        "engine_failed",
+                        seq=meta.seq,
+                        part_id=meta.part_id,
+                        error=repr(exc),
+                        **self._camera_fields[meta.camera],
                     )
                 else:
                     deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
@@ -633,7 +642,7 @@ class InferenceLoop:
         f.handed(handed)
         if release is not None:
             if self.archiver is not None and self.archiver.wants(verdict):
-                record = {**(stages(t_done) if stages else {}), **self._camera(meta)}
+                record = {**(stages(t_done) if stages else {}), **self._camera_fields[meta.camera]}
                 self.archiver.offer(self.consumer.pixels(release), meta, verdict, basis, record, t_done)
             self.consumer.release(release)
         logged = self._record(emit, meta, verdict, basis, t_done, **(stages(t_done) if stages else {}))
@@ -654,7 +663,7 @@ class InferenceLoop:
             seq=meta.seq,
             frame_id=meta.frame_id,
             part_id=meta.part_id,
-            **self._camera(meta),
+            **self._camera_fields[meta.camera],
             t_acquired_ns=meta.t_acquired_ns,
             t_done_ns=t_done_ns,
             **stages,
@@ -665,10 +674,6 @@ class InferenceLoop:
             model=self.model_id,
         )
         return Outcome.DROPPED if self.sink.dropped_full != dropped_before else Outcome.OK
-
-    def _camera(self, meta: FrameMeta) -> dict[str, str]:
-        """``{"camera": name}`` for a record or report, with several cameras; else nothing."""
-        return {"camera": self._cameras[meta.camera].name} if self._named else {}
 
     def _count(
         self, verdict: Verdict, basis: Basis, counter: Count, logged: Outcome, handed: Outcome, camera: int
@@ -698,10 +703,10 @@ class InferenceLoop:
             return Outcome.OK
         if reject:
             self.log.error("reject_undelivered", part_id=meta.part_id, seq=meta.seq, reason="plc_queue_full",
-                           **self._camera(meta))  # fmt: skip
+                           **self._camera_fields[meta.camera])  # fmt: skip
         else:
             self.log.warning("result_undelivered", part_id=meta.part_id, seq=meta.seq, verdict="pass",
-                             reason="plc_queue_full", **self._camera(meta))  # fmt: skip
+                             reason="plc_queue_full", **self._camera_fields[meta.camera])  # fmt: skip
         return Outcome.DROPPED
 
     def _publish_stats(self, now_ns: int) -> None:

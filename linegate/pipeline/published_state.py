@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from linegate.counters import Count, Snapshot
+from linegate.pipeline.summary import camera_counts
 
 
 @dataclass
@@ -50,16 +51,8 @@ def build_state(
     several cameras, each one's name and counters (*snapshot* sums them)."""
     s, c = snapshot, Count
     per_camera = [
-        {
-            "name": name,
-            "frames": cs[c.DECIDED] + cs[c.DROPPED],
-            "rejects": cs[c.REJECTED],
-            "delivered": cs[c.PLC_DELIVERED],
-            "undelivered": cs[c.PLC_UNDELIVERED] + cs[c.PLC_QUEUE_FULL],
-            "camera_down": bool(cs[c.CAMERA_DOWN]),
-            "plc_connected": bool(cs[c.PLC_CONNECTED]),
-            "inspecting": bool(cs[c.INSPECTING]),
-        }
+        {"name": name, **camera_counts(cs), "plc_connected": bool(cs[c.PLC_CONNECTED]),
+         "inspecting": bool(cs[c.INSPECTING])}
         for name, cs in cameras
     ]
     return {

@@ -37,7 +37,7 @@ from linegate.pipeline.recovery import final_sweep, recover_after
 from linegate.pipeline.reloader import Reloader
 from linegate.pipeline.summary import RunSummary, camera_counts
 from linegate.pipeline.workers import Shared, Worker, WorkerFactory
-from linegate.roles import HEARTBEAT_OF_ROLE, START_ORDER, Role
+from linegate.roles import HEARTBEAT_OF_ROLE, PER_CAMERA, START_ORDER, Role
 from linegate.service.faults import FaultTimes
 from linegate.service.health import stalled
 from linegate.service.instance_lock import InstanceLock
@@ -140,15 +140,14 @@ class Supervisor:
         )
         self.log = get_logger()
         self.shared = Shared.create(self.ctx, cfg, self.counters, self.collector)
-        self.ring = self.shared.ring
         self.archive_writer: ArchiveWriter | None = None
         if self.shared.archive is not None:  # a thread here: writing images is no worker's hot path
             store = ArchiveStore.from_settings(cfg.archive, self.log)
             self.archive_writer = ArchiveWriter(self.shared.archive.handle, store, log=self.log)
             self.archive_writer.start()
         self.factory = WorkerFactory(self.shared, self.max_frames)
-        if self.ring.removed_stale:
-            self.log.warning("stale_ring_removed", path=self.ring.handle.path, reason="left by a run that was killed")
+        for ring in (lane.ring for lane in self.shared.lanes if lane.ring.removed_stale):
+            self.log.warning("stale_ring_removed", path=ring.handle.path, reason="left by a run that was killed")
         sup = cfg.supervisor
         self.budget = RestartBudget(sup.restart_limit, int(sup.restart_window_ms * 1e6))
         self.watchdog_ns = watchdog_interval_ns()
@@ -177,7 +176,7 @@ class Supervisor:
             notify=self.notify,
             answers=self._run_state.reload,
         )
-        cameras = [(lane.lane.name, lane.counters) for lane in self.shared.lanes] if self.shared.several else []
+        cameras = [(lane.lane.name, lane.counters) for lane in self.shared.lanes if self.shared.several]
         collector = LinegateCollector(self.counters, self._metrics_view, cameras=cameras)
         self._metrics = serve_metrics(cfg.metrics, collector, self.log)
         self.publish("starting")
@@ -226,7 +225,7 @@ class Supervisor:
 
     def _lanes_of(self, role: Role) -> range:
         """The cameras a *role* worker runs for: one inference worker for all, the others one each."""
-        return range(1 if role is Role.INFER else len(self.shared.lanes))
+        return range(len(self.shared.lanes) if role in PER_CAMERA else 1)
 
     def _spawn(self, role: Role, lane: int) -> Worker:
         worker = self.workers[(role, lane)] = self.factory.spawn(role, self.cfg, lane=lane)
@@ -277,7 +276,7 @@ class Supervisor:
             (time.monotonic_ns() - self.t_start) / 1e9,
             self.cfg.model.id,
             f"{self.cfg.plc.protocol} {self.cfg.plc.mode}",
-            [(lane.lane.name, lane.counters.snapshot()) for lane in self.shared.lanes if self.shared.several],
+            self.shared.camera_snapshots(),
         )
         try:
             write_state(self._state_path, state)
@@ -439,22 +438,22 @@ class Supervisor:
             [w.job for w in self.workers.values() if not w.up and w.role is Role.INFER],
             [str(key[0]) for key in stale if key[0] is Role.INFER],
         )
+        infer = self.workers.get((Role.INFER, 0))
+        infer_ok = infer is not None and infer.up and not shared_reasons
         reasons = list(shared_reasons)
         every_lane = True
         for lane in self.shared.lanes:
-            index, own = lane.lane.index, [w for w in self.workers.values() if w.lane == lane.lane.index]
-            lane_snapshot = lane.counters.snapshot()
+            index, lane_snapshot = lane.lane.index, lane.counters.snapshot()
+            own = {role: self.workers.get((role, index)) for role in PER_CAMERA}
             lane_reasons = fault_reasons(
                 lane_snapshot,
-                [str(w.role) for w in own if not w.up and w.role is not Role.INFER],
-                [str(key[0]) for key in stale if key[1] == index and key[0] is not Role.INFER],
+                [str(role) for role, w in own.items() if w is not None and not w.up],
+                [str(role) for role, i in stale if i == index and role in PER_CAMERA],
                 self._plc_unreachable_s(index, now, lane_snapshot),
             )
             if self.shared.several:
                 lane_reasons = [f"camera {lane.lane.name}: {r}" for r in lane_reasons]
-            lane_up = len([w for w in own if w.role is not Role.INFER]) == 2 and all(w.up for w in own)
-            lane_inspecting = lane_up and not shared_reasons and not lane_reasons and (Role.INFER, 0) in self.workers
-            lane_inspecting = lane_inspecting and self.workers[(Role.INFER, 0)].up
+            lane_inspecting = infer_ok and not lane_reasons and all(w is not None and w.up for w in own.values())
             lane.counters.set(Count.INSPECTING, int(lane_inspecting))
             every_lane = every_lane and lane_inspecting
             reasons += lane_reasons
@@ -542,13 +541,13 @@ class Supervisor:
             failures=self._failures,
             elapsed_s=(now - self.t_start) / 1e9,
             stop_reason=self._stop_reason,
-            removed_stale_ring=self.ring.removed_stale,
+            removed_stale_ring=self.shared.removed_stale_ring,
             faults=self._faults.report(now),
             lasting=lasting,
             bounded=self._stop_reason == "max_frames reached",
             forced=self._forced,
             latency_ms=(p50 / 1e6, p99 / 1e6),
-            cameras=[(lane.lane.name, lane.counters.snapshot()) for lane in self.shared.lanes if self.shared.several],
+            cameras=self.shared.camera_snapshots(),
         )
         self.log.info(
             "run_summary",

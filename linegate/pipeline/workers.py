@@ -6,7 +6,7 @@ import os
 import queue
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -62,7 +62,12 @@ class Worker:
 
     @property
     def name(self) -> str:
-        return f"{self.role}-{self.camera}#{self.generation}" if self.camera else f"{self.role}#{self.generation}"
+        return worker_name(self.role, self.camera, self.generation)
+
+
+def worker_name(role: Role, camera: str, generation: int) -> str:
+    """``acquire#3``, or ``acquire-left#3`` for a camera's worker with several cameras."""
+    return f"{role}-{camera}#{generation}" if camera else f"{role}#{generation}"
 
 
 @dataclass
@@ -89,28 +94,37 @@ class Shared:
     one worker: that is what lets a restarted worker pick up where a dead one stopped."""
 
     ctx: Any  # the spawn context
-    ring: FrameRing
-    counters: SharedCounters
-    table: PendingTable  # rejects the PLC worker holds
+    lanes: list[LaneShared]
+    """One per camera (one without [[cameras]])."""
     inflight: InFlight  # the frame the inference loop is deciding
-    reject_reader: Connection
-    reject_writer: Connection
     errors: PipeQueue  # (worker name, exit code, message) of a worker that failed
     collector: LogCollector
     archive: ArchiveQueue | None = None  # frames for the reject image archive ([archive] enabled)
-    lanes: list[LaneShared] = field(default_factory=list)
-    """One per camera; the first one's ring, counters, table and pipe are the fields above."""
 
-    def snapshot(self) -> Snapshot:
-        """Every counter now, summed over the cameras."""
-        if len(self.lanes) <= 1:
-            return self.counters.snapshot()
-        return Snapshot.total([lane.counters.snapshot() for lane in self.lanes])
+    @property
+    def counters(self) -> SharedCounters:
+        """The run's own counters (the supervisor's, the inference worker's): the first camera's."""
+        return self.lanes[0].counters
 
     @property
     def several(self) -> bool:
         """Several cameras ([[cameras]]): workers, records and faults name their camera."""
         return len(self.lanes) > 1
+
+    @property
+    def removed_stale_ring(self) -> bool:
+        """A ring file an older version's killed run left was removed at creation."""
+        return any(lane.ring.removed_stale for lane in self.lanes)
+
+    def camera_snapshots(self) -> list[tuple[str, Snapshot]]:
+        """With several cameras, each one's name and counters now; none with one camera."""
+        return [(lane.lane.name, lane.counters.snapshot()) for lane in self.lanes] if self.several else []
+
+    def snapshot(self) -> Snapshot:
+        """Every counter now, summed over the cameras."""
+        if not self.several:
+            return self.counters.snapshot()
+        return Snapshot.total([lane.counters.snapshot() for lane in self.lanes])
 
     @classmethod
     def create(cls, ctx: Any, cfg: Config, counters: SharedCounters, collector: LogCollector) -> Shared:
@@ -145,11 +159,7 @@ class Shared:
         archive = None
         if cfg.archive.enabled:
             archive = ArchiveQueue.create(geometry, cfg.archive.queue_frames, instance=cfg.instance.name)
-        first = shared[0]
-        return cls(
-            ctx, first.ring, counters, first.table, InFlight.create(ctx), first.reject_reader, first.reject_writer,
-            PipeQueue(ctx), collector, archive, shared,
-        )  # fmt: skip
+        return cls(ctx, shared, InFlight.create(ctx), PipeQueue(ctx), collector, archive)
 
     def close(self) -> None:
         for lane in self.lanes:
@@ -179,8 +189,7 @@ class WorkerFactory:
         log_reader, log_writer = log_pipe(ctx)
         wctx = WorkerContext(worker_cfg, own.counters, log_writer, os.getpid(), camera)
         stop, ready, baton = SharedEvent(), SharedEvent(), Baton(SharedEvent(), SharedEvent())
-        job = f"{role}-{camera}" if camera else str(role)
-        name = f"{job}#{self._generation}"
+        name = worker_name(role, camera, self._generation)
         if role is Role.PLC:
             args: tuple[Any, ...] = (
                 plc_main,
@@ -201,7 +210,7 @@ class WorkerFactory:
             args = (inference_main, wctx, rings, stop, writers, ready, baton, predecessor, s.inflight, archive, cameras)
         else:
             args = (acquisition_main, wctx, own.ring.handle, stop, ready, self.max_frames)
-        proc = ctx.Process(target=run_worker, args=(name, s.errors, *args), name=f"linegate-{job}")
+        proc = ctx.Process(target=run_worker, args=(name, s.errors, *args), name=f"linegate-{name.split('#')[0]}")
         proc.start()
         log_writer.close()  # the worker has its copy: the pipe ends (EOF) when the worker does
         s.collector.add(log_reader, role)

@@ -61,9 +61,9 @@ def status_text(st: dict[str, Any]) -> str:
         state = "inspecting" if cam["inspecting"] else "NOT INSPECTING"
         down = ", CAMERA DOWN" if cam["camera_down"] else ""
         plc = "" if cam["plc_connected"] else ", PLC NOT CONNECTED"
-        undelivered = f", UNDELIVERED {cam['undelivered']}" if cam["undelivered"] else ""
-        lines.append(f"  camera {cam['name']}: {state}{down}{plc}, frames {cam['frames']}, rejects {cam['rejects']} "
-                     f"(delivered {cam['delivered']}{undelivered})")  # fmt: skip
+        undelivered = f", UNDELIVERED {cam['plc_undelivered']}" if cam["plc_undelivered"] else ""
+        lines.append(f"  camera {cam['name']}: {state}{down}{plc}, frames {cam['decided']}, rejects {cam['rejected']} "
+                     f"(delivered {cam['plc_delivered']}{undelivered})")  # fmt: skip
     last = st.get("last_restart")
     if last:
         lines.append(f"  last restart: {last['role']} worker, {_ago(last['unix'])}: {last['reason']}")

@@ -424,13 +424,12 @@ class LinegateCollector(Collector):
         self._high_water = HighWater()
 
     def collect(self) -> Iterable[Metric]:
-        snapshot = self.counters.snapshot()
         bins = self.counters.latency_bins()
         more = Histograms.of(self.counters)
-        per_camera: list[tuple[str, Snapshot]] = []
-        if self.cameras:  # each camera's own counts (acquisition, PLC) live in its own counters
-            per_camera = [(name, c.snapshot()) for name, c in self.cameras]
-            snapshot = Snapshot.total([s for _, s in per_camera])
+        # each camera's own counts (acquisition, PLC) live in its own counters: summed for the run
+        per_camera = [(name, c.snapshot()) for name, c in self.cameras]
+        snapshot = Snapshot.total([s for _, s in per_camera]) if per_camera else self.counters.snapshot()
+        if per_camera:
             plc_write = [sum(b) for b in zip(*(c.plc_write_bins() for _, c in self.cameras), strict=True)]
             more = Histograms(more.stages, plc_write, more.classes)
         out = families(snapshot, bins, self.run(), self.board.read(), self.version, self._high_water, more)
