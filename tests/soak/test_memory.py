@@ -27,7 +27,12 @@ def test_tree_finds_grandchildren() -> None:
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
         end = time.monotonic() + 10
-        while len(tree(proc.pid)) < 2 and time.monotonic() < end:
+
+        def execed() -> bool:  # a child is in /proc from its fork on, its command line only after its exec
+            pids = tree(proc.pid)
+            return len(pids) >= 2 and "time.sleep(30)" in cmdline(pids[1])
+
+        while not execed() and time.monotonic() < end:
             time.sleep(0.05)
         pids = tree(proc.pid)
         assert pids[0] == proc.pid and len(pids) == 2
