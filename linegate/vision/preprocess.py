@@ -148,11 +148,22 @@ def _bilinear_taps(n_in: int, n_out: int) -> Taps:
 
 
 class Preprocessor:
-    """Callable ``(frame, out) -> None`` that writes one frame into the model input *out*."""
+    """Callable ``(frame, out) -> None`` that writes one frame into the model input *out*.
 
-    def __init__(self, plan: Plan) -> None:
+    With *compiled* (and a float32 input) one numba-compiled call does it
+    (:mod:`linegate.vision.compiled`); otherwise the vectorised numpy path below. The two agree bit
+    for bit.
+    """
+
+    def __init__(self, plan: Plan, compiled: bool = False) -> None:
         self.plan = plan
         self.spec = plan.spec
+        self.compiled = compiled and plan.spec.dtype == np.float32
+        if self.compiled:
+            self._compiled_call = _compiled_call(plan)
+            self._frame_size = int(np.prod(plan.frame_shape))
+            # Compiled now for this process (about a second), not at the first frame.
+            self._compiled_call(np.zeros(plan.frame_shape, dtype=np.uint8), np.zeros(plan.spec.shape, np.float32))
         self._resample = _resampler(plan)
         # A Mono8 frame resamples to one channel; gain and offset broadcast it to three for gray3.
         multi = plan.frame_shape[2] > 1
@@ -165,6 +176,11 @@ class Preprocessor:
         self._scratch = np.empty((out_h, out_w, len(plan.source_channel)), dtype=np.float32) if half else None
 
     def __call__(self, frame: Frame, out: Tensor) -> None:
+        if self.compiled:
+            if frame.size != self._frame_size:  # the compiled loops do not check bounds
+                raise ValueError(f"frame of shape {frame.shape}, expected {self.plan.frame_shape}")
+            self._compiled_call(frame, out)
+            return
         hwc = self._resample(frame)  # (h, w, c_src): block sums, source pixels or interpolated values
         if self._channel_index is not None:
             hwc = hwc[..., self._channel_index]
@@ -179,7 +195,49 @@ class Preprocessor:
 
 def build_preprocessor(cfg: PreprocessSection, frame_shape: tuple[int, ...], pixel_format: str) -> Preprocessor:
     """Compile *cfg* for frames of *frame_shape* ((h, w) or (h, w, c)) in *pixel_format*."""
-    return Preprocessor(plan_preprocess(cfg, frame_shape, pixel_format))
+    return Preprocessor(plan_preprocess(cfg, frame_shape, pixel_format), compiled=cfg.kernel == "compiled")
+
+
+def _compiled_call(plan: Plan) -> Callable[[Frame, Tensor], None]:
+    """``(frame, out)`` through the compiled kernel of *plan*, its arguments bound once."""
+    from linegate.vision import compiled
+
+    try:
+        run = compiled.kernel(plan.interpolation)
+    except ImportError as exc:
+        raise ConfigError(
+            f"model.preprocess.kernel = 'compiled' needs numba ({exc}); install it, or set kernel = 'numpy'"
+        ) from exc
+    _h, w, c = plan.frame_shape
+    x, y, roi_w, _roi_h = plan.roi
+    source = np.array(plan.source_channel, dtype=np.intp)
+    gain, offset = plan.gain.astype(np.float32), plan.offset.astype(np.float32)
+    nchw = plan.layout == "NCHW"
+    if plan.interpolation == "area":
+        fy, fx = plan.block
+        wide = fy * fx * 255 > np.iinfo(np.uint16).max  # the numpy path's accumulator is uint32 then
+        rows = np.empty(roi_w * c, dtype=np.uint32)
+        sums = np.empty(roi_w // fx, dtype=np.uint32)
+
+        def area(frame: Frame, out: Tensor) -> None:
+            run(frame.reshape(-1), w, c, y, x, fy, fx, wide, source, gain, offset, out, nchw, rows, sums)
+
+        return area
+    assert plan.rows is not None and plan.cols is not None
+    row_lo, row_hi = plan.rows.lo + y, plan.rows.hi + y
+    col_lo, col_hi = plan.cols.lo + x, plan.cols.hi + x
+    if plan.interpolation == "nearest":
+
+        def nearest(frame: Frame, out: Tensor) -> None:
+            run(frame.reshape(-1), w, c, row_lo, col_lo, source, gain, offset, out, nchw)
+
+        return nearest
+    wy, wx = plan.rows.weight, plan.cols.weight
+
+    def bilinear(frame: Frame, out: Tensor) -> None:
+        run(frame.reshape(-1), w, c, row_lo, row_hi, wy, col_lo, col_hi, wx, source, gain, offset, out, nchw)
+
+    return bilinear
 
 
 def _resampler(plan: Plan) -> Resample:
