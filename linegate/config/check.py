@@ -25,7 +25,7 @@ from linegate.config.lanes import lanes_of
 from linegate.config.loader import load_config
 from linegate.config.schema import CameraSection, Config, ModelSection, PreprocessSection
 from linegate.errors import ConfigError, EngineError
-from linegate.vision.preprocess import Preprocessor, build_preprocessor
+from linegate.vision.preprocess import Preprocessor, build_preprocessor, plan_preprocess
 
 CAMERA_PROBE_S = 30.0
 """--probe: the camera must be open and configured within this long (GigE discovery included)."""
@@ -117,6 +117,8 @@ def check_model(report: CheckReport, key: str, model: ModelSection, camera: Came
     except ConfigError as exc:
         report.problems.append(f"{src}: {key}.preprocess: {exc}")
         return
+    if pre.fallback:
+        report.notes.append(f"{key}.preprocess.kernel = 'auto': numpy path here ({pre.fallback})")
     if model.backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         report.problems.extend(engine_file_problems(src, key, model.path))
         report.problems.extend(engine_key_problems(src, key, model))
@@ -207,7 +209,7 @@ def layout_hint(key: str, model: ModelSection, camera: CameraSection) -> str:
     other = "NHWC" if model.preprocess.layout == "NCHW" else "NCHW"
     swapped = model.model_copy(update={"preprocess": model.preprocess.model_copy(update={"layout": other})})
     try:
-        spec = build_preprocessor(swapped.preprocess, frame_shape(camera), camera.pixel_format).spec
+        spec = plan_preprocess(swapped.preprocess, frame_shape(camera), camera.pixel_format).spec
         engine = create_engine(swapped, spec.shape, spec.dtype)
         engine.load()
         engine.close()

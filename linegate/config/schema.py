@@ -138,10 +138,11 @@ class PreprocessSection(_Section):
     std: tuple[float, ...] = (1.0,)
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     dtype: Literal["float32", "float16"] = "float32"
-    kernel: Literal["compiled", "numpy"] = "compiled"
+    kernel: Literal["auto", "compiled", "numpy"] = "auto"
     """How the CPU runs it: 'compiled' one numba-compiled loop per frame (float32 inputs; float16
-    ones take the numpy path), 'numpy' a dozen vectorised numpy calls. Both give the same tensor, bit
-    for bit; the compiled loop is about 3x faster where the caches are cold (a busy line-side CPU)."""
+    ones take the numpy path), 'numpy' a dozen vectorised numpy calls, 'auto' compiled where numba
+    works here, else numpy with a warning. Both give the same tensor, bit for bit; the compiled loop
+    is 2-3x faster where the caches are cold (a busy line-side CPU)."""
 
     @field_validator("roi")
     @classmethod

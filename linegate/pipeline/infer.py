@@ -741,6 +741,9 @@ def inference_main(
     preprocess = build_preprocessor(cfg.model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
     engine = create_engine(cfg.model, preprocess.spec.shape, preprocess.spec.dtype)
     stages = [model_stage(stage.model, frozenset(stage.when), ring) for stage in cfg.stages]
+    for key, pre in (("model", preprocess), *((f"stages.{i}.model", s.preprocess) for i, s in enumerate(stages))):
+        if pre.fallback:  # still correct, only slower: the run goes on
+            log.warning("preprocess_kernel_fallback", key=f"{key}.preprocess.kernel", reason=pre.fallback)
     outboxes = [RejectOutbox(pipe, cfg.plc.queue_size) for pipe in rejects]
     outbox = outboxes[0]
     lanes = None

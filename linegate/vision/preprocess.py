@@ -150,20 +150,32 @@ def _bilinear_taps(n_in: int, n_out: int) -> Taps:
 class Preprocessor:
     """Callable ``(frame, out) -> None`` that writes one frame into the model input *out*.
 
-    With *compiled* (and a float32 input) one numba-compiled call does it
-    (:mod:`linegate.vision.compiled`); otherwise the vectorised numpy path below. The two agree bit
-    for bit.
+    *kernel* 'compiled' (float32 inputs only) runs one numba-compiled call per frame
+    (:mod:`linegate.vision.compiled`); 'numpy' the vectorised numpy path below; 'auto' the compiled
+    call where numba compiles it here, else numpy, with the reason in :attr:`fallback`. Both paths
+    give the same tensor, bit for bit.
     """
 
-    def __init__(self, plan: Plan, compiled: bool = False) -> None:
+    def __init__(self, plan: Plan, kernel: str = "numpy") -> None:
         self.plan = plan
         self.spec = plan.spec
-        self.compiled = compiled and plan.spec.dtype == np.float32
+        self.fallback = ""
+        """Why 'auto' runs the numpy path ('' when it does not)."""
+        self.compiled = kernel != "numpy" and plan.spec.dtype == np.float32
         if self.compiled:
-            self._compiled_call = _compiled_call(plan)
+            try:
+                self._compiled_call = _compiled_call(plan)
+                # Compiled (or loaded from numba's cache) now, not at the first frame.
+                zeros = np.zeros(plan.frame_shape, dtype=np.uint8)
+                self._compiled_call(zeros, np.zeros(plan.spec.shape, np.float32))
+            except Exception as exc:
+                if kernel == "compiled":
+                    raise ConfigError(
+                        f"model.preprocess.kernel = 'compiled': the kernel does not compile here ({exc!r}); "
+                        "set kernel = 'auto' or 'numpy'"
+                    ) from exc
+                self.compiled, self.fallback = False, f"numba could not compile the kernel: {exc!r}"
             self._frame_size = int(np.prod(plan.frame_shape))
-            # Compiled now for this process (about a second), not at the first frame.
-            self._compiled_call(np.zeros(plan.frame_shape, dtype=np.uint8), np.zeros(plan.spec.shape, np.float32))
         self._resample = _resampler(plan)
         # A Mono8 frame resamples to one channel; gain and offset broadcast it to three for gray3.
         multi = plan.frame_shape[2] > 1
@@ -195,19 +207,14 @@ class Preprocessor:
 
 def build_preprocessor(cfg: PreprocessSection, frame_shape: tuple[int, ...], pixel_format: str) -> Preprocessor:
     """Compile *cfg* for frames of *frame_shape* ((h, w) or (h, w, c)) in *pixel_format*."""
-    return Preprocessor(plan_preprocess(cfg, frame_shape, pixel_format), compiled=cfg.kernel == "compiled")
+    return Preprocessor(plan_preprocess(cfg, frame_shape, pixel_format), kernel=cfg.kernel)
 
 
 def _compiled_call(plan: Plan) -> Callable[[Frame, Tensor], None]:
     """``(frame, out)`` through the compiled kernel of *plan*, its arguments bound once."""
     from linegate.vision import compiled
 
-    try:
-        run = compiled.kernel(plan.interpolation)
-    except ImportError as exc:
-        raise ConfigError(
-            f"model.preprocess.kernel = 'compiled' needs numba ({exc}); install it, or set kernel = 'numpy'"
-        ) from exc
+    run = compiled.kernel(plan.interpolation)
     _h, w, c = plan.frame_shape
     x, y, roi_w, _roi_h = plan.roi
     source = np.array(plan.source_channel, dtype=np.intp)

@@ -7,8 +7,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from linegate.config.check import check_config
 from linegate.config.schema import PreprocessSection
+from linegate.errors import ConfigError
+from linegate.vision import compiled
 from linegate.vision.preprocess import Preprocessor, plan_preprocess
+from tests.conftest import DEMO_CONFIG
 
 RNG = np.random.default_rng(11)
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -40,7 +44,7 @@ CASES: list[tuple[str, tuple[int, ...], str, dict[str, Any]]] = [
 def test_compiled_equals_numpy_bit_for_bit(shape: tuple[int, ...], fmt: str, settings: dict[str, Any]) -> None:
     """Same plan, random frames: the compiled kernel writes exactly the numpy path's float32 values."""
     plan = plan_preprocess(PreprocessSection(**settings), shape, fmt)
-    compiled, plain = Preprocessor(plan, compiled=True), Preprocessor(plan, compiled=False)
+    compiled, plain = Preprocessor(plan, kernel="compiled"), Preprocessor(plan, kernel="numpy")
     assert compiled.compiled and not plain.compiled
     for _ in range(3):
         frame = RNG.integers(0, 256, shape, dtype=np.uint8)
@@ -55,7 +59,7 @@ def test_compiled_equals_numpy_bit_for_bit(shape: tuple[int, ...], fmt: str, set
 def test_compiled_writes_one_row_of_a_batch_input() -> None:
     """Into row k of a batch tensor (a view), the other rows untouched."""
     plan = plan_preprocess(PreprocessSection(resize=(16, 12)), (48, 64), "Mono8")
-    pre = Preprocessor(plan, compiled=True)
+    pre = Preprocessor(plan, kernel="compiled")
     batch = np.zeros((4, *plan.spec.shape[1:]), dtype=np.float32)
     frame = np.full((48, 64), 255, dtype=np.uint8)
     pre(frame, batch[2:3])
@@ -64,7 +68,7 @@ def test_compiled_writes_one_row_of_a_batch_input() -> None:
 
 def test_float16_inputs_take_the_numpy_path() -> None:
     """The kernels write float32 only: a float16 model input is filled by the numpy path."""
-    pre = Preprocessor(plan_preprocess(PreprocessSection(dtype="float16"), (8, 8), "Mono8"), compiled=True)
+    pre = Preprocessor(plan_preprocess(PreprocessSection(dtype="float16"), (8, 8), "Mono8"), kernel="compiled")
     assert not pre.compiled
     out = np.zeros((1, 1, 8, 8), dtype=np.float16)
     pre(np.full((8, 8), 255, dtype=np.uint8), out)
@@ -73,6 +77,36 @@ def test_float16_inputs_take_the_numpy_path() -> None:
 
 def test_a_frame_of_another_size_is_refused_naming_both_shapes() -> None:
     """The compiled loops do not check bounds, so a frame of the wrong size is refused before them."""
-    pre = Preprocessor(plan_preprocess(PreprocessSection(resize=(16, 12)), (48, 64), "Mono8"), compiled=True)
+    pre = Preprocessor(plan_preprocess(PreprocessSection(resize=(16, 12)), (48, 64), "Mono8"), kernel="compiled")
     with pytest.raises(ValueError, match=r"frame of shape \(48, 60\), expected \(48, 64, 1\)"):
         pre(np.zeros((48, 60), dtype=np.uint8), np.zeros((1, 1, 12, 16), dtype=np.float32))
+
+
+def _numba_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test double: numba cannot be uninstalled inside a test, so its import is made to fail."""
+
+    def no_numba(_interpolation: str) -> Any:
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(compiled, "kernel", no_numba)
+
+
+def test_auto_falls_back_to_numpy_with_the_reason_when_numba_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kernel = 'auto' still preprocesses (numpy path) and says why; 'compiled' refuses, naming the key."""
+    _numba_missing(monkeypatch)
+    plan = plan_preprocess(PreprocessSection(resize=(16, 12)), (48, 64), "Mono8")
+    pre = Preprocessor(plan, kernel="auto")
+    assert not pre.compiled and "No module named 'numba'" in pre.fallback
+    out = np.zeros(plan.spec.shape, dtype=np.float32)
+    pre(np.full((48, 64), 255, dtype=np.uint8), out)
+    assert (out == 1.0).all()
+    with pytest.raises(ConfigError, match=r"model.preprocess.kernel = 'compiled'.*No module named 'numba'"):
+        Preprocessor(plan, kernel="compiled")
+
+
+def test_check_config_notes_the_numpy_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check-config on a machine where numba does not work: valid, with a note naming the key."""
+    _numba_missing(monkeypatch)
+    report = check_config(DEMO_CONFIG)
+    assert not report.problems
+    assert any("model.preprocess.kernel = 'auto': numpy path here" in note for note in report.notes), report.notes
