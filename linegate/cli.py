@@ -342,6 +342,10 @@ def _add_plc_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     add("--register-base", metavar="N", type=_whole, default=0,
         help="modbus handshake (or pulse with --encoder-cps): holding register of interface word 0 "
         "(default: %(default)s)")
+    add("--blocks", metavar="N", type=_whole, default=1,
+        help="handshake (or pulse with --encoder-cps): N interface blocks, one per camera, each with its own "
+        "simulated program: modbus at --register-base + 32k, s7 at --byte-base + 64k (k = 0..N-1, as [[cameras]] "
+        "places them); their events carry 'block': k (default: %(default)s)")
     add("--db", metavar="N", type=_whole, default=100, help="s7: data block number (default: %(default)s)")
     add("--byte-base", metavar="N", type=_whole, default=0,
         help="s7 handshake (or pulse with --encoder-cps): byte of interface word 0 in the DB (default: %(default)s)")
@@ -405,9 +409,10 @@ def _plc_sim(args: argparse.Namespace) -> int:
             from linegate.plc.s7_sim import run_s7_sim
 
             return run_s7_sim(args.host, port, db=args.db, byte_base=args.byte_base, reject_byte=args.reject_byte,
-                              fault_byte=args.fault_byte, mode=args.mode, program=program)
+                              fault_byte=args.fault_byte, mode=args.mode, program=program, blocks=args.blocks)
         return run_plc_sim(args.host, port, part_id_register=args.part_id_register, mode=args.mode,
-                           register_base=args.register_base, program=program, part_id_stride=args.part_id_stride)
+                           register_base=args.register_base, program=program, part_id_stride=args.part_id_stride,
+                           blocks=args.blocks)
     except (SimPortError, ValueError) as exc:
         print(f"linegate plc-sim: {exc}", file=sys.stderr)
         return EX_USAGE

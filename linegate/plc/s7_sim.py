@@ -8,7 +8,8 @@ One data block ``db`` is served (ISO-on-TCP, any rack/slot). The first line is
   ``{"event": "coil_edge", "coil": <byte offset>, "value": 0|1, "t_ns", "part_id": 0}``
   (S7 pulse mode has no part-id address, so ``part_id`` is always 0).
 - ``handshake``: the simulated PLC program (:mod:`linegate.plc.plc_program`) runs on every write touching
-  the vision block at ``byte_base`` (its events are printed); the PLC block is written into the DB at every
+  the vision block at ``byte_base`` (its events are printed; ``blocks`` > 1: one program per block, 64 bytes
+  apart, its events carrying ``"block": k``); the PLC block is written into the DB at every
   write and by a scan thread every ``scan_ms`` (default 5 ms, like a PLC cycle). Flag bytes are watched only
   if given and outside the interface block.
 - with an encoder (``encoder_cps`` > 0), in either mode: pulse mode serves the PLC block at ``byte_base`` too
@@ -50,6 +51,10 @@ from linegate.plc.sim import JsonLines, Mode, SimPortError, bind_problem
 logging.getLogger("snap7").setLevel(logging.CRITICAL)  # clients vanishing mid-request are normal in tests
 
 BLOCK_BYTES = 2 * itf.TOTAL_WORDS
+BLOCK_STRIDE = 64
+"""Bytes from one interface block to the next with ``blocks`` > 1: the 64 that linegate's config check
+keeps between two cameras' blocks in one DB (:mod:`linegate.config.lanes`)."""
+MAX_BLOCKS = 8
 MAX_DB_BYTES = 65535
 
 
@@ -69,30 +74,38 @@ class S7Sim:
         mode: Mode = "pulse",
         program: ProgramConfig | None = None,
         scan_ms: float = 5.0,
+        blocks: int = 1,
     ) -> None:
         if mode == "pulse" and reject_byte is None and fault_byte is None:
             reject_byte, fault_byte = 0, 1
         flags = [b for b in (reject_byte, fault_byte) if b is not None]
         _check(1 <= db <= 65535, f"db {db} must be within 1..65535")
-        _check(0 <= byte_base <= MAX_DB_BYTES - BLOCK_BYTES, f"byte_base {byte_base} leaves no room for the interface")
+        _check(1 <= blocks <= MAX_BLOCKS, f"blocks {blocks} must be within 1..{MAX_BLOCKS}")
+        span = (blocks - 1) * BLOCK_STRIDE + BLOCK_BYTES  # from byte_base to the end of the last block
+        _check(0 <= byte_base <= MAX_DB_BYTES - span, f"byte_base {byte_base} leaves no room for the interface")
         _check(all(0 <= b < MAX_DB_BYTES for b in flags), "flag bytes must be within 0..65534")
         _check(len(set(flags)) == len(flags), "reject_byte and fault_byte must differ")
         _check(scan_ms > 0, "scan_ms must be > 0")
         config = program or ProgramConfig()
         serves_plc_block = mode == "handshake" or config.encoder_cps > 0
-        if mode == "handshake":  # a flag byte inside the interface block would report the block's words as edges
-            flags = [b for b in flags if not byte_base <= b < byte_base + BLOCK_BYTES]
+        bases = [byte_base + k * BLOCK_STRIDE for k in range(blocks)]
+        if mode == "handshake":  # a flag byte inside an interface block would report the block's words as edges
+            flags = [b for b in flags if not any(base <= b < base + BLOCK_BYTES for base in bases)]
         elif serves_plc_block:  # the scan would overwrite it
-            plc_at = byte_base + 2 * itf.PLC_OFFSET
-            _check(all(not plc_at <= b < plc_at + 2 * itf.PLC_WORDS for b in flags),
-                   f"flag bytes must be outside the PLC block (bytes {plc_at}..{plc_at + 2 * itf.PLC_WORDS - 1})")
+            for base in bases:
+                plc_at = base + 2 * itf.PLC_OFFSET
+                _check(all(not plc_at <= b < plc_at + 2 * itf.PLC_WORDS for b in flags),
+                       f"flag bytes must be outside the PLC block (bytes {plc_at}..{plc_at + 2 * itf.PLC_WORDS - 1})")
         self.host, self.port, self.db, self.mode, self.scan_ms = host, port, db, mode, scan_ms
         self.byte_base = byte_base
         self.emit = emit
-        size = max([64, *(b + 1 for b in flags)] + ([byte_base + BLOCK_BYTES] if serves_plc_block else []))
+        size = max([64, *(b + 1 for b in flags)] + ([byte_base + span] if serves_plc_block else []))
         self.data = bytearray(size)
         self.flags = {b: 0 for b in flags}
-        self.program = PlcProgram(config, time.monotonic_ns()) if serves_plc_block else None
+        t0_ns = time.monotonic_ns()
+        self.blocks = [(base, PlcProgram(config, t0_ns)) for base in bases] if serves_plc_block else []
+        """(byte base, program) of each interface block (``blocks`` > 1: one per camera)."""
+        self.program = self.blocks[0][1] if self.blocks else None
         self._lock = threading.Lock()  # one write handled at a time (several clients, plus the scan thread)
         self._stop = threading.Event()
         self._scanner: threading.Thread | None = None
@@ -155,13 +168,14 @@ class S7Sim:
                     if self.program is not None and self.program.has_encoder:
                         edge["encoder"] = self.program.encoder_at(t_ns)
                     self.emit(edge)
-            base = self.byte_base
-            touches_vision = start < base + 2 * itf.VISION_WORDS and end > base
-            if self.mode == "handshake" and self.program is not None and touches_vision:
-                words = struct.unpack_from(f">{itf.VISION_WORDS}H", snapshot, base)
-                for out in self.program.on_vision_block(words, t_ns):
-                    self.emit(out)
-                self._scan(t_ns)
+            several = len(self.blocks) > 1
+            for k, (base, program) in enumerate(self.blocks):
+                touches_vision = start < base + 2 * itf.VISION_WORDS and end > base
+                if self.mode == "handshake" and touches_vision:
+                    words = struct.unpack_from(f">{itf.VISION_WORDS}H", snapshot, base)
+                    for out in program.on_vision_block(words, t_ns):
+                        self.emit({**out, "block": k} if several else out)
+                    self._scan(t_ns)
 
     def _read(self) -> bytes:
         self._lock_area()
@@ -171,13 +185,13 @@ class S7Sim:
             self._unlock_area()
 
     def _scan(self, t_ns: int) -> None:
-        """Write the program's PLC block into the DB (caller holds ``_lock`` or is not serving yet)."""
-        assert self.program is not None
-        block = struct.pack(f">{itf.PLC_WORDS}H", *self.program.scan(t_ns))
-        at = self.byte_base + 2 * itf.PLC_OFFSET
+        """Write each program's PLC block into the DB (caller holds ``_lock`` or is not serving yet)."""
         self._lock_area()
         try:
-            self.data[at : at + len(block)] = block
+            for base, program in self.blocks:
+                block = struct.pack(f">{itf.PLC_WORDS}H", *program.scan(t_ns))
+                at = base + 2 * itf.PLC_OFFSET
+                self.data[at : at + len(block)] = block
         finally:
             self._unlock_area()
 
@@ -211,11 +225,12 @@ def run_s7_sim(
     mode: Mode = "pulse",
     program: ProgramConfig | None = None,
     out: TextIO = sys.stdout,
+    blocks: int = 1,
 ) -> int:
     """Run in the foreground until SIGINT or SIGTERM; returns the exit code. Raises SimPortError."""
     emit = JsonLines(out)
     sim = S7Sim(host, port, emit=emit, db=db, byte_base=byte_base, reject_byte=reject_byte,
-                fault_byte=fault_byte, mode=mode, program=program)
+                fault_byte=fault_byte, mode=mode, program=program, blocks=blocks)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -224,8 +239,9 @@ def run_s7_sim(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         bound = sim.start()
+        several = {"blocks": blocks} if blocks > 1 else {}
         emit({"event": "listening", "host": host, "port": bound, "protocol": "s7", "mode": mode, "db": db,
-              **sim.listening_extra()})
+              **several, **sim.listening_extra()})
         while not stop.wait(0.5):
             pass
     finally:

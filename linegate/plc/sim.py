@@ -10,7 +10,9 @@ is the 32-bit value of the part-id registers (high word first) at that moment.
 register write touching the vision block at ``register_base`` and serves the PLC block from its memory,
 refreshed at every access; the program's events (``result``, ``duplicate_result``, ``vision_status``)
 are printed as they happen. Every ``t_ns`` is ``time.monotonic_ns()`` taken in the pymodbus ``action=``
-callback, i.e. when the request is applied.
+callback, i.e. when the request is applied. ``--blocks N`` serves N interface blocks, 32 registers apart
+from ``register_base`` (several cameras on one PLC), each with its own program; then each program event
+carries ``"block": k`` and ``listening`` says ``"blocks": N`` (both only for N > 1).
 
 With an encoder (``--encoder-cps`` > 0), in either mode:
 
@@ -37,7 +39,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, TextIO
 
 from pymodbus.server import ModbusTcpServer
@@ -52,6 +54,13 @@ Mode = Literal["pulse", "handshake"]
 FC_WRITE_COIL, FC_WRITE_COILS = 5, 15
 FC_WRITE_REGISTER, FC_WRITE_REGISTERS = 6, 16
 REGISTER_FCS = frozenset({3, 6, 16, 22, 23})
+
+
+BLOCK_STRIDE = 32
+"""Registers from one interface block to the next with ``blocks`` > 1: the 32 that linegate's config
+check keeps between two cameras' blocks on one PLC (:mod:`linegate.config.lanes`)."""
+MAX_BLOCKS = 8
+"""One per camera at most (``[[cameras]]`` takes up to 8)."""
 
 
 class SimPortError(Exception):
@@ -123,6 +132,7 @@ class EdgeRecorder:
         register_base: int = 0,
         handshake: bool = True,
         part_id_stride: int = 0,
+        more_programs: Sequence[PlcProgram] = (),
     ) -> None:
         self.emit_event = emit
         self.part_id_register = part_id_register
@@ -133,8 +143,12 @@ class EdgeRecorder:
         self.program = program
         self.register_base = register_base
         self.handshake = handshake
-        if program is not None and register_base + itf.TOTAL_WORDS > registers:
-            raise ValueError(f"register_base {register_base} leaves no room for the {itf.TOTAL_WORDS}-word interface")
+        self.blocks = [(register_base + k * BLOCK_STRIDE, p) for k, p in enumerate(
+            [program, *more_programs] if program is not None else [])]  # fmt: skip
+        """(register base, program) of each interface block: block k at register_base + k * BLOCK_STRIDE."""
+        last = self.blocks[-1][0] if self.blocks else register_base
+        if program is not None and last + itf.TOTAL_WORDS > registers:
+            raise ValueError(f"register_base {last} leaves no room for the {itf.TOTAL_WORDS}-word interface")
 
     def part_id(self, coil: int = 0) -> int:
         r = self.part_id_register + coil * self.part_id_stride
@@ -167,15 +181,15 @@ class EdgeRecorder:
             for i, value in enumerate(values[:count]):
                 self.registers[address + i] = int(value)
                 current[address + i - start_address] = int(value)  # pymodbus applies the same right after
-        if self.program is None:
-            return
-        base = self.register_base - start_address
-        touches_vision = address < self.register_base + itf.VISION_WORDS and address + count > self.register_base
-        if self.handshake and wrote and touches_vision:
-            for event in self.program.on_vision_block(current[base : base + itf.VISION_WORDS], t_ns):
-                self.emit_event(event)
-        plc = base + itf.PLC_OFFSET
-        current[plc : plc + itf.PLC_WORDS] = self.program.scan(t_ns)
+        several = len(self.blocks) > 1
+        for k, (register_base, program) in enumerate(self.blocks):
+            base = register_base - start_address
+            touches_vision = address < register_base + itf.VISION_WORDS and address + count > register_base
+            if self.handshake and wrote and touches_vision:
+                for event in program.on_vision_block(current[base : base + itf.VISION_WORDS], t_ns):
+                    self.emit_event({**event, "block": k} if several else event)
+            plc = base + itf.PLC_OFFSET
+            current[plc : plc + itf.PLC_WORDS] = program.scan(t_ns)
 
     def emit(self, coil: int, value: bool, t_ns: int | None = None) -> None:
         stamp = time.monotonic_ns() if t_ns is None else t_ns
@@ -208,28 +222,39 @@ async def serve_plc_sim(
     program: ProgramConfig | None = None,
     ready: Callable[[int], None] | None = None,
     part_id_stride: int = 0,
+    blocks: int = 1,
 ) -> None:
-    """Serve until cancelled; calls *ready* with the bound port once listening. Raises SimPortError."""
+    """Serve until cancelled; calls *ready* with the bound port once listening. Raises SimPortError.
+
+    *blocks* > 1: that many interface blocks, block k at ``register_base + k * BLOCK_STRIDE`` (one per
+    camera, as ``[[cameras]]`` places them), each with its own PLC program; their events carry ``block``.
+    """
     config = program or ProgramConfig()
     serves_plc_block = mode == "handshake" or config.encoder_cps > 0
+    if not 1 <= blocks <= MAX_BLOCKS:
+        raise ValueError(f"blocks {blocks} must be within 1..{MAX_BLOCKS}")
     if serves_plc_block:
-        registers = max(registers, register_base + itf.TOTAL_WORDS)
+        registers = max(registers, register_base + (blocks - 1) * BLOCK_STRIDE + itf.TOTAL_WORDS)
     if not 0 <= part_id_register < registers - 1:
         raise ValueError(f"part_id_register {part_id_register} needs two registers inside 0..{registers - 1}")
-    if not 0 <= register_base <= 65535 - itf.TOTAL_WORDS:
-        raise ValueError(f"register_base {register_base} must be within 0..{65535 - itf.TOTAL_WORDS}")
-    plc_first = register_base + itf.PLC_OFFSET
-    if mode == "pulse" and serves_plc_block and part_id_register + 2 > plc_first \
-            and part_id_register < plc_first + itf.PLC_WORDS:
-        raise ValueError(f"part_id_register {part_id_register} overlaps the PLC block at registers "
-                         f"{plc_first}..{plc_first + itf.PLC_WORDS - 1} (register_base {register_base})")
+    last_base = 65535 - itf.TOTAL_WORDS - (blocks - 1) * BLOCK_STRIDE
+    if not 0 <= register_base <= last_base:
+        raise ValueError(f"register_base {register_base} must be within 0..{last_base}")
+    for k in range(blocks):
+        plc_first = register_base + k * BLOCK_STRIDE + itf.PLC_OFFSET
+        if mode == "pulse" and serves_plc_block and part_id_register + 2 > plc_first \
+                and part_id_register < plc_first + itf.PLC_WORDS:
+            raise ValueError(f"part_id_register {part_id_register} overlaps the PLC block at registers "
+                             f"{plc_first}..{plc_first + itf.PLC_WORDS - 1} (register_base {register_base})")
     problem = bind_problem(host, port)
     if problem is not None:
         raise SimPortError(problem)
     emit = JsonLines(out)
-    plc = PlcProgram(config, time.monotonic_ns()) if serves_plc_block else None
+    t0_ns = time.monotonic_ns()
+    plc = PlcProgram(config, t0_ns) if serves_plc_block else None
+    more = [PlcProgram(config, t0_ns) for _ in range(blocks - 1)] if serves_plc_block else []
     recorder = EdgeRecorder(emit, part_id_register, coils, registers, program=plc, register_base=register_base,
-                            handshake=mode == "handshake", part_id_stride=part_id_stride)
+                            handshake=mode == "handshake", part_id_stride=part_id_stride, more_programs=more)
     server = ModbusTcpServer(build_device(recorder), address=(host, port))
     try:
         await server.serve_forever(background=True)
@@ -238,7 +263,7 @@ async def serve_plc_sim(
     listener = server.transport
     bound = int(listener.sockets[0].getsockname()[1]) if isinstance(listener, asyncio.Server) else port
     listening: dict[str, object] = {"event": "listening", "host": host, "port": bound, "protocol": "modbus",
-                                    "mode": mode}
+                                    "mode": mode, **({"blocks": blocks} if blocks > 1 else {})}
     if plc is not None and plc.has_encoder:
         listening.update(plc.encoder_origin())
     emit(listening)
@@ -260,6 +285,7 @@ def run_plc_sim(
     register_base: int = 0,
     program: ProgramConfig | None = None,
     part_id_stride: int = 0,
+    blocks: int = 1,
 ) -> int:
     """Run in the foreground until SIGINT or SIGTERM; returns the exit code. Raises SimPortError."""
 
@@ -271,7 +297,8 @@ def run_plc_sim(
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await serve_plc_sim(host, port, out=out, part_id_register=part_id_register, mode=mode,
-                                register_base=register_base, program=program, part_id_stride=part_id_stride)
+                                register_base=register_base, program=program, part_id_stride=part_id_stride,
+                                blocks=blocks)
 
     asyncio.run(main())
     return 0

@@ -241,3 +241,50 @@ def test_handshake_mode_each_camera_on_its_own_plc_gets_each_result_once(tmp_pat
         unsent = {r["part_id"] for r in recs if r["event"] in ("reject_undelivered", "result_undelivered")
                   and r.get("camera") == name}  # fmt: skip
         assert at_plc == {p: v for p, v in verdicts.items() if p not in unsent}, name
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "s7"])
+def test_handshake_two_cameras_on_one_plc_each_block_takes_its_camera_once(tmp_path: Path, protocol: str) -> None:
+    """handshake mode, results = "all", two cameras whose ejectors are on one PLC (one simulated
+    PLC serving two interface blocks, each with its own program, as a station PLC would): each
+    block takes exactly its camera's verdicts, one result per frame, and nothing of one camera
+    reaches the other's block. Over Modbus the blocks are at registers 100 and 132, over S7 at
+    bytes 0 and 64 of DB 100."""
+    port = free_port()
+    mode = {'mode = "pulse"': 'mode = "handshake"\nhandshake = { results = "all" }'}
+    if protocol == "modbus":
+        sim_args = ["--mode", "handshake", "--register-base", "100", "--blocks", "2"]
+        second, link = "[cameras.plc.modbus]\nregister_base = 132\n", ""
+    else:
+        sim_args = ["--protocol", "s7", "--mode", "handshake", "--byte-base", "0", "--blocks", "2"]
+        second = "[cameras.plc.s7]\nbyte_base = 64\n"
+        link = f'\n[plc.s7]\nhost = "127.0.0.1"\nport = {port}\ntimeout_ms = 50.0\ndb = 100\nbyte_base = 0\n'
+        mode['protocol = "modbus"'] = 'protocol = "s7"'
+    entries = (
+        f'{link}\n[[cameras]]\nname = "cam0"\ndevice = {{ serial_number = "0" }}\n'
+        f'\n[[cameras]]\nname = "cam1"\ndevice = {{ serial_number = "1" }}\n{second}'
+    )
+    config, _ = demo_config_file(tmp_path, port, {**NO_DEVICE, **mode}, append=entries)
+    plc = PlcSimProcess(port, args=sim_args)
+    try:
+        log = tmp_path / "frames.jsonl"
+        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
+                            timeout=180)  # fmt: skip
+        time.sleep(0.3)
+    finally:
+        plc.stop()
+    recs = records(log)
+    (summary,) = [r for r in recs if r["event"] == "run_summary"]
+    assert done.returncode == 0 or (done.returncode == 1 and summary["plc_undelivered"] > 0), done.stderr
+    assert summary["problems"] == [], summary["problems"]
+    frames = by_camera(recs, "frame")
+    for block, name in enumerate(["cam0", "cam1"]):
+        verdicts = {r["part_id"]: r["verdict"] for r in frames[name]}
+        assert sorted(verdicts) == list(range(1, FRAMES + 1)), name
+        taken = [e for e in plc.results if e["block"] == block]
+        at_plc = {int(e["part_id"]): ("pass", "reject")[e["verdict"] - 1] for e in taken}
+        assert len(at_plc) == len(taken), f"{name}: a part id taken twice by its block"
+        unsent = {r["part_id"] for r in recs if r["event"] in ("reject_undelivered", "result_undelivered")
+                  and r.get("camera") == name}  # fmt: skip
+        assert at_plc == {p: v for p, v in verdicts.items() if p not in unsent}, name
+        assert len(at_plc) >= FRAMES // 2, f"{name}: only {len(at_plc)} of {FRAMES} results reached its block"

@@ -186,3 +186,22 @@ def test_in_process_sim_stamps_edges_between_write_and_reply() -> None:
     (edge,) = events
     assert (edge["coil"], edge["value"]) == (5, 1)
     assert before <= edge["t_ns"] <= after
+
+
+def test_several_blocks_each_run_their_own_program() -> None:
+    """--blocks 2 over S7: blocks 64 bytes apart in the DB, each with its own program; events say which."""
+    sim = SimProc("--protocol", "s7", "--mode", "handshake", "--byte-base", "64", "--blocks", "2")
+    client = s7_client(sim.port)
+    try:
+        write_result(client, 1, 11, base=64)
+        write_result(client, 1, 21, base=128)
+        write_result(client, 2, 22, base=128)
+        assert (read_plc(client, 64).ack_seq, read_plc(client, 128).ack_seq) == (1, 2)
+        sim.wait_for(lambda: len(sim.named("result")) >= 3)
+        time.sleep(0.2)
+    finally:
+        client.disconnect()
+        sim.stop()
+    assert sim.listening["blocks"] == 2
+    taken = [(e["block"], e["seq"], e["part_id"]) for e in sim.named("result")]
+    assert taken == [(0, 1, 11), (1, 1, 21), (1, 2, 22)]

@@ -446,3 +446,33 @@ def test_s7_pulse_mode_serves_the_encoder_and_stamps_edges() -> None:
         assert sim.stop() == 0
     (edge,) = sim.named("coil_edge")
     assert abs(edge["encoder"] - true_encoder(sim.listening, edge["t_ns"])) <= 3
+
+
+def test_several_blocks_each_run_their_own_program() -> None:
+    """--blocks 2: blocks 32 registers apart, each taking, acking and numbering its own results; a
+    result written to one block is never one of the other's, and their events say which block."""
+    sim = SimProc("--mode", "handshake", "--register-base", "100", "--blocks", "2", "--plc-part-id", "500")
+    client = modbus_client(sim.port)
+    try:
+        write_result(client, 1, 11, base=100)
+        write_result(client, 1, 21, base=132)  # the same seq in the other block is that block's own result
+        write_result(client, 2, 22, base=132)
+        assert (read_plc(client, 100).ack_seq, read_plc(client, 132).ack_seq) == (1, 2)
+        assert read_plc(client, 132).part_id == 500  # each block serves its PLC inputs
+        sim.wait_for(lambda: len(sim.named("result")) >= 3)
+        time.sleep(0.2)
+    finally:
+        client.close()
+        assert sim.stop() == 0
+    assert sim.listening["blocks"] == 2
+    taken = [(e["block"], e["seq"], e["part_id"]) for e in sim.named("result")]
+    assert taken == [(0, 1, 11), (1, 1, 21), (1, 2, 22)]
+    assert not sim.named("duplicate_result")
+
+
+def test_blocks_that_do_not_fit_the_register_space_are_refused() -> None:
+    """The last block must fit below register 65536: one line and exit 2, naming register_base."""
+    done = subprocess.run([sys.executable, "-m", "linegate", "plc-sim", "--mode", "handshake", "--port", "0",
+                           "--register-base", "65500", "--blocks", "2"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "register_base 65500 must be within 0..65479" in done.stderr
