@@ -51,10 +51,13 @@ RUN /opt/linegate/venv/bin/pip install "/src[gpu]" \
 # The same unprivileged user as the systemd unit; video/render own the GPU nodes on the host.
 RUN groupadd --system linegate \
     && useradd --system --gid linegate --groups video --no-create-home --shell /usr/sbin/nologin linegate \
-    && install -d -o linegate -g linegate -m 0750 /var/log/linegate /var/lib/linegate \
+    && install -d -o linegate -g linegate -m 0750 /var/log/linegate /var/lib/linegate /var/cache/linegate \
     && install -d -m 0755 /etc/linegate
 USER linegate
-ENV PATH=/opt/linegate/venv/bin:$PATH
+# numba compiles the CPU preprocessing kernels at the first start (about a second) and keeps them here;
+# in a container started from the image again, the first start compiles again (mount a volume to keep them).
+ENV PATH=/opt/linegate/venv/bin:$PATH \
+    NUMBA_CACHE_DIR=/var/cache/linegate/numba
 
 # SIGTERM: graceful stop (drain the ring, deliver or report pending rejects, outputs safe) within
 # supervisor.stop_timeout_ms (20 s): give docker stop more than that.
