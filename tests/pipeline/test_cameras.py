@@ -288,3 +288,52 @@ def test_handshake_two_cameras_on_one_plc_each_block_takes_its_camera_once(tmp_p
                   and r.get("camera") == name}  # fmt: skip
         assert at_plc == {p: v for p, v in verdicts.items() if p not in unsent}, name
         assert len(at_plc) >= FRAMES // 2, f"{name}: only {len(at_plc)} of {FRAMES} results reached its block"
+
+
+def test_encoder_tracking_with_two_cameras_fires_each_reject_on_its_own_coil(tmp_path: Path) -> None:
+    """pulse mode, plc.tracking.by = "encoder", two cameras on one PLC whose program serves the belt's
+    count in each camera's PLC block (registers 100 and 132): each camera's rejects are fired on its
+    own coil, once each, when the belt has carried the part ejector_counts from its frame's
+    acquisition (within tolerance), or reported undelivered, never both."""
+    from tests.pipeline.test_encoder_pipeline import CPS, EJECTOR, SLACK, TOLERANCE, TRACKING, position
+
+    port = free_port()
+    entries = TRACKING
+    for i in range(2):
+        entries += (
+            f'\n[[cameras]]\nname = "cam{i}"\ndevice = {{ serial_number = "{i}" }}\n'
+            f"[cameras.plc.modbus]\nreject_coil = {i}\npart_id_register = {10 + 2 * i}\n"
+            f"register_base = {100 + 32 * i}\n"
+        )
+    replace = {**NO_DEVICE, "timeout_ms = 20.0": "timeout_ms = 50.0"}
+    config, _ = demo_config_file(tmp_path, port, replace, append=entries)
+    sim = PlcSimProcess(port, args=["--part-id-register", "10", "--part-id-stride", "2", "--register-base", "100",
+                                    "--blocks", "2", "--encoder-cps", str(CPS)])  # fmt: skip
+    log = tmp_path / "frames.jsonl"
+    try:
+        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
+                            timeout=180)  # fmt: skip
+        time.sleep(0.3)
+    finally:
+        sim.stop()
+    assert sim.listening is not None and sim.listening["blocks"] == 2
+    recs = records(log)
+    (summary,) = [r for r in recs if r["event"] == "run_summary"]
+    assert summary["problems"] == [], summary["problems"]
+    for coil, name in enumerate(["cam0", "cam1"]):
+        frames = {r["part_id"]: r for r in by_camera(recs, "frame")[name]}
+        assert sorted(frames) == list(range(1, FRAMES + 1)), name
+        rejected = {p for p, r in frames.items() if r["verdict"] == "reject"}
+        delivered = {r["part_id"]: r for r in by_camera(recs, "reject_delivered").get(name, [])}
+        undelivered = {r["part_id"]: r for r in by_camera(recs, "reject_undelivered").get(name, [])}
+        assert rejected and set(delivered) | set(undelivered) == rejected and not set(delivered) & set(undelivered)
+        assert {r["reason"] for r in undelivered.values()} <= {"too_late", "position_unknown"}, name
+        assert len(undelivered) <= 0.5 * len(rejected), (name, list(undelivered.values())[:3])  # load, not tracking
+        rising = [e for e in sim.edges if e["coil"] == coil and e["value"] == 1]
+        assert sorted(e["part_id"] for e in rising) == sorted(delivered), name  # each one pulse, on its coil
+        for e in rising:
+            record = delivered[e["part_id"]]
+            offset = position(sim.listening, e["t_ns"]) - position(sim.listening, frames[e["part_id"]]["t_acquired_ns"])
+            in_flight = CPS * (e["t_ns"] - (record["t_pulse_ns"] - record["reading_age_ms"] * 1e6)) / 1e9
+            assert EJECTOR - SLACK <= offset <= EJECTOR + TOLERANCE + in_flight + 2 * SLACK, (name, offset, record)
+    assert done.returncode == (1 if summary["plc_undelivered"] else 0), done.stderr
