@@ -26,15 +26,16 @@ _KERNELS: dict[str, Kernel] = {}
 def kernel(interpolation: str) -> Kernel:
     """The compiled kernel for *interpolation* ('area', 'nearest', 'bilinear'), compiled on first call."""
     if interpolation not in _KERNELS:
-        import numba  # imported here: about 0.5 s, and only preprocessing processes need it
+        import numba  # imported here: about 0.4 s, and only preprocessing processes need it
 
         bodies: dict[str, Kernel] = {"area": _area, "nearest": _nearest, "bilinear": _bilinear}
         body = bodies[interpolation]
         # nogil: the GIL is released while a frame is resampled; boundscheck off: indices come
         # from the plan, checked against the frame's shape before any call (Preprocessor).
         try:
-            # cache: compiled once per machine (1.2 s), loaded after that (0.1 s): next to this
-            # file, else in $NUMBA_CACHE_DIR (the systemd units set it), else in ~/.cache.
+            # cache: compiled once per machine (1.2 s), loaded after that (0.1 s): in
+            # $NUMBA_CACHE_DIR when set (the systemd units set it), else next to this file, else
+            # in ~/.cache.
             _KERNELS[interpolation] = numba.njit(nogil=True, boundscheck=False, cache=True)(body)
         except RuntimeError:  # numba found no writable cache directory: compile in every process
             _KERNELS[interpolation] = numba.njit(nogil=True, boundscheck=False)(body)

@@ -123,7 +123,13 @@ def test_each_reject_fires_at_its_parts_encoder_position_and_late_verdicts_never
         assert len(rising) == len(delivered)
         in_order = sorted(delivered.values(), key=lambda r: r["t_pulse_ns"])
         rising = [{**e, "part_id": r["part_id"]} for e, r in zip(rising, in_order, strict=True)]
-        assert all(r["t_pulse_ns"] < e["t_ns"] for e, r in zip(rising, in_order, strict=True))
+        # Each edge after its record's write went out; if not, say which and what else the worker
+        # logged (failed once in a CI dry run on a loaded machine, 0 of 13 runs since: a held write
+        # applied after a read-back would look like this).
+        early = [(r["part_id"], r["t_pulse_ns"] - e["t_ns"], r.get("confirmed_by"))
+                 for e, r in zip(rising, in_order, strict=True) if r["t_pulse_ns"] >= e["t_ns"]]  # fmt: skip
+        routine = {"reject_delivered", "reject_undelivered"}
+        assert not early, (early[:3], sorted({name for name, _ in log.records} - routine))
     pulsed = [e["part_id"] for e in rising]
     assert sorted(pulsed) == sorted(delivered) and len(set(pulsed)) == len(pulsed)
     offsets = []
