@@ -189,8 +189,12 @@ class Preprocessor:
 
     def __call__(self, frame: Frame, out: Tensor) -> None:
         if self.compiled:
-            if frame.size != self._frame_size:  # the compiled loops do not check bounds
-                raise ValueError(f"frame of shape {frame.shape}, expected {self.plan.frame_shape}")
+            # The compiled loops do not check bounds: a frame or an input of another size stops here.
+            if frame.size != self._frame_size or out.shape != self.spec.shape:
+                raise ValueError(
+                    f"frame of shape {frame.shape} into an input of shape {out.shape}, "
+                    f"expected {self.plan.frame_shape} into {self.spec.shape}"
+                )
             self._compiled_call(frame, out)
             return
         hwc = self._resample(frame)  # (h, w, c_src): block sums, source pixels or interpolated values

@@ -75,11 +75,14 @@ def test_float16_inputs_take_the_numpy_path() -> None:
     assert (out == 1.0).all()
 
 
-def test_a_frame_of_another_size_is_refused_naming_both_shapes() -> None:
-    """The compiled loops do not check bounds, so a frame of the wrong size is refused before them."""
+def test_a_frame_or_input_of_another_size_is_refused_naming_the_shapes() -> None:
+    """The compiled loops do not check bounds, so a frame or a model input of the wrong size is
+    refused before them."""
     pre = Preprocessor(plan_preprocess(PreprocessSection(resize=(16, 12)), (48, 64), "Mono8"), kernel="compiled")
-    with pytest.raises(ValueError, match=r"frame of shape \(48, 60\), expected \(48, 64, 1\)"):
+    with pytest.raises(ValueError, match=r"frame of shape \(48, 60\) into .* expected \(48, 64, 1\)"):
         pre(np.zeros((48, 60), dtype=np.uint8), np.zeros((1, 1, 12, 16), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"input of shape \(1, 1, 6, 8\), expected .* into \(1, 1, 12, 16\)"):
+        pre(np.zeros((48, 64), dtype=np.uint8), np.zeros((1, 1, 6, 8), dtype=np.float32))
 
 
 def _numba_missing(monkeypatch: pytest.MonkeyPatch) -> None:
