@@ -148,13 +148,13 @@ class GenICamCamera:
         return camera
 
     def _search_key(self) -> tuple[int | dict[str, str], str]:
-        dev = self.cfg.device
+        dev, where = self.cfg.device, self.cfg.key("device")
         if dev.serial_number is not None:
-            return {"serial_number": dev.serial_number}, f"camera.device.serial_number={dev.serial_number!r}"
+            return {"serial_number": dev.serial_number}, f"{where}.serial_number={dev.serial_number!r}"
         if dev.user_id is not None:
-            return {"user_defined_name": dev.user_id}, f"camera.device.user_id={dev.user_id!r}"
+            return {"user_defined_name": dev.user_id}, f"{where}.user_id={dev.user_id!r}"
         assert dev.index is not None
-        return dev.index, f"camera.device.index={dev.index}"
+        return dev.index, f"{where}.index={dev.index}"
 
     def _apply_settings(self, ia: ImageAcquirer, info: CameraInfo) -> None:
         node_map = ia.remote_device.node_map
@@ -164,12 +164,12 @@ class GenICamCamera:
                 continue
             if not node_map.has_node(node_name):
                 if key in _GEOMETRY_NODES:
-                    raise CameraSettingError(f"camera.{key}: the camera has no {node_name} node")
+                    raise CameraSettingError(f"{self.cfg.key(key)}: the camera has no {node_name} node")
                 info.skipped.append(key)
                 continue
             if key == "frame_rate_hz" and node_map.has_node("AcquisitionFrameRateEnable"):
                 _set(node_map, "AcquisitionFrameRateEnable", True, "camera.frame_rate_hz")
-            _set(node_map, node_name, value, f"camera.{key}")
+            _set(node_map, node_name, value, self.cfg.key(key))
             info.applied[node_name] = value
         for name, value in self.cfg.nodes.items():
             if not node_map.has_node(name):

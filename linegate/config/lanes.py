@@ -35,10 +35,13 @@ def _given(section: BaseModel) -> dict[str, Any]:
     return {k: v for k, v in section.model_dump().items() if v is not None}
 
 
-def lane_config(cfg: Config, entry: CameraEntry) -> Config:
-    """*entry*'s camera: ``[camera]`` with its device, exposure and gain; ``[plc]`` with its keys."""
+def lane_config(cfg: Config, entry: CameraEntry, index: int = 0) -> Config:
+    """*entry* (``cameras.<index>``)'s camera: ``[camera]`` with its device, exposure and gain (an
+    error about those names the entry's key); ``[plc]`` with its keys."""
     settings = {"device": entry.device, "exposure_us": entry.exposure_us, "gain_db": entry.gain_db}
-    camera = cfg.camera.model_copy(update={k: v for k, v in settings.items() if v is not None})
+    own = {k: v for k, v in settings.items() if v is not None}
+    camera = cfg.camera.model_copy(update=own)
+    camera._keys = {k: f"cameras.{index}.{k}" for k in own}
     over = entry.plc
     plc = cfg.plc.model_dump()
     if over.fire_delay_ms is not None:
@@ -59,7 +62,7 @@ def lanes_of(cfg: Config) -> list[Lane]:
     """Every camera of *cfg* with its configuration, in ``[[cameras]]`` order."""
     if not cfg.cameras:
         return [Lane(0, cfg.instance.name, cfg)]
-    return [Lane(i, entry.name, lane_config(cfg, entry)) for i, entry in enumerate(cfg.cameras)]
+    return [Lane(i, entry.name, lane_config(cfg, entry, i)) for i, entry in enumerate(cfg.cameras)]
 
 
 def check_cameras(cfg: Config) -> None:
@@ -78,7 +81,7 @@ def check_cameras(cfg: Config) -> None:
         )
     _apart("name", [(i, e.name, 1) for i, e in enumerate(entries)])
     _apart("device", [(i, e.device.model_dump_json(exclude_none=True), 1) for i, e in enumerate(entries)])
-    plcs = [lane_config(cfg, entry).plc for entry in entries]
+    plcs = [lane_config(cfg, entry, i).plc for i, entry in enumerate(entries)]
     for key, spans in _plc_spans(cfg.plc, plcs).items():
         _apart(key, spans)
 

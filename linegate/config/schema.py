@@ -12,7 +12,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from linegate.archive.settings import ArchiveSection as _ArchiveSettings
 
@@ -84,6 +93,15 @@ class CameraSection(_Section):
     reconnect_min_ms: Milliseconds = 200.0
     """After the camera is lost, the first reopen is tried this soon, then the delay doubles."""
     reconnect_max_ms: Milliseconds = 5_000.0
+    _keys: dict[str, str] = PrivateAttr(default_factory=dict)
+    """Where a ``[[cameras]]`` entry gave a setting itself (``device``, ``exposure_us``, ``gain_db``),
+    that setting's key there (``cameras.2.device``): set by :func:`linegate.config.lanes.lane_config`,
+    never by the file."""
+
+    def key(self, name: str) -> str:
+        """The configuration key of setting *name* as the file holds it: ``camera.<name>``, or the
+        ``[[cameras]]`` entry's own key for its device, exposure and gain."""
+        return self._keys.get(name, f"camera.{name}")
 
     @field_validator("cti")
     @classmethod

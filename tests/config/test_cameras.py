@@ -5,6 +5,7 @@ refused with an error naming both cameras and the key."""
 from __future__ import annotations
 
 import copy
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,16 @@ def test_without_cameras_the_one_lane_is_the_configuration_itself() -> None:
     cfg = parse_config(copy.deepcopy(BASE), source=DEMO)
     (lane,) = lanes_of(cfg)
     assert (lane.index, lane.name, lane.cfg) == (0, cfg.instance.name, cfg)
+
+
+def test_a_lanes_camera_names_the_entrys_own_keys_even_after_pickling() -> None:
+    """Errors about a camera's device, exposure or gain name its [[cameras]] entry's key (the
+    acquisition worker gets its configuration pickled, at spawn); shared settings stay camera.X."""
+    cfg = load(config([cam("left", "0", 0), cam("right", "1", 5, exposure_us=500.0)]))
+    left, right = (pickle.loads(pickle.dumps(lane.cfg.camera)) for lane in lanes_of(cfg))
+    assert (left.key("device"), right.key("device")) == ("cameras.0.device", "cameras.1.device")
+    assert (left.key("exposure_us"), right.key("exposure_us")) == ("camera.exposure_us", "cameras.1.exposure_us")
+    assert right.key("width") == "camera.width" and cfg.camera.key("device") == "camera.device"
 
 
 def test_each_lane_is_the_shared_configuration_with_its_cameras_keys() -> None:

@@ -244,7 +244,8 @@ def test_probe_with_cameras_opens_each_camera_and_reads_each_cameras_plc_output(
     assert done.stdout.count("plc: connected to") == 2 and done.stdout.count("camera: opened") == 2, done.stdout
     done = check_config_cli("--probe", str(config(("1", "9"))))
     assert done.returncode == 1, done
-    assert "camera.device.serial_number='9': no unique matching device" in done.stderr, done.stderr
+    # named by its [[cameras]] entry's key, not a [camera] key the file does not have
+    assert "cameras.1.device.serial_number='9': no unique matching device" in done.stderr, done.stderr
     assert plc_sim.edges == []
 
 

@@ -210,6 +210,9 @@ def test_a_camera_that_is_not_there_is_its_own_fault_and_the_others_inspect(tmp_
     faults = [f for r in recs if r["event"] == "inspection_suspended" for f in r["faults"]]
     assert faults and all(f.startswith("camera cam9: ") for f in faults), faults
     assert any("camera down" in f for f in faults), faults
+    opened = [r for r in recs if r["event"] == "camera_open_failed"]
+    assert opened and all(r["camera"] == "cam9" for r in opened), opened
+    assert "cameras.2.device.serial_number='9'" in opened[0]["error"], opened[0]  # its entry's key
     frames = by_camera(recs, "frame")
     assert sorted(frames) == ["cam0", "cam1"] and min(len(f) for f in frames.values()) >= 50
     edges: dict[int, list[int]] = {}
