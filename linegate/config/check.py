@@ -15,6 +15,7 @@ import importlib.util
 import multiprocessing
 import os
 from dataclasses import dataclass, field
+from importlib.metadata import version as _version
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def check_model(report: CheckReport, key: str, model: ModelSection, camera: Came
         return
     if pre.fallback:
         report.notes.append(f"{key}.preprocess.kernel = 'auto': numpy path here ({pre.fallback})")
+    elif pre.compiled:
+        report.notes.append(f"{key}.preprocess: one compiled call per frame (numba {_version('numba')})")
     if model.backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         report.problems.extend(engine_file_problems(src, key, model.path))
         report.problems.extend(engine_key_problems(src, key, model))

@@ -113,3 +113,10 @@ def test_check_config_notes_the_numpy_fallback(monkeypatch: pytest.MonkeyPatch) 
     report = check_config(DEMO_CONFIG)
     assert not report.problems
     assert any("model.preprocess.kernel = 'auto': numpy path here" in note for note in report.notes), report.notes
+
+
+def test_check_config_says_the_compiled_path_runs() -> None:
+    """Where numba works, check-config says so (with its version): the note to look for on a new machine."""
+    report = check_config(DEMO_CONFIG)
+    assert not report.problems
+    assert any(note.startswith("model.preprocess: one compiled call per frame (numba ") for note in report.notes)
