@@ -97,7 +97,6 @@ class S7Sim:
                 _check(all(not plc_at <= b < plc_at + 2 * itf.PLC_WORDS for b in flags),
                        f"flag bytes must be outside the PLC block (bytes {plc_at}..{plc_at + 2 * itf.PLC_WORDS - 1})")
         self.host, self.port, self.db, self.mode, self.scan_ms = host, port, db, mode, scan_ms
-        self.byte_base = byte_base
         self.emit = emit
         size = max([64, *(b + 1 for b in flags)] + ([byte_base + span] if serves_plc_block else []))
         self.data = bytearray(size)

@@ -141,7 +141,6 @@ class EdgeRecorder:
         self.coils = [False] * (-(-coils // 16) * 16)  # whole 16-bit registers of coils
         self.registers = [0] * registers
         self.program = program
-        self.register_base = register_base
         self.handshake = handshake
         self.blocks = [(register_base + k * BLOCK_STRIDE, p) for k, p in enumerate(
             [program, *more_programs] if program is not None else [])]  # fmt: skip
