@@ -80,6 +80,20 @@ def check_each_camera(recs: list[dict[str, Any]], plc: PlcSimProcess, names: lis
         assert set(sent) <= set(rising) and set(rising) - set(sent) <= unknown, name
 
 
+def bounded_run(tmp_path: Path, config: Path, *sims: PlcSimProcess) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`linegate run` of *config* for FRAMES frames per camera, then *sims* stopped (after they
+    have printed the last edges): the run's result and its log file."""
+    log = tmp_path / "frames.jsonl"
+    try:
+        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
+                            timeout=180)  # fmt: skip
+        time.sleep(0.3)
+    finally:
+        for sim in sims:
+            sim.stop()
+    return done, log
+
+
 def check_results_taken_once(
     recs: list[dict[str, Any]], done: subprocess.CompletedProcess[str], taken: dict[str, list[dict[str, Any]]]
 ) -> None:
@@ -125,14 +139,8 @@ def test_three_cameras_in_one_linegate_each_reconciled_on_its_own_coil(tmp_path:
     camera, and one inference worker served them all."""
     names = ["cam0", "cam1", "cam2"]
     plc = sim()
-    try:
-        config, _ = demo_config_file(tmp_path, plc.port, NO_DEVICE, append=cameras(["0", "1", "2"]))
-        log = tmp_path / "frames.jsonl"
-        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
-                            timeout=180)  # fmt: skip
-        time.sleep(0.3)  # the simulator prints the last edges
-    finally:
-        plc.stop()
+    config, _ = demo_config_file(tmp_path, plc.port, NO_DEVICE, append=cameras(["0", "1", "2"]))
+    done, log = bounded_run(tmp_path, config, plc)
     recs = records(log)
     (summary,) = [r for r in recs if r["event"] == "run_summary"]
     # a bounded run exits 1 only if a reject did not reach the PLC (reported by part id, checked below)
@@ -243,16 +251,9 @@ def test_handshake_mode_each_camera_on_its_own_plc_gets_each_result_once(tmp_pat
         '\n[[cameras]]\nname = "cam1"\ndevice = { serial_number = "1" }\n'
         f"plc = {{ modbus = {{ port = {second.port} }} }}\n"
     )
-    try:
-        mode = {'mode = "pulse"': 'mode = "handshake"\nhandshake = { results = "all" }'}
-        config, _ = demo_config_file(tmp_path, first.port, {**NO_DEVICE, **mode}, append=entries)
-        log = tmp_path / "frames.jsonl"
-        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
-                            timeout=180)  # fmt: skip
-        time.sleep(0.3)
-    finally:
-        first.stop()
-        second.stop()
+    mode = {'mode = "pulse"': 'mode = "handshake"\nhandshake = { results = "all" }'}
+    config, _ = demo_config_file(tmp_path, first.port, {**NO_DEVICE, **mode}, append=entries)
+    done, log = bounded_run(tmp_path, config, first, second)
     taken = {name: plc.results for name, plc in zip(names, (first, second), strict=True)}
     check_results_taken_once(records(log), done, taken)
 
@@ -280,13 +281,7 @@ def test_handshake_two_cameras_on_one_plc_each_block_takes_its_camera_once(tmp_p
     )
     config, _ = demo_config_file(tmp_path, port, {**NO_DEVICE, **mode}, append=entries)
     plc = PlcSimProcess(port, args=sim_args)
-    try:
-        log = tmp_path / "frames.jsonl"
-        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
-                            timeout=180)  # fmt: skip
-        time.sleep(0.3)
-    finally:
-        plc.stop()
+    done, log = bounded_run(tmp_path, config, plc)
     by_block = {name: [e for e in plc.results if e["block"] == block] for block, name in enumerate(["cam0", "cam1"])}
     check_results_taken_once(records(log), done, by_block)
 
@@ -310,13 +305,7 @@ def test_encoder_tracking_with_two_cameras_fires_each_reject_on_its_own_coil(tmp
     config, _ = demo_config_file(tmp_path, port, replace, append=entries)
     sim = PlcSimProcess(port, args=["--part-id-register", "10", "--part-id-stride", "2", "--register-base", "100",
                                     "--blocks", "2", "--encoder-cps", str(CPS)])  # fmt: skip
-    log = tmp_path / "frames.jsonl"
-    try:
-        done = run_linegate("run", "--config", str(config), "--log-file", str(log), "--max-frames", str(FRAMES),
-                            timeout=180)  # fmt: skip
-        time.sleep(0.3)
-    finally:
-        sim.stop()
+    done, log = bounded_run(tmp_path, config, sim)
     assert sim.listening is not None and sim.listening["blocks"] == 2
     recs = records(log)
     (summary,) = [r for r in recs if r["event"] == "run_summary"]
