@@ -52,6 +52,15 @@ DRIFT = 1.15
 speed drifted, and that side's share says little."""
 
 
+def batch_size_of(side: str) -> str:
+    """How a side runs a backlog, as its name says: "batch 4", "sessions 2", or "" (one frame)."""
+    words = side.split()
+    for i, word in enumerate(words[:-1]):
+        if word in ("batch", "sessions"):
+            return f"{word} {words[i + 1]}"
+    return ""
+
+
 def floor_shares(sides: Sequence[Side], fps: float) -> list[str]:
     """Frames decided by the model per second against the bare engine's frames per second at the
     same batch size (issue 10's overload goal: at least 0.9), where the engine at that batch size
@@ -63,15 +72,15 @@ def floor_shares(sides: Sequence[Side], fps: float) -> list[str]:
     for side in sides:
         if not side.side.startswith("linegate"):
             continue
-        batch = side.side.rsplit(" ", 1)[1] if " batch " in side.side else "1"
+        size = batch_size_of(side.side)
         if side.floor_beside is not None:
             before, after = side.floor_beside
             floor = (before + after) / 2
-            what = f"the engine alone at batch {batch} beside it ({before:.1f} fps before, {after:.1f} after)"
+            what = f"the engine alone at {size or 'batch 1'} beside it ({before:.1f} fps before, {after:.1f} after)"
             if max(before, after) > DRIFT * min(before, after):
                 what += "; the machine's speed drifted across this side: an unreliable share"
         else:
-            floor_name = "floor" if batch == "1" else f"floor batch {batch}"
+            floor_name = f"floor {size}" if size else "floor"
             floor = floors.get(floor_name, 0.0)
             what = f"the {floor_name}'s {floor:.1f} fps"
         if floor and floor < fps:

@@ -111,8 +111,8 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
     sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
     cfg = with_plc_port(cfg, sim.port)
     name = f"{sc.model}-{sc.load}"
-    other = batched = batched_cfg = None
-    batch_problem = ""
+    other = batched = batched_cfg = paired = paired_cfg = None
+    batch_problem = paired_problem = ""
     overload = sc.load == "overload"
     brief_runs = max(20, floor_runs // 3)
 
@@ -132,6 +132,9 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
             batched_cfg, batch_problem = with_batching(cfg, BATCH, tmp)
             if batched_cfg is not None:
                 batched = linegate_side(batched_cfg, f"{name}-linegate-batch.jsonl")
+            paired_cfg, paired_problem = with_sessions(cfg, SESSIONS)
+            if paired_cfg is not None:
+                paired = linegate_side(paired_cfg, f"{name}-linegate-sessions.jsonl")
         nv = run_naive(cfg, config_path, sc.frames, tmp / f"{name}-naive.jsonl")
         time.sleep(0.3)
     finally:
@@ -148,13 +151,22 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
         batched_side = analyse_linegate(*batched[0], edges, sc.fps, floor_beside=batched[1])
         batched_side.side = f"linegate batch {BATCH}"
         sides.append(batched_side)
+    if paired is not None:
+        paired_side = analyse_linegate(*paired[0], edges, sc.fps, floor_beside=paired[1])
+        paired_side.side = f"linegate sessions {SESSIONS}"
+        sides.append(paired_side)
     sides.append(analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms))
     sides.append(analyse_floor(engine_floor(cfg, floor_runs)))
     if batched_cfg is not None:
         sides.append(analyse_floor(engine_floor(batched_cfg, max(10, floor_runs // BATCH)), BATCH))
+    if paired_cfg is not None:
+        durations = engine_floor(paired_cfg, max(10, floor_runs // SESSIONS))
+        sides.append(analyse_floor(durations, SESSIONS, f"floor sessions {SESSIONS}"))
     result = ScenarioResult(sc, sides, cfg.deadline.budget_ms)
     if batch_problem:
         result.notes.append(f"no batching side: {batch_problem}")
+    if paired_problem:
+        result.notes.append(f"no sessions side: {paired_problem}")
     return result
 
 
@@ -162,7 +174,10 @@ LinegateRun = tuple[tuple[int, int], list[Event], dict[str, int], list[str]]
 """A linegate side's time window, records, final counters and problems."""
 
 BATCH = 4
-"""``model.max_batch`` of the overload scenario's batching side."""
+"""``model.max_batch`` of the overload scenario's batching side (over the model's batch dimension)."""
+SESSIONS = 2
+"""``model.max_batch`` of the overload scenario's side that runs one-frame sessions side by side
+(``model.batch_by = "sessions"``, the model as it is)."""
 
 
 def with_batching(cfg: Config, batch: int, tmp: Path) -> tuple[Config | None, str]:
@@ -174,8 +189,19 @@ def with_batching(cfg: Config, batch: int, tmp: Path) -> tuple[Config | None, st
         return None, f"the bench batches ONNX Runtime models only (model.backend = {cfg.model.backend!r})"
     try:
         path = batch_dynamic(cfg.model.path, tmp)
-        return with_model(with_backlog(cfg, "oldest_first"), path=path, max_batch=batch), ""
+        return with_model(with_backlog(cfg, "oldest_first"), path=path, max_batch=batch, batch_by="dimension"), ""
     except ValueError as exc:  # no batch-dynamic copy, or a configuration linegate refuses to batch
+        return None, str(exc)
+
+
+def with_sessions(cfg: Config, sessions: int) -> tuple[Config | None, str]:
+    """*cfg* deciding backlogs oldest first, up to *sessions* frames at once on one-frame sessions
+    side by side (``model.batch_by = "sessions"``); ``(None, why)`` where that cannot run."""
+    if cfg.model.backend != "onnxruntime":
+        return None, f"sessions side by side are ONNX Runtime's (model.backend = {cfg.model.backend!r})"
+    try:
+        return with_model(with_backlog(cfg, "oldest_first"), max_batch=sessions, batch_by="sessions"), ""
+    except ValueError as exc:  # a configuration linegate refuses to batch
         return None, str(exc)
 
 
@@ -275,13 +301,14 @@ def floor_fps(cfg: Config, runs: int) -> float:
     return cfg.model.max_batch * durations.size / (float(durations.sum()) / 1e9)
 
 
-def analyse_floor(durations_ns: npt.NDArray[np.int64], batch: int = 1) -> Side:
+def analyse_floor(durations_ns: npt.NDArray[np.int64], batch: int = 1, name: str = "") -> Side:
     """The bare engine: its run times, and frames per second (*batch* frames a run)."""
     ms = (durations_ns / 1e6).tolist()
     total_s = float(durations_ns.sum()) / 1e9
     n = len(ms) * batch
     fps = n / total_s if total_s else 0.0
-    return Side("floor" if batch == 1 else f"floor batch {batch}", n, n, n, fps, fps, Dist.of(ms), verdict_ms=ms)
+    name = name or ("floor" if batch == 1 else f"floor batch {batch}")
+    return Side(name, n, n, n, fps, fps, Dist.of(ms), verdict_ms=ms)
 
 
 def verdicts(frames: Sequence[Frame]) -> list[float]:

@@ -244,6 +244,14 @@ class ModelSection(_Section):
     ``plc.handshake.buffer``; not with ``preprocess_on = "gpu"``, ``[[stages]]`` or
     ``deadline.backlog = "newest_first"``. TensorRT then runs without a CUDA graph (its input shape
     changes), single frames included: measure both settings on the target."""
+    batch_by: Literal["dimension", "sessions"] = "dimension"
+    """How ``max_batch`` > 1 runs a batch. "dimension": one engine run over the model's batch
+    dimension (it must be dynamic; for TensorRT a profile whose batch range holds 1..max_batch).
+    "sessions" (onnxruntime): ``max_batch`` one-frame sessions run side by side, each on
+    ``threads // max_batch`` intra-op threads (at least 1), for any model; a single frame still
+    runs on one session with all ``threads``. Measured, not assumed: see
+    linegate/engine/side_by_side.py (faster alone on 16 cores at 14 threads, slower at 4, no gain
+    inside the pipeline on 2 cores); ``linegate bench`` runs both under overload."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
     """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device
     and runs the preprocessing kernel there, waiting for the model's result no longer than the
@@ -270,12 +278,22 @@ class ModelSection(_Section):
                 f"max_batch = {self.max_batch} runs batches of several sizes, which a CUDA graph (fixed shapes) "
                 "cannot replay: set cuda_graph = 'auto' (no graph with max_batch > 1) or max_batch = 1"
             )
+        if self.batch_by == "sessions" and self.backend != "onnxruntime":
+            raise ValueError(
+                f"batch_by = 'sessions' runs one-frame onnxruntime sessions side by side; backend = {self.backend!r} "
+                "batches over the model's batch dimension: set batch_by = 'dimension'"
+            )
         if self.max_batch > 1 and self.gpu_preprocess:
             raise ValueError(
                 "max_batch > 1 batches frames preprocessed on the CPU: set preprocess_on = 'cpu' (the GPU frame "
                 "path runs one frame at a time) or max_batch = 1"
             )
         return self
+
+    @property
+    def batch_sessions(self) -> bool:
+        """A batch runs as side-by-side one-frame sessions (see ``batch_by``)."""
+        return self.max_batch > 1 and self.batch_by == "sessions"
 
     @property
     def gpu_preprocess(self) -> bool:

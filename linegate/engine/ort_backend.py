@@ -4,11 +4,13 @@ the toolchain's quantisation, linegate/engine/quantize.py, imports it too)."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import onnxruntime as ort
 
 from linegate.engine.base import Array, Engine
+from linegate.engine.side_by_side import SideBySide
 from linegate.engine.threads import HEAVY_RUN_NS, cpus_available, intra_op_threads, may_be_heavy, spinning
 from linegate.errors import EngineError, ModelError
 
@@ -23,12 +25,36 @@ class OnnxRuntimeEngine(Engine):
     _rows: Array
     _output_rows: Array
 
+    _sides: list[ort.InferenceSession]
+    _side_bindings: list[ort.IOBinding]
+    _side_by_side: SideBySide | None = None
+
     def _load(self) -> None:
         cpus = cpus_available()
         self._open(intra_op_threads(self.cfg.threads, cpus), cpus)
         if may_be_heavy(self.cfg.threads, cpus) and self._one_thread_run_ns() >= HEAVY_RUN_NS:
             del self._binding, self._bindings, self._session
             self._open(intra_op_threads(self.cfg.threads, cpus, heavy=True), cpus)
+        self._sides, self._side_bindings = [], []
+        if self.cfg.batch_sessions:
+            self._open_sides(cpus)
+
+    def _open_sides(self, cpus: int) -> None:
+        """``batch_by = "sessions"``: one one-frame session per row, each bound to its row of the
+        shared buffers, on an equal share of the threads."""
+        rows = len(self._rows)
+        self.side_threads = max(1, self.threads // rows)
+        # Spinning as for one pool of all the sessions' threads: they run at the same time.
+        self.side_spinning = self.side_threads > 1 and spinning(self.cfg.spinning, self.side_threads * rows, cpus)
+        for row in range(rows):
+            session = self._new_session(self.side_threads, self.side_spinning)
+            binding = session.io_binding()
+            x, y = self._rows[row : row + 1], self._output_rows[row : row + 1]
+            binding.bind_input(self.input_name, "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
+            binding.bind_output(self.output_name, "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
+            self._sides.append(session)
+            self._side_bindings.append(binding)
+        self._side_by_side = SideBySide(rows)
 
     def _one_thread_run_ns(self) -> int:
         """The model's run time (median of a few, after a first) on the session as opened."""
@@ -40,17 +66,20 @@ class OnnxRuntimeEngine(Engine):
             times.append(time.monotonic_ns() - t0)
         return sorted(times)[len(times) // 2]
 
-    def _open(self, threads: int, cpus: int) -> None:
-        """The session with *threads* intra-op threads, input and output bound."""
+    def _new_session(self, threads: int, spin: bool) -> ort.InferenceSession:
         opts = ort.SessionOptions()
-        self.threads = threads
-        self.spinning = spinning(self.cfg.spinning, self.threads, cpus)
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-        self._session = ort.InferenceSession(str(self.cfg.path), opts, providers=["CPUExecutionProvider"])
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        return ort.InferenceSession(str(self.cfg.path), opts, providers=["CPUExecutionProvider"])
+
+    def _open(self, threads: int, cpus: int) -> None:
+        """The session with *threads* intra-op threads, input and output bound."""
+        self.threads = threads
+        self.spinning = spinning(self.cfg.spinning, self.threads, cpus)
+        self._session = self._new_session(threads, self.spinning)
         inp = _pick(self._session.get_inputs(), self.cfg.input_name, "input")
         out = _pick(self._session.get_outputs(), self.cfg.output_name, "output")
         self._check_input(inp)
@@ -62,7 +91,8 @@ class OnnxRuntimeEngine(Engine):
         self._output = self._output_rows[:1]
         # One binding per batch size, each on the first n rows of the same buffers: a batch run
         # only picks its binding, nothing is bound or allocated per frame.
-        self._bindings = [self._session.io_binding() for _ in range(rows)]
+        one_run_rows = 1 if self.cfg.batch_sessions else rows  # sessions: the rows run elsewhere
+        self._bindings = [self._session.io_binding() for _ in range(one_run_rows)]
         for n, binding in enumerate(self._bindings, start=1):
             x, y = self._rows[:n], self._output_rows[:n]
             binding.bind_input(inp.name, "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
@@ -73,14 +103,15 @@ class OnnxRuntimeEngine(Engine):
     def _batch_rows(self, inp: ort.NodeArg, out: ort.NodeArg) -> int:
         """``model.max_batch`` where the model's batch dimension (0, input and output) is dynamic."""
         want = self.cfg.max_batch
-        if want == 1:
-            return 1
+        if want == 1 or self.cfg.batch_sessions:  # sessions: each runs one row, any model
+            return want
         fixed = fixed_batch(inp, out)
         if fixed:
             raise ModelError(
-                f"{self.cfg.path}: model.max_batch = {want} needs a dynamic batch dimension (dimension 0 of the "
-                f"input and the output), but {' and '.join(fixed)} fix it; export the model with a dynamic batch "
-                "(e.g. torch.onnx.export dynamic_axes={'image': {0: 'batch'}, ...}) or set model.max_batch = 1"
+                f"{self.cfg.path}: model.max_batch = {want} with model.batch_by = 'dimension' needs a dynamic batch "
+                f"dimension (dimension 0 of the input and the output), but {' and '.join(fixed)} fix it; export the "
+                "model with a dynamic batch (e.g. torch.onnx.export dynamic_axes={'image': {0: 'batch'}, ...}), set "
+                "model.batch_by = 'sessions' (one-frame sessions side by side, any model) or model.max_batch = 1"
             )
         return want
 
@@ -102,7 +133,11 @@ class OnnxRuntimeEngine(Engine):
 
     @property
     def settings(self) -> dict[str, object]:
-        return {"threads": self.threads, "spinning": self.spinning}
+        out: dict[str, object] = {"threads": self.threads, "spinning": self.spinning}
+        if self._sides:
+            out.update(batch_by="sessions", batch_sessions=len(self._sides), batch_session_threads=self.side_threads,
+                       batch_session_spinning=self.side_spinning)  # fmt: skip
+        return out
 
     @property
     def input(self) -> Array:
@@ -110,7 +145,7 @@ class OnnxRuntimeEngine(Engine):
 
     @property
     def max_batch(self) -> int:
-        return len(self._bindings)
+        return len(self._rows)
 
     def input_row(self, index: int) -> Array:
         if not 0 <= index < len(self._rows):
@@ -122,11 +157,23 @@ class OnnxRuntimeEngine(Engine):
         return self._output
 
     def _infer_batch(self, rows: int) -> Array:
-        self._session.run_with_iobinding(self._bindings[rows - 1])
+        if rows > 1 and self._side_by_side is not None:
+            runs = [
+                partial(session.run_with_iobinding, binding)
+                for session, binding in zip(self._sides[:rows], self._side_bindings[:rows], strict=True)
+            ]
+            self._side_by_side.run(runs)
+        elif self._sides:  # one row: the session on every thread (its binding is row 0's)
+            self._session.run_with_iobinding(self._binding)
+        else:
+            self._session.run_with_iobinding(self._bindings[rows - 1])
         return self._output_rows[:rows]
 
     def _close(self) -> None:
-        del self._binding, self._bindings, self._session
+        if self._side_by_side is not None:
+            self._side_by_side.close()
+            self._side_by_side = None
+        del self._binding, self._bindings, self._session, self._sides, self._side_bindings
 
 
 def fixed_batch(*args: ort.NodeArg) -> list[str]:

@@ -83,6 +83,8 @@ reject_thresholds = {{{{ reject = 0.9 }}}}
          "max_batch > 1 batches frames preprocessed on the CPU: set preprocess_on = 'cpu'"),
         ('max_batch = 4\nbackend = "tensorrt"\npreprocess_on = "cpu"\ncuda_graph = "on"', "", "oldest_first",
          "max_batch = 4 runs batches of several sizes, which a CUDA graph"),
+        ('max_batch = 4\nbackend = "tensorrt"\npreprocess_on = "cpu"\nbatch_by = "sessions"', "", "oldest_first",
+         "batch_by = 'sessions' runs one-frame onnxruntime sessions side by side; backend = 'tensorrt'"),
     ],
 )
 def test_what_cannot_batch_is_refused_by_name(
@@ -95,3 +97,12 @@ def test_what_cannot_batch_is_refused_by_name(
 def test_tensorrt_batches_with_preprocessing_on_the_cpu(tmp_path: Path) -> None:
     cfg = load_config(config_with(tmp_path, 'max_batch = 4\nbackend = "tensorrt"\npreprocess_on = "cpu"'))
     assert cfg.model.max_batch == 4 and not cfg.model.gpu_preprocess
+    assert not cfg.model.batch_sessions  # over the batch dimension (an optimisation profile)
+
+
+def test_a_batch_runs_over_the_batch_dimension_unless_sessions_are_asked_for(tmp_path: Path) -> None:
+    """batch_by = "dimension" (the default): one run over the model's batch dimension; "sessions":
+    one-frame sessions side by side (onnxruntime, any model); one frame at a time is neither."""
+    assert not load_config(config_with(tmp_path, "max_batch = 4")).model.batch_sessions
+    assert load_config(config_with(tmp_path, 'max_batch = 4\nbatch_by = "sessions"')).model.batch_sessions
+    assert not load_config(config_with(tmp_path, 'batch_by = "sessions"')).model.batch_sessions

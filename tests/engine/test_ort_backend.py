@@ -48,11 +48,15 @@ def test_dynamic_batch_is_bound_to_one(tmp_path: Path) -> None:
         assert engine.infer().shape == (1, 2)
 
 
-def test_max_batch_runs_the_first_rows_each_with_its_own_scores(tmp_path: Path) -> None:
-    """model.max_batch = 4 on a batch-dynamic model: input_row(i) is row i of one bound buffer, and
-    infer_batch(n) returns exactly n rows, each the scores of its own row, whatever came before."""
-    path = linear_classifier(tmp_path / "dyn.onnx", dynamic_batch=True)
-    with create_engine(section(path, max_batch=4), (1, 1, 12, 16), F32) as engine:
+@pytest.mark.parametrize(
+    ("batch_by", "dynamic"), [("dimension", True), ("sessions", True), ("sessions", False)]
+)
+def test_max_batch_runs_the_first_rows_each_with_its_own_scores(tmp_path: Path, batch_by: str, dynamic: bool) -> None:
+    """model.max_batch = 4: input_row(i) is row i of one bound buffer, and infer_batch(n) returns
+    exactly n rows, each the scores of its own row, whatever came before; over the model's batch
+    dimension (a batch-dynamic model) or as one-frame sessions side by side (any model)."""
+    path = linear_classifier(tmp_path / "m.onnx", dynamic_batch=dynamic)
+    with create_engine(section(path, max_batch=4, batch_by=batch_by), (1, 1, 12, 16), F32) as engine:
         assert engine.max_batch == 4 and engine.input_row(0).shape == (1, 1, 12, 16)
         assert np.shares_memory(engine.input, engine.input_row(0))
         for rows, values in ((4, (0.1, 0.4, 0.6, 0.9)), (1, (0.7,)), (3, (0.2, 0.8, 0.5)), (2, (0.9, 0.1))):
@@ -64,14 +68,43 @@ def test_max_batch_runs_the_first_rows_each_with_its_own_scores(tmp_path: Path) 
                 np.testing.assert_allclose(out[i], expected_scores(engine.input_row(i)), rtol=1e-5)
         with pytest.raises(EngineError, match=r"batch of 5 outside 1\.\.4"):
             engine.infer_batch(5)
+        assert engine.settings.get("batch_sessions") == (4 if batch_by == "sessions" else None)
 
 
-def test_max_batch_on_a_fixed_batch_model_names_the_key_and_file(tmp_path: Path) -> None:
-    """A model whose batch dimension is fixed at 1 cannot batch: refused at load, naming
-    model.max_batch, the file and the fix."""
+def test_sessions_share_the_threads_and_a_single_frame_keeps_them_all(tmp_path: Path) -> None:
+    """batch_by = "sessions": max_batch sessions of threads // max_batch intra-op threads each (at
+    least one), named in the engine's settings; one frame runs on the session with every thread."""
+    path = linear_classifier(tmp_path / "m.onnx")
+    with create_engine(section(path, max_batch=2, threads=4, batch_by="sessions"), (1, 1, 12, 16), F32) as engine:
+        settings = engine.settings
+        assert (settings["threads"], settings["batch_by"], settings["batch_sessions"]) == (4, "sessions", 2)
+        assert settings["batch_session_threads"] == 2
+    with create_engine(section(path, max_batch=3, threads=1, batch_by="sessions"), (1, 1, 12, 16), F32) as engine:
+        assert engine.settings["batch_session_threads"] == 1
+        engine.input[...] = 0.3
+        np.testing.assert_allclose(engine.infer_batch(1)[0], expected_scores(engine.input), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("cpus", "spins"), [(16, False), (32, True)])
+def test_sessions_spin_only_where_all_their_threads_together_may(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpus: int, spins: bool
+) -> None:
+    """spinning = "auto" judges the sessions' threads as one pool, as they run at the same time:
+    two sessions of 7 threads on 16 CPUs would keep 14 cores busy between runs (on the 16-core
+    machine the acquisition worker then fell behind the camera: 502 of 2,000 frames lost)."""
+    monkeypatch.setattr("linegate.engine.ort_backend.cpus_available", lambda: cpus)
+    path = linear_classifier(tmp_path / "m.onnx")
+    with create_engine(section(path, max_batch=2, threads=14, batch_by="sessions"), (1, 1, 12, 16), F32) as engine:
+        assert (engine.settings["batch_session_threads"], engine.settings["batch_session_spinning"]) == (7, spins)
+
+
+def test_max_batch_by_dimension_on_a_fixed_batch_model_names_the_key_and_file(tmp_path: Path) -> None:
+    """batch_by = "dimension" on a model whose batch dimension is fixed at 1 cannot batch: refused
+    at load, naming model.max_batch, the file and the fixes."""
     path = linear_classifier(tmp_path / "fixed.onnx")
-    engine = create_engine(section(path, max_batch=4), (1, 1, 12, 16), F32)
-    with pytest.raises(EngineError, match=r"fixed\.onnx: model\.max_batch = 4 needs a dynamic batch dimension.*"
+    engine = create_engine(section(path, max_batch=4), (1, 1, 12, 16), F32)  # batch_by = "dimension"
+    with pytest.raises(EngineError, match=r"fixed\.onnx: model\.max_batch = 4 with model\.batch_by = 'dimension' "
+                                          r"needs a dynamic batch dimension.*batch_by = 'sessions'.*"
                                           r"model\.max_batch = 1"):
         engine.load()
 

@@ -82,11 +82,13 @@ class Bench:
 def bench_for(tmp_path: Path, demo_config: Config) -> Iterator[Any]:
     opened: list[Any] = []
 
-    def make(max_batch: int, budget_ms: float = 10_000.0) -> Bench:
-        model = demo_config.model.model_copy(update={
-            "path": batch_dynamic_copy(demo_config.model.path, tmp_path / f"dyn{max_batch}.onnx"),
-            "max_batch": max_batch,
-        })  # fmt: skip
+    def make(max_batch: int, budget_ms: float = 10_000.0, batch_by: str = "dimension") -> Bench:
+        """batch_by "dimension" on a batch-dynamic copy of the demo model; "sessions" on the model
+        as it is (batch fixed at 1: one-frame sessions side by side)."""
+        path = demo_config.model.path
+        if batch_by == "dimension":
+            path = batch_dynamic_copy(path, tmp_path / f"dyn{max_batch}.onnx")
+        model = demo_config.model.model_copy(update={"path": path, "max_batch": max_batch, "batch_by": batch_by})
         deadline = demo_config.deadline.model_copy(update={"budget_ms": budget_ms})
         cfg = demo_config.model_copy(update={"model": model, "deadline": deadline})
         ring = FrameRing.create(CTX, instance=f"{cfg.instance.name}b{max_batch}", geometry=GEOMETRY, slots=16,
@@ -114,14 +116,16 @@ def bench_for(tmp_path: Path, demo_config: Config) -> Iterator[Any]:
         ring.close()
 
 
-def test_a_backlog_is_decided_in_batches_with_the_verdicts_of_one_at_a_time(bench_for: Any) -> None:
+@pytest.mark.parametrize("batch_by", ["dimension", "sessions"])
+def test_a_backlog_is_decided_in_batches_with_the_verdicts_of_one_at_a_time(bench_for: Any, batch_by: str) -> None:
     """Eight waiting frames, max_batch 4: two runs of four, in part order; each frame's label and
-    score equal those of the same frame decided alone (max_batch 1), and match the ground truth."""
+    score equal those of the same frame decided alone (max_batch 1), and match the ground truth;
+    over the model's batch dimension or as four one-frame sessions side by side."""
     frames = [ball_frame(x, y) for x, y in POSITIONS]
     alone = bench_for(1)
     alone.publish(frames)
     singles = alone.decide(len(frames))
-    batched = bench_for(4)
+    batched = bench_for(4, batch_by=batch_by)
     assert [round(ns / 1e6, 3) > 0 for ns in batched.loop.batch_expected_ns] == [True] * 4
     batched.publish(frames)
     recs = batched.decide(len(frames))
