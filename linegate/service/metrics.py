@@ -22,7 +22,7 @@ from linegate.counters import CLASS_OTHER, MAX_CLASSES, STAGES, Count, SharedCou
 from linegate.service.jetson_stats import BoardReading, BoardStats
 from linegate.timing import histogram
 
-LATENCY_TARGETS_MS = (0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, 500, 1000)
+LATENCY_TARGETS_MS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, 500, 1000)
 """Bucket bounds asked for (a 50 ms budget: fine below it, a few past it); each becomes the
 nearest edge of the run histogram's bins (at most 3.7% away), so every bucket count is exact."""
 
@@ -149,8 +149,8 @@ BUCKETS = latency_buckets()
 
 
 BOUNDS_DOC = (
-    "Bucket bounds are the run histogram's bin edges nearest 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, 500, "
-    "1000 ms; the sum is estimated from bin centres (within about 4%)."
+    "Bucket bounds are the run histogram's bin edges nearest 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, "
+    "500, 1000 ms; the sum is estimated from bin centres (within about 4%)."
 )
 
 

@@ -113,8 +113,10 @@ def test_stalled_inference_drops_and_late_frames_get_fail_safe(
 
 
 def test_budget_too_small_gives_fail_safe_verdicts(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
-    """With a budget below the engine's run time, frames get the fail-safe reject, never a late model verdict."""
-    config, _ = demo_config_file(tmp_path, plc_sim.port, {"budget_ms = 50.0": "budget_ms = 0.2"})
+    """With a budget below what the frame's copy into the ring alone takes (10 us for 300 KB and two
+    lock round trips; 0.2 ms was enough for a whole model verdict on a fast 2-core VM), frames get
+    the fail-safe reject, never a late model verdict."""
+    config, _ = demo_config_file(tmp_path, plc_sim.port, {"budget_ms = 50.0": "budget_ms = 0.01"})
     log = tmp_path / "frames.jsonl"
     result = run_linegate("run", "--config", str(config), "--max-frames", "100", "--log-file", str(log))
     assert result.returncode == 0, result.stderr
