@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version as _version
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,9 @@ from linegate.config.loader import load_config
 from linegate.config.schema import CameraSection, Config, ModelSection, PreprocessSection
 from linegate.errors import ConfigError, EngineError
 from linegate.vision.preprocess import Preprocessor, build_preprocessor, plan_preprocess
+
+if TYPE_CHECKING:
+    from linegate.engine.base import Engine
 
 CAMERA_PROBE_S = 30.0
 """--probe: the camera must be open and configured within this long (GigE discovery included)."""
@@ -170,8 +174,28 @@ def run_once(report: CheckReport, key: str, model: ModelSection, camera: CameraS
         report_output(report, key, model, spec.shape, spec.dtype, output)
     except Exception as exc:  # whatever the backend raises: one line, not a traceback
         report.problems.append(f"{src}: {key}.path: loads, but one run on a blank frame fails: {exc}")
+    else:
+        if engine.max_batch > 1:
+            report_batching(report, key, model, engine)
     finally:
         engine.close()
+
+
+def report_batching(report: CheckReport, key: str, model: ModelSection, engine: Engine) -> None:
+    """``max_batch`` > 1: one batch of that many blank frames must run; say how batches run."""
+    rows = engine.max_batch
+    try:
+        out = engine.infer_batch(rows)
+    except Exception as exc:  # whatever the backend raises: one line, not a traceback
+        report.problems.append(f"{report.path}: {key}.max_batch = {rows}: a batch of {rows} blank frames fails: {exc}")
+        return
+    if model.batch_sessions:
+        each = engine.settings.get("batch_session_threads")
+        how = f"{rows} one-frame sessions side by side, {each} thread{'s' if each != 1 else ''} each"
+    else:
+        how = "one run over the model's batch dimension"
+    report.notes.append(f"{key}.max_batch = {rows}: a backlog is decided up to {rows} frames at a time ({how}); "
+                        f"a batch of {rows} blank frames runs ({len(out)} outputs)")  # fmt: skip
 
 
 def report_output(

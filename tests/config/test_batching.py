@@ -106,3 +106,20 @@ def test_a_batch_runs_over_the_batch_dimension_unless_sessions_are_asked_for(tmp
     assert not load_config(config_with(tmp_path, "max_batch = 4")).model.batch_sessions
     assert load_config(config_with(tmp_path, 'max_batch = 4\nbatch_by = "sessions"')).model.batch_sessions
     assert not load_config(config_with(tmp_path, 'batch_by = "sessions"')).model.batch_sessions
+
+
+def test_check_config_runs_one_batch_and_says_how_batches_run(tmp_path: Path) -> None:
+    """check-config with max_batch > 1 runs a batch of that many blank frames and names the way it
+    runs; the demo model (batch fixed at 1) batches as sessions and is refused over its dimension,
+    naming both fixes."""
+    from linegate.config.check import check_config
+
+    report = check_config(config_with(tmp_path, 'max_batch = 2\nbatch_by = "sessions"'))
+    assert not report.problems, report.problems
+    notes = " ".join(report.notes)
+    assert "model.max_batch = 2: a backlog is decided up to 2 frames at a time (2 one-frame sessions" in notes
+    assert "a batch of 2 blank frames runs (2 outputs)" in notes
+    report = check_config(config_with(tmp_path, "max_batch = 2"))
+    (problem,) = report.problems
+    assert "model.max_batch = 2 with model.batch_by = 'dimension' needs a dynamic batch dimension" in problem
+    assert "model.batch_by = 'sessions'" in problem and "model.max_batch = 1" in problem
