@@ -560,7 +560,9 @@ RtPriority = Annotated[int, Field(ge=0, le=99)]
 
 
 class SchedulingSection(_Section):
-    """Linux real-time priority (SCHED_FIFO, 1..99; 0 = normal scheduler) and CPU affinity per worker."""
+    """Linux real-time priority (SCHED_FIFO, 1..99; 0 = normal scheduler) and CPU affinity per worker.
+    The inference worker's priority goes to its loop thread only, set once the engine's threads
+    have started (they keep the normal scheduler; its CPUs apply to them too)."""
 
     infer_rt_priority: RtPriority = 0
     acquire_rt_priority: RtPriority = 0

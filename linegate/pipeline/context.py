@@ -27,8 +27,10 @@ class WorkerContext:
     camera: str = ""
     """The camera this worker serves, with several cameras: every record it writes names it."""
 
-    def enter(self, role: Role) -> tuple[Any, Sink]:
-        """Turn the current process into the *role* worker; returns its logger and log sink."""
+    def enter(self, role: Role, rt_later: bool = False) -> tuple[Any, Sink]:
+        """Turn the current process into the *role* worker; returns its logger and log sink.
+        *rt_later*: apply the CPU affinity now but leave the real-time priority to
+        :meth:`apply_rt_priority` (threads started before it keep the normal scheduler)."""
         become_worker(self.supervisor_pid)
         sink = configure_logging(
             level=self.cfg.logging.level,
@@ -39,9 +41,16 @@ class WorkerContext:
         log = get_logger()
         log.info("worker_started", role=role)
         sched = self.cfg.scheduling
-        for problem in apply_scheduling(getattr(sched, f"{role}_rt_priority"), getattr(sched, f"{role}_cpus"), role):
+        rt_priority = 0 if rt_later else getattr(sched, f"{role}_rt_priority")
+        for problem in apply_scheduling(rt_priority, getattr(sched, f"{role}_cpus"), role):
             log.warning("scheduling_not_applied", problem=problem)
         return log, sink
+
+    def apply_rt_priority(self, role: Role, log: Any) -> None:
+        """The *role* worker's real-time priority, for the calling thread and the threads it starts
+        from now on (after ``enter(role, rt_later=True)``)."""
+        for problem in apply_scheduling(getattr(self.cfg.scheduling, f"{role}_rt_priority"), (), role):
+            log.warning("scheduling_not_applied", problem=problem)
 
     def report_logs(self, role: Role, sink: Sink, now_ns: int | None) -> None:
         """Publish this process's log-sink totals, at most once per second (*now_ns* None: now)."""

@@ -733,7 +733,9 @@ def inference_main(
     what a dead one left, signal ready, then decide frames until stopped and drained, or until a
     successor takes the baton at a frame boundary. With several cameras, *rings*, *rejects* and
     *cameras* (name, counters) hold one entry per camera, in the same order."""
-    log, sink = ctx.enter(Role.INFER)
+    # The loop thread alone gets the real-time priority, once the engine's threads are started
+    # (below): a FIFO pool of every CPU starved the acquisition worker under overload.
+    log, sink = ctx.enter(Role.INFER, rt_later=True)
     cfg = ctx.cfg
     counters = ctx.counters
     ring = rings[0]
@@ -768,7 +770,8 @@ def inference_main(
         loop = InferenceLoop(
             cfg, consumer, engine, preprocess, outbox, counters, log, sink, inflight, stages, gpu, archiver, lanes
         )
-        warm = loop.warm_up(cfg.model.warmup_runs)
+        warm = loop.warm_up(cfg.model.warmup_runs)  # starts the engine's threads (a batch's too)
+        ctx.apply_rt_priority(Role.INFER, log)
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path),
                  preprocess_on="gpu" if gpu is not None else "cpu", **engine.settings, **warm)  # fmt: skip
         if predecessor is not None:
