@@ -4,6 +4,7 @@ the toolchain's quantisation, linegate/engine/quantize.py, imports it too)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -25,8 +26,8 @@ class OnnxRuntimeEngine(Engine):
     _rows: Array
     _output_rows: Array
 
-    _sides: list[ort.InferenceSession]
-    _side_bindings: list[ort.IOBinding]
+    _side_runs: list[Callable[[], object]]
+    """``batch_by = "sessions"``: row i's run on its own one-frame session, bound once at load."""
     _side_by_side: SideBySide | None = None
 
     def _load(self) -> None:
@@ -35,7 +36,7 @@ class OnnxRuntimeEngine(Engine):
         if may_be_heavy(self.cfg.threads, cpus) and self._one_thread_run_ns() >= HEAVY_RUN_NS:
             del self._binding, self._bindings, self._session
             self._open(intra_op_threads(self.cfg.threads, cpus, heavy=True), cpus)
-        self._sides, self._side_bindings = [], []
+        self._side_runs = []
         if self.cfg.batch_sessions:
             self._open_sides(cpus)
 
@@ -52,8 +53,7 @@ class OnnxRuntimeEngine(Engine):
             x, y = self._rows[row : row + 1], self._output_rows[row : row + 1]
             binding.bind_input(self.input_name, "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
             binding.bind_output(self.output_name, "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
-            self._sides.append(session)
-            self._side_bindings.append(binding)
+            self._side_runs.append(partial(session.run_with_iobinding, binding))
         self._side_by_side = SideBySide(rows)
 
     def _one_thread_run_ns(self) -> int:
@@ -134,9 +134,9 @@ class OnnxRuntimeEngine(Engine):
     @property
     def settings(self) -> dict[str, object]:
         out: dict[str, object] = {"threads": self.threads, "spinning": self.spinning}
-        if self._sides:
-            out.update(batch_by="sessions", batch_sessions=len(self._sides), batch_session_threads=self.side_threads,
-                       batch_session_spinning=self.side_spinning)  # fmt: skip
+        if self._side_runs:
+            out.update(batch_by="sessions", batch_sessions=len(self._side_runs),
+                       batch_session_threads=self.side_threads, batch_session_spinning=self.side_spinning)  # fmt: skip
         return out
 
     @property
@@ -158,14 +158,8 @@ class OnnxRuntimeEngine(Engine):
 
     def _infer_batch(self, rows: int) -> Array:
         if rows > 1 and self._side_by_side is not None:
-            runs = [
-                partial(session.run_with_iobinding, binding)
-                for session, binding in zip(self._sides[:rows], self._side_bindings[:rows], strict=True)
-            ]
-            self._side_by_side.run(runs)
-        elif self._sides:  # one row: the session on every thread (its binding is row 0's)
-            self._session.run_with_iobinding(self._binding)
-        else:
+            self._side_by_side.run(self._side_runs[:rows])
+        else:  # one run over the first rows (sessions: one row, on the session with every thread)
             self._session.run_with_iobinding(self._bindings[rows - 1])
         return self._output_rows[:rows]
 
@@ -173,7 +167,7 @@ class OnnxRuntimeEngine(Engine):
         if self._side_by_side is not None:
             self._side_by_side.close()
             self._side_by_side = None
-        del self._binding, self._bindings, self._session, self._sides, self._side_bindings
+        del self._binding, self._bindings, self._session, self._side_runs
 
 
 def fixed_batch(*args: ort.NodeArg) -> list[str]:
