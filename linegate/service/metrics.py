@@ -149,8 +149,8 @@ BUCKETS = latency_buckets()
 
 
 BOUNDS_DOC = (
-    "Bucket bounds are the run histogram's bin edges nearest 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 200, "
-    "500, 1000 ms; the sum is estimated from bin centres (within about 4%)."
+    f"Bucket bounds are the run histogram's bin edges nearest {', '.join(f'{t:g}' for t in LATENCY_TARGETS_MS)} ms; "
+    "the sum is estimated from bin centres (within about 4%)."
 )
 
 
