@@ -111,8 +111,8 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
     sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
     cfg = with_plc_port(cfg, sim.port)
     name = f"{sc.model}-{sc.load}"
-    other = batched = batched_cfg = paired = paired_cfg = None
-    batch_problem = paired_problem = ""
+    other = batched = batched_cfg = by_sessions = sessions_cfg = None
+    batch_problem = sessions_problem = ""
     overload = sc.load == "overload"
     brief_runs = max(20, floor_runs // 3)
 
@@ -132,9 +132,9 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
             batched_cfg, batch_problem = with_batching(cfg, BATCH, tmp)
             if batched_cfg is not None:
                 batched = linegate_side(batched_cfg, f"{name}-linegate-batch.jsonl")
-            paired_cfg, paired_problem = with_sessions(cfg, SESSIONS)
-            if paired_cfg is not None:
-                paired = linegate_side(paired_cfg, f"{name}-linegate-sessions.jsonl")
+            sessions_cfg, sessions_problem = with_sessions(cfg, SESSIONS)
+            if sessions_cfg is not None:
+                by_sessions = linegate_side(sessions_cfg, f"{name}-linegate-sessions.jsonl")
         nv = run_naive(cfg, config_path, sc.frames, tmp / f"{name}-naive.jsonl")
         time.sleep(0.3)
     finally:
@@ -151,22 +151,22 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
         batched_side = analyse_linegate(*batched[0], edges, sc.fps, floor_beside=batched[1])
         batched_side.side = f"linegate batch {BATCH}"
         sides.append(batched_side)
-    if paired is not None:
-        paired_side = analyse_linegate(*paired[0], edges, sc.fps, floor_beside=paired[1])
-        paired_side.side = f"linegate sessions {SESSIONS}"
-        sides.append(paired_side)
+    if by_sessions is not None:
+        sessions_side = analyse_linegate(*by_sessions[0], edges, sc.fps, floor_beside=by_sessions[1])
+        sessions_side.side = f"linegate sessions {SESSIONS}"
+        sides.append(sessions_side)
     sides.append(analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms))
     sides.append(analyse_floor(engine_floor(cfg, floor_runs)))
     if batched_cfg is not None:
         sides.append(analyse_floor(engine_floor(batched_cfg, max(10, floor_runs // BATCH)), BATCH))
-    if paired_cfg is not None:
-        durations = engine_floor(paired_cfg, max(10, floor_runs // SESSIONS))
+    if sessions_cfg is not None:
+        durations = engine_floor(sessions_cfg, max(10, floor_runs // SESSIONS))
         sides.append(analyse_floor(durations, SESSIONS, f"floor sessions {SESSIONS}"))
     result = ScenarioResult(sc, sides, cfg.deadline.budget_ms)
     if batch_problem:
         result.notes.append(f"no batching side: {batch_problem}")
-    if paired_problem:
-        result.notes.append(f"no sessions side: {paired_problem}")
+    if sessions_problem:
+        result.notes.append(f"no sessions side: {sessions_problem}")
     return result
 
 
