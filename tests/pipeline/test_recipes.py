@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.pipeline.harness import MODEL, LinegateRun, assert_every_frame_and_reject_accounted, handshake_sim
+from tests.pipeline.harness import (
+    MODEL,
+    WIDE_BUDGET,
+    LinegateRun,
+    assert_every_frame_and_reject_accounted,
+    handshake_sim,
+)
 
 HANDSHAKE = {'mode = "pulse"': 'mode = "handshake"'}
 
@@ -29,10 +35,11 @@ reject_thresholds = {{ reject = 0.5 }}
 
 def test_plc_recipe_change_switches_the_model_between_two_frames(tmp_path: Path) -> None:
     """Recipe 1 from the start, recipe 2 later: each switch is a warm hand-over; every frame has a
-    model verdict from one model or the next, in order, and every result reaches the PLC once."""
+    model verdict from one model or the next, in order, and every result reaches the PLC once
+    (a wide budget: WIDE_BUDGET says why)."""
     sim = handshake_sim("--recipe", "1", "--timeline-from", "ready", "--recipe-at", "4000:2")
     try:
-        run = LinegateRun(tmp_path, sim.port, HANDSHAKE, append=recipes(1, 2))
+        run = LinegateRun(tmp_path, sim.port, HANDSHAKE | WIDE_BUDGET, append=recipes(1, 2))
         run.wait_event("recipe_selected", 2, timeout_s=60)
         run.wait_event("reload_applied", 2, timeout_s=60)
         run.wait_frames(100)

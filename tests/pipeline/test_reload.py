@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from linegate.demo.runner import PlcSimProcess
-from tests.pipeline.harness import LinegateRun, NotifySocket, assert_every_frame_and_reject_accounted
+from tests.pipeline.harness import WIDE_BUDGET, LinegateRun, NotifySocket, assert_every_frame_and_reject_accounted
 
 HANDOVER_EVENTS = ("inference_handed_over", "plc_handed_over", "worker_replaced")
 
@@ -22,13 +22,14 @@ def test_valid_reload_swaps_model_and_plc_worker_without_dropping_a_frame(
 ) -> None:
     """New model id, budget and pulse width: the new engine is warmed first and takes over between
     two frames, then a new PLC worker takes over; every frame has a model verdict (none dropped or
-    late), the new PLC worker fires the pulses after it, and systemd sees RELOADING then READY."""
+    late), the new PLC worker fires the pulses after it, and systemd sees RELOADING then READY.
+    Budgets 500 then 400 ms (WIDE_BUDGET says why)."""
     notify = NotifySocket(tmp_path / "notify.sock")
-    run = LinegateRun(tmp_path, plc_sim.port, notify=notify)
+    run = LinegateRun(tmp_path, plc_sim.port, WIDE_BUDGET, notify=notify)
     try:
         run.wait_frames(50)
         new = run.config.read_text().replace('id = "demo-ball-zone-v1"', 'id = "demo-ball-zone-v2"')
-        new = new.replace("budget_ms = 50.0", "budget_ms = 40.0").replace("pulse_ms = 2.0", "pulse_ms = 3.0")
+        new = new.replace("budget_ms = 500.0", "budget_ms = 400.0").replace("pulse_ms = 2.0", "pulse_ms = 3.0")
         run.config.write_text(new)
         hup(run)
         applied = run.wait_event("reload_applied", timeout_s=60)
@@ -39,7 +40,7 @@ def test_valid_reload_swaps_model_and_plc_worker_without_dropping_a_frame(
     finally:
         notify.close()
     assert run.proc.returncode == 0, stderr
-    assert applied["model"] == "demo-ball-zone-v2" and applied["budget_ms"] == 40.0
+    assert applied["model"] == "demo-ball-zone-v2" and applied["budget_ms"] == 400.0
     recs = run.records()
     assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
     (reloading,) = notify.times_of("RELOADING=1")  # receipt times, all taken by this process
@@ -71,8 +72,10 @@ def check_valid_reload(recs: list[dict[str, Any]]) -> None:
     models = [r["model"] for r in frames]
     switch = models.index("demo-ball-zone-v2")
     assert set(models[:switch]) == {"demo-ball-zone-v1"} and set(models[switch:]) == {"demo-ball-zone-v2"}
-    assert all(r["basis"] == "model" for r in frames), [r["basis"] for r in frames if r["basis"] != "model"]
-    assert all(r["deadline_ms"] == 40.0 for r in frames[switch:])
+    late = [{k: r.get(k) for k in ("seq", "pid", "basis", "queued_ms", "total_ms", "infer_ms")}
+            for r in frames if r["basis"] != "model"]  # fmt: skip
+    assert not late, (switch, late)
+    assert all(r["deadline_ms"] == 400.0 for r in frames[switch:])
     handovers = sorted((r["event"], r.get("role", "")) for r in recs if r["event"] in HANDOVER_EVENTS)
     assert handovers == sorted([
         ("inference_handed_over", ""), ("worker_replaced", "infer"),
