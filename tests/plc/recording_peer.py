@@ -118,7 +118,7 @@ class RecordingServer:
     """A running recording_server, its records, and its controls. Use as a context manager or call stop().
 
     Faults (all off by default), as the server's flags: delay_ms, delay_share (0..1), seed, delay_fc,
-    delay_on_only, exception_fc with exception_code, stall_after, drop_after.
+    delay_on_only, exception_fc with exception_code, stall_after, drop_after, short_reply_fc.
     """
 
     def __init__(
@@ -135,6 +135,7 @@ class RecordingServer:
         exception_code: int | None = None,
         stall_after: int | None = None,
         drop_after: int | None = None,
+        short_reply_fc: int | None = None,
         log: Path | None = None,
         start_timeout: float = 10.0,
     ) -> None:
@@ -149,6 +150,7 @@ class RecordingServer:
             ("--exception-code", exception_code),
             ("--stall-after", stall_after),
             ("--drop-after", drop_after),
+            ("--short-reply-fc", short_reply_fc),
         ]
         for flag, value in flags:
             if value is not None:

@@ -36,6 +36,9 @@
  *                        recorded as S) but neither applied nor answered, until SIGUSR1 resumes
  *                        normal service for good
  *   --drop-after K       apply the K-th request, then close its connection instead of replying
+ *   --short-reply-fc F   apply every request with function code F, then answer it with its reply
+ *                        one byte short (the MBAP length says so: a well-framed reply whose PDU is
+ *                        too short for its function, as from a faulty PLC firmware)
  *
  * How a delay is served: a delayed reply waits in its connection's slot while the loop goes on
  * serving every other connection; the delayed connection itself is not read again until its reply
@@ -92,6 +95,7 @@ struct options {
     int exception_code;
     long stall_after;
     long drop_after;
+    int short_reply_fc;
 };
 
 static volatile sig_atomic_t g_stop = 0;
@@ -343,6 +347,11 @@ static void handle_request(struct client *c)
     }
     if (reply_len <= 0)
         return;
+    if (fc == opt.short_reply_fc && reply_len > HEADER + 1) {
+        reply_len -= 1; /* the MBAP length (bytes 4-5) counts the unit id and the PDU */
+        reply[4] = (uint8_t)((reply_len - 6) >> 8);
+        reply[5] = (uint8_t)((reply_len - 6) & 0xFF);
+    }
     if (should_delay(fc, req, len)) {
         memcpy(c->reply, reply, (size_t)reply_len);
         c->reply_len = reply_len;
@@ -404,7 +413,7 @@ static void usage(const char *prog)
     fprintf(stderr,
             "usage: %s [--port N] [--delay-ms N] [--delay-share P] [--seed S] [--delay-fc F]\n"
             "          [--delay-on-only] [--exception-fc F] [--exception-code C]\n"
-            "          [--stall-after K] [--drop-after K]\n",
+            "          [--stall-after K] [--drop-after K] [--short-reply-fc F]\n",
             prog);
 }
 
@@ -433,6 +442,7 @@ static int parse_options(int argc, char **argv)
         {"exception-code", required_argument, NULL, 'c'},
         {"stall-after", required_argument, NULL, 't'},
         {"drop-after", required_argument, NULL, 'x'},
+        {"short-reply-fc", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -450,6 +460,7 @@ static int parse_options(int argc, char **argv)
     opt.exception_code = MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE;
     opt.stall_after = -1;
     opt.drop_after = -1;
+    opt.short_reply_fc = -1;
 
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
@@ -502,6 +513,11 @@ static int parse_options(int argc, char **argv)
             if (parse_long(optarg, 1, 1000000000, &v) < 0)
                 return -1;
             opt.drop_after = v;
+            break;
+        case 'r':
+            if (parse_long(optarg, 1, 127, &v) < 0)
+                return -1;
+            opt.short_reply_fc = (int)v;
             break;
         default:
             return -1;

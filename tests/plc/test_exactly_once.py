@@ -624,3 +624,22 @@ def test_exception_reply_to_every_coil_write(start: StartServer) -> None:
     assert summary.undelivered == {"plc_refused": 60}
     assert summary.pulses == [] and not [w for w in server.writes() if w.fc in COIL_FCS]
     assert sorted(r["part_id"] for r in run.log.events("reject_undelivered")) == run.parts
+
+
+# -- 6: the PLC answers the coil write with a malformed reply ----------------------------------------
+
+
+def test_malformed_reply_to_every_coil_write(start: StartServer) -> None:
+    """FC5 applied but answered one byte short (a faulty PLC firmware; the same case as libmodbus's own
+    bad-length fault, which Debian 12's libmodbus lacks): the safe-state write at connect already fails,
+    so the worker never reaches the ON write; nothing hangs, nothing is pulsed, and each reject is
+    reported plc_unreachable with its part id and the call that failed."""
+    server = start(short_reply_fc=5)
+    run = run_line("FC5 replies one byte short", server, 30, 0.003)
+    summary = reconcile(run, max_unknown=0)
+    assert_output_off_after(run)
+    assert summary.undelivered == {"plc_unreachable": 30} and summary.pulses == []
+    undelivered = run.log.events("reject_undelivered")
+    assert sorted(r["part_id"] for r in undelivered) == run.parts
+    assert all(f"write_coil({COIL}) on 127.0.0.1:{server.port}" in r["error"] for r in undelivered)
+    assert [w for w in server.writes() if w.fc == 5] and not server.exceptions()  # applied, never refused
