@@ -118,7 +118,8 @@ class RecordingServer:
     """A running recording_server, its records, and its controls. Use as a context manager or call stop().
 
     Faults (all off by default), as the server's flags: delay_ms, delay_share (0..1), seed, delay_fc,
-    delay_on_only, exception_fc with exception_code, stall_after, drop_after, short_reply_fc.
+    delay_on_only, exception_fc with exception_code, stall_after, drop_after, short_reply_fc,
+    short_reply_on_only.
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class RecordingServer:
         stall_after: int | None = None,
         drop_after: int | None = None,
         short_reply_fc: int | None = None,
+        short_reply_on_only: bool = False,
         log: Path | None = None,
         start_timeout: float = 10.0,
     ) -> None:
@@ -157,6 +159,8 @@ class RecordingServer:
                 args += [flag, str(value)]
         if delay_on_only:
             args.append("--delay-on-only")
+        if short_reply_on_only:
+            args.append("--short-reply-on-only")
         self.args = args
         if log is None:
             fd, name = tempfile.mkstemp(dir=build_dir, prefix="recording-", suffix=".log")

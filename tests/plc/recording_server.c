@@ -39,6 +39,7 @@
  *   --short-reply-fc F   apply every request with function code F, then answer it with its reply
  *                        one byte short (the MBAP length says so: a well-framed reply whose PDU is
  *                        too short for its function, as from a faulty PLC firmware)
+ *   --short-reply-on-only   short only the replies to write-single-coil ON (FC5, 0xFF00)
  *
  * How a delay is served: a delayed reply waits in its connection's slot while the loop goes on
  * serving every other connection; the delayed connection itself is not read again until its reply
@@ -96,6 +97,7 @@ struct options {
     long stall_after;
     long drop_after;
     int short_reply_fc;
+    int short_reply_on_only;
 };
 
 static volatile sig_atomic_t g_stop = 0;
@@ -283,14 +285,18 @@ static int take_captured(uint8_t *buf, int size)
     }
 }
 
+static int is_coil_on(int fc, const uint8_t *req, int len)
+{
+    return fc == MODBUS_FC_WRITE_SINGLE_COIL && len >= HEADER + 5 && u16(req + HEADER + 3) == 0xFF00;
+}
+
 static int should_delay(int fc, const uint8_t *req, int len)
 {
     if (opt.delay_ms <= 0)
         return 0;
     if (opt.delay_fc >= 0 && fc != opt.delay_fc)
         return 0;
-    if (opt.delay_on_only &&
-        !(fc == MODBUS_FC_WRITE_SINGLE_COIL && len >= HEADER + 5 && u16(req + HEADER + 3) == 0xFF00))
+    if (opt.delay_on_only && !is_coil_on(fc, req, len))
         return 0;
     if (opt.delay_share < 1.0)
         return next_uniform() < opt.delay_share;
@@ -347,7 +353,7 @@ static void handle_request(struct client *c)
     }
     if (reply_len <= 0)
         return;
-    if (fc == opt.short_reply_fc && reply_len > HEADER + 1) {
+    if (fc == opt.short_reply_fc && reply_len > HEADER + 1 && (!opt.short_reply_on_only || is_coil_on(fc, req, len))) {
         reply_len -= 1; /* the MBAP length (bytes 4-5) counts the unit id and the PDU */
         reply[4] = (uint8_t)((reply_len - 6) >> 8);
         reply[5] = (uint8_t)((reply_len - 6) & 0xFF);
@@ -413,7 +419,8 @@ static void usage(const char *prog)
     fprintf(stderr,
             "usage: %s [--port N] [--delay-ms N] [--delay-share P] [--seed S] [--delay-fc F]\n"
             "          [--delay-on-only] [--exception-fc F] [--exception-code C]\n"
-            "          [--stall-after K] [--drop-after K] [--short-reply-fc F]\n",
+            "          [--stall-after K] [--drop-after K] [--short-reply-fc F]\n"
+            "          [--short-reply-on-only]\n",
             prog);
 }
 
@@ -443,6 +450,7 @@ static int parse_options(int argc, char **argv)
         {"stall-after", required_argument, NULL, 't'},
         {"drop-after", required_argument, NULL, 'x'},
         {"short-reply-fc", required_argument, NULL, 'r'},
+        {"short-reply-on-only", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -461,6 +469,7 @@ static int parse_options(int argc, char **argv)
     opt.stall_after = -1;
     opt.drop_after = -1;
     opt.short_reply_fc = -1;
+    opt.short_reply_on_only = 0;
 
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
@@ -518,6 +527,9 @@ static int parse_options(int argc, char **argv)
             if (parse_long(optarg, 1, 127, &v) < 0)
                 return -1;
             opt.short_reply_fc = (int)v;
+            break;
+        case 'R':
+            opt.short_reply_on_only = 1;
             break;
         default:
             return -1;

@@ -643,3 +643,16 @@ def test_malformed_reply_to_every_coil_write(start: StartServer) -> None:
     assert sorted(r["part_id"] for r in undelivered) == run.parts
     assert all(f"write_coil({COIL}) on 127.0.0.1:{server.port}" in r["error"] for r in undelivered)
     assert [w for w in server.writes() if w.fc == 5] and not server.exceptions()  # applied, never refused
+
+
+def test_malformed_reply_to_coil_on_only(start: StartServer) -> None:
+    """Only the ON write is answered one byte short, after the PLC applied it: the worker cannot take the
+    reply as a confirmation, so each reject is confirmed by reading the coil back or reported
+    delivery_unknown; no part is pulsed twice (reconcile) and the output ends OFF."""
+    server = start(short_reply_fc=5, short_reply_on_only=True)
+    run = run_line("coil-ON replies one byte short", server, 30, 0.003)
+    reconcile(run, max_unknown=30)  # every part pulsed and logged undelivered is delivery_unknown
+    assert_output_off_after(run)
+    delivered = run.log.events("reject_delivered")
+    # a malformed reply never counts as the PLC's confirmation: only a read-back of the coil does
+    assert delivered and {r["confirmed_by"] for r in delivered} == {"read_back"}
