@@ -353,7 +353,8 @@ static void handle_request(struct client *c)
     }
     if (reply_len <= 0)
         return;
-    if (fc == opt.short_reply_fc && reply_len > HEADER + 1 && (!opt.short_reply_on_only || is_coil_on(fc, req, len))) {
+    if (fc == opt.short_reply_fc && reply_len > HEADER + 1 &&
+        (!opt.short_reply_on_only || is_coil_on(fc, req, len))) {
         reply_len -= 1; /* the MBAP length (bytes 4-5) counts the unit id and the PDU */
         reply[4] = (uint8_t)((reply_len - 6) >> 8);
         reply[5] = (uint8_t)((reply_len - 6) & 0xFF);
