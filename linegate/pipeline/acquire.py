@@ -51,17 +51,24 @@ class FrameWriter:
         self.next_part_id += 1
         # A defective frame goes through the ring like any other (one part id, one sequence number),
         # flagged in its header and with its pixels not written: inference gives it the fail-safe verdict.
-        defect = frame.defect
-        flag = (int(defect.kind), defect.payload_bytes) if defect is not None else (0, 0)
-        _seq, slot = self.producer.reserve(frame_id, part_id, t_acquired, *flag)
+        defect, pixels = frame.defect, frame.pixels
+        # The usual frame in one compiled call; anything else (a defect, the lock busy, the ring
+        # full, deferred frames to catch up on) through reserve, which handles it.
+        whole = defect is None and pixels is not None
+        slot = self.producer.reserve_and_copy(frame_id, part_id, t_acquired, pixels) if whole else None
         # Counted once it is in the ring (or deferred there): if this process dies in between, the
         # supervisor counts it from the ring's last part id.
-        self.counters.add(Count.ACQUIRED)
-        if slot is None:  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
-            self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
-            return
-        if frame.pixels is not None:
-            np.copyto(self.producer.pixels(slot), frame.pixels)
+        if slot is None:
+            flag = (int(defect.kind), defect.payload_bytes) if defect is not None else (0, 0)
+            _seq, slot = self.producer.reserve(frame_id, part_id, t_acquired, *flag)
+            self.counters.add(Count.ACQUIRED)
+            if slot is None:  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
+                self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
+                return
+            if pixels is not None:
+                np.copyto(self.producer.pixels(slot), pixels)
+        else:
+            self.counters.add(Count.ACQUIRED)
         if not self.producer.publish(slot, time.monotonic_ns()):  # published at the next frame instead
             self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
 
@@ -188,6 +195,8 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any
     cfg = ctx.cfg
     counters = ctx.counters
     producer = RingProducer(ring)
+    if producer.compiled_fallback is not None:
+        log.warning("ring_write_not_compiled", reason=producer.compiled_fallback, effect="slower, still correct")
     link = CameraLink(cfg.camera, counters, log, stop)
     if cfg.plc.part_ids == "plc":
         wait_for_plc_part_id(counters, log, stop, link)

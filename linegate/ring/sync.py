@@ -98,6 +98,11 @@ class _Sem:
         if value is not None and _sem_init(self._addr, ctypes.c_int(1), ctypes.c_uint(value)) != 0:
             _raise_errno("sem_init")
 
+    @property
+    def address(self) -> int:
+        """Where the ``sem_t`` is in this process (for compiled code that calls libc on it)."""
+        return int(self._addr.value or 0)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__._attach, (self._raw,))
 
