@@ -40,7 +40,6 @@ NO_FREE_SLOT = -2
 """No FREE slot: nothing written (the Python path journals the frame or overwrites the oldest)."""
 
 _WORD = 8
-_HEADER_WORDS = FRAME_HEADER.itemsize // _WORD
 assert FRAME_HEADER.itemsize % _WORD == 0
 # The header as 64-bit words (little-endian): a word holding two u4 fields has the first in its low half.
 _H = {name: field_offset(FRAME_HEADER, name) for name in FRAME_HEADER.names or ()}
@@ -58,20 +57,20 @@ _COMPILED: list[Any] = []
 
 
 def _reserve_and_copy(
-    lock: int, words: Any, state_words: Any, header_words: Any, dims: Any,
+    lock: int, words: Any, header_words: Any, dims: Any,
     frame_id: int, part_id: int, t_acquired_ns: int, pixels: Any, slots_address: int, slot_stride: int,
 ) -> int:  # fmt: skip
-    """Compiled body. *words*: the mapping as uint64; *state_words*: each slot's state word's index
-    in it (its low half); *header_words*: each slot header's first word; *dims*: the height|width
-    and channels|format words. Returns the slot, or LOCK_BUSY / NO_FREE_SLOT having written nothing."""
+    """Compiled body. *words*: the mapping as uint64; *header_words*: each slot header's first word
+    in it (the slot's state in its low half); *dims*: the height|width and channels|format words.
+    Returns the slot, or LOCK_BUSY / NO_FREE_SLOT having written nothing."""
     # Every value as uint64: numba turns arithmetic or comparisons mixing signed and unsigned
     # 64-bit integers into float64, which would round part ids and sequence numbers above 2**53.
     zero, one, low_half = np.uint64(0), np.uint64(1), np.uint64(0xFFFFFFFF)
     if _trywait(lock) != 0:
         return LOCK_BUSY
     slot = -1
-    for i in range(state_words.size):
-        if (words[state_words[i]] & low_half) == np.uint64(_FREE):
+    for i in range(header_words.size):
+        if (words[header_words[i]] & low_half) == np.uint64(_FREE):
             slot = i
             break
     if slot < 0:
@@ -115,8 +114,7 @@ class CompiledWriter:
         self._fn = compiled()
         self._lock = lock_address
         self._words: npt.NDArray[np.uint64] | None = np.ndarray((len(buf) // _WORD,), np.uint64, buffer=buf)
-        self._state_words = np.array([off // _WORD for off in header_offsets], np.int64)
-        self._header_words = self._state_words.copy()
+        self._header_words = np.array([off // _WORD for off in header_offsets], np.int64)
         h, w, c = dims
         self._dims = np.array([h | (w << 32), c | (pixel_format << 32)], np.uint64)
         self._slots_address = slots_address
@@ -126,15 +124,15 @@ class CompiledWriter:
         # slots to scan the call only takes and gives back the lock, and writes nothing.
         # Both a writable frame and a read-only one (a camera's buffer): numba types them apart.
         no_slots, one_pixel = np.zeros(0, np.int64), np.zeros((1,) * len(self.shape), np.uint8)
-        self._fn(lock_address, self._words, no_slots, no_slots, self._dims, 0, 0, 0, one_pixel, 0, 0)
+        self._fn(lock_address, self._words, no_slots, self._dims, 0, 0, 0, one_pixel, 0, 0)
         one_pixel.setflags(write=False)
-        self._fn(lock_address, self._words, no_slots, no_slots, self._dims, 0, 0, 0, one_pixel, 0, 0)
+        self._fn(lock_address, self._words, no_slots, self._dims, 0, 0, 0, one_pixel, 0, 0)
 
     def write(self, frame_id: int, part_id: int, t_acquired_ns: int, pixels: Any) -> int:
         """Reserve a slot and copy *pixels* (C-contiguous uint8 of :attr:`shape`) into it: the slot,
         or LOCK_BUSY / NO_FREE_SLOT with nothing written."""
-        fn, words, states, headers = self._fn, self._words, self._state_words, self._header_words
-        slot = fn(self._lock, words, states, headers, self._dims, frame_id, part_id, t_acquired_ns, pixels,
+        fn, words, headers = self._fn, self._words, self._header_words
+        slot = fn(self._lock, words, headers, self._dims, frame_id, part_id, t_acquired_ns, pixels,
                   self._slots_address, self._slot_stride)  # fmt: skip
         return int(slot)
 
