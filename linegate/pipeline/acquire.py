@@ -56,19 +56,17 @@ class FrameWriter:
         # full, deferred frames to catch up on) through reserve, which handles it.
         whole = defect is None and pixels is not None
         slot = self.producer.reserve_and_copy(frame_id, part_id, t_acquired, pixels) if whole else None
-        # Counted once it is in the ring (or deferred there): if this process dies in between, the
-        # supervisor counts it from the ring's last part id.
         if slot is None:
             flag = (int(defect.kind), defect.payload_bytes) if defect is not None else (0, 0)
             _seq, slot = self.producer.reserve(frame_id, part_id, t_acquired, *flag)
-            self.counters.add(Count.ACQUIRED)
-            if slot is None:  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
-                self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
-                return
-            if pixels is not None:
+            if slot is not None and pixels is not None:
                 np.copyto(self.producer.pixels(slot), pixels)
-        else:
-            self.counters.add(Count.ACQUIRED)
+        # Counted once it is in the ring (or deferred there): if this process dies in between, the
+        # supervisor counts it from the ring's last part id.
+        self.counters.add(Count.ACQUIRED)
+        if slot is None:  # journaled (ring full) or deferred (lock busy): inference gives it the fail-safe verdict
+            self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
+            return
         if not self.producer.publish(slot, time.monotonic_ns()):  # published at the next frame instead
             self.counters.set(Count.RING_LOCK_WAITS, self.producer.lock_timeouts)
 
