@@ -8,11 +8,14 @@ import numpy as np
 import numpy.typing as npt
 
 from linegate.config import Config
+from linegate.engine import Engine
 
 
 def engine_floor(cfg: Config, runs: int, warm: int = 20) -> npt.NDArray[np.int64]:
     """Each of *runs* infers' duration in ns (after *warm* untimed ones), the model loaded as linegate
-    loads it; with ``model.max_batch`` > 1, each a run of that many rows."""
+    loads it; with ``model.max_batch`` > 1, each a run of that many rows. With ``model.parallel`` > 1
+    the sessions run at once, each starting again as its run ends, and the figures are the intervals
+    between results (they add up to the time taken: the engine's throughput, not one run's time)."""
     from linegate.engine import create_engine
     from linegate.vision.preprocess import build_preprocessor
 
@@ -23,6 +26,8 @@ def engine_floor(cfg: Config, runs: int, warm: int = 20) -> npt.NDArray[np.int64
         rows = engine.max_batch
         for row in range(rows):
             pre(np.full(shape, 255, dtype=np.uint8), engine.input_row(row))
+        if cfg.model.parallel > 1:
+            return _parallel_intervals(engine, runs, warm)
         if rows == 1:
             engine.warm_up(warm)
             return engine.warm_up(runs)
@@ -32,6 +37,33 @@ def engine_floor(cfg: Config, runs: int, warm: int = 20) -> npt.NDArray[np.int64
             engine.infer_batch(rows)
             durations[i] = time.monotonic_ns() - t0
         return durations[warm:]
+
+
+def _parallel_intervals(engine: Engine, runs: int, warm: int) -> npt.NDArray[np.int64]:
+    """``model.parallel``: every session kept busy on the engine's input until *warm* + *runs* runs
+    ended; the intervals between the last *runs* ends."""
+    from linegate.engine.parallel_runs import ParallelRuns
+
+    frame_runs = engine.frame_runs()
+    for run in frame_runs:
+        run.input[...] = engine.input
+    runner = ParallelRuns([run.run for run in frame_runs], wake=lambda: None, name="linegate-floor")
+    ends: list[int] = []
+    started = 0
+    try:
+        while len(ends) < warm + runs:
+            while runner.next_idle() is not None and started < warm + runs:
+                runner.start()
+                started += 1
+            for _i, t_end, failed in runner.finished(60.0):
+                if failed is not None:
+                    raise failed
+                ends.append(t_end)
+    finally:
+        runner.close()
+    ends.sort()
+    kept = np.array(ends[max(0, warm - 1) :], dtype=np.int64)
+    return (kept[1:] - kept[:-1]).astype(np.int64)
 
 
 def floor_runs(p50_s: float, seconds: float = 5.0, least: int = 100, most: int = 2000) -> int:

@@ -111,8 +111,8 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
     sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
     cfg = with_plc_port(cfg, sim.port)
     name = f"{sc.model}-{sc.load}"
-    other = batched = batched_cfg = by_sessions = sessions_cfg = None
-    batch_problem = sessions_problem = ""
+    other = batched = batched_cfg = by_parallel = parallel_cfg = None
+    batch_problem = parallel_problem = ""
     overload = sc.load == "overload"
     brief_runs = max(20, floor_runs // 3)
 
@@ -132,9 +132,9 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
             batched_cfg, batch_problem = with_batching(cfg, BATCH, tmp)
             if batched_cfg is not None:
                 batched = linegate_side(batched_cfg, f"{name}-linegate-batch.jsonl")
-            sessions_cfg, sessions_problem = with_sessions(cfg, SESSIONS)
-            if sessions_cfg is not None:
-                by_sessions = linegate_side(sessions_cfg, f"{name}-linegate-sessions.jsonl")
+            parallel_cfg, parallel_problem = with_parallel(cfg, PARALLEL)
+            if parallel_cfg is not None:
+                by_parallel = linegate_side(parallel_cfg, f"{name}-linegate-parallel.jsonl")
         nv = run_naive(cfg, config_path, sc.frames, tmp / f"{name}-naive.jsonl")
         time.sleep(0.3)
     finally:
@@ -151,22 +151,21 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
         batched_side = analyse_linegate(*batched[0], edges, sc.fps, floor_beside=batched[1])
         batched_side.side = f"linegate batch {BATCH}"
         sides.append(batched_side)
-    if by_sessions is not None:
-        sessions_side = analyse_linegate(*by_sessions[0], edges, sc.fps, floor_beside=by_sessions[1])
-        sessions_side.side = f"linegate sessions {SESSIONS}"
-        sides.append(sessions_side)
+    if by_parallel is not None:
+        parallel_side = analyse_linegate(*by_parallel[0], edges, sc.fps, floor_beside=by_parallel[1])
+        parallel_side.side = f"linegate parallel {PARALLEL}"
+        sides.append(parallel_side)
     sides.append(analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms))
     sides.append(analyse_floor(engine_floor(cfg, floor_runs)))
     if batched_cfg is not None:
         sides.append(analyse_floor(engine_floor(batched_cfg, max(10, floor_runs // BATCH)), BATCH))
-    if sessions_cfg is not None:
-        durations = engine_floor(sessions_cfg, max(10, floor_runs // SESSIONS))
-        sides.append(analyse_floor(durations, SESSIONS, f"floor sessions {SESSIONS}"))
+    if parallel_cfg is not None:
+        sides.append(analyse_floor(engine_floor(parallel_cfg, floor_runs), 1, f"floor parallel {PARALLEL}"))
     result = ScenarioResult(sc, sides, cfg.deadline.budget_ms)
     if batch_problem:
         result.notes.append(f"no batching side: {batch_problem}")
-    if sessions_problem:
-        result.notes.append(f"no sessions side: {sessions_problem}")
+    if parallel_problem:
+        result.notes.append(f"no parallel side: {parallel_problem}")
     return result
 
 
@@ -175,9 +174,9 @@ LinegateRun = tuple[tuple[int, int], list[Event], dict[str, int], list[str]]
 
 BATCH = 4
 """``model.max_batch`` of the overload scenario's batching side (over the model's batch dimension)."""
-SESSIONS = 2
-"""``model.max_batch`` of the overload scenario's side that runs one-frame sessions side by side
-(``model.batch_by = "sessions"``, the model as it is)."""
+PARALLEL = 2
+"""``model.parallel`` of the overload scenario's side that decides frames on one-frame sessions at
+once, each taking the next waiting frame as its run ends (the model as it is)."""
 
 
 def with_batching(cfg: Config, batch: int, tmp: Path) -> tuple[Config | None, str]:
@@ -194,14 +193,14 @@ def with_batching(cfg: Config, batch: int, tmp: Path) -> tuple[Config | None, st
         return None, str(exc)
 
 
-def with_sessions(cfg: Config, sessions: int) -> tuple[Config | None, str]:
-    """*cfg* deciding backlogs oldest first, up to *sessions* frames at once on one-frame sessions
-    side by side (``model.batch_by = "sessions"``); ``(None, why)`` where that cannot run."""
+def with_parallel(cfg: Config, sessions: int) -> tuple[Config | None, str]:
+    """*cfg* deciding up to *sessions* frames at once (``model.parallel``); ``(None, why)`` where
+    that cannot run."""
     if cfg.model.backend != "onnxruntime":
-        return None, f"sessions side by side are ONNX Runtime's (model.backend = {cfg.model.backend!r})"
+        return None, f"parallel sessions are ONNX Runtime's (model.backend = {cfg.model.backend!r})"
     try:
-        return with_model(with_backlog(cfg, "oldest_first"), max_batch=sessions, batch_by="sessions"), ""
-    except ValueError as exc:  # a configuration linegate refuses to batch
+        return with_model(cfg, parallel=sessions), ""
+    except ValueError as exc:  # a configuration linegate refuses to run in parallel
         return None, str(exc)
 
 

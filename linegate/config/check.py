@@ -177,6 +177,8 @@ def run_once(report: CheckReport, key: str, model: ModelSection, camera: CameraS
     else:
         if engine.max_batch > 1:
             report_batching(report, key, model, engine)
+        if model.parallel > 1:
+            report_parallel(report, key, model, engine)
     finally:
         engine.close()
 
@@ -196,6 +198,23 @@ def report_batching(report: CheckReport, key: str, model: ModelSection, engine: 
         how = "one run over the model's batch dimension"
     report.notes.append(f"{key}.max_batch = {rows}: a backlog is decided up to {rows} frames at a time ({how}); "
                         f"a batch of {rows} blank frames runs ({len(out)} outputs)")  # fmt: skip
+
+
+def report_parallel(report: CheckReport, key: str, model: ModelSection, engine: Engine) -> None:
+    """``parallel`` > 1: each one-frame session must run a blank frame; say how many threads each has."""
+    runs = engine.frame_runs()
+    for i, run in enumerate(runs):
+        try:
+            run.input[...] = engine.input
+            run.run()
+        except Exception as exc:  # whatever the backend raises: one line, not a traceback
+            report.problems.append(f"{report.path}: {key}.parallel = {model.parallel}: session {i} fails on a "
+                                   f"blank frame: {exc}")  # fmt: skip
+            return
+    each = engine.settings.get("parallel_threads")
+    report.notes.append(f"{key}.parallel = {len(runs)}: up to {len(runs)} frames decided at once, each on a "
+                        f"one-frame session of {each} thread{'s' if each != 1 else ''}; each session runs a blank "
+                        "frame")  # fmt: skip
 
 
 def report_output(

@@ -252,6 +252,16 @@ class ModelSection(_Section):
     runs on one session with all ``threads``. Measured, not assumed: see
     linegate/engine/side_by_side.py (faster alone on 16 cores at 14 threads, slower at 4, no gain
     inside the pipeline on 2 cores); ``linegate bench`` runs both under overload."""
+    parallel: Annotated[int, Field(ge=1, le=16)] = 1
+    """onnxruntime: frames decided at once, each on a one-frame session of its own (``threads //
+    parallel`` intra-op threads, at least 1) on a thread of its own. A session that finishes takes
+    the next waiting frame without waiting for the others, and each frame's verdict is handed off as
+    soon as its own run ends. For overload on few cores: one run spread over every core waits at each
+    operator for its slowest thread, and a thread that another process preempts stalls all of them;
+    sessions of their own have nothing to wait for. A single frame runs on fewer threads, so it takes
+    longer: a choice to measure (``linegate bench`` runs it under overload), not the default. Not with
+    ``max_batch`` > 1, ``[[stages]]`` or ``[[cameras]]``; at most half of
+    ``ring.slots`` and, in handshake mode, below ``plc.handshake.buffer``."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
     """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device
     and runs the preprocessing kernel there, waiting for the model's result no longer than the
@@ -282,6 +292,16 @@ class ModelSection(_Section):
             raise ValueError(
                 f"batch_by = 'sessions' runs one-frame onnxruntime sessions side by side; backend = {self.backend!r} "
                 "batches over the model's batch dimension: set batch_by = 'dimension'"
+            )
+        if self.parallel > 1 and self.backend != "onnxruntime":
+            raise ValueError(
+                f"parallel = {self.parallel} runs one-frame onnxruntime sessions at once; backend = "
+                f"{self.backend!r} has none: set parallel = 1"
+            )
+        if self.parallel > 1 and self.max_batch > 1:
+            raise ValueError(
+                f"parallel = {self.parallel} and max_batch = {self.max_batch} are two ways to decide a backlog: "
+                "set one of them to 1"
             )
         if self.max_batch > 1 and self.gpu_preprocess:
             raise ValueError(
@@ -693,13 +713,35 @@ def _check_batching(cfg: Config) -> None:
         if model.max_batch > 1 and cfg.stages:
             raise ValueError(f"{key}.max_batch = {model.max_batch}: batching is not supported with [[stages]] "
                              "(models in series); set it to 1")
+        if model.parallel > 1:
+            _check_parallel(cfg, key, model)
         if model.max_batch > 1 and deadline.backlog == "newest_first":
             raise ValueError(f"{key}.max_batch = {model.max_batch}: batching decides the oldest waiting frames; "
                              "it needs deadline.backlog = 'oldest_first'")
     for i, stage in enumerate(cfg.stages):
+        if stage.model.parallel > 1:
+            raise ValueError(f"stages.{i}.model.parallel = {stage.model.parallel}: a further stage runs one "
+                             "frame at a time; set it to 1")
         if stage.model.max_batch > 1:
             raise ValueError(f"stages.{i}.model.max_batch = {stage.model.max_batch}: a further stage runs one "
                              "frame at a time; set it to 1")
+
+
+def _check_parallel(cfg: Config, key: str, model: ModelSection) -> None:
+    """``parallel`` > 1: what its frames hold and where their verdicts go must allow that many at once."""
+    n = model.parallel
+    if 2 * n > cfg.ring.slots:
+        raise ValueError(f"{key}.parallel = {n}: each frame holds its ring slot until its verdict is handed off; "
+                         f"it may take at most half of ring.slots = {cfg.ring.slots} (raise ring.slots or lower "
+                         "parallel)")
+    if cfg.plc.mode == "handshake" and n >= cfg.plc.handshake.buffer:
+        raise ValueError(f"{key}.parallel = {n}: that many verdicts may reach the PLC worker at once and must fit "
+                         f"plc.handshake.buffer = {cfg.plc.handshake.buffer} beside the result the PLC has not "
+                         "acknowledged yet (raise the buffer or lower parallel)")
+    if cfg.stages:
+        raise ValueError(f"{key}.parallel = {n}: not supported with [[stages]] (models in series); set it to 1")
+    if cfg.cameras:
+        raise ValueError(f"{key}.parallel = {n}: not supported with [[cameras]] (several cameras) yet; set it to 1")
 
 
 class Config(_Section):

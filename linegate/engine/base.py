@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +19,16 @@ from linegate.config.schema import ModelSection
 from linegate.errors import EngineError, ModelError
 
 Array = npt.NDArray[np.floating]
+
+
+@dataclass(frozen=True)
+class FrameRun:
+    """One of ``model.parallel`` one-frame sessions: its own bound input and output, and its run
+    (which releases the GIL, so sessions on threads of their own run at the same time)."""
+
+    input: Array
+    output: Array
+    run: Callable[[], object]
 
 
 class Engine(ABC):
@@ -72,6 +84,11 @@ class Engine(ABC):
         if index == 0:
             return self.input
         raise EngineError(f"{self.model_id}: input row {index} of a one-row engine")
+
+    def frame_runs(self) -> list[FrameRun]:
+        """``model.parallel`` > 1: the one-frame sessions that decide frames at once, each bound to
+        buffers of its own (:mod:`linegate.engine.parallel_runs`)."""
+        raise EngineError(f"{self.model_id}: model.parallel runs one-frame sessions; this backend has none")
 
     @abstractmethod
     def _load(self) -> None: ...

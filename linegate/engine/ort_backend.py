@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 import onnxruntime as ort
 
-from linegate.engine.base import Array, Engine
+from linegate.engine.base import Array, Engine, FrameRun
 from linegate.engine.side_by_side import SideBySide
 from linegate.engine.threads import HEAVY_RUN_NS, cpus_available, intra_op_threads, may_be_heavy, spinning
 from linegate.errors import EngineError, ModelError
@@ -29,6 +29,8 @@ class OnnxRuntimeEngine(Engine):
     _side_runs: list[Callable[[], object]]
     """``batch_by = "sessions"``: row i's run on its own one-frame session, bound once at load."""
     _side_by_side: SideBySide | None = None
+    _frame_runs: list[FrameRun]
+    """``model.parallel`` > 1: the one-frame sessions that decide frames at once."""
 
     def _load(self) -> None:
         cpus = cpus_available()
@@ -37,24 +39,34 @@ class OnnxRuntimeEngine(Engine):
             del self._binding, self._bindings, self._session
             self._open(intra_op_threads(self.cfg.threads, cpus, heavy=True), cpus)
         self._side_runs = []
+        self._frame_runs = []
         if self.cfg.batch_sessions:
-            self._open_sides(cpus)
+            self._side_runs = self._one_frame_sessions(self._rows, self._output_rows, cpus)
+            self._side_by_side = SideBySide(len(self._rows))
+        elif self.cfg.parallel > 1:  # buffers of their own: the bound input and output stay the main session's
+            n = self.cfg.parallel
+            inputs = np.zeros((n, *self._rows.shape[1:]), dtype=self._rows.dtype)
+            outputs = np.zeros((n, *self._output.shape[1:]), dtype=self._output.dtype)
+            runs = self._one_frame_sessions(inputs, outputs, cpus)
+            self._frame_runs = [FrameRun(inputs[i : i + 1], outputs[i : i + 1], run) for i, run in enumerate(runs)]
 
-    def _open_sides(self, cpus: int) -> None:
-        """``batch_by = "sessions"``: one one-frame session per row, each bound to its row of the
-        shared buffers, on an equal share of the threads."""
-        rows = len(self._rows)
+    def _one_frame_sessions(self, inputs: Array, outputs: Array, cpus: int) -> list[Callable[[], object]]:
+        """One one-frame session per row of *inputs* (``batch_by = "sessions"``'s rows, or
+        ``model.parallel``'s sessions), each bound to its row of *inputs* and *outputs*, on an equal
+        share of the threads; returns each one's run."""
+        rows = len(inputs)
         self.side_threads = max(1, self.threads // rows)
         # Spinning as for one pool of all the sessions' threads: they run at the same time.
         self.side_spinning = self.side_threads > 1 and spinning(self.cfg.spinning, self.side_threads * rows, cpus)
+        runs: list[Callable[[], object]] = []
         for row in range(rows):
             session = self._new_session(self.side_threads, self.side_spinning)
             binding = session.io_binding()
-            x, y = self._rows[row : row + 1], self._output_rows[row : row + 1]
+            x, y = inputs[row : row + 1], outputs[row : row + 1]
             binding.bind_input(self.input_name, "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
             binding.bind_output(self.output_name, "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
-            self._side_runs.append(partial(session.run_with_iobinding, binding))
-        self._side_by_side = SideBySide(rows)
+            runs.append(partial(session.run_with_iobinding, binding))
+        return runs
 
     def _one_thread_run_ns(self) -> int:
         """The model's run time (median of a few, after a first) on the session as opened."""
@@ -137,7 +149,15 @@ class OnnxRuntimeEngine(Engine):
         if self._side_runs:
             out.update(batch_by="sessions", batch_sessions=len(self._side_runs),
                        batch_session_threads=self.side_threads, batch_session_spinning=self.side_spinning)  # fmt: skip
+        if self._frame_runs:
+            out.update(parallel=len(self._frame_runs), parallel_threads=self.side_threads,
+                       parallel_spinning=self.side_spinning)  # fmt: skip
         return out
+
+    def frame_runs(self) -> list[FrameRun]:
+        if not self._frame_runs:
+            return super().frame_runs()
+        return list(self._frame_runs)
 
     @property
     def input(self) -> Array:
@@ -167,7 +187,7 @@ class OnnxRuntimeEngine(Engine):
         if self._side_by_side is not None:
             self._side_by_side.close()
             self._side_by_side = None
-        del self._binding, self._bindings, self._session, self._side_runs
+        del self._binding, self._bindings, self._session, self._side_runs, self._frame_runs
 
 
 def fixed_batch(*args: ort.NodeArg) -> list[str]:

@@ -30,6 +30,7 @@ from linegate.camera.defects import FrameDefect
 from linegate.config.schema import Config, ModelSection
 from linegate.counters import Count, SharedCounters
 from linegate.engine import Engine, create_engine
+from linegate.engine.parallel_runs import ParallelRuns
 from linegate.errors import ConfigError
 from linegate.logs import Sink, shutdown_logging
 from linegate.pipeline.archiver import Archiver
@@ -164,6 +165,17 @@ class CameraOut:
     outbox: RejectOutbox
 
 
+@dataclass(frozen=True)
+class _Running:
+    """A frame on one of ``model.parallel``'s sessions: its slot (held until its verdict is handed
+    off), and when it was picked from the ring and preprocessed."""
+
+    slot: int
+    meta: FrameMeta
+    picked: int
+    pre: int
+
+
 class _AbandonedLate(Exception):
     """The GPU frame path did not finish the frame by its deadline: fail-safe, its slot stays held."""
 
@@ -230,6 +242,14 @@ class InferenceLoop:
         self._blank = np.zeros_like(consumer.pixels(0))
         self.arrivals = ArrivalPredictor(cfg.scheduling.infer_poll_max_us * 1000)
         """Learns when frames arrive, for the loop's wait (:class:`FrameWaiter`)."""
+        self.parallel: ParallelRuns | None = None
+        """``model.parallel`` > 1: the sessions deciding frames at once; their runs end on their own
+        threads and wake the loop's wait, and everything else stays on the loop's thread."""
+        self._frame_runs = engine.frame_runs() if cfg.model.parallel > 1 else []
+        if self._frame_runs:
+            self.parallel = ParallelRuns([r.run for r in self._frame_runs], consumer.wake)
+        self._running: dict[int, _Running] = {}
+        """By session: the frames ``model.parallel``'s sessions are running."""
 
     def warm_up(self, runs: int) -> dict[str, float]:
         """Run the whole per-frame path on a blank frame; sets the expected run time (p99)."""
@@ -240,6 +260,8 @@ class InferenceLoop:
             durations = self.gpu.warm_up(runs)
             for _ in durations:
                 self.classify(self.gpu.engine.output)
+        elif self.parallel is not None:
+            durations = self._timed_parallel(blank, runs)
         else:
             durations = _timed_runs(first, blank, runs)
         p50, p99 = np.percentile(durations, [50, 99])
@@ -257,6 +279,26 @@ class InferenceLoop:
         for i, stage in enumerate(self.stages):
             out[f"stage{i + 2}_p99_ms"] = self._warm_stage(stage, blank, runs) / 1e6
         return out
+
+    def _timed_parallel(self, blank: Any, runs: int) -> npt.NDArray[np.int64]:
+        """``model.parallel``: one frame's path (preprocess, its session's run, classify) while every
+        session runs, as under a backlog, timed about *runs* times after one untimed round."""
+        assert self.parallel is not None
+        runner, frame_runs = self.parallel, self._frame_runs
+        durations: list[int] = []
+        for _ in range(1 + max(1, -(-runs // runner.size))):
+            started: dict[int, int] = {}
+            while (i := runner.next_idle()) is not None:
+                t0 = time.monotonic_ns()
+                self.preprocess(blank, frame_runs[i].input)
+                started[runner.start()] = t0
+            while runner.busy:
+                for i, _t_end, failed in runner.finished(60.0):
+                    if failed is not None:
+                        raise failed
+                    self.classify(frame_runs[i].output)
+                    durations.append(time.monotonic_ns() - started[i])
+        return np.array(durations[runner.size :], dtype=np.int64)
 
     def _timed_batches(self, blank: Any, size: int, runs: int) -> npt.NDArray[np.int64]:
         """The batch path of *size* blank frames (preprocess each, one run, classify each), timed
@@ -289,7 +331,7 @@ class InferenceLoop:
     def warm_worthwhile(self) -> bool:
         """Warm passes pay only for a path short enough that cold caches dominate it (measured at
         warm-up), and never on the GPU frame path (its work is on the device)."""
-        return self.gpu is None and 0 < self.path_p50_ns <= WARM_PATH_MAX_NS
+        return self.gpu is None and self.parallel is None and 0 < self.path_p50_ns <= WARM_PATH_MAX_NS
 
     def recover(self) -> None:
         """Finish what a killed predecessor left: the frame it was deciding (only the missing
@@ -335,6 +377,8 @@ class InferenceLoop:
         if overflow:
             self.counters.add(Count.JOURNAL_OVERFLOW, overflow)
             self.log.error("drop_journal_overflow", frames=overflow, hint="raise ring.journal_size")
+        if self.parallel is not None:
+            return self._step_parallel(self.parallel) or handled
         claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
         if claimed is not None:
             self.inflight.take(claimed[1], Count.DECIDED, time.monotonic_ns() + self._verdict_after_ns)
@@ -346,6 +390,88 @@ class InferenceLoop:
             for _slot, meta in (claimed, *more):  # after the frames' verdicts: off their path
                 self.arrivals.observe(meta.t_written_ns)
         return handled or claimed is not None
+
+    def _step_parallel(self, runner: ParallelRuns) -> bool:
+        """``model.parallel``: conclude the frames whose runs ended, then start a waiting frame on
+        each idle session. True while a session is running (its end wakes the loop's wait)."""
+        ended = runner.finished()
+        for i, t_end, failed in ended:
+            self._complete(i, t_end, failed)
+        started = False
+        while runner.idle:
+            claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
+            if claimed is None:
+                break
+            self._start(*claimed)
+            self.arrivals.observe(claimed[1].t_written_ns)
+            started = True
+        return bool(ended) or started or runner.busy > 0
+
+    def _start(self, slot: int, meta: FrameMeta) -> None:
+        """Preprocess a claimed frame into the next idle session's input and start its run; a frame
+        that is not to be inspected (defective, deadline out of reach, preprocessing failed) gets the
+        fail-safe verdict now instead."""
+        assert self.parallel is not None
+        t_picked = time.monotonic_ns()
+        deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
+        if meta.defect:  # never read its slot
+            basis = Basis.INCOMPLETE_FRAME
+        elif not deadline.worth_starting(t_picked, self.expected_ns) and not self._expired(t_picked, deadline):
+            basis = Basis.DEADLINE_UNREACHABLE
+        else:
+            session = self.parallel.next_idle()
+            assert session is not None
+            try:
+                self.preprocess(self.consumer.pixels(slot), self._frame_runs[session].input)
+            except Exception as exc:  # this frame fails safe, the line goes on
+                self._engine_failed(meta, exc)
+                basis = Basis.ENGINE_ERROR
+            else:
+                self._running[self.parallel.start()] = _Running(slot, meta, t_picked, time.monotonic_ns())
+                return
+        self.consumer.release(slot)
+        self.inflight.take(meta, Count.DECIDED)
+        now = time.monotonic_ns()
+        self._conclude(meta, self.fail_safe, basis, _Times(t_picked, now, now, now, now), "", float("nan"), {}, None)
+
+    def _complete(self, session: int, t_end: int, failed: BaseException | None) -> None:
+        """A session's run ended at *t_end*: its frame's verdict, hand-off and record."""
+        running = self._running.pop(session)
+        meta = running.meta
+        label, score = "", float("nan")
+        verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
+        if failed is not None:
+            self._engine_failed(meta, failed, session=session)
+        else:
+            try:
+                decision = self.classify(self._frame_runs[session].output)
+            except Exception as exc:
+                self._engine_failed(meta, exc, session=session)
+            else:
+                deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
+                verdict, basis = settle(decision.verdict, deadline, time.monotonic_ns(), self.fail_safe)
+                label, score = decision.label, decision.score
+        t_post = time.monotonic_ns()
+        times = _Times(running.picked, running.pre, t_end, t_post, t_post)
+        self.inflight.take(meta, Count.DECIDED)
+        self._conclude(meta, verdict, basis, times, label, score, {"session": session}, running.slot)
+        if failed is None:  # after the hand-off: off the frame's path
+            self._observe_path(t_post - running.picked, t_post)
+        self._last_done_ns = time.monotonic_ns()
+
+    def drain(self) -> None:
+        """Conclude every frame a session is still running: before a hand-over, so that the
+        successor starts at a frame boundary."""
+        runner = self.parallel
+        while runner is not None and runner.busy:
+            for i, t_end, failed in runner.finished(0.05):
+                self._complete(i, t_end, failed)
+
+    def close(self) -> None:
+        """Stop the sessions' threads (each run under way ends first), before the engine closes."""
+        if self.parallel is not None:
+            self.parallel.close()
+            self.parallel = None
 
     def _claim_batch(self, first: FrameMeta) -> list[tuple[int, FrameMeta]]:
         """``model.max_batch`` > 1: the frames waiting after *first* (claimed), oldest first, as many
@@ -436,23 +562,15 @@ class InferenceLoop:
                 ran = True  # at least this long: it counts towards the expected time
             except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
-                self.log.error(
-                    "engine_failed",
-                    seq=meta.seq,
-                    part_id=meta.part_id,
-                    error=repr(exc),
-                    **self._camera_fields[meta.camera],
-                )
+                self._engine_failed(meta, exc)
                 t_pre = t_inf = t_post = t_final = time.monotonic_ns()
             finally:
                 if held:
                     self.consumer.release(slot)
 
         times = _Times(t_picked, t_pre, t_inf, t_post, t_final)
-        stages = self._stages_of(meta, times, label, score, {"stages": cascade} if cascade else {})
-        decided = (class_index.get(label, NO_CLASS), _score_word(score))
-        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
-        self._account(meta, basis, label, times, t_done)
+        extra = {"stages": cascade} if cascade else {}
+        self._conclude(meta, verdict, basis, times, label, score, extra, release, class_index)
         if ran:  # after the hand-off: off the frame's path
             self._observe_path(t_post - t_picked, t_post)
         self._last_done_ns = time.monotonic_ns()
@@ -519,20 +637,13 @@ class InferenceLoop:
                 verdict, basis = self.fail_safe, Basis.INCOMPLETE_FRAME
             elif i in failed or row is None:
                 verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
-                self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(failed.get(i)),
-                               batch=len(batch), **self._camera_fields[meta.camera])  # fmt: skip
+                self._engine_failed(meta, failed.get(i), batch=len(batch))
             else:
                 try:
                     decision = self.classify(output[row : row + 1])
                 except Exception as exc:
                     verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
-                    self.log.error(
-                        "engine_failed",
-                        seq=meta.seq,
-                        part_id=meta.part_id,
-                        error=repr(exc),
-                        **self._camera_fields[meta.camera],
-                    )
+                    self._engine_failed(meta, exc)
                 else:
                     deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
                     verdict, basis = settle(decision.verdict, deadline, time.monotonic_ns(), self.fail_safe)
@@ -541,11 +652,31 @@ class InferenceLoop:
             # preprocess_ms and infer_ms are the batch's; postprocess_ms runs from the batch's run to
             # this frame's class, so it holds the frames before it in the batch.
             times = _Times(t_picked, t_pre, t_inf, t_post, t_post)
-            stages = self._stages_of(meta, times, label, score, {"batch": len(batch), "batch_row": i})
-            decided = (self._class_index.get(label, NO_CLASS), _score_word(score))
-            t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
-            self._account(meta, basis, label, times, t_done)
+            self._conclude(meta, verdict, basis, times, label, score, {"batch": len(batch), "batch_row": i}, release)
         self._last_done_ns = time.monotonic_ns()
+
+    def _conclude(
+        self,
+        meta: FrameMeta,
+        verdict: Verdict,
+        basis: Basis,
+        times: _Times,
+        label: str,
+        score: float,
+        extra: dict[str, Any],
+        release: int | None,
+        class_index: dict[str, int] | None = None,
+    ) -> None:
+        """A frame the loop decided (its in-flight entry taken): its effects (:meth:`_finish`), then
+        its latencies and counts (:meth:`_account`). *class_index*: the deciding model's (the first one's)."""
+        stages = self._stages_of(meta, times, label, score, extra)
+        decided = ((class_index or self._class_index).get(label, NO_CLASS), _score_word(score))
+        t_done = self._finish(meta, verdict, basis, Count.DECIDED, self.log.info, stages, decided, release)
+        self._account(meta, basis, label, times, t_done)
+
+    def _engine_failed(self, meta: FrameMeta, exc: BaseException | None, **extra: Any) -> None:
+        self.log.error("engine_failed", seq=meta.seq, part_id=meta.part_id, error=repr(exc),
+                       **extra, **self._camera_fields[meta.camera])  # fmt: skip
 
     def _stages_of(self, meta: FrameMeta, times: _Times, label: str, score: float, extra: dict[str, Any]) -> Any:
         """The frame record's stage fields, given the time of its hand-off."""
@@ -756,6 +887,7 @@ def inference_main(
     handed_over = False
     gpu: GpuFeed | None = None
     archiver: Archiver | None = None
+    loop: InferenceLoop | None = None
     try:
         engine.load()
         for stage in stages:
@@ -788,6 +920,7 @@ def inference_main(
             counters.set(Count.INFER_HEARTBEAT_NS, now)
             ctx.report_logs(Role.INFER, sink, now)
             if own.should_hand_over():
+                loop.drain()  # model.parallel: the frames still running get their verdicts here
                 handed_over = True
                 break
             woke = waiter.wait(0.05)
@@ -807,6 +940,8 @@ def inference_main(
             freed = gpu.close()  # at the ring: a late frame's slot (its verdict given) is released, not re-decided
             if freed is not None:
                 consumer.release(freed)
+        if loop is not None:
+            loop.close()
         own.released.set()
         engine.close()
         for stage in stages:

@@ -486,6 +486,11 @@ class RingConsumer:
         """Block until an item may be pending or *timeout_s* passes; False on timeout."""
         return bool(self._ready.acquire(timeout=timeout_s))
 
+    def wake(self) -> None:
+        """Make the consumer's wait return (or its next poll succeed) though nothing new is in the
+        ring: for a run that ended on another thread (:mod:`linegate.engine.parallel_runs`)."""
+        self._ready.release()
+
     def poll(self) -> bool:
         """What :meth:`wait` would return at once, without blocking: for a caller that polls."""
         return bool(self._ready.acquire(block=False))

@@ -76,6 +76,11 @@ class RingSet:
         """Block until an item may be pending in any ring or *timeout_s* passes; False on timeout."""
         return bool(self._ready.acquire(timeout=timeout_s))
 
+    def wake(self) -> None:
+        """Make the consumer's wait return (or its next poll succeed) though nothing new is in the
+        ring: for a run that ended on another thread (:mod:`linegate.engine.parallel_runs`)."""
+        self._ready.release()
+
     def poll(self) -> bool:
         return bool(self._ready.acquire(block=False))
 

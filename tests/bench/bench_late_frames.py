@@ -1,6 +1,7 @@
 """Benchmark: how the frames of an overload end, by basis (model, dropped, deadline_missed, ...).
 
     python tests/bench/bench_late_frames.py [--model resnet18] [--fps 85] [--frames 1000] [--rounds 2]
+                                            [--parallel N]
 
 Runs linegate's pipeline (the Supervisor, as ``linegate bench`` does) on the simulated camera at
 --fps with a recording PLC simulator, and prints per run the count of each frame basis, the
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from linegate.bench.runner import run_linegate  # noqa: E402
-from linegate.bench.scenarios import bench_config, model_spec  # noqa: E402
+from linegate.bench.scenarios import bench_config, model_spec, with_model  # noqa: E402
 from linegate.config import load_config  # noqa: E402
 from linegate.demo.runner import PlcSimProcess, free_port, sim_args, with_plc_port  # noqa: E402
 
@@ -32,6 +33,7 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=85.0)
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=1, help="model.parallel")
     args = ap.parse_args()
     spec = model_spec(args.model)
     if spec.config is None:
@@ -40,7 +42,7 @@ def main() -> int:
     base = load_config(spec.config)
     with tempfile.TemporaryDirectory(prefix="linegate-late-") as tmp:
         for rnd in range(args.rounds):
-            cfg = bench_config(base, args.fps, 1)
+            cfg = with_model(bench_config(base, args.fps, 1), parallel=args.parallel)
             sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
             try:
                 cfg = with_plc_port(cfg, sim.port)
@@ -50,7 +52,11 @@ def main() -> int:
             frames = [r for r in records if r.get("event") == "frame"]
             ready = next((r for r in records if r.get("event") == "engine_ready"), {})
             late = [round(r["total_ms"], 1) for r in frames if r["basis"] == "deadline_missed"]
-            print(f"round {rnd}: {args.model} at {args.fps:g} fps, {len(frames)} frames, "
+            by_model = [r for r in frames if r["basis"] == "model"]
+            span_s = (max(r["t_done_ns"] for r in frames) - min(r["t_acquired_ns"] for r in frames)) / 1e9
+            print(f"round {rnd}: {args.model} at {args.fps:g} fps, parallel {args.parallel}, {len(frames)} frames, "
+                  f"{len(by_model) / span_s:.1f} decided by the model per second, "
+                  f"engine {({k: v for k, v in ready.items() if k in ('threads', 'parallel', 'parallel_threads')})}, "
                   f"by basis {dict(collections.Counter(r['basis'] for r in frames))}, "
                   f"warm-up p99 {ready.get('p99_ms', float('nan')):.1f} ms, budget {cfg.deadline.budget_ms:g} ms, "
                   f"late frames' in hand -> verdict (ms) {late[:10]}, problems {problems or 'none'}", flush=True)

@@ -3,6 +3,7 @@ combination the loop cannot batch is refused, naming the key and what to change.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,43 @@ def test_check_config_runs_one_batch_and_says_how_batches_run(tmp_path: Path) ->
     (problem,) = report.problems
     assert "model.max_batch = 2 with model.batch_by = 'dimension' needs a dynamic batch dimension" in problem
     assert "model.batch_by = 'sessions'" in problem and "model.max_batch = 1" in problem
+
+
+@pytest.mark.parametrize(
+    ("model_extra", "tail", "expected"),
+    [
+        ("parallel = 5", "", r"model.parallel = 5: each frame holds its ring slot .* at most half of ring.slots = 8"),
+        ("parallel = 2\nmax_batch = 2", "", "parallel = 2 and max_batch = 2 are two ways to decide a backlog"),
+        ('parallel = 2\nbackend = "tensorrt"\npreprocess_on = "cpu"', "",
+         "parallel = 2 runs one-frame onnxruntime sessions at once; backend = 'tensorrt'"),
+        ("parallel = 2", STAGE.format(extra=""), r"model.parallel = 2: not supported with \[\[stages\]\]"),
+        ("", STAGE.format(extra="parallel = 2"), "stages.0.model.parallel = 2: a further stage runs one frame"),
+        ("parallel = 17", "", "model.parallel"),
+    ],
+)
+def test_what_cannot_run_in_parallel_is_refused_by_name(tmp_path: Path, model_extra: str, tail: str,
+                                                        expected: str) -> None:  # fmt: skip
+    with pytest.raises(ConfigError, match=expected):
+        load_config(config_with(tmp_path, model_extra, tail))
+
+
+def test_parallel_in_handshake_mode_fits_the_plc_results_buffer(tmp_path: Path) -> None:
+    """Up to model.parallel verdicts reach the PLC worker at once: below plc.handshake.buffer."""
+    handshake = "\n[plc.handshake]\nbuffer = 2\n"
+    text = config_with(tmp_path, "parallel = 2", handshake).read_text().replace('mode = "pulse"', 'mode = "handshake"')
+    path = tmp_path / "hs.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"model.parallel = 2: .* plc.handshake.buffer = 2"):
+        load_config(path)
+    path.write_text(text.replace("buffer = 2", "buffer = 3"))
+    assert load_config(path).model.parallel == 2
+
+
+def test_check_config_runs_each_parallel_session(tmp_path: Path) -> None:
+    """check-config with parallel = 2 runs a blank frame on each session and says how they run."""
+    from linegate.config.check import check_config
+
+    report = check_config(config_with(tmp_path, "parallel = 2"))
+    assert not report.problems, report.problems
+    pattern = r"model.parallel = 2: up to 2 frames decided at once, each on a one-frame session of \d+ threads?; each"
+    assert any(re.match(pattern, n) for n in report.notes), report.notes

@@ -164,3 +164,10 @@ def test_cameras_on_different_plcs_may_use_the_same_addresses() -> None:
     with pytest.raises(ConfigError, match=r"share plc.modbus.register_base \(a 32-register block\) \(100\)"):
         load(config([{"name": "a", "device": {"index": 0}}, {"name": "b", "device": {"index": 1}}],
                      plc__mode="handshake"))  # fmt: skip
+
+
+def test_parallel_sessions_with_several_cameras_are_refused_by_name() -> None:
+    """model.parallel is not built for [[cameras]] yet: refused, naming both keys."""
+    model = {**BASE["model"], "parallel": 2}
+    with pytest.raises(ConfigError, match=r"model.parallel = 2: not supported with \[\[cameras\]\]"):
+        load(config([cam("left", "0", 0), cam("right", "1", 5)], model=model))

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from linegate.config import Config
 from linegate.counters import SharedCounters
+from linegate.demo.ground_truth import BALL_SIZE
 from linegate.engine import create_engine
 from linegate.logs import configure_logging, get_logger, shutdown_logging
 from linegate.pipeline.infer import InferenceLoop
@@ -26,6 +29,17 @@ CTX = mp.get_context("spawn")
 GEOMETRY = RingGeometry(480, 640, 1, "Mono8")
 
 
+def ball_frame(x: int, y: int) -> np.ndarray:
+    """A white 640x480 frame with the demo's black ball at top-left (x, y)."""
+    frame = np.full((480, 640), 255, dtype=np.uint8)
+    frame[y : y + BALL_SIZE, x : x + BALL_SIZE] = 0
+    return frame
+
+
+POSITIONS = [(300, 200), (20, 20), (200, 150), (600, 440), (400, 300), (50, 400), (250, 250), (500, 100)]
+"""Balls inside and outside the demo's reject zone (x 160..480, y 120..360), alternating."""
+
+
 @dataclass
 class LoopRig:
     loop: InferenceLoop
@@ -36,11 +50,14 @@ class LoopRig:
     counters: SharedCounters
     log_path: Path
 
-    def publish(self, part_id: int, acquired_ns: int | None = None, value: int = 255) -> None:
-        """One frame of *value* pixels, acquired at *acquired_ns* (default now), ready for the loop."""
+    def publish(
+        self, part_id: int, acquired_ns: int | None = None, value: int = 255, pixels: np.ndarray | None = None
+    ) -> None:
+        """One frame of *value* pixels (or *pixels*), acquired at *acquired_ns* (default now), ready
+        for the loop."""
         _, slot = self.producer.reserve(part_id, part_id, time.monotonic_ns() if acquired_ns is None else acquired_ns)
         assert slot is not None, "ring full"
-        self.producer.pixels(slot)[...] = value
+        self.producer.pixels(slot)[...] = value if pixels is None else pixels
         self.producer.publish(slot, time.monotonic_ns())
 
     def frame_records(self) -> list[dict[str, Any]]:
@@ -60,11 +77,14 @@ def loop_on_a_ring(cfg: Config, log_path: Path, slots: int = 4, inflight: InFlig
     reader, writer = reject_channel(CTX)
     counters = SharedCounters.create(CTX)
     sink = configure_logging(file=log_path, stream=None)
+    loop: InferenceLoop | None = None
     try:
         loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), counters, get_logger(), sink,
                              inflight)  # fmt: skip
         yield LoopRig(loop, producer, consumer, reader, counters, log_path)
     finally:
+        if loop is not None:
+            loop.close()  # model.parallel's threads, before the engine goes
         shutdown_logging()
         engine.close()
         producer.close()

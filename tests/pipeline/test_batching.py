@@ -17,7 +17,7 @@ import pytest
 
 from linegate.config import Config
 from linegate.counters import Count, SharedCounters
-from linegate.demo.ground_truth import BALL_SIZE, expected_reject
+from linegate.demo.ground_truth import expected_reject
 from linegate.engine import create_engine
 from linegate.logs import configure_logging, get_logger, shutdown_logging
 from linegate.pipeline.infer import InferenceLoop
@@ -25,6 +25,7 @@ from linegate.plc.reject_pipe import RejectOutbox, reject_channel
 from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer
 from linegate.vision.preprocess import build_preprocessor
 from tests.pipeline.harness import records
+from tests.pipeline.loop_rig import POSITIONS, ball_frame
 
 onnx = pytest.importorskip("onnx", reason="the onnx package (dev extra) makes the demo model batch-dynamic")
 
@@ -40,17 +41,6 @@ def batch_dynamic_copy(model: Path, out: Path) -> Path:
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     onnx.save(proto, str(out))
     return out
-
-
-def ball_frame(x: int, y: int) -> np.ndarray:
-    """A white 640x480 frame with the demo's black ball at top-left (x, y)."""
-    frame = np.full((480, 640), 255, dtype=np.uint8)
-    frame[y : y + BALL_SIZE, x : x + BALL_SIZE] = 0
-    return frame
-
-
-# Balls inside and outside the demo's reject zone (x 160..480, y 120..360), alternating.
-POSITIONS = [(300, 200), (20, 20), (200, 150), (600, 440), (400, 300), (50, 400), (250, 250), (500, 100)]
 
 
 @dataclass

@@ -27,11 +27,14 @@ def model_decided_after(recs: list[dict[str, object]], t_ns: int) -> list[dict[s
     return [r for r in recs if r["event"] == "frame" and int(r["t_acquired_ns"]) > t_ns]  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize("victim", ["acquire", "infer", "plc"])
-def test_killed_worker_is_restarted_and_nothing_is_lost(tmp_path: Path, plc_sim: PlcSimProcess, victim: str) -> None:
+@pytest.mark.parametrize(("victim", "parallel"), [("acquire", 1), ("infer", 1), ("plc", 1), ("infer", 2)])
+def test_killed_worker_is_restarted_and_nothing_is_lost(
+    tmp_path: Path, plc_sim: PlcSimProcess, victim: str, parallel: int
+) -> None:
     """SIGKILL of any worker: it is restarted, its in-flight frames/rejects get verdicts or reports,
-    frames after the recovery meet their deadline, and a later SIGTERM exits 0 reconciled."""
-    run = LinegateRun(tmp_path, plc_sim.port)
+    frames after the recovery meet their deadline, and a later SIGTERM exits 0 reconciled; also
+    with model.parallel = 2 (frames on two sessions at once when the inference worker dies)."""
+    run = LinegateRun(tmp_path, plc_sim.port, {"warmup_runs = 50": f"warmup_runs = 50\nparallel = {parallel}"})
     run.wait_frames(50)
     os.kill(run.pid_of(victim), signal.SIGKILL)
     recovered = run.wait_event("worker_recovered", timeout_s=60)
@@ -49,6 +52,9 @@ def test_killed_worker_is_restarted_and_nothing_is_lost(tmp_path: Path, plc_sim:
     ]
     summary = run.events("run_summary")[0]
     assert summary["worker_restarts"] == 1 and summary["unresolved"] == 0
+    sessions = {r.get("session") for r in recs if r["event"] == "frame" and r["basis"] == "model"}
+    # parallel: a session is named in each record (the demo model keeps up: mostly session 0 suffices)
+    assert (0 in sessions and sessions <= {0, 1}) if parallel > 1 else sessions == {None}, sessions
 
 
 def test_plc_killed_then_restarted_mid_run(tmp_path: Path, plc_sim: PlcSimProcess) -> None:

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from linegate.bench.floor import engine_floor
 from linegate.bench.records import Frame, plc_times
 from linegate.bench.report import COLUMNS, floor_shares, notes, table
 from linegate.bench.runner import STAGES, ScenarioResult, Side, late, shortfall
-from linegate.bench.scenarios import MAX_SCENARIO_S, Scenario, capped_frames, model_spec, plan
+from linegate.bench.scenarios import MAX_SCENARIO_S, Scenario, capped_frames, model_spec, plan, with_model
 from linegate.bench.stats import Dist, fmt_ms, fmt_share
+from linegate.config import Config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NUMBER = re.compile(r"^-?\d+(\.\d+)?%?$")
@@ -115,6 +117,19 @@ def test_rates_from_the_engine_floor() -> None:
     assert capped_frames(300, 1.0) == 100 and capped_frames(50, 1.0) == 50
 
 
+def test_the_parallel_floor_is_the_intervals_between_results(demo_config: Config) -> None:
+    """model.parallel: the floor keeps both sessions busy and returns one interval per result (after
+    the warm ones), which add up to the time the runs took: frames per second, not one run's time."""
+    import time
+
+    cfg = with_model(demo_config, parallel=2)
+    t0 = time.monotonic_ns()
+    intervals = engine_floor(cfg, 200, warm=10)
+    wall = time.monotonic_ns() - t0
+    assert intervals.size == 200 and (intervals >= 0).all()
+    assert 0 < intervals.sum() < wall
+
+
 def test_missing_resnet18_says_where_to_look(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("linegate.bench.scenarios.CHECKOUT", tmp_path)
     spec = model_spec("resnet18")
@@ -154,13 +169,13 @@ def test_overload_shares_compare_each_side_with_the_floor_at_its_batch_size() ->
     one-frame floor, the batching side against the floor at its batch size; only where that floor
     is slower than the camera."""
     sides = [side("linegate oldest_first", throughput_fps=27.0), side("linegate batch 4", throughput_fps=36.0),
-             side("linegate sessions 2", throughput_fps=38.0), side("naive", throughput_fps=33.0),
+             side("linegate parallel 2", throughput_fps=38.0), side("naive", throughput_fps=33.0),
              side("floor", throughput_fps=40.0), side("floor batch 4", throughput_fps=45.0),
-             side("floor sessions 2", throughput_fps=50.0)]
+             side("floor parallel 2", throughput_fps=50.0)]
     assert floor_shares(sides, 100.0) == [
         "linegate oldest_first: decided by the model 27.0 fps = 0.68 x the floor's 40.0 fps",
         "linegate batch 4: decided by the model 36.0 fps = 0.80 x the floor batch 4's 45.0 fps",
-        "linegate sessions 2: decided by the model 38.0 fps = 0.76 x the floor sessions 2's 50.0 fps",
+        "linegate parallel 2: decided by the model 38.0 fps = 0.76 x the floor parallel 2's 50.0 fps",
     ]
     # An engine faster than the camera at a batch size: the camera bounds that side, no share.
     assert floor_shares(sides, 42.0) == [floor_shares(sides, 100.0)[0]]

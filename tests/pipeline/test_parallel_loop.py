@@ -1,0 +1,160 @@
+"""model.parallel: the inference loop decides frames on several one-frame sessions at once, each
+taking the next waiting frame as its run ends; every frame still gets exactly one verdict (the same
+as one at a time), one record and one hand-off. In-process loop on a real ring, the demo's ONNX
+Runtime model and a real reject pipe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from linegate.config import Config
+from linegate.counters import Count
+from linegate.demo.ground_truth import expected_reject
+from linegate.engine.base import FrameRun
+from linegate.engine.ort_backend import OnnxRuntimeEngine
+from linegate.logs import shutdown_logging
+from tests.pipeline.harness import records
+from tests.pipeline.loop_rig import POSITIONS, LoopRig, ball_frame, loop_on_a_ring
+
+MS = 1_000_000
+
+
+def with_parallel(cfg: Config, sessions: int) -> Config:
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"parallel": sessions})})
+
+
+def decide_all(rig: LoopRig, frames: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """Step the loop (as its worker does: wait, then step) until *frames* records are written;
+    then the log is flushed and closed (nothing more is logged) and its frame records returned."""
+    end = time.monotonic() + timeout_s
+    while rig.counters.get(Count.LOGGED) < frames:
+        assert time.monotonic() < end, f"{rig.counters.get(Count.LOGGED)} of {frames} frames decided"
+        rig.consumer.wait(0.05)
+        rig.loop.step()
+    shutdown_logging()
+    return rig.frame_records()
+
+
+def test_a_backlog_is_decided_on_every_session_with_the_verdicts_of_one_at_a_time(
+    tmp_path: Path, demo_config: Config
+) -> None:
+    """Eight waiting frames, two sessions: both sessions decide frames, every part once; each
+    frame's label and score equal those of the same frame decided one at a time, and match the
+    ground truth; the rejects are handed off."""
+    frames = [ball_frame(x, y) for x, y in POSITIONS]
+    results: dict[int, list[dict[str, Any]]] = {}
+    for sessions in (1, 2):
+        with loop_on_a_ring(with_parallel(demo_config, sessions), tmp_path / f"p{sessions}.jsonl", slots=16) as rig:
+            rig.loop.warm_up(10)
+            for part, pixels in enumerate(frames, start=1):
+                rig.publish(part, pixels=pixels)
+            results[sessions] = sorted(decide_all(rig, len(frames)), key=lambda r: r["part_id"])
+            c = rig.counters
+            assert (c.get(Count.DECIDED), c.get(Count.LOGGED), c.get(Count.FAIL_SAFE)) == (8, 8, 0)
+            assert c.get(Count.PLC_QUEUED) == sum(expected_reject(f) for f in frames)
+    alone, parallel = results[1], results[2]
+    assert [r["part_id"] for r in parallel] == list(range(1, 9))
+    assert {r["session"] for r in parallel} == {0, 1}
+    assert all("session" not in r for r in alone)
+    for one, many, pixels in zip(alone, parallel, frames, strict=True):
+        assert many["basis"] == "model" and one["basis"] == "model"
+        assert many["label"] == one["label"] and many["score"] == pytest.approx(one["score"], abs=1e-5)
+        assert (many["verdict"] == "reject") == expected_reject(pixels)
+
+
+def test_a_failing_session_fails_its_frames_safe_and_the_other_session_goes_on(
+    tmp_path: Path, demo_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session 1's runs raise once the loop is warm: each frame it took gets the fail-safe verdict
+    (basis engine_error) with an engine_failed record naming the part and the session; session 0's
+    frames are decided by the model; still one record per frame."""
+    broken = threading.Event()
+    real = OnnxRuntimeEngine.frame_runs
+
+    def one_broken(self: OnnxRuntimeEngine) -> list[FrameRun]:
+        runs = real(self)
+        good = runs[1].run
+
+        def run() -> object:
+            if broken.is_set():
+                raise RuntimeError("session 1 lost its device")
+            return good()
+
+        return [runs[0], FrameRun(runs[1].input, runs[1].output, run)]
+
+    monkeypatch.setattr(OnnxRuntimeEngine, "frame_runs", one_broken)
+    with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "broken.jsonl", slots=16) as rig:
+        rig.loop.warm_up(10)
+        broken.set()
+        for part, (x, y) in enumerate(POSITIONS, start=1):
+            rig.publish(part, pixels=ball_frame(x, y))
+        recs = decide_all(rig, len(POSITIONS))
+        failed = [r for r in records(rig.log_path) if r["event"] == "engine_failed"]
+    assert sorted(r["part_id"] for r in recs) == list(range(1, 9))
+    on = {s: [r for r in recs if r["session"] == s] for s in (0, 1)}
+    assert on[0] and on[1], "both sessions took frames"
+    assert all(r["basis"] == "model" for r in on[0])
+    assert all(r["basis"] == "engine_error" and r["verdict"] == "reject" for r in on[1])
+    assert sorted(r["part_id"] for r in failed) == sorted(r["part_id"] for r in on[1])
+    assert all(r["session"] == 1 and "session 1 lost its device" in r["error"] for r in failed)
+
+
+def test_frames_on_the_sessions_when_the_worker_dies_get_one_fail_safe_verdict_each(
+    tmp_path: Path, demo_config: Config
+) -> None:
+    """Two frames started on the sessions, a third waiting, then the worker is gone before it
+    collects the runs: its successor's recover() gives the two the fail-safe verdict (basis
+    lost_in_flight), once each, and decides the waiting frame by the model."""
+    with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "dead.jsonl", slots=16) as rig:
+        loop = rig.loop
+        loop.warm_up(10)
+        for part, (x, y) in enumerate(POSITIONS[:3], start=1):
+            rig.publish(part, pixels=ball_frame(x, y))
+        while loop.parallel is not None and loop.parallel.busy < 2:
+            rig.consumer.wait(0.05)
+            loop.step()
+        loop.close()  # the runs end, nobody collects them: as if the worker had been killed
+        loop.recover()  # the successor (same in-flight entry, same ring), deciding one at a time
+        recs = decide_all(rig, 3)
+    by_part = {r["part_id"]: r for r in recs}
+    assert len(recs) == 3 and sorted(by_part) == [1, 2, 3]
+    assert [by_part[p]["basis"] for p in (1, 2)] == ["lost_in_flight"] * 2
+    assert by_part[3]["basis"] == "model"
+
+
+def test_drain_concludes_the_running_frames_before_a_hand_over(tmp_path: Path, demo_config: Config) -> None:
+    """drain() (before the baton goes to a successor) returns once every started frame has its
+    verdict and record: the successor starts at a frame boundary."""
+    with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "drain.jsonl", slots=16) as rig:
+        loop = rig.loop
+        loop.warm_up(10)
+        rig.publish(1, pixels=ball_frame(*POSITIONS[0]))
+        rig.publish(2, pixels=ball_frame(*POSITIONS[1]))
+        rig.consumer.wait(1.0)
+        loop.step()
+        assert loop.parallel is not None and loop.parallel.busy == 2
+        loop.drain()
+        assert loop.parallel.busy == 0
+        shutdown_logging()
+        recs = rig.frame_records()
+    assert sorted(r["part_id"] for r in recs) == [1, 2] and all(r["basis"] == "model" for r in recs)
+
+
+def test_a_frame_that_cannot_make_its_deadline_is_not_started(tmp_path: Path, demo_config: Config) -> None:
+    """A frame whose deadline the expected run time no longer fits gets the fail-safe verdict
+    (deadline_unreachable) at once, without taking a session."""
+    with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "late.jsonl", slots=16) as rig:
+        loop = rig.loop
+        loop.warm_up(10)
+        budget_ms = demo_config.deadline.budget_ms
+        rig.publish(1, acquired_ns=time.monotonic_ns() - int((budget_ms - 1) * MS))  # 1 ms left
+        loop.expected_ns = 20 * MS
+        loop.path_time.expire = lambda now_ns: False  # type: ignore[method-assign]  # keep the 20 ms
+        (rec,) = decide_all(rig, 1)
+        assert loop.parallel is not None and loop.parallel.busy == 0
+    assert rec["basis"] == "deadline_unreachable" and "session" not in rec
