@@ -8,25 +8,30 @@ import numpy as np
 import numpy.typing as npt
 
 from linegate.config import Config
+from linegate.config.schema import runnable_model
 from linegate.engine import Engine
 
 
 def engine_floor(cfg: Config, runs: int, warm: int = 20) -> npt.NDArray[np.int64]:
     """Each of *runs* infers' duration in ns (after *warm* untimed ones), the model loaded as linegate
-    loads it; with ``model.max_batch`` > 1, each a run of that many rows. With ``model.parallel`` > 1
-    the sessions run at once, each starting again as its run ends, and the figures are the intervals
-    between results (they add up to the time taken: the engine's throughput, not one run's time)."""
+    loads it; with ``model.max_batch`` > 1, each a run of that many rows. With ``model.parallel`` set
+    to a number > 1 the sessions run at once, each starting again as its run ends, and the figures are
+    the intervals between results (they add up to the time taken: the engine's throughput, not one
+    run's time); "auto" is timed as one frame at a time on the main session, what a frame alone gets."""
     from linegate.engine import create_engine
     from linegate.vision.preprocess import build_preprocessor
 
     shape = (cfg.camera.height, cfg.camera.width)
     pre = build_preprocessor(cfg.model.preprocess, shape, cfg.camera.pixel_format)
-    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
+    model = runnable_model(cfg, cfg.model)
+    if model.parallel == "auto":
+        model = model.model_copy(update={"parallel": 1})
+    engine = create_engine(model, pre.spec.shape, pre.spec.dtype)
     with engine:
         rows = engine.max_batch
         for row in range(rows):
             pre(np.full(shape, 255, dtype=np.uint8), engine.input_row(row))
-        if cfg.model.parallel > 1:
+        if engine.parallel > 1:
             return _parallel_intervals(engine, runs, warm)
         if rows == 1:
             engine.warm_up(warm)

@@ -53,10 +53,11 @@ speed drifted, and that side's share says little."""
 
 
 def batch_size_of(side: str) -> str:
-    """How a side runs a backlog, as its name says: "batch 4", "parallel 2", or "" (one frame)."""
+    """How a side runs a backlog, as its name says: "batch 4", "parallel 2", or "" (one frame at a
+    time, "parallel 1" included)."""
     words = side.split()
     for i, word in enumerate(words[:-1]):
-        if word in ("batch", "sessions", "parallel"):
+        if word in ("batch", "sessions", "parallel") and words[i + 1] != "1":
             return f"{word} {words[i + 1]}"
     return ""
 

@@ -114,6 +114,7 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
     other = batched = batched_cfg = by_parallel = parallel_cfg = None
     batch_problem = parallel_problem = ""
     overload = sc.load == "overload"
+    other_parallel = PARALLEL if cfg.model.parallel == 1 else 1  # the setting the configuration does not use
     brief_runs = max(20, floor_runs // 3)
 
     def linegate_side(side_cfg: Config, log: str) -> tuple[LinegateRun, tuple[float, float] | None]:
@@ -132,7 +133,7 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
             batched_cfg, batch_problem = with_batching(cfg, BATCH, tmp)
             if batched_cfg is not None:
                 batched = linegate_side(batched_cfg, f"{name}-linegate-batch.jsonl")
-            parallel_cfg, parallel_problem = with_parallel(cfg, PARALLEL)
+            parallel_cfg, parallel_problem = with_parallel(cfg, other_parallel)
             if parallel_cfg is not None:
                 by_parallel = linegate_side(parallel_cfg, f"{name}-linegate-parallel.jsonl")
         nv = run_naive(cfg, config_path, sc.frames, tmp / f"{name}-naive.jsonl")
@@ -153,14 +154,15 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
         sides.append(batched_side)
     if by_parallel is not None:
         parallel_side = analyse_linegate(*by_parallel[0], edges, sc.fps, floor_beside=by_parallel[1])
-        parallel_side.side = f"linegate parallel {PARALLEL}"
+        parallel_side.side = f"linegate parallel {other_parallel}"
         sides.append(parallel_side)
     sides.append(analyse_naive(*nv, edges, sc.fps, cfg.deadline.budget_ms))
     sides.append(analyse_floor(engine_floor(cfg, floor_runs)))
     if batched_cfg is not None:
         sides.append(analyse_floor(engine_floor(batched_cfg, max(10, floor_runs // BATCH)), BATCH))
-    if parallel_cfg is not None:
-        sides.append(analyse_floor(engine_floor(parallel_cfg, floor_runs), 1, f"floor parallel {PARALLEL}"))
+    sessions_cfg, _ = with_parallel(cfg, PARALLEL)
+    if overload and sessions_cfg is not None:
+        sides.append(analyse_floor(engine_floor(sessions_cfg, floor_runs), 1, f"floor parallel {PARALLEL}"))
     result = ScenarioResult(sc, sides, cfg.deadline.budget_ms)
     if batch_problem:
         result.notes.append(f"no batching side: {batch_problem}")
@@ -175,8 +177,10 @@ LinegateRun = tuple[tuple[int, int], list[Event], dict[str, int], list[str]]
 BATCH = 4
 """``model.max_batch`` of the overload scenario's batching side (over the model's batch dimension)."""
 PARALLEL = 2
-"""``model.parallel`` of the overload scenario's side that decides frames on one-frame sessions at
-once, each taking the next waiting frame as its run ends (the model as it is)."""
+"""``model.parallel`` of the overload scenario's side that decides a backlog on one-frame sessions
+at once, each taking the next waiting frame as its run ends (the model as it is), where the
+configuration sets ``parallel = 1``; otherwise that side is ``parallel 1`` (one frame at a time).
+The floor row ``floor parallel 2`` is the engine alone on that many sessions."""
 
 
 def with_batching(cfg: Config, batch: int, tmp: Path) -> tuple[Config | None, str]:

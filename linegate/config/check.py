@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from linegate.config.lanes import lanes_of
 from linegate.config.loader import load_config
-from linegate.config.schema import CameraSection, Config, ModelSection, PreprocessSection
+from linegate.config.schema import CameraSection, Config, ModelSection, PreprocessSection, runnable_model
 from linegate.errors import ConfigError, EngineError
 from linegate.vision.preprocess import Preprocessor, build_preprocessor, plan_preprocess
 
@@ -68,7 +68,7 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
     models = [("model", cfg.model)] + [(f"recipes.{n}.model", r.model) for n, r in sorted(cfg.recipes.items())]
     models += [(f"stages.{i}.model", stage.model) for i, stage in enumerate(cfg.stages)]
     for key, model in models:
-        check_model(report, key, model, cfg.camera)
+        check_model(report, key, runnable_model(cfg, model), cfg.camera)
     if cfg.cameras:
         named = ", ".join(f"{lane.name} ({_device(lane.cfg.camera)})" for lane in lanes_of(cfg))
         report.notes.append(f"cameras: {named}: each its own acquisition and PLC worker, one inference worker for all")
@@ -177,8 +177,8 @@ def run_once(report: CheckReport, key: str, model: ModelSection, camera: CameraS
     else:
         if engine.max_batch > 1:
             report_batching(report, key, model, engine)
-        if model.parallel > 1:
-            report_parallel(report, key, model, engine)
+        if engine.parallel > 1:
+            report_parallel(report, key, engine)
     finally:
         engine.close()
 
@@ -200,21 +200,23 @@ def report_batching(report: CheckReport, key: str, model: ModelSection, engine: 
                         f"a batch of {rows} blank frames runs ({len(out)} outputs)")  # fmt: skip
 
 
-def report_parallel(report: CheckReport, key: str, model: ModelSection, engine: Engine) -> None:
-    """``parallel`` > 1: each one-frame session must run a blank frame; say how many threads each has."""
+def report_parallel(report: CheckReport, key: str, engine: Engine) -> None:
+    """``parallel`` > 1 (as set, or as "auto" decided at load): each one-frame session must run a
+    blank frame; say how many there are and how many threads each has."""
     runs = engine.frame_runs()
     for i, run in enumerate(runs):
         try:
             run.input[...] = engine.input
             run.run()
         except Exception as exc:  # whatever the backend raises: one line, not a traceback
-            report.problems.append(f"{report.path}: {key}.parallel = {model.parallel}: session {i} fails on a "
+            report.problems.append(f"{report.path}: {key}.parallel = {engine.parallel}: session {i} fails on a "
                                    f"blank frame: {exc}")  # fmt: skip
             return
     each = engine.settings.get("parallel_threads")
-    report.notes.append(f"{key}.parallel = {len(runs)}: up to {len(runs)} frames decided at once, each on a "
-                        f"one-frame session of {each} thread{'s' if each != 1 else ''}; each session runs a blank "
-                        "frame")  # fmt: skip
+    how = "as set" if isinstance(engine.cfg.parallel, int) else "auto: a model of 2 ms or more a run"
+    report.notes.append(f"{key}.parallel = {len(runs)} ({how}): under a backlog up to {len(runs)} frames decided at "
+                        f"once, each on a one-frame session of {each} thread{'s' if each != 1 else ''}; each session "
+                        "runs a blank frame")  # fmt: skip
 
 
 def report_output(
@@ -253,7 +255,9 @@ def layout_hint(key: str, model: ModelSection, camera: CameraSection) -> str:
     if model.backend != "onnxruntime":
         return ""
     other = "NHWC" if model.preprocess.layout == "NCHW" else "NCHW"
-    swapped = model.model_copy(update={"preprocess": model.preprocess.model_copy(update={"layout": other})})
+    swapped = model.model_copy(
+        update={"preprocess": model.preprocess.model_copy(update={"layout": other}), "parallel": 1}
+    )
     try:
         spec = plan_preprocess(swapped.preprocess, frame_shape(camera), camera.pixel_format).spec
         engine = create_engine(swapped, spec.shape, spec.dtype)

@@ -252,16 +252,19 @@ class ModelSection(_Section):
     runs on one session with all ``threads``. Measured, not assumed: see
     linegate/engine/side_by_side.py (faster alone on 16 cores at 14 threads, slower at 4, no gain
     inside the pipeline on 2 cores); ``linegate bench`` runs both under overload."""
-    parallel: Annotated[int, Field(ge=1, le=16)] = 1
-    """onnxruntime: frames decided at once, each on a one-frame session of its own (``threads //
-    parallel`` intra-op threads, at least 1) on a thread of its own. A session that finishes takes
-    the next waiting frame without waiting for the others, and each frame's verdict is handed off as
-    soon as its own run ends. For overload on few cores: one run spread over every core waits at each
-    operator for its slowest thread, and a thread that another process preempts stalls all of them;
-    sessions of their own have nothing to wait for. A single frame runs on fewer threads, so it takes
-    longer: a choice to measure (``linegate bench`` runs it under overload), not the default. Not with
-    ``max_batch`` > 1, ``[[stages]]`` or ``[[cameras]]``; at most half of
-    ``ring.slots`` and, in handshake mode, below ``plc.handshake.buffer``."""
+    parallel: Annotated[int, Field(ge=1, le=16)] | Literal["auto"] = "auto"
+    """onnxruntime, under a backlog: frames decided at once, each on a one-frame session of its own
+    (``threads // parallel`` intra-op threads, at least 1) on a thread of its own. A session that
+    finishes takes the next waiting frame without waiting for the others, and each frame's verdict
+    is handed off as soon as its own run ends. A frame alone (nothing else waiting or running) still
+    runs on the one session with every thread, so a sustainable rate keeps its latency. Why: one run
+    spread over every core waits at each operator for its slowest thread, and a thread another
+    process preempts stalls them all; sessions of their own have nothing to wait for. "auto": 2 for
+    a model whose run takes 2 ms or more (timed at load) on 2 or more threads, else 1; and 1 wherever
+    a number would be refused (``max_batch`` > 1, ``[[stages]]``, ``[[cameras]]``, tensorrt, fewer
+    than 4 ring slots, a handshake buffer of 2 or less). A number: at most half of ``ring.slots``
+    and, in handshake mode, below ``plc.handshake.buffer``. Measured: ``linegate bench`` runs
+    ``parallel 2`` under overload, ``tests/bench/bench_parallel_floor.py`` the engine alone."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
     """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device
     and runs the preprocessing kernel there, waiting for the model's result no longer than the
@@ -293,12 +296,12 @@ class ModelSection(_Section):
                 f"batch_by = 'sessions' runs one-frame onnxruntime sessions side by side; backend = {self.backend!r} "
                 "batches over the model's batch dimension: set batch_by = 'dimension'"
             )
-        if self.parallel > 1 and self.backend != "onnxruntime":
+        if self.parallel_asked > 1 and self.backend != "onnxruntime":
             raise ValueError(
                 f"parallel = {self.parallel} runs one-frame onnxruntime sessions at once; backend = "
                 f"{self.backend!r} has none: set parallel = 1"
             )
-        if self.parallel > 1 and self.max_batch > 1:
+        if self.parallel_asked > 1 and self.max_batch > 1:
             raise ValueError(
                 f"parallel = {self.parallel} and max_batch = {self.max_batch} are two ways to decide a backlog: "
                 "set one of them to 1"
@@ -309,6 +312,11 @@ class ModelSection(_Section):
                 "path runs one frame at a time) or max_batch = 1"
             )
         return self
+
+    @property
+    def parallel_asked(self) -> int:
+        """``parallel`` where set as a number, else 1 ("auto" is decided at load)."""
+        return self.parallel if isinstance(self.parallel, int) else 1
 
     @property
     def batch_sessions(self) -> bool:
@@ -713,13 +721,13 @@ def _check_batching(cfg: Config) -> None:
         if model.max_batch > 1 and cfg.stages:
             raise ValueError(f"{key}.max_batch = {model.max_batch}: batching is not supported with [[stages]] "
                              "(models in series); set it to 1")
-        if model.parallel > 1:
+        if model.parallel_asked > 1:
             _check_parallel(cfg, key, model)
         if model.max_batch > 1 and deadline.backlog == "newest_first":
             raise ValueError(f"{key}.max_batch = {model.max_batch}: batching decides the oldest waiting frames; "
                              "it needs deadline.backlog = 'oldest_first'")
     for i, stage in enumerate(cfg.stages):
-        if stage.model.parallel > 1:
+        if stage.model.parallel_asked > 1:
             raise ValueError(f"stages.{i}.model.parallel = {stage.model.parallel}: a further stage runs one "
                              "frame at a time; set it to 1")
         if stage.model.max_batch > 1:
@@ -727,21 +735,38 @@ def _check_batching(cfg: Config) -> None:
                              "frame at a time; set it to 1")
 
 
-def _check_parallel(cfg: Config, key: str, model: ModelSection) -> None:
-    """``parallel`` > 1: what its frames hold and where their verdicts go must allow that many at once."""
-    n = model.parallel
+def _parallel_refusal(cfg: Config, key: str, n: int) -> str:
+    """Why ``parallel = n`` cannot run in *cfg* (empty: it can): what its frames hold and where their
+    verdicts go must allow that many at once."""
     if 2 * n > cfg.ring.slots:
-        raise ValueError(f"{key}.parallel = {n}: each frame holds its ring slot until its verdict is handed off; "
-                         f"it may take at most half of ring.slots = {cfg.ring.slots} (raise ring.slots or lower "
-                         "parallel)")
+        return (f"{key}.parallel = {n}: each frame holds its ring slot until its verdict is handed off; it may "
+                f"take at most half of ring.slots = {cfg.ring.slots} (raise ring.slots or lower parallel)")
     if cfg.plc.mode == "handshake" and n >= cfg.plc.handshake.buffer:
-        raise ValueError(f"{key}.parallel = {n}: that many verdicts may reach the PLC worker at once and must fit "
-                         f"plc.handshake.buffer = {cfg.plc.handshake.buffer} beside the result the PLC has not "
-                         "acknowledged yet (raise the buffer or lower parallel)")
+        return (f"{key}.parallel = {n}: that many verdicts may reach the PLC worker at once and must fit "
+                f"plc.handshake.buffer = {cfg.plc.handshake.buffer} beside the result the PLC has not acknowledged "
+                "yet (raise the buffer or lower parallel)")
     if cfg.stages:
-        raise ValueError(f"{key}.parallel = {n}: not supported with [[stages]] (models in series); set it to 1")
+        return f"{key}.parallel = {n}: not supported with [[stages]] (models in series); set it to 1"
     if cfg.cameras:
-        raise ValueError(f"{key}.parallel = {n}: not supported with [[cameras]] (several cameras) yet; set it to 1")
+        return f"{key}.parallel = {n}: not supported with [[cameras]] (several cameras) yet; set it to 1"
+    return ""
+
+
+def _check_parallel(cfg: Config, key: str, model: ModelSection) -> None:
+    """``parallel`` set to a number > 1 where it cannot run: refused, naming the key."""
+    refusal = _parallel_refusal(cfg, key, model.parallel_asked)
+    if refusal:
+        raise ValueError(refusal)
+
+
+def runnable_model(cfg: Config, model: ModelSection) -> ModelSection:
+    """*model* (``cfg.model`` or a recipe's) as its engine is to load it: ``parallel = "auto"`` set
+    to 1 where 2 sessions could not run (see ``ModelSection.parallel``); otherwise unchanged."""
+    if model.parallel != "auto":
+        return model
+    if model.backend == "onnxruntime" and model.max_batch == 1 and not _parallel_refusal(cfg, "model", 2):
+        return model
+    return model.model_copy(update={"parallel": 1})
 
 
 class Config(_Section):

@@ -39,6 +39,10 @@ class Engine(ABC):
     first *n* rows and returns their outputs.
     """
 
+    parallel = 1
+    """One-frame sessions that decide a backlog at once (``model.parallel`` as decided at load): more
+    than 1 where :meth:`frame_runs` has them."""
+
     def __init__(self, cfg: ModelSection, input_shape: tuple[int, ...], input_dtype: np.dtype[np.floating]) -> None:
         self.cfg = cfg
         self.model_id = cfg.id

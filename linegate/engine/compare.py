@@ -61,7 +61,7 @@ def engine_for(
     """
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    update: dict[str, object] = {"path": path, "backend": backend_for(path)}
+    update: dict[str, object] = {"path": path, "backend": backend_for(path), "parallel": 1}  # one frame at a time
     if threads is not None:
         update["threads"] = threads
     cfg = model.model_copy(update=update)

@@ -12,7 +12,14 @@ import onnxruntime as ort
 
 from linegate.engine.base import Array, Engine, FrameRun
 from linegate.engine.side_by_side import SideBySide
-from linegate.engine.threads import HEAVY_RUN_NS, cpus_available, intra_op_threads, may_be_heavy, spinning
+from linegate.engine.threads import (
+    HEAVY_RUN_NS,
+    cpus_available,
+    intra_op_threads,
+    may_be_heavy,
+    parallel_sessions,
+    spinning,
+)
 from linegate.errors import EngineError, ModelError
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -35,7 +42,7 @@ class OnnxRuntimeEngine(Engine):
     def _load(self) -> None:
         cpus = cpus_available()
         self._open(intra_op_threads(self.cfg.threads, cpus), cpus)
-        if may_be_heavy(self.cfg.threads, cpus) and self._one_thread_run_ns() >= HEAVY_RUN_NS:
+        if may_be_heavy(self.cfg.threads, cpus) and self._run_ns() >= HEAVY_RUN_NS:
             del self._binding, self._bindings, self._session
             self._open(intra_op_threads(self.cfg.threads, cpus, heavy=True), cpus)
         self._side_runs = []
@@ -43,8 +50,11 @@ class OnnxRuntimeEngine(Engine):
         if self.cfg.batch_sessions:
             self._side_runs = self._one_frame_sessions(self._rows, self._output_rows, cpus)
             self._side_by_side = SideBySide(len(self._rows))
-        elif self.cfg.parallel > 1:  # buffers of their own: the bound input and output stay the main session's
-            n = self.cfg.parallel
+            return
+        timed = self.cfg.parallel == "auto" and self.threads >= 2
+        self.parallel = parallel_sessions(self.cfg.parallel, self.threads, self._run_ns() if timed else None)
+        if self.parallel > 1:  # buffers of their own: the bound input and output stay the main session's
+            n = self.parallel
             inputs = np.zeros((n, *self._rows.shape[1:]), dtype=self._rows.dtype)
             outputs = np.zeros((n, *self._output.shape[1:]), dtype=self._output.dtype)
             runs = self._one_frame_sessions(inputs, outputs, cpus)
@@ -68,7 +78,7 @@ class OnnxRuntimeEngine(Engine):
             runs.append(partial(session.run_with_iobinding, binding))
         return runs
 
-    def _one_thread_run_ns(self) -> int:
+    def _run_ns(self) -> int:
         """The model's run time (median of a few, after a first) on the session as opened."""
         self._infer()
         times = []

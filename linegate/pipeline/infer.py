@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from linegate.archive.queue import ArchiveHandle, ArchiveProducer
 from linegate.camera.defects import FrameDefect
-from linegate.config.schema import Config, ModelSection
+from linegate.config.schema import Config, ModelSection, runnable_model
 from linegate.counters import Count, SharedCounters
 from linegate.engine import Engine, create_engine
 from linegate.engine.parallel_runs import ParallelRuns
@@ -245,11 +245,14 @@ class InferenceLoop:
         self.parallel: ParallelRuns | None = None
         """``model.parallel`` > 1: the sessions deciding frames at once; their runs end on their own
         threads and wake the loop's wait, and everything else stays on the loop's thread."""
-        self._frame_runs = engine.frame_runs() if cfg.model.parallel > 1 else []
+        self._frame_runs = engine.frame_runs() if engine.parallel > 1 else []
         if self._frame_runs:
             self.parallel = ParallelRuns([r.run for r in self._frame_runs], consumer.wake)
         self._running: dict[int, _Running] = {}
         """By session: the frames ``model.parallel``'s sessions are running."""
+        self.session_time = PathTime(0)
+        """``model.parallel``: a frame's expected path on a session, all of them running (a frame
+        alone runs on the main session with every thread, :attr:`path_time`)."""
 
     def warm_up(self, runs: int) -> dict[str, float]:
         """Run the whole per-frame path on a blank frame; sets the expected run time (p99)."""
@@ -260,8 +263,6 @@ class InferenceLoop:
             durations = self.gpu.warm_up(runs)
             for _ in durations:
                 self.classify(self.gpu.engine.output)
-        elif self.parallel is not None:
-            durations = self._timed_parallel(blank, runs)
         else:
             durations = _timed_runs(first, blank, runs)
         p50, p99 = np.percentile(durations, [50, 99])
@@ -278,6 +279,11 @@ class InferenceLoop:
             out[f"batch{size}_p99_ms"] = ns / 1e6
         for i, stage in enumerate(self.stages):
             out[f"stage{i + 2}_p99_ms"] = self._warm_stage(stage, blank, runs) / 1e6
+        if self.parallel is not None:
+            on_sessions = self._timed_parallel(blank, runs)
+            p50, p99 = np.percentile(on_sessions, [50, 99])
+            self.session_time = PathTime(int(p99))
+            out.update(parallel_p50_ms=float(p50) / 1e6, parallel_p99_ms=float(p99) / 1e6)
         return out
 
     def _timed_parallel(self, blank: Any, runs: int) -> npt.NDArray[np.int64]:
@@ -402,7 +408,11 @@ class InferenceLoop:
             claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
             if claimed is None:
                 break
-            self._start(*claimed)
+            if runner.busy == 0 and not self.consumer.any_ready():  # alone: one run on every thread
+                self.inflight.take(claimed[1], Count.DECIDED, time.monotonic_ns() + self._verdict_after_ns)
+                self._decide(*claimed)
+            else:
+                self._start(*claimed)
             self.arrivals.observe(claimed[1].t_written_ns)
             started = True
         return bool(ended) or started or runner.busy > 0
@@ -414,9 +424,12 @@ class InferenceLoop:
         assert self.parallel is not None
         t_picked = time.monotonic_ns()
         deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
+        expected = self.session_time
         if meta.defect:  # never read its slot
             basis = Basis.INCOMPLETE_FRAME
-        elif not deadline.worth_starting(t_picked, self.expected_ns) and not self._expired(t_picked, deadline):
+        elif not deadline.worth_starting(t_picked, expected.expected_ns) and not (
+            expected.expire(t_picked) and deadline.worth_starting(t_picked, expected.expected_ns)
+        ):
             basis = Basis.DEADLINE_UNREACHABLE
         else:
             session = self.parallel.next_idle()
@@ -456,7 +469,7 @@ class InferenceLoop:
         self.inflight.take(meta, Count.DECIDED)
         self._conclude(meta, verdict, basis, times, label, score, {"session": session}, running.slot)
         if failed is None:  # after the hand-off: off the frame's path
-            self._observe_path(t_post - running.picked, t_post)
+            self.session_time.observe(t_post - running.picked, t_post)
         self._last_done_ns = time.monotonic_ns()
 
     def drain(self) -> None:
@@ -872,8 +885,8 @@ def inference_main(
     ring = rings[0]
     consumer: FrameSource = RingConsumer(ring) if len(rings) == 1 else RingSet(rings)
     preprocess = build_preprocessor(cfg.model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
-    engine = create_engine(cfg.model, preprocess.spec.shape, preprocess.spec.dtype)
-    stages = [model_stage(stage.model, frozenset(stage.when), ring) for stage in cfg.stages]
+    engine = create_engine(runnable_model(cfg, cfg.model), preprocess.spec.shape, preprocess.spec.dtype)
+    stages = [model_stage(runnable_model(cfg, stage.model), frozenset(stage.when), ring) for stage in cfg.stages]
     for key, pre in (("model", preprocess), *((f"stages.{i}.model", s.preprocess) for i, s in enumerate(stages))):
         if pre.fallback:  # still correct, only slower: the run goes on
             log.warning("preprocess_kernel_fallback", key=f"{key}.preprocess.kernel", reason=pre.fallback)

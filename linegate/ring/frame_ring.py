@@ -541,6 +541,11 @@ class RingConsumer:
             out = [_take(m, slot, self.camera) for slot in taken]
         return out[0], out[1:]
 
+    def any_ready(self) -> bool:
+        """Whether a frame is READY, read without the lock (a hint: it may be claimed or come a moment later)."""
+        u32 = self._m.u32
+        return any(u32[word] == SlotState.READY for word in self._m.state_index)
+
     def ready_times(self) -> list[tuple[int, int]]:
         """``(t_acquired_ns, slot)`` of every READY slot, read without the lock (a hint for choosing
         across rings: :meth:`claim_slots` then takes those still READY)."""

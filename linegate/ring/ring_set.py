@@ -84,6 +84,10 @@ class RingSet:
     def poll(self) -> bool:
         return bool(self._ready.acquire(block=False))
 
+    def any_ready(self) -> bool:
+        """Whether a frame is READY in any ring (a hint, read without the locks)."""
+        return any(ring.any_ready() for ring in self._rings)
+
     # -- claiming -------------------------------------------------------------------------------
     def _waiting(self) -> list[tuple[int, int, int]]:
         """``(t_acquired_ns, camera, slot)`` of every READY slot in every ring, oldest first (a hint)."""

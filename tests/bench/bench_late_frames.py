@@ -1,7 +1,7 @@
 """Benchmark: how the frames of an overload end, by basis (model, dropped, deadline_missed, ...).
 
     python tests/bench/bench_late_frames.py [--model resnet18] [--fps 85] [--frames 1000] [--rounds 2]
-                                            [--parallel N]
+                                            [--parallel N] [--threads N]
 
 Runs linegate's pipeline (the Supervisor, as ``linegate bench`` does) on the simulated camera at
 --fps with a recording PLC simulator, and prints per run the count of each frame basis, the
@@ -33,7 +33,8 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=85.0)
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--parallel", type=int, default=1, help="model.parallel")
+    ap.add_argument("--parallel", default="auto", help="model.parallel: auto or N")
+    ap.add_argument("--threads", default="", help="model.threads (default: the model's configuration)")
     args = ap.parse_args()
     spec = model_spec(args.model)
     if spec.config is None:
@@ -42,7 +43,9 @@ def main() -> int:
     base = load_config(spec.config)
     with tempfile.TemporaryDirectory(prefix="linegate-late-") as tmp:
         for rnd in range(args.rounds):
-            cfg = with_model(bench_config(base, args.fps, 1), parallel=args.parallel)
+            threads = {"threads": int(args.threads)} if args.threads else {}
+            parallel = args.parallel if args.parallel == "auto" else int(args.parallel)
+            cfg = with_model(bench_config(base, args.fps, 1), parallel=parallel, **threads)
             sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
             try:
                 cfg = with_plc_port(cfg, sim.port)
@@ -52,10 +55,13 @@ def main() -> int:
             frames = [r for r in records if r.get("event") == "frame"]
             ready = next((r for r in records if r.get("event") == "engine_ready"), {})
             late = [round(r["total_ms"], 1) for r in frames if r["basis"] == "deadline_missed"]
+            total = sorted(r["total_ms"] for r in frames if r["basis"] == "model")
+            p50, p99 = (total[int(q * (len(total) - 1))] if total else float("nan") for q in (0.5, 0.99))
             by_model = [r for r in frames if r["basis"] == "model"]
             span_s = (max(r["t_done_ns"] for r in frames) - min(r["t_acquired_ns"] for r in frames)) / 1e9
             print(f"round {rnd}: {args.model} at {args.fps:g} fps, parallel {args.parallel}, {len(frames)} frames, "
-                  f"{len(by_model) / span_s:.1f} decided by the model per second, "
+                  f"{len(by_model) / span_s:.1f} decided by the model per second, in hand -> verdict of those "
+                  f"p50 {p50:.2f} / p99 {p99:.2f} ms, "
                   f"engine {({k: v for k, v in ready.items() if k in ('threads', 'parallel', 'parallel_threads')})}, "
                   f"by basis {dict(collections.Counter(r['basis'] for r in frames))}, "
                   f"warm-up p99 {ready.get('p99_ms', float('nan')):.1f} ms, budget {cfg.deadline.budget_ms:g} ms, "

@@ -157,10 +157,31 @@ def test_parallel_in_handshake_mode_fits_the_plc_results_buffer(tmp_path: Path) 
 
 
 def test_check_config_runs_each_parallel_session(tmp_path: Path) -> None:
-    """check-config with parallel = 2 runs a blank frame on each session and says how they run."""
+    """check-config with parallel = 2 runs a blank frame on each session and says how they run; the
+    demo model (well under 2 ms a run) under "auto" gets none."""
     from linegate.config.check import check_config
 
     report = check_config(config_with(tmp_path, "parallel = 2"))
     assert not report.problems, report.problems
-    pattern = r"model.parallel = 2: up to 2 frames decided at once, each on a one-frame session of \d+ threads?; each"
+    pattern = (r"model.parallel = 2 \(as set\): under a backlog up to 2 frames decided at once, each on a one-frame "
+               r"session of \d+ threads?; each session runs a blank frame")
     assert any(re.match(pattern, n) for n in report.notes), report.notes
+    report = check_config(config_with(tmp_path))
+    assert not report.problems and not any("parallel" in n for n in report.notes), report.notes
+
+
+def test_parallel_auto_is_one_where_a_number_would_be_refused(tmp_path: Path) -> None:
+    """"auto" (the default) is never an error: where two sessions could not run (stages, a batch, a
+    small ring) the engine is loaded with one."""
+    from linegate.config.schema import runnable_model
+
+    plain = load_config(config_with(tmp_path))
+    assert plain.model.parallel == "auto" and runnable_model(plain, plain.model).parallel == "auto"
+    for extra, tail in (("", STAGE.format(extra="")), ("max_batch = 2", "")):
+        cfg = load_config(config_with(tmp_path, extra, tail))
+        assert runnable_model(cfg, cfg.model).parallel == 1
+        assert all(runnable_model(cfg, st.model).parallel == 1 for st in cfg.stages)
+    small = config_with(tmp_path)
+    small.write_text(small.read_text().replace("slots = 8", "slots = 3"))
+    cfg = load_config(small)
+    assert runnable_model(cfg, cfg.model).parallel == 1

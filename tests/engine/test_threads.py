@@ -103,3 +103,16 @@ def test_a_heavy_model_is_given_every_core_where_that_changes_the_choice(tmp_pat
     with create_engine(section, (1, 1, 512, 512), np.dtype(np.float32)) as engine:
         assert engine.settings["threads"] == cpus
         assert engine._session.get_session_options().intra_op_num_threads == cpus
+
+
+def test_parallel_sessions_auto_two_for_a_heavy_model_on_two_threads_or_more() -> None:
+    """model.parallel = "auto": 2 sessions for a run of 2 ms or more that has 2 threads to split,
+    else 1; a number is kept as set."""
+    from linegate.engine.threads import HEAVY_RUN_NS, parallel_sessions
+
+    assert parallel_sessions("auto", 2, HEAVY_RUN_NS) == 2
+    assert parallel_sessions("auto", 14, 5 * HEAVY_RUN_NS) == 2
+    assert parallel_sessions("auto", 2, HEAVY_RUN_NS - 1) == 1  # the demo model: a hand-off costs as much as a run
+    assert parallel_sessions("auto", 1, 10 * HEAVY_RUN_NS) == 1  # one thread: nothing to split
+    assert parallel_sessions("auto", 4, None) == 1
+    assert parallel_sessions(3, 1, None) == 3

@@ -169,13 +169,15 @@ def test_overload_shares_compare_each_side_with_the_floor_at_its_batch_size() ->
     one-frame floor, the batching side against the floor at its batch size; only where that floor
     is slower than the camera."""
     sides = [side("linegate oldest_first", throughput_fps=27.0), side("linegate batch 4", throughput_fps=36.0),
-             side("linegate parallel 2", throughput_fps=38.0), side("naive", throughput_fps=33.0),
+             side("linegate parallel 2", throughput_fps=38.0), side("linegate parallel 1", throughput_fps=30.0),
+             side("naive", throughput_fps=33.0),
              side("floor", throughput_fps=40.0), side("floor batch 4", throughput_fps=45.0),
              side("floor parallel 2", throughput_fps=50.0)]
     assert floor_shares(sides, 100.0) == [
         "linegate oldest_first: decided by the model 27.0 fps = 0.68 x the floor's 40.0 fps",
         "linegate batch 4: decided by the model 36.0 fps = 0.80 x the floor batch 4's 45.0 fps",
         "linegate parallel 2: decided by the model 38.0 fps = 0.76 x the floor parallel 2's 50.0 fps",
+        "linegate parallel 1: decided by the model 30.0 fps = 0.75 x the floor's 40.0 fps",  # one at a time
     ]
     # An engine faster than the camera at a batch size: the camera bounds that side, no share.
     assert floor_shares(sides, 42.0) == [floor_shares(sides, 100.0)[0]]
