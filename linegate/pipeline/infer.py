@@ -166,6 +166,19 @@ class CameraOut:
 
 
 @dataclass(frozen=True)
+class _Ended:
+    """A session's run that ended, classified (its session free for the next frame), its verdict
+    not yet settled and handed off."""
+
+    session: int
+    running: _Running
+    t_end: int
+    t_classified: int
+    decision: Decision | None
+    """None: the run or the classification failed (the frame fails safe)."""
+
+
+@dataclass(frozen=True)
 class _Running:
     """A frame on one of ``model.parallel``'s sessions: its slot (held until its verdict is handed
     off), and when it was picked from the ring and preprocessed."""
@@ -398,11 +411,11 @@ class InferenceLoop:
         return handled or claimed is not None
 
     def _step_parallel(self, runner: ParallelRuns) -> bool:
-        """``model.parallel``: conclude the frames whose runs ended, then start a waiting frame on
-        each idle session. True while a session is running (its end wakes the loop's wait)."""
-        ended = runner.finished()
-        for i, t_end, failed in ended:
-            self._complete(i, t_end, failed)
+        """``model.parallel``: classify the frames whose runs ended, start a waiting frame on each
+        idle session, then conclude the ended ones (a session waits for its next frame only as
+        long as it takes to preprocess it). True while a session is running (its end wakes the
+        loop's wait)."""
+        ended = [self._classify_ended(*run) for run in runner.finished()]
         started = False
         while runner.idle:
             claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
@@ -415,6 +428,8 @@ class InferenceLoop:
                 self._start(*claimed)
             self.arrivals.observe(claimed[1].t_written_ns)
             started = True
+        for one in ended:
+            self._conclude_ended(one)
         return bool(ended) or started or runner.busy > 0
 
     def _start(self, slot: int, meta: FrameMeta) -> None:
@@ -447,28 +462,36 @@ class InferenceLoop:
         now = time.monotonic_ns()
         self._conclude(meta, self.fail_safe, basis, _Times(t_picked, now, now, now, now), "", float("nan"), {}, None)
 
-    def _complete(self, session: int, t_end: int, failed: BaseException | None) -> None:
-        """A session's run ended at *t_end*: its frame's verdict, hand-off and record."""
+    def _classify_ended(self, session: int, t_end: int, failed: BaseException | None) -> _Ended:
+        """A session's run ended at *t_end*: its output classified (the session's output buffer is
+        then free for its next run)."""
         running = self._running.pop(session)
-        meta = running.meta
-        label, score = "", float("nan")
-        verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
+        decision: Decision | None = None
         if failed is not None:
-            self._engine_failed(meta, failed, session=session)
+            self._engine_failed(running.meta, failed, session=session)
         else:
             try:
                 decision = self.classify(self._frame_runs[session].output)
             except Exception as exc:
-                self._engine_failed(meta, exc, session=session)
-            else:
-                deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
-                verdict, basis = settle(decision.verdict, deadline, time.monotonic_ns(), self.fail_safe)
-                label, score = decision.label, decision.score
+                self._engine_failed(running.meta, exc, session=session)
+        return _Ended(session, running, t_end, time.monotonic_ns(), decision)
+
+    def _conclude_ended(self, ended: _Ended) -> None:
+        """An ended run's frame: its verdict settled against its deadline, handed off, recorded."""
+        running, decision = ended.running, ended.decision
+        meta = running.meta
+        label, score = "", float("nan")
+        verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
         t_post = time.monotonic_ns()
-        times = _Times(running.picked, running.pre, t_end, t_post, t_post)
+        if decision is not None:
+            deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
+            verdict, basis = settle(decision.verdict, deadline, t_post, self.fail_safe)
+            label, score = decision.label, decision.score
+        # postprocess_ms: run end -> classified; the frames started after that are in total_ms only
+        times = _Times(running.picked, running.pre, ended.t_end, ended.t_classified, t_post)
         self.inflight.take(meta, Count.DECIDED)
-        self._conclude(meta, verdict, basis, times, label, score, {"session": session}, running.slot)
-        if failed is None:  # after the hand-off: off the frame's path
+        self._conclude(meta, verdict, basis, times, label, score, {"session": ended.session}, running.slot)
+        if decision is not None:  # after the hand-off: off the frame's path
             self.session_time.observe(t_post - running.picked, t_post)
         self._last_done_ns = time.monotonic_ns()
 
@@ -477,8 +500,8 @@ class InferenceLoop:
         successor starts at a frame boundary."""
         runner = self.parallel
         while runner is not None and runner.busy:
-            for i, t_end, failed in runner.finished(0.05):
-                self._complete(i, t_end, failed)
+            for run in runner.finished(0.05):
+                self._conclude_ended(self._classify_ended(*run))
 
     def close(self) -> None:
         """Stop the sessions' threads (each run under way ends first), before the engine closes."""
