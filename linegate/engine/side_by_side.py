@@ -1,5 +1,6 @@
 """Several one-frame engine runs side by side, one per thread, for a batch under overload
-(``model.batch_by = "sessions"``).
+(``model.batch_by = "sessions"``). ``model.parallel`` (:mod:`linegate.engine.parallel_runs`) runs
+one-frame sessions without this lockstep: each takes the next frame as its own run ends.
 
 Why it was tried: one run spread over every core (intra-op threads) waits at each operator for
 its slowest thread, and a thread preempted by the acquisition worker stalls them all; independent

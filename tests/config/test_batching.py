@@ -43,17 +43,19 @@ def test_a_batch_takes_at_most_half_the_ring(tmp_path: Path) -> None:
         load_config(config_with(tmp_path, "max_batch = 5"))
 
 
-def test_handshake_batches_fit_the_plc_results_buffer(tmp_path: Path) -> None:
-    """In handshake mode a batch's verdicts reach the PLC worker at once: max_batch must stay below
-    plc.handshake.buffer (the result still waiting for the PLC's acknowledgement takes one place)."""
-    handshake = '\n[plc.handshake]\nbuffer = 4\n'
-    text = config_with(tmp_path, "max_batch = 4", handshake).read_text().replace('mode = "pulse"', 'mode = "handshake"')
+@pytest.mark.parametrize(("key", "n"), [("max_batch", 4), ("parallel", 2)])
+def test_handshake_backlogs_fit_the_plc_results_buffer(tmp_path: Path, key: str, n: int) -> None:
+    """In handshake mode a batch's verdicts (max_batch), or the verdicts of frames decided at once
+    (parallel), reach the PLC worker together: the setting must stay below plc.handshake.buffer
+    (the result still waiting for the PLC's acknowledgement takes one place)."""
+    handshake = f"\n[plc.handshake]\nbuffer = {n}\n"
+    text = config_with(tmp_path, f"{key} = {n}", handshake).read_text().replace('mode = "pulse"', 'mode = "handshake"')
     path = tmp_path / "hs.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=r"model.max_batch = 4: .* plc.handshake.buffer = 4"):
+    with pytest.raises(ConfigError, match=rf"model.{key} = {n}: .* plc.handshake.buffer = {n}"):
         load_config(path)
-    path.write_text(text.replace("buffer = 4", "buffer = 5"))
-    assert load_config(path).model.max_batch == 4
+    path.write_text(text.replace(f"buffer = {n}", f"buffer = {n + 1}"))
+    assert getattr(load_config(path).model, key) == n
 
 
 STAGE = f"""
@@ -142,18 +144,6 @@ def test_what_cannot_run_in_parallel_is_refused_by_name(tmp_path: Path, model_ex
                                                         expected: str) -> None:  # fmt: skip
     with pytest.raises(ConfigError, match=expected):
         load_config(config_with(tmp_path, model_extra, tail))
-
-
-def test_parallel_in_handshake_mode_fits_the_plc_results_buffer(tmp_path: Path) -> None:
-    """Up to model.parallel verdicts reach the PLC worker at once: below plc.handshake.buffer."""
-    handshake = "\n[plc.handshake]\nbuffer = 2\n"
-    text = config_with(tmp_path, "parallel = 2", handshake).read_text().replace('mode = "pulse"', 'mode = "handshake"')
-    path = tmp_path / "hs.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError, match=r"model.parallel = 2: .* plc.handshake.buffer = 2"):
-        load_config(path)
-    path.write_text(text.replace("buffer = 2", "buffer = 3"))
-    assert load_config(path).model.parallel == 2
 
 
 def test_check_config_runs_each_parallel_session(tmp_path: Path) -> None:
