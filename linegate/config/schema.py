@@ -263,8 +263,9 @@ class ModelSection(_Section):
     a model whose run takes 2 ms or more (timed at load) on 2 or more threads, else 1; and 1 wherever
     a number would be refused (``max_batch`` > 1, ``[[stages]]``, ``[[cameras]]``, tensorrt, fewer
     than 4 ring slots, a handshake buffer of 2 or less). A number: at most half of ``ring.slots``
-    and, in handshake mode, below ``plc.handshake.buffer``. Measured: ``linegate bench`` runs
-    ``parallel 2`` under overload, ``tests/bench/bench_parallel_floor.py`` the engine alone."""
+    and, in handshake mode, below ``plc.handshake.buffer``. Each session holds its own copy of the
+    model's weights (ResNet-18: 45 MB each, beside the main session's). Measured: ``linegate bench``
+    runs the other setting under overload, ``tests/bench/bench_parallel_floor.py`` the engine alone."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
     """Where frames become the model input: "gpu" (tensorrt only) copies the ring slot to the device
     and runs the preprocessing kernel there, waiting for the model's result no longer than the
