@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -187,6 +187,11 @@ class _Running:
     meta: FrameMeta
     picked: int
     pre: int
+    """When its run started (for a staged frame: preprocessing and the wait for a session both
+    end there)."""
+    staged_ns: int = -1
+    """A staged frame (preprocessed while every session ran, into the main session's input, then
+    copied to the session that freed first): how long it waited for that session; -1: not staged."""
 
 
 class _AbandonedLate(Exception):
@@ -263,6 +268,10 @@ class InferenceLoop:
             self.parallel = ParallelRuns([r.run for r in self._frame_runs], consumer.wake)
         self._running: dict[int, _Running] = {}
         """By session: the frames ``model.parallel``'s sessions are running."""
+        self._staged: _Running | None = None
+        """``model.parallel``, oldest first: the next frame, claimed and preprocessed into the main
+        session's (idle) input while every session runs, so that the first one to finish starts it
+        at once instead of waiting for its preprocessing."""
         self.session_time = PathTime(0)
         """``model.parallel``: a frame's expected path on a session, all of them running (a frame
         alone runs on the main session with every thread, :attr:`path_time`)."""
@@ -411,12 +420,15 @@ class InferenceLoop:
         return handled or claimed is not None
 
     def _step_parallel(self, runner: ParallelRuns) -> bool:
-        """``model.parallel``: classify the frames whose runs ended, start a waiting frame on each
-        idle session, then conclude the ended ones (a session waits for its next frame only as
-        long as it takes to preprocess it). True while a session is running (its end wakes the
-        loop's wait)."""
+        """``model.parallel``: classify the frames whose runs ended, start the staged frame and then
+        a waiting frame on each idle session, conclude the ended ones, and stage the next waiting
+        frame while every session runs (a session that finishes then waits only for a copy of its
+        input, not for the preprocessing). True while a session runs or a frame is staged (a run's
+        end wakes the loop's wait)."""
         ended = [self._classify_ended(*run) for run in runner.finished()]
-        started = False
+        started = self._staged is not None and bool(runner.idle)
+        if started:
+            self._start_staged(runner)
         while runner.idle:
             claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
             if claimed is None:
@@ -430,7 +442,42 @@ class InferenceLoop:
             started = True
         for one in ended:
             self._conclude_ended(one)
-        return bool(ended) or started or runner.busy > 0
+        if self._staged is None and not runner.idle and not self.newest_first:
+            claimed = self.consumer.claim()
+            if claimed is not None:
+                self._stage(*claimed)
+                self.arrivals.observe(claimed[1].t_written_ns)
+        return bool(ended) or started or runner.busy > 0 or self._staged is not None
+
+    def _stage(self, slot: int, meta: FrameMeta) -> None:
+        """Every session is running: preprocess the next frame into the main session's input now, or
+        give it the fail-safe verdict if it cannot make its deadline after a session's run and its own."""
+        t_picked = time.monotonic_ns()
+        wait_and_run = 2 * self.session_time.expected_ns
+        deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
+        if meta.defect:  # never read its slot
+            basis = Basis.INCOMPLETE_FRAME
+        elif not deadline.worth_starting(t_picked, wait_and_run):
+            basis = Basis.DEADLINE_UNREACHABLE
+        else:
+            try:
+                self.preprocess(self.consumer.pixels(slot), self.engine.input)
+            except Exception as exc:  # this frame fails safe, the line goes on
+                self._engine_failed(meta, exc)
+                basis = Basis.ENGINE_ERROR
+            else:
+                self._staged = _Running(slot, meta, t_picked, time.monotonic_ns(), staged_ns=0)
+                return
+        self._fail_safe_now(slot, meta, t_picked, basis)
+
+    def _start_staged(self, runner: ParallelRuns) -> None:
+        """The staged frame onto the first idle session: its input copied over, its run started."""
+        staged, self._staged = self._staged, None
+        session = runner.next_idle()
+        assert staged is not None and session is not None
+        np.copyto(self._frame_runs[session].input, self.engine.input)
+        now = time.monotonic_ns()
+        self._running[runner.start()] = replace(staged, pre=now, staged_ns=now - staged.pre)
 
     def _start(self, slot: int, meta: FrameMeta) -> None:
         """Preprocess a claimed frame into the next idle session's input and start its run; a frame
@@ -457,6 +504,10 @@ class InferenceLoop:
             else:
                 self._running[self.parallel.start()] = _Running(slot, meta, t_picked, time.monotonic_ns())
                 return
+        self._fail_safe_now(slot, meta, t_picked, basis)
+
+    def _fail_safe_now(self, slot: int, meta: FrameMeta, t_picked: int, basis: Basis) -> None:
+        """A claimed frame not to be inspected after all: its slot freed, the fail-safe verdict."""
         self.consumer.release(slot)
         self.inflight.take(meta, Count.DECIDED)
         now = time.monotonic_ns()
@@ -490,7 +541,10 @@ class InferenceLoop:
         # postprocess_ms: run end -> classified; the frames started after that are in total_ms only
         times = _Times(running.picked, running.pre, ended.t_end, ended.t_classified, t_post)
         self.inflight.take(meta, Count.DECIDED)
-        self._conclude(meta, verdict, basis, times, label, score, {"session": ended.session}, running.slot)
+        extra: dict[str, Any] = {"session": ended.session}
+        if running.staged_ns >= 0:  # its preprocess_ms holds this wait for a session
+            extra["staged_ms"] = _ms(running.staged_ns)
+        self._conclude(meta, verdict, basis, times, label, score, extra, running.slot)
         if decision is not None:  # after the hand-off: off the frame's path
             self.session_time.observe(t_post - running.picked, t_post)
         self._last_done_ns = time.monotonic_ns()
@@ -499,7 +553,9 @@ class InferenceLoop:
         """Conclude every frame a session is still running: before a hand-over, so that the
         successor starts at a frame boundary."""
         runner = self.parallel
-        while runner is not None and runner.busy:
+        while runner is not None and (runner.busy or self._staged is not None):
+            if self._staged is not None and runner.idle:
+                self._start_staged(runner)
             for run in runner.finished(0.05):
                 self._conclude_ended(self._classify_ended(*run))
 

@@ -47,8 +47,9 @@ def test_a_backlog_is_decided_on_every_session_with_the_verdicts_of_one_at_a_tim
 ) -> None:
     """Eight waiting frames, two sessions: both sessions decide frames, every part once; each
     frame's label and score equal those of the same frame decided one at a time, and match the
-    ground truth; the rejects are handed off."""
-    frames = [ball_frame(x, y) for x, y in POSITIONS]
+    ground truth; the rejects are handed off. Inside and outside the reject zone two by two: a
+    frame started on a session holding the frame before last would show as a wrong verdict."""
+    frames = [ball_frame(*POSITIONS[i]) for i in (0, 2, 1, 3, 4, 6, 5, 7)]
     results: dict[int, list[dict[str, Any]]] = {}
     for sessions in (1, 2):
         with loop_on_a_ring(with_parallel(demo_config, sessions), tmp_path / f"p{sessions}.jsonl", slots=16) as rig:
@@ -62,6 +63,8 @@ def test_a_backlog_is_decided_on_every_session_with_the_verdicts_of_one_at_a_tim
     alone, parallel = results[1], results[2]
     assert [r["part_id"] for r in parallel] == list(range(1, 9))
     assert {0, 1} <= {r.get("session") for r in parallel}  # the last frames may run alone, on the main session
+    staged = [r for r in parallel if "staged_ms" in r]  # preprocessed while both sessions ran, copied to the first free
+    assert staged and all(0 <= r["staged_ms"] <= r["preprocess_ms"] for r in staged)
     assert all("session" not in r for r in alone)
     for one, many, pixels in zip(alone, parallel, frames, strict=True):
         assert many["basis"] == "model" and one["basis"] == "model"
@@ -109,42 +112,43 @@ def test_a_failing_session_fails_its_frames_safe_and_the_other_session_goes_on(
 def test_frames_on_the_sessions_when_the_worker_dies_get_one_fail_safe_verdict_each(
     tmp_path: Path, demo_config: Config
 ) -> None:
-    """Two frames started on the sessions, a third waiting, then the worker is gone before it
-    collects the runs: its successor's recover() gives the two the fail-safe verdict (basis
-    lost_in_flight), once each, and decides the waiting frame by the model."""
+    """Two frames started on the sessions, a third staged, a fourth waiting, then the worker is
+    gone before it collects the runs: its successor's recover() gives the three it had claimed the
+    fail-safe verdict (basis lost_in_flight), once each, and decides the waiting frame by the model."""
     with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "dead.jsonl", slots=16) as rig:
         loop = rig.loop
         loop.warm_up(10)
-        for part, (x, y) in enumerate(POSITIONS[:3], start=1):
+        for part, (x, y) in enumerate(POSITIONS[:4], start=1):
             rig.publish(part, pixels=ball_frame(x, y))
-        while loop.parallel is not None and loop.parallel.busy < 2:
-            rig.consumer.wait(0.05)
-            loop.step()
+        rig.consumer.wait(1.0)
+        loop.step()
+        assert loop.parallel is not None and loop.parallel.busy == 2 and loop._staged is not None
         loop.close()  # the runs end, nobody collects them: as if the worker had been killed
         loop.recover()  # the successor (same in-flight entry, same ring), deciding one at a time
-        recs = decide_all(rig, 3)
+        recs = decide_all(rig, 4)
     by_part = {r["part_id"]: r for r in recs}
-    assert len(recs) == 3 and sorted(by_part) == [1, 2, 3]
-    assert [by_part[p]["basis"] for p in (1, 2)] == ["lost_in_flight"] * 2
-    assert by_part[3]["basis"] == "model"
+    assert len(recs) == 4 and sorted(by_part) == [1, 2, 3, 4]
+    assert [by_part[p]["basis"] for p in (1, 2, 3)] == ["lost_in_flight"] * 3
+    assert by_part[4]["basis"] == "model"
 
 
 def test_drain_concludes_the_running_frames_before_a_hand_over(tmp_path: Path, demo_config: Config) -> None:
-    """drain() (before the baton goes to a successor) returns once every started frame has its
-    verdict and record: the successor starts at a frame boundary."""
+    """drain() (before the baton goes to a successor) returns once every started or staged frame
+    has its verdict and record: the successor starts at a frame boundary."""
     with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "drain.jsonl", slots=16) as rig:
         loop = rig.loop
         loop.warm_up(10)
-        rig.publish(1, pixels=ball_frame(*POSITIONS[0]))
-        rig.publish(2, pixels=ball_frame(*POSITIONS[1]))
+        for part in (1, 2, 3):
+            rig.publish(part, pixels=ball_frame(*POSITIONS[part - 1]))
         rig.consumer.wait(1.0)
         loop.step()
-        assert loop.parallel is not None and loop.parallel.busy == 2
+        assert loop.parallel is not None and loop.parallel.busy == 2 and loop._staged is not None
         loop.drain()
-        assert loop.parallel.busy == 0
+        assert loop.parallel.busy == 0 and loop._staged is None
         shutdown_logging()
         recs = rig.frame_records()
-    assert sorted(r["part_id"] for r in recs) == [1, 2] and all(r["basis"] == "model" for r in recs)
+    assert sorted(r["part_id"] for r in recs) == [1, 2, 3] and all(r["basis"] == "model" for r in recs)
+    assert ["staged_ms" in r for r in sorted(recs, key=lambda r: r["part_id"])] == [False, False, True]
 
 
 def test_a_frame_alone_runs_on_the_main_session(tmp_path: Path, demo_config: Config) -> None:
