@@ -18,40 +18,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from linegate.bench.runner import run_linegate  # noqa: E402
-from linegate.bench.scenarios import bench_config, model_spec, with_model  # noqa: E402
-from linegate.config import load_config  # noqa: E402
-from linegate.demo.runner import PlcSimProcess, free_port, sim_args, with_plc_port  # noqa: E402
+from overload_run import add_options, overload_config, run_once
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--fps", type=float, default=85.0)
-    ap.add_argument("--frames", type=int, default=1000)
+    add_options(ap, fps=85.0, frames=1000, parallel="auto")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--parallel", default="auto", help="model.parallel: auto or N")
-    ap.add_argument("--threads", default="", help="model.threads (default: the model's configuration)")
     args = ap.parse_args()
-    spec = model_spec(args.model)
-    if spec.config is None:
-        print(spec.skipped)
+    cfg = overload_config(args)
+    if cfg is None:
         return 1
-    base = load_config(spec.config)
     with tempfile.TemporaryDirectory(prefix="linegate-late-") as tmp:
         for rnd in range(args.rounds):
-            threads = {"threads": int(args.threads)} if args.threads else {}
-            parallel = args.parallel if args.parallel == "auto" else int(args.parallel)
-            cfg = with_model(bench_config(base, args.fps, 1), parallel=parallel, **threads)
-            sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
-            try:
-                cfg = with_plc_port(cfg, sim.port)
-                _window, records, _counters, problems = run_linegate(cfg, args.frames, Path(tmp) / f"{rnd}.jsonl")
-            finally:
-                sim.stop()
+            records, problems = run_once(cfg, args.frames, Path(tmp) / f"{rnd}.jsonl")
             frames = [r for r in records if r.get("event") == "frame"]
             ready = next((r for r in records if r.get("event") == "engine_ready"), {})
             late = [round(r["total_ms"], 1) for r in frames if r["basis"] == "deadline_missed"]

@@ -20,36 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from linegate.bench.runner import run_linegate  # noqa: E402
-from linegate.bench.scenarios import bench_config, model_spec, with_model  # noqa: E402
-from linegate.config import load_config  # noqa: E402
-from linegate.demo.runner import PlcSimProcess, free_port, sim_args, with_plc_port  # noqa: E402
+from overload_run import add_options, overload_config, run_once
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--fps", type=float, default=200.0)
-    ap.add_argument("--frames", type=int, default=3000)
-    ap.add_argument("--parallel", type=int, default=2)
-    ap.add_argument("--threads", default="", help="model.threads (default: the model's configuration)")
+    add_options(ap, fps=200.0, frames=3000, parallel="2")
     args = ap.parse_args()
-    spec = model_spec(args.model)
-    if spec.config is None:
-        print(spec.skipped)
+    cfg = overload_config(args)
+    if cfg is None:
         return 1
-    threads = {"threads": int(args.threads)} if args.threads else {}
-    cfg = with_model(bench_config(load_config(spec.config), args.fps, 1), parallel=args.parallel, **threads)
-    sim = PlcSimProcess(free_port(), args=sim_args(cfg.plc))
-    try:
-        cfg = with_plc_port(cfg, sim.port)
-        with tempfile.TemporaryDirectory(prefix="linegate-gaps-") as tmp:
-            _window, records, _counters, problems = run_linegate(cfg, args.frames, Path(tmp) / "run.jsonl")
-    finally:
-        sim.stop()
+    with tempfile.TemporaryDirectory(prefix="linegate-gaps-") as tmp:
+        records, problems = run_once(cfg, args.frames, Path(tmp) / "run.jsonl")
     frames = [r for r in records if r.get("event") == "frame" and r["basis"] == "model"]
     print(f"{args.model} at {args.fps:g} fps, parallel {args.parallel}, threads {args.threads or 'as configured'}: "
           f"{len(frames)} of {args.frames} frames by the model; problems {problems or 'none'}")
