@@ -545,8 +545,8 @@ class InferenceLoop:
         if running.staged_ns >= 0:  # its preprocess_ms holds this wait for a session
             extra["staged_ms"] = _ms(running.staged_ns)
         self._conclude(meta, verdict, basis, times, label, score, extra, running.slot)
-        if decision is not None:  # after the hand-off: off the frame's path
-            self.session_time.observe(t_post - running.picked, t_post)
+        if decision is not None:  # after the hand-off: off the frame's path; a staged frame's wait is not its path
+            self.session_time.observe(t_post - running.picked - max(0, running.staged_ns), t_post)
         self._last_done_ns = time.monotonic_ns()
 
     def drain(self) -> None:
