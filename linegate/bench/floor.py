@@ -44,6 +44,17 @@ def engine_floor(cfg: Config, runs: int, warm: int = 20) -> npt.NDArray[np.int64
         return durations[warm:]
 
 
+def sessions_at_load(cfg: Config) -> int:
+    """How many ``model.parallel`` sessions linegate's engine gets for *cfg* (``"auto"`` is decided
+    by timing the model at load, so the engine is loaded here)."""
+    from linegate.engine import create_engine
+    from linegate.vision.preprocess import build_preprocessor
+
+    pre = build_preprocessor(cfg.model.preprocess, (cfg.camera.height, cfg.camera.width), cfg.camera.pixel_format)
+    with create_engine(runnable_model(cfg, cfg.model), pre.spec.shape, pre.spec.dtype) as engine:
+        return engine.parallel
+
+
 def _parallel_intervals(engine: Engine, runs: int, warm: int) -> npt.NDArray[np.int64]:
     """``model.parallel``: every session kept busy on the engine's input until *warm* + *runs* runs
     ended; the intervals between the last *runs* ends."""

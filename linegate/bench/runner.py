@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from linegate.bench.floor import engine_floor
+from linegate.bench.floor import engine_floor, sessions_at_load
 from linegate.bench.records import (
     Event,
     Frame,
@@ -114,7 +114,8 @@ def run_scenario(base: Config, config_path: Path, sc: Scenario, tmp: Path, floor
     other = batched = batched_cfg = by_parallel = parallel_cfg = None
     batch_problem = parallel_problem = ""
     overload = sc.load == "overload"
-    other_parallel = PARALLEL if cfg.model.parallel == 1 else 1  # the setting the configuration does not use
+    # The other side of the setting the engine runs with ("auto" resolved at load): one session or two.
+    other_parallel = (PARALLEL if sessions_at_load(cfg) == 1 else 1) if overload else 1
     brief_runs = max(20, floor_runs // 3)
 
     def linegate_side(side_cfg: Config, log: str) -> tuple[LinegateRun, tuple[float, float] | None]:
@@ -179,7 +180,8 @@ BATCH = 4
 PARALLEL = 2
 """``model.parallel`` of the overload scenario's side that decides a backlog on one-frame sessions
 at once, each taking the next waiting frame as its run ends (the model as it is), where the
-configuration sets ``parallel = 1``; otherwise that side is ``parallel 1`` (one frame at a time).
+engine runs one (``parallel = 1``, or "auto" for a light model); otherwise that side is
+``parallel 1`` (one frame at a time).
 The floor row ``floor parallel 2`` is the engine alone on that many sessions."""
 
 

@@ -242,3 +242,12 @@ def test_notes_split_a_linegate_sides_fail_safe_verdicts_by_why() -> None:
     r = ScenarioResult(Scenario("demo", "overload", 200.0, 100), [lg], 50.0)
     assert ("  - linegate oldest_first: fail-safe 20 (dropped 10, not started in time 3, answered late 2, "
             "other 5), PLC undelivered 0") in notes([r])
+
+
+def test_sessions_at_load_is_what_auto_gives_the_engine(demo_config: Config) -> None:
+    """The overload scenario's extra side is the parallel setting the engine does not run with:
+    "auto" gives the demo model (well under 2 ms a run) one session, a number is kept."""
+    from linegate.bench.floor import sessions_at_load
+
+    assert sessions_at_load(demo_config) == 1
+    assert sessions_at_load(with_model(demo_config, parallel=2)) == 2
