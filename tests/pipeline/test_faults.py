@@ -33,7 +33,9 @@ def test_killed_worker_is_restarted_and_nothing_is_lost(
 ) -> None:
     """SIGKILL of any worker: it is restarted, its in-flight frames/rejects get verdicts or reports,
     frames after the recovery meet their deadline, and a later SIGTERM exits 0 reconciled; also
-    with model.parallel = 2 (frames on two sessions at once when the inference worker dies)."""
+    with model.parallel = 2 set, the restarted worker again with two sessions (the demo model keeps
+    up, so frames rarely sit on a session at the kill: tests/pipeline/test_parallel_loop.py kills a
+    loop with frames running and staged)."""
     run = LinegateRun(tmp_path, plc_sim.port, {"warmup_runs = 50": f"warmup_runs = 50\nparallel = {parallel}"})
     run.wait_frames(50)
     os.kill(run.pid_of(victim), signal.SIGKILL)
