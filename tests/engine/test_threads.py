@@ -70,15 +70,17 @@ def test_the_backend_reports_what_it_chose(tmp_path: Path) -> None:
 
 
 def heavy_model(path: Path) -> Path:
-    """A model of about 0.5 GFLOP per run (two 512x512 matrix products): tens of ms on one thread."""
+    """A model of about 4 GFLOP per run (two 1024x1024 matrix products): 16 ms on one thread of the
+    2-CPU machine, so at least 5x :data:`HEAVY_RUN_NS` on a CPU several times faster. (Two 512x512
+    products ran 2.0 ms there, on the threshold: CI once timed them light.)"""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.random.default_rng(0).random((512, 512), dtype=np.float32) / 512, "w")
+    w = numpy_helper.from_array(np.random.default_rng(0).random((1024, 1024), dtype=np.float32) / 1024, "w")
     nodes = [helper.make_node("MatMul", ["image", "w"], ["a"]), helper.make_node("MatMul", ["a", "w"], ["scores"])]
     graph = helper.make_graph(
-        nodes, "heavy", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 512, 512])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 512, 512])], [w],
+        nodes, "heavy", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 1024, 1024])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 1024, 1024])], [w],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -100,9 +102,10 @@ def test_a_heavy_model_is_given_every_core_where_that_changes_the_choice(tmp_pat
     post = {"classes": ["pass", "reject"], "reject_thresholds": {"reject": 0.5}}
     path = heavy_model(tmp_path / "h.onnx")
     section = ModelSection.model_validate({"id": "h", "path": str(path), "postprocess": post})
-    with create_engine(section, (1, 1, 512, 512), np.dtype(np.float32)) as engine:
+    with create_engine(section, (1, 1, 1024, 1024), np.dtype(np.float32)) as engine:
         assert engine.settings["threads"] == cpus
         assert engine._session.get_session_options().intra_op_num_threads == cpus
+        assert engine.parallel == 2  # model.parallel = "auto": heavy, and the threads split in two
 
 
 def test_parallel_sessions_auto_two_for_a_heavy_model_on_two_threads_or_more() -> None:
