@@ -1,7 +1,7 @@
 """Benchmark: how the frames of an overload end, by basis (model, dropped, deadline_missed, ...).
 
     python tests/bench/bench_late_frames.py [--model resnet18] [--fps 85] [--frames 1000] [--rounds 2]
-                                            [--parallel N] [--threads N]
+                                            [--parallel N] [--threads N] [--cpus 0,1]
 
 Runs linegate's pipeline (the Supervisor, as ``linegate bench`` does) on the simulated camera at
 --fps with a recording PLC simulator, and prints per run the count of each frame basis, the

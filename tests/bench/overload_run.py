@@ -23,6 +23,8 @@ def add_options(ap: argparse.ArgumentParser, fps: float, frames: int, parallel: 
     ap.add_argument("--frames", type=int, default=frames)
     ap.add_argument("--parallel", default=parallel, help="model.parallel: auto or N")
     ap.add_argument("--threads", default="", help="model.threads (default: the model's configuration)")
+    ap.add_argument("--cpus", default="", help="pin linegate's three workers to these CPUs, e.g. 0,1 "
+                    "(scheduling.*_cpus); run the benchmark itself elsewhere with taskset")
 
 
 def overload_config(args: argparse.Namespace) -> Config | None:
@@ -34,7 +36,12 @@ def overload_config(args: argparse.Namespace) -> Config | None:
         return None
     threads = {"threads": int(args.threads)} if args.threads else {}
     parallel = args.parallel if args.parallel == "auto" else int(args.parallel)
-    return with_model(bench_config(load_config(spec.config), args.fps, 1), parallel=parallel, **threads)
+    cfg = with_model(bench_config(load_config(spec.config), args.fps, 1), parallel=parallel, **threads)
+    if args.cpus:
+        cpus = tuple(int(c) for c in args.cpus.split(","))
+        pinned = {f"{role}_cpus": cpus for role in ("infer", "acquire", "plc")}
+        cfg = cfg.model_copy(update={"scheduling": cfg.scheduling.model_copy(update=pinned)})
+    return cfg
 
 
 def run_once(cfg: Config, frames: int, log: Path) -> tuple[list[dict[str, Any]], list[str]]:
