@@ -261,9 +261,11 @@ class ModelSection(_Section):
     spread over every core waits at each operator for its slowest thread, and a thread another
     process preempts stalls them all; sessions of their own have nothing to wait for. "auto": 2 for
     a model whose run takes 2 ms or more (timed at load) on 2 or more threads, else 1; and 1 wherever
-    a number would be refused (``max_batch`` > 1, ``[[stages]]``, ``[[cameras]]``, tensorrt, fewer
-    than 4 ring slots, a handshake buffer of 2 or less). A number: at most half of ``ring.slots``
-    and, in handshake mode, below ``plc.handshake.buffer``. Each session holds its own copy of the
+    a number would be refused (``max_batch`` > 1, ``[[stages]]``, tensorrt, fewer than 4 ring
+    slots, a handshake buffer of 2 or less). A number: at most half of ``ring.slots`` and, in
+    handshake mode, below ``plc.handshake.buffer`` (with ``[[cameras]]`` each camera's ring and
+    buffer: the frames running at once may all be one camera's). With ``[[cameras]]`` the sessions
+    take the waiting frames of every camera, oldest first. Each session holds its own copy of the
     model's weights (ResNet-18: 45 MB each, beside the main session's). Measured: ``linegate bench``
     runs the other setting under overload, ``tests/bench/bench_parallel_floor.py`` the engine alone."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
@@ -748,8 +750,6 @@ def _parallel_refusal(cfg: Config, key: str, n: int) -> str:
                 "yet (raise the buffer or lower parallel)")
     if cfg.stages:
         return f"{key}.parallel = {n}: not supported with [[stages]] (models in series); set it to 1"
-    if cfg.cameras:
-        return f"{key}.parallel = {n}: not supported with [[cameras]] (several cameras) yet; set it to 1"
     return ""
 
 

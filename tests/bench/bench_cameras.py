@@ -4,16 +4,18 @@
 ``model.max_batch`` > 1).
 
     python tests/bench/bench_cameras.py [--frames 3000] [--fps 100] [--cameras 1,2,3] [--rounds 1]
-        [--layout instances|one|both] [--max-batch 1,3]
+        [--layout instances|one|both] [--max-batch 1,3] [--parallel auto,1] [--model demo|resnet18]
 
 Instances: each is a real `linegate run` process on the demo configuration, its own simulated camera
 (the Viky producer's devices, serial numbers 0, 1 and 2, streaming at once) and its own PLC
 simulator, all started together. One: a single `linegate run` with one ``[[cameras]]`` entry per
 device and one PLC simulator (a reject coil and part id registers per camera); with a max batch
-above 1 the demo model runs as a batch-dynamic copy. Per number of cameras it prints frames per second per camera
-and in all, frame in hand -> verdict and -> coil ON per frame over all cameras, the share decided
-by the model, and the CPU time per frame (user + system of every process of every instance, from
-/proc, over a window after all are ready; the PLC simulators not counted): the per-frame cost.
+above 1 the model runs as a batch-dynamic copy; with max batch 1, each ``model.parallel`` value of
+--parallel is run (one-frame sessions taking every camera's frames at once). Per number of cameras
+it prints frames per second per camera and in all, frame in hand -> verdict and -> coil ON per
+frame over all cameras, the share decided by the model, and the CPU time per frame (user + system
+of every process of every instance, from /proc, over a window after all are ready; the PLC
+simulators not counted): the per-frame cost.
 Prints numbers; asserts nothing.
 """
 
@@ -138,6 +140,8 @@ class Run:
     """CPU seconds in the window by process role (acquire, infer, plc, supervisor)."""
     batches: Counter[int] = field(default_factory=Counter)
     """One linegate: frames by the size of the batch they were decided in."""
+    engines: list[str] = field(default_factory=list)
+    """Each inference worker's engine as loaded (threads, sessions), from its engine_ready record."""
 
     def report(self, fps: float, frames: int) -> str:
         return "\n".join([
@@ -152,14 +156,17 @@ class Run:
             "  of which " + ", ".join(f"{role} {1e3 * cpu / max(self.window_frames, 1):.3f}"
                                       for role, cpu in sorted(self.cpu_by_role.items())) + " ms",
             *([f"  frames by batch size {dict(sorted(self.batches.items()))}"] if self.batches else []),
+            f"  engine as loaded: {'; '.join(sorted(set(self.engines)))}",
             *(f"  problem: {p}" for p in self.problems),
         ])  # fmt: skip
 
 
 def one_config(
-    folder: Path, n: int, port: int, fps: float, max_batch: int, no_poll: bool = False, base: Base = BASES["demo"]
+    folder: Path, n: int, port: int, fps: float, max_batch: int, no_poll: bool = False, base: Base = BASES["demo"],
+    parallel: str = "auto",
 ) -> Path:
-    """*base*'s configuration with one [[cameras]] entry per device (reject coil i, part id registers 10 + 2i)."""
+    """*base*'s configuration with one [[cameras]] entry per device (reject coil i, part id registers
+    10 + 2i), and ``model.parallel`` = *parallel* where it is a number."""
     path = instance_config(folder, 0, port, fps, no_poll, base)
     text = path.read_text().replace('device = { serial_number = "0" }\n', "")
     if max_batch > 1:
@@ -168,6 +175,8 @@ def one_config(
         model = batch_dynamic(base.model, folder)
         text = text.replace(str(base.model), str(model))
         text = re.sub(r"^(warmup_runs = \d+)", rf"\1\nmax_batch = {max_batch}", text, count=1, flags=re.M)
+    elif parallel != "auto":
+        text = re.sub(r"^(warmup_runs = \d+)", rf"\1\nparallel = {int(parallel)}", text, count=1, flags=re.M)
     for i in range(n):
         text += (f'\n[[cameras]]\nname = "cam{i}"\ndevice = {{ serial_number = "{i}" }}\n'
                  f"[cameras.plc.modbus]\nreject_coil = {i}\npart_id_register = {10 + 2 * i}\n")  # fmt: skip
@@ -178,7 +187,7 @@ def one_config(
 
 def run_cameras(
     n: int, frames: int, fps: float, folder: Path, no_poll: bool = False, one: bool = False, max_batch: int = 1,
-    base: Base = BASES["demo"],
+    base: Base = BASES["demo"], parallel: str = "auto",
 ) -> Run:
     plc = load_config(DEMO).plc
     if one:
@@ -191,7 +200,7 @@ def run_cameras(
     t0 = time.monotonic()
     try:
         if one:
-            configs = [one_config(folder, n, sims[0].port, fps, max_batch, no_poll, base)]
+            configs = [one_config(folder, n, sims[0].port, fps, max_batch, no_poll, base, parallel)]
         else:
             configs = [instance_config(folder, i, sims[i].port, fps, no_poll, base) for i in range(n)]
         procs = [
@@ -220,6 +229,8 @@ def run_cameras(
     streams = []
     for log, sim in zip(logs, sims, strict=True):
         records = read_jsonl(log)
+        run.engines += [f"threads {r.get('threads')}, parallel {r.get('parallel', 1)}"
+                        for r in records if r.get("event") == "engine_ready"]  # fmt: skip
         for r in records:  # which worker each pid was (its worker_started record), the rest: supervisor
             if r.get("event") == "worker_started" and int(r["pid"]) in cpu:
                 run.cpu_by_role[r["role"]] = run.cpu_by_role.get(r["role"], 0.0) + cpu.pop(int(r["pid"]))
@@ -254,6 +265,7 @@ def main() -> int:
     ap.add_argument("--model", default="demo", choices=sorted(BASES),
                     help="resnet18: engines/resnet18 (export it first, see its README)")
     ap.add_argument("--max-batch", default="1", help="one linegate: model.max_batch values to run, e.g. 1,3")
+    ap.add_argument("--parallel", default="auto", help="one linegate, max_batch 1: model.parallel values, e.g. auto,1")
     ap.add_argument("--polling", default="on", choices=("on", "off", "both"),
                     help="off: scheduling.infer_poll_max_us = plc_poll_max_us = 0, infer_keep_warm = false; "
                     "both: each run twice, on then off")
@@ -261,15 +273,16 @@ def main() -> int:
     order = [int(c) for c in args.cameras.split(",")]
     modes = {"on": [False], "off": [True], "both": [False, True]}[args.polling]
     batches = [int(b) for b in args.max_batch.split(",")]
-    layouts = {"instances": [(False, 1)], "one": [(True, b) for b in batches],
-               "both": [(False, 1), *((True, b) for b in batches)]}[args.layout]  # fmt: skip
+    ones = [(True, b, p) for b in batches for p in (args.parallel.split(",") if b == 1 else ["1"])]
+    layouts = {"instances": [(False, 1, "auto")], "one": ones, "both": [(False, 1, "auto"), *ones]}[args.layout]
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as tmp:
         for round_ in range(args.rounds):
             for n in order if round_ % 2 == 0 else order[::-1]:
                 for no_poll in modes:
-                    for one, batch in layouts:
-                        run = run_cameras(n, args.frames, args.fps, Path(tmp), no_poll, one, batch, BASES[args.model])
-                        how = f"one linegate, max_batch {batch}" if one else "one instance per camera"
+                    for one, batch, parallel in layouts:
+                        run = run_cameras(n, args.frames, args.fps, Path(tmp), no_poll, one, batch, BASES[args.model],
+                                          parallel)  # fmt: skip
+                        how = f"one linegate, max_batch {batch}, parallel {parallel}" if one else "one per camera"
                         print(f"[{how}; polling {'off' if no_poll else 'on'}] " + run.report(args.fps, args.frames),
                               flush=True)  # fmt: skip
     return 0

@@ -166,8 +166,17 @@ def test_cameras_on_different_plcs_may_use_the_same_addresses() -> None:
                      plc__mode="handshake"))  # fmt: skip
 
 
-def test_parallel_sessions_with_several_cameras_are_refused_by_name() -> None:
-    """model.parallel is not built for [[cameras]] yet: refused, naming both keys."""
-    model = {**BASE["model"], "parallel": 2}
-    with pytest.raises(ConfigError, match=r"model.parallel = 2: not supported with \[\[cameras\]\]"):
-        load(config([cam("left", "0", 0), cam("right", "1", 5)], model=model))
+def test_parallel_sessions_with_several_cameras_are_accepted_and_bounded_by_each_cameras_ring() -> None:
+    """model.parallel with [[cameras]]: the sessions take every camera's frames, so a number loads and
+    "auto" stays auto (2 sessions for a heavy model); the frames running at once may all be one
+    camera's, so each camera's ring must hold twice as many (refused naming ring.slots otherwise)."""
+    from linegate.config.schema import runnable_model
+
+    cameras = [cam("left", "0", 0), cam("right", "1", 5)]
+    cfg = load(config(cameras, model={**BASE["model"], "parallel": 2}))
+    assert cfg.model.parallel == 2 and len(lanes_of(cfg)) == 2
+    auto = load(config(cameras))
+    assert auto.model.parallel == "auto" and runnable_model(auto, auto.model).parallel == "auto"
+    too_many = BASE["ring"]["slots"] // 2 + 1
+    with pytest.raises(ConfigError, match=rf"model.parallel = {too_many}: .* ring.slots = {BASE['ring']['slots']}"):
+        load(config(cameras, model={**BASE["model"], "parallel": too_many}))

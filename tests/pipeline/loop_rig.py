@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,11 @@ from linegate.counters import SharedCounters
 from linegate.demo.ground_truth import BALL_SIZE
 from linegate.engine import create_engine
 from linegate.logs import configure_logging, get_logger, shutdown_logging
-from linegate.pipeline.infer import InferenceLoop
+from linegate.pipeline.infer import CameraOut, InferenceLoop
 from linegate.pipeline.inflight import InFlight
 from linegate.plc.reject_pipe import RejectOutbox, reject_channel
-from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer
+from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer, RingSet
+from linegate.ring.sync import SharedSemaphore
 from linegate.vision.preprocess import build_preprocessor
 from tests.pipeline.harness import records
 
@@ -90,3 +91,60 @@ def loop_on_a_ring(cfg: Config, log_path: Path, slots: int = 4, inflight: InFlig
         producer.close()
         consumer.close()
         ring.close()
+
+
+@dataclass
+class CamerasRig:
+    """The loop over one ring per camera (``[[cameras]]``), as :class:`LoopRig` for one camera."""
+
+    loop: InferenceLoop
+    producers: list[RingProducer]
+    consumer: RingSet
+    readers: list[Any]
+    """Each camera's reject pipe, reading end."""
+    counters: list[SharedCounters]
+    """Each camera's counters (the first one's also the worker's)."""
+    log_path: Path
+
+    def publish(self, camera: int, part_id: int, pixels: np.ndarray) -> None:
+        """One frame of *pixels* into *camera*'s ring, acquired now, ready for the loop."""
+        producer = self.producers[camera]
+        _, slot = producer.reserve(part_id, part_id, time.monotonic_ns())
+        assert slot is not None, f"camera {camera}: ring full"
+        producer.pixels(slot)[...] = pixels
+        producer.publish(slot, time.monotonic_ns())
+
+
+@contextmanager
+def loop_on_camera_rings(cfg: Config, log_path: Path, cameras: int, slots: int = 8) -> Iterator[CamerasRig]:
+    """An InferenceLoop over *cameras* rings sharing one wake-up semaphore (as ``[[cameras]]`` runs
+    it: cameras cam0, cam1, ..., each with its counters and reject pipe), its engine loaded."""
+    ready = SharedSemaphore(0)
+    pre = build_preprocessor(cfg.model.preprocess, GEOMETRY.shape, "Mono8")
+    engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
+    with ExitStack() as stack:
+        rings = [
+            stack.enter_context(FrameRing.create(CTX, instance=f"{cfg.instance.name}-cam{i}", geometry=GEOMETRY,
+                                                 slots=slots, journal_size=16, when_full="drop_newest", ready=ready))
+            for i in range(cameras)
+        ]  # fmt: skip
+        producers = [RingProducer(ring.handle) for ring in rings]
+        consumer = RingSet([ring.handle for ring in rings])
+        channels = [reject_channel(CTX) for _ in range(cameras)]
+        counters = [SharedCounters.create(CTX) for _ in range(cameras)]
+        outs = [CameraOut(f"cam{i}", counters[i], RejectOutbox(channels[i][1], 64)) for i in range(cameras)]
+        engine.load()
+        sink = configure_logging(file=log_path, stream=None)
+        loop: InferenceLoop | None = None
+        try:
+            loop = InferenceLoop(cfg, consumer, engine, pre, outs[0].outbox, counters[0], get_logger(), sink,
+                                 cameras=outs)  # fmt: skip
+            yield CamerasRig(loop, producers, consumer, [reader for reader, _ in channels], counters, log_path)
+        finally:
+            if loop is not None:
+                loop.close()
+            shutdown_logging()
+            engine.close()
+            consumer.close()
+            for producer in producers:
+                producer.close()

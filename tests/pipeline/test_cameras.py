@@ -161,16 +161,19 @@ def test_three_cameras_in_one_linegate_each_reconciled_on_its_own_coil(tmp_path:
         assert f"camera {name}: acquired {FRAMES}, decided {FRAMES}, reject {counts['rejected']}" in done.stderr
 
 
-@pytest.mark.parametrize("victim", ["acquire", "infer", "plc"])
-def test_a_dead_worker_with_cameras_is_restarted_and_loses_nothing(tmp_path: Path, victim: str) -> None:
+@pytest.mark.parametrize(("victim", "parallel"), [("acquire", 1), ("infer", 1), ("plc", 1), ("infer", 2)])
+def test_a_dead_worker_with_cameras_is_restarted_and_loses_nothing(tmp_path: Path, victim: str, parallel: int) -> None:
     """SIGKILL of camera cam1's acquisition or PLC worker, or of the one inference worker: only it is
     restarted; the frames or rejects it held are finished on the right camera or reported by part
     id (each camera's part ids go on where they stopped, each reject on its own coil once); the run
     reconciles per camera. While cam1's acquisition is down the other cameras' frames are decided by
-    the model; with cameras, a SIGHUP reload of the deadline replaces the inference worker the same way."""
+    the model; with cameras, a SIGHUP reload of the deadline replaces the inference worker the same way.
+    With ``model.parallel = 2`` the inference worker, its successor and the reloaded one each run two
+    sessions over all three cameras' frames."""
     names = ["cam0", "cam1", "cam2"]
     plc = sim()
-    run = LinegateRun(tmp_path, plc.port, NO_DEVICE, append=cameras(["0", "1", "2"]))
+    sessions = {"warmup_runs = 50": f"warmup_runs = 50\nparallel = {parallel}"}
+    run = LinegateRun(tmp_path, plc.port, {**NO_DEVICE, **sessions}, append=cameras(["0", "1", "2"]))
     try:
         run.wait_frames(150)
         recovered = kill_one(run, victim, None if victim == "infer" else "cam1")
@@ -192,6 +195,8 @@ def test_a_dead_worker_with_cameras_is_restarted_and_loses_nothing(tmp_path: Pat
     check_each_camera(recs, plc, names)
     (summary,) = [r for r in recs if r["event"] == "run_summary"]
     assert summary["worker_restarts"] == 1 and summary["reloads"] == (1 if victim == "infer" else 0)
+    ready = [r.get("parallel", 1) for r in recs if r["event"] == "engine_ready"]
+    assert len(ready) == (3 if victim == "infer" else 1) and set(ready) == {parallel}, ready
     if victim == "acquire":  # while cam1 was down, the others went on: model verdicts inside the outage
         frames = by_camera(recs, "frame")
         down = [r for r in frames["cam0"] + frames["cam2"]

@@ -1,8 +1,8 @@
 """model.parallel: under a backlog the inference loop decides frames on several one-frame sessions
 at once, each taking the next waiting frame as its run ends, and a frame alone on the main session
 with every thread; every frame still gets exactly one verdict (the same as one at a time), one
-record and one hand-off. In-process loop on a real ring, the demo's ONNX Runtime model and a real
-reject pipe."""
+record and one hand-off, also with several cameras' rings. In-process loop on real rings, the
+demo's ONNX Runtime model and real reject pipes."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from linegate.demo.ground_truth import expected_reject
 from linegate.engine.base import FrameRun
 from linegate.engine.ort_backend import OnnxRuntimeEngine
 from linegate.logs import shutdown_logging
+from linegate.plc.reject_pipe import RejectInbox
 from linegate.timing.run_time import PathTime
 from tests.pipeline.harness import records
-from tests.pipeline.loop_rig import POSITIONS, LoopRig, ball_frame, loop_on_a_ring
+from tests.pipeline.loop_rig import POSITIONS, LoopRig, ball_frame, loop_on_a_ring, loop_on_camera_rings
 
 MS = 1_000_000
 
@@ -70,6 +71,42 @@ def test_a_backlog_is_decided_on_every_session_with_the_verdicts_of_one_at_a_tim
         assert many["basis"] == "model" and one["basis"] == "model"
         assert many["label"] == one["label"] and many["score"] == pytest.approx(one["score"], abs=1e-5)
         assert (many["verdict"] == "reject") == expected_reject(pixels)
+
+
+def test_with_two_cameras_the_sessions_take_both_cameras_frames_and_each_verdict_goes_to_its_camera(
+    tmp_path: Path, demo_config: Config
+) -> None:
+    """[[cameras]]: eight frames waiting in each of two cameras' rings, two sessions: both sessions
+    decide frames of both cameras, every frame once per camera, each verdict matches the ground
+    truth, each record names its camera, and each reject reaches its own camera's pipe once (the
+    cameras are given mirrored frames, so a verdict sent to the wrong camera shows)."""
+    frames = [ball_frame(*POSITIONS[i]) for i in (0, 2, 1, 3, 4, 6, 5, 7)]
+    order = {0: frames, 1: frames[::-1]}
+    with loop_on_camera_rings(with_parallel(demo_config, 2), tmp_path / "cams.jsonl", cameras=2, slots=16) as rig:
+        rig.loop.warm_up(10)
+        for part in range(1, len(frames) + 1):
+            for camera in (0, 1):
+                rig.publish(camera, part, order[camera][part - 1])
+        end = time.monotonic() + 20
+        while sum(c.get(Count.LOGGED) for c in rig.counters) < 2 * len(frames):
+            assert time.monotonic() < end, "not every frame was decided"
+            rig.consumer.wait(0.05)
+            rig.loop.step()
+        shutdown_logging()
+        recs = [r for r in records(rig.log_path) if r["event"] == "frame"]
+        sent = {camera: sorted(r.part_id for r in RejectInbox(rig.readers[camera]).take(1.0)) for camera in (0, 1)}
+        counted = [(c.get(Count.DECIDED), c.get(Count.LOGGED), c.get(Count.PLC_QUEUED)) for c in rig.counters]
+    for camera in (0, 1):
+        mine = sorted((r for r in recs if r["camera"] == f"cam{camera}"), key=lambda r: r["part_id"])
+        assert [r["part_id"] for r in mine] == list(range(1, 9)), camera
+        assert all(r["basis"] == "model" for r in mine)
+        rejects = [p for p, pixels in enumerate(order[camera], start=1) if expected_reject(pixels)]
+        assert [r["part_id"] for r in mine if r["verdict"] == "reject"] == rejects, camera
+        assert sent[camera] == rejects, camera
+        assert counted[camera] == (8, 8, len(rejects)), camera
+        assert any(r.get("session") is not None for r in mine), camera  # on a session, not alone
+    assert {0, 1} <= {r.get("session") for r in recs}
+    assert sent[0] != sent[1]  # mirrored: the test would not notice verdicts sent to the other camera otherwise
 
 
 def test_a_failing_session_fails_its_frames_safe_and_the_other_session_goes_on(
