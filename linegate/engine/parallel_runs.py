@@ -29,6 +29,9 @@ class ParallelRuns:
         self._go = [threading.Semaphore(0) for _ in self._runs]
         self._ended: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._closing = False
+        self.wakes = True
+        """Whether a run's end calls *wake* (off while the caller times the sessions itself: each
+        call would leave the loop a wake-up with nothing behind it)."""
         self.idle = list(range(len(self._runs)))[::-1]
         """Sessions free to start, the lowest index last (:meth:`start` takes from the end)."""
         self._threads = [
@@ -85,7 +88,8 @@ class ParallelRuns:
             except BaseException as exc:  # the loop fails this frame safe and names the error
                 failed = exc
             self._ended.put((i, time.monotonic_ns(), failed))
-            self._wake()
+            if self.wakes:
+                self._wake()
 
     def close(self) -> None:
         """Let each run under way end, then stop the threads (before the sessions are closed)."""

@@ -314,6 +314,7 @@ class InferenceLoop:
         assert self.parallel is not None
         runner, frame_runs = self.parallel, self._frame_runs
         durations: list[int] = []
+        runner.wakes = False  # a reload's successor warms up while its predecessor waits on the same ring
         for _ in range(1 + max(1, -(-runs // runner.size))):
             started: dict[int, int] = {}
             while (i := runner.next_idle()) is not None:
@@ -326,6 +327,7 @@ class InferenceLoop:
                         raise failed
                     self.classify(frame_runs[i].output)
                     durations.append(time.monotonic_ns() - started[i])
+        runner.wakes = True
         return np.array(durations[runner.size :], dtype=np.int64)
 
     def _timed_batches(self, blank: Any, size: int, runs: int) -> npt.NDArray[np.int64]:
@@ -420,15 +422,19 @@ class InferenceLoop:
         return handled or claimed is not None
 
     def _step_parallel(self, runner: ParallelRuns) -> bool:
-        """``model.parallel``: classify the frames whose runs ended, start the staged frame and then
-        a waiting frame on each idle session, conclude the ended ones, and stage the next waiting
-        frame while every session runs (a session that finishes then waits only for a copy of its
-        input, not for the preprocessing). True while a session runs or a frame is staged (a run's
-        end wakes the loop's wait)."""
+        """``model.parallel``: classify the frames whose runs ended, start the staged frame on an
+        idle session, conclude the ended frames, then start a waiting frame on each idle session,
+        and stage the next waiting frame while every session runs (a session that finishes then
+        waits only for a copy of its input, not for the preprocessing). The ended frames are
+        concluded before anything else is claimed: a frame alone is decided on the main session,
+        and their verdicts must not wait for that run. True while a session runs or a frame is
+        staged (a run's end wakes the loop's wait)."""
         ended = [self._classify_ended(*run) for run in runner.finished()]
         started = self._staged is not None and bool(runner.idle)
         if started:
             self._start_staged(runner)
+        for one in ended:
+            self._conclude_ended(one)
         while runner.idle:
             claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
             if claimed is None:
@@ -440,8 +446,6 @@ class InferenceLoop:
                 self._start(*claimed)
             self.arrivals.observe(claimed[1].t_written_ns)
             started = True
-        for one in ended:
-            self._conclude_ended(one)
         if self._staged is None and not runner.idle and not self.newest_first:
             claimed = self.consumer.claim()
             if claimed is not None:
@@ -507,9 +511,11 @@ class InferenceLoop:
         self._fail_safe_now(slot, meta, t_picked, basis)
 
     def _fail_safe_now(self, slot: int, meta: FrameMeta, t_picked: int, basis: Basis) -> None:
-        """A claimed frame not to be inspected after all: its slot freed, the fail-safe verdict."""
-        self.consumer.release(slot)
+        """A claimed frame not to be inspected after all: its slot freed, the fail-safe verdict. The
+        in-flight entry is taken first: a worker killed between the two leaves the frame for its
+        successor, never a freed slot with no entry."""
         self.inflight.take(meta, Count.DECIDED)
+        self.consumer.release(slot)
         now = time.monotonic_ns()
         self._conclude(meta, self.fail_safe, basis, _Times(t_picked, now, now, now, now), "", float("nan"), {}, None)
 
@@ -549,11 +555,21 @@ class InferenceLoop:
             self.session_time.observe(t_post - running.picked - max(0, running.staged_ns), t_post)
         self._last_done_ns = time.monotonic_ns()
 
-    def drain(self) -> None:
+    def heartbeat_ns(self, now_ns: int) -> int:
+        """What the loop's heartbeat says: *now_ns*, or the start of the oldest session run still
+        under way. A run that hangs then stops the heartbeat, as a blocked engine call does on
+        the one-frame path, and the supervisor kills and replaces the worker (its frames get the
+        fail-safe verdict from the successor); the loop turning meanwhile must not hide it."""
+        return min(now_ns, *(r.pre for r in self._running.values())) if self._running else now_ns
+
+    def drain(self, beat: Callable[[], None] | None = None) -> None:
         """Conclude every frame a session is still running: before a hand-over, so that the
-        successor starts at a frame boundary."""
+        successor starts at a frame boundary. *beat* is called while it waits (the heartbeat: a
+        run that hangs here stops it too)."""
         runner = self.parallel
         while runner is not None and (runner.busy or self._staged is not None):
+            if beat is not None:
+                beat()
             if self._staged is not None and runner.idle:
                 self._start_staged(runner)
             for run in runner.finished(0.05):
@@ -581,7 +597,9 @@ class InferenceLoop:
     def _claim_newest(self) -> tuple[int, FrameMeta] | None:
         """deadline.backlog = "newest_first": the newest waiting frame; the waiting frames that
         could not be decided in time after it (its run, then their own) get the fail-safe verdict now."""
-        stale_before = time.monotonic_ns() + 2 * self.expected_ns - self.budget_ns
+        # model.parallel: the frame claimed now may run on a session, all of them busy (slower)
+        expected = max(self.expected_ns, self.session_time.expected_ns) if self.parallel else self.expected_ns
+        stale_before = time.monotonic_ns() + 2 * expected - self.budget_ns
         claimed, stale = self.consumer.claim_newest(stale_before)
         for slot, meta in stale:
             self.inflight.take(meta, Count.DECIDED)
@@ -1007,12 +1025,14 @@ def inference_main(
         waiter = FrameWaiter(consumer, loop.arrivals, keep_warm, loop.path_p50_ns)
         counters.set(Count.READY, 1)
         ready.set()
+        heartbeat_of = loop.heartbeat_ns
+        heartbeat = lambda: counters.set(Count.INFER_HEARTBEAT_NS, heartbeat_of(time.monotonic_ns()))  # noqa: E731
         while True:
             now = time.monotonic_ns()
-            counters.set(Count.INFER_HEARTBEAT_NS, now)
+            counters.set(Count.INFER_HEARTBEAT_NS, loop.heartbeat_ns(now))
             ctx.report_logs(Role.INFER, sink, now)
             if own.should_hand_over():
-                loop.drain()  # model.parallel: the frames still running get their verdicts here
+                loop.drain(heartbeat)  # model.parallel: the frames still running get their verdicts here
                 handed_over = True
                 break
             woke = waiter.wait(0.05)

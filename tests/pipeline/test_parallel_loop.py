@@ -219,3 +219,140 @@ def test_frames_that_cannot_make_their_deadline_are_not_started(tmp_path: Path, 
         assert loop.parallel is not None and loop.parallel.busy == 0
     assert [r["basis"] for r in recs] == ["deadline_unreachable"] * 2
     assert all("session" not in r for r in recs)
+
+
+def watched_runs(monkeypatch: pytest.MonkeyPatch, hold: dict[int, threading.Event]) -> threading.Semaphore:
+    """Each session's run wrapped: session i waits for ``hold[i]`` before running while the test
+    has put one there (after the warm-up, say); the returned semaphore is released as each run
+    ends (a test can wait for runs to end without stepping the loop)."""
+    ended = threading.Semaphore(0)
+    real = OnnxRuntimeEngine.frame_runs
+
+    def watched(self: OnnxRuntimeEngine) -> list[FrameRun]:
+        def wrap(i: int, run: Any) -> Any:
+            def go() -> object:
+                if i in hold:
+                    hold[i].wait()
+                try:
+                    return run()
+                finally:
+                    ended.release()
+
+            return go
+
+        return [FrameRun(r.input, r.output, wrap(i, r.run)) for i, r in enumerate(real(self))]
+
+    monkeypatch.setattr(OnnxRuntimeEngine, "frame_runs", watched)
+    return ended
+
+
+def test_frames_whose_runs_ended_are_concluded_before_a_frame_alone_is_decided(
+    tmp_path: Path, demo_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two frames end their runs on the sessions; a third then arrives alone and is decided on the
+    main session (made to take 40 ms). The two ended frames get their verdicts (by the model, in
+    time) before that run starts, not after it: records in order 1, 2, 3, and part 3's run starts
+    after parts 1 and 2 are done."""
+    ended = watched_runs(monkeypatch, {})
+    with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "order.jsonl", slots=16) as rig:
+        loop = rig.loop
+        loop.warm_up(10)
+        real_infer = loop.engine.infer
+
+        def slow_main_session() -> Any:
+            time.sleep(0.040)
+            return real_infer()
+
+        monkeypatch.setattr(loop.engine, "infer", slow_main_session)
+        monkeypatch.setattr(loop, "budget_ns", 10_000 * MS)  # the claim is about order, not time
+        rig.publish(1, pixels=ball_frame(*POSITIONS[0]))
+        rig.publish(2, pixels=ball_frame(*POSITIONS[1]))
+        rig.consumer.wait(1.0)
+        loop.step()
+        assert loop.parallel is not None and loop.parallel.busy == 2
+        assert ended.acquire(timeout=5) and ended.acquire(timeout=5)  # both runs over, not yet collected
+        rig.publish(3, pixels=ball_frame(*POSITIONS[2]))
+        recs = decide_all(rig, 3)
+    assert [r["part_id"] for r in recs] == [1, 2, 3]
+    assert [r.get("session") is not None for r in recs] == [True, True, False]
+    assert all(r["basis"] == "model" for r in recs)
+    part3_started = recs[2]["t_done_ns"] - recs[2]["total_ms"] * MS + recs[2]["queued_ms"] * MS
+    assert max(r["t_done_ns"] for r in recs[:2]) <= part3_started + MS  # 1 ms: the records' rounding
+
+
+def test_a_frame_failed_safe_at_claim_keeps_its_in_flight_entry_until_its_slot_is_free(
+    tmp_path: Path, demo_config: Config
+) -> None:
+    """A claimed frame that cannot make its deadline gets the fail-safe verdict at once; its
+    in-flight entry names it before its slot is freed, so a worker killed in between leaves it to
+    its successor (never a freed slot and an empty entry: a frame with no verdict)."""
+    with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "entry.jsonl", slots=16) as rig:
+        loop = rig.loop
+        loop.warm_up(10)
+        budget_ms = demo_config.deadline.budget_ms
+        rig.publish(1, acquired_ns=time.monotonic_ns() - int((budget_ms - 0.5) * MS))  # 0.5 ms left
+        rig.publish(2)  # waiting too: part 1 goes to a session's start, which refuses it
+        seen: list[int | None] = []
+        real_release = rig.consumer.release
+
+        def release(slot: int) -> None:
+            entry = loop.inflight.current()
+            seen.append(None if entry is None else entry.meta.part_id)
+            real_release(slot)
+
+        rig.consumer.release = release  # type: ignore[method-assign]
+        recs = decide_all(rig, 2)
+    assert [(r["part_id"], r["basis"]) for r in sorted(recs, key=lambda r: r["part_id"])] == [
+        (1, "deadline_unreachable"), (2, "model")]  # fmt: skip
+    assert seen[0] == 1, seen  # part 1's slot freed with its entry taken
+
+
+def test_a_session_run_that_hangs_stops_the_heartbeat_and_drain_waits_for_it_beating(
+    tmp_path: Path, demo_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session 1's run hangs: the loop goes on turning, but its heartbeat stays at that run's start
+    (so the supervisor kills and replaces the worker, as for a blocked engine call); drain() calls
+    its beat while it waits, and once the run ends, the frame gets its verdict and the heartbeat is
+    now again."""
+    release = threading.Event()
+    hold: dict[int, threading.Event] = {}
+    watched_runs(monkeypatch, hold)
+    with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "hang.jsonl", slots=16) as rig:
+        loop = rig.loop
+        loop.warm_up(10)
+        monkeypatch.setattr(loop, "budget_ns", 10_000 * MS)  # the verdict after the hang still counts
+        hold[1] = release
+        try:
+            rig.publish(1)
+            rig.publish(2)
+            rig.consumer.wait(1.0)
+            loop.step()
+            started = time.monotonic_ns()
+            for _ in range(20):
+                rig.consumer.wait(0.01)
+                loop.step()
+            now = time.monotonic_ns()
+            assert loop.heartbeat_ns(now) < started  # the hung run's start, though the loop turned
+            beats: list[int] = []
+            drained = threading.Thread(target=loop.drain, args=(lambda: beats.append(loop.heartbeat_ns(now)),))
+            drained.start()
+            time.sleep(0.2)
+            assert drained.is_alive() and beats and max(beats) < started
+        finally:
+            release.set()  # else closing the loop waits for the held run for ever
+        drained.join(5)
+        assert not drained.is_alive()
+        assert loop.heartbeat_ns(time.monotonic_ns()) > now
+        shutdown_logging()
+        recs = rig.frame_records()
+    assert sorted((r["part_id"], r["basis"]) for r in recs) == [(1, "model"), (2, "model")]
+
+
+def test_warming_the_sessions_up_leaves_the_loop_no_wake_up(tmp_path: Path, demo_config: Config) -> None:
+    """The sessions' timed warm-up runs do not post the ring's wake-up (a reload's successor warms
+    up while its predecessor waits on the same ring): after it, nothing is announced."""
+    with loop_on_a_ring(with_parallel(demo_config, 2), tmp_path / "warm.jsonl", slots=16) as rig:
+        rig.loop.warm_up(50)
+        assert not rig.consumer.poll()
+        rig.publish(1)
+        assert rig.consumer.poll()  # the wake-up itself still works
