@@ -1018,8 +1018,7 @@ def inference_main(
                  preprocess_on="gpu" if gpu is not None else "cpu", **engine.settings, **warm)  # fmt: skip
         if predecessor is not None:
             beat = lambda: counters.set(Count.INFER_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
-            if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
-                log.warning("infer_handover_timeout", waited_s=HANDOVER_TIMEOUT_S, action="taking over anyway")
+            predecessor.take(beat, HANDOVER_TIMEOUT_S, "inference")
         loop.recover()
         keep_warm = loop.warm_pass if cfg.scheduling.infer_keep_warm and loop.warm_worthwhile else None
         waiter = FrameWaiter(consumer, loop.arrivals, keep_warm, loop.path_p50_ns)

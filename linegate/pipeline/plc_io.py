@@ -89,8 +89,7 @@ def plc_main(
     try:
         if predecessor is not None:
             beat = lambda: counters.set(Count.PLC_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
-            if not predecessor.take(beat, HANDOVER_TIMEOUT_S):
-                log.warning("plc_handover_timeout", waited_s=HANDOVER_TIMEOUT_S, action="taking over anyway")
+            predecessor.take(beat, HANDOVER_TIMEOUT_S, "PLC")
         worker = RejectWorker(ctx.cfg.plc, create_link(ctx.cfg.plc), counters, log, table)
         worker.take_over()
         ready.set()

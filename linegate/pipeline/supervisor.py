@@ -338,8 +338,13 @@ class Supervisor:
             if active is not None and not active.proc.is_alive():  # it had already handed over
                 self._restart(active, "its successor failed after the hand-over")
             return
-        if active is not w or (w.baton.handover.is_set() and w.proc.exitcode == 0):
-            return  # handed over to a reload's successor, which is promoted once ready
+        if active is not w:
+            return  # handed over to a reload's successor, since promoted
+        if w.baton.handover.is_set() and w.proc.exitcode == 0:
+            if self.reloader.candidates.get(w.role) is not None:
+                return  # handed over to a reload's successor, which is promoted once ready
+            self._restart(w, "it let go of its role as its successor gave up waiting")  # nothing in flight
+            return
         if w.role is Role.ACQUIRE and w.proc.exitcode == 0 and self.max_frames is not None:
             self._acquisition_done.add(w.lane)  # each camera stops at max_frames: the run ends with the last
             if len(self._acquisition_done) == len(self.shared.lanes):

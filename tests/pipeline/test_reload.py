@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -123,3 +124,45 @@ def test_invalid_reload_is_logged_and_changes_nothing(tmp_path: Path, plc_sim: P
     assert len(reloading) == 2 and all(any(r < t for t in ready) for r in reloading)
     summary = run.events("run_summary")[0]
     assert summary["reload_failures"] == 2 and summary["reloads"] == 0
+
+
+def test_a_reload_while_the_inference_worker_hangs_is_refused_and_the_hung_worker_replaced(
+    tmp_path: Path, plc_sim: PlcSimProcess
+) -> None:
+    """The inference worker hangs (SIGSTOP: a model run that never returns) and a reload comes: the
+    successor waits for it to let go, then gives up instead of deciding frames beside it (the
+    reload is refused, naming why); the hung worker's heartbeat stops, so it is killed and
+    restarted, its frames recovered. One inference worker at a time decides frames, each frame and
+    reject accounted for once."""
+    import os
+
+    run = LinegateRun(tmp_path, plc_sim.port, WIDE_BUDGET)
+    try:
+        run.wait_frames(50)
+        (started,) = [r for r in run.records() if r["event"] == "worker_started" and r["role"] == "infer"]
+        hung = int(started["pid"])
+        os.kill(hung, signal.SIGSTOP)
+        run.config.write_text(run.config.read_text().replace("budget_ms = 500.0", "budget_ms = 400.0"))
+        hup(run)
+        failed = run.wait_event("reload_failed", timeout_s=60)
+        run.wait_event("worker_recovered", timeout_s=60)
+        run.wait_for(lambda: not os.path.exists(f"/proc/{hung}"), 30, f"the hung worker {hung} gone")
+        run.wait_frames(100)
+        stderr = run.stop()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGKILL)
+    assert run.proc.returncode == 0, stderr
+    assert "the running inference worker did not let go of its role" in failed["error"]
+    recs = run.records()
+    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
+    summary = run.events("run_summary")[0]
+    assert summary["reloads"] == 0 and summary["reload_failures"] == 1 and summary["worker_restarts"] == 1
+    by_pid: dict[int, list[int]] = {}
+    for r in recs:
+        if r["event"] == "frame" and r["proc"] == "infer":
+            by_pid.setdefault(int(r["pid"]), []).append(int(r["t_done_ns"]))
+    assert len(by_pid) == 2 and hung in by_pid, sorted(by_pid)  # the hung one, then its replacement
+    (after,) = [times for pid, times in by_pid.items() if pid != hung]
+    assert max(by_pid[hung]) < min(after)  # never two deciding at once
+    assert {r["deadline_ms"] for r in recs if r["event"] == "frame"} == {500.0}  # the running configuration
