@@ -218,6 +218,9 @@ def acquisition_main(ctx: WorkerContext, ring: RingHandle, stop: Any, ready: Any
             if link.drill:
                 link.drill = False
                 link.lost("fault drill (SIGUSR1): device connection dropped")
+                # down as long as a cable pulled and plugged back: the fault is seen (STATUS, fault
+                # coil) however fast the reopen; it took 70 ms here, about one supervisor tick
+                link.idle(int(cfg.camera.reconnect_min_ms * 1e6))
                 continue
             try:
                 if not link.camera.fetch(writer):

@@ -88,7 +88,8 @@ def drive(max_spin_ns: int, frames: int) -> Drive:
 def test_every_frame_is_found_by_polling_or_sleeping_and_none_twice() -> None:
     """A steady 200 fps producer: the waiter returns once per frame (claimed in order, no frame
     missed or seen twice); after the period is learnt, polling finds frames and warm passes run."""
-    run = drive(max_spin_ns=2_000_000, frames=120)
+    # 4 ms: windows (the arrivals' spread) of 2-3 ms were seen with the camera a thread in this process
+    run = drive(max_spin_ns=4_000_000, frames=120)
     assert run.seen == list(range(1, 121))
     assert not run.leftover_wake_up, "a wake-up left over: a frame would be handled twice"
     waiter = run.waiter

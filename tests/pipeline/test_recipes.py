@@ -97,7 +97,8 @@ def test_recipe_whose_model_fails_to_start_is_a_fault_and_the_previous_model_kee
     sim = handshake_sim("--recipe", "1", "--timeline-from", "ready", "--recipe-at", "5000:2", "--recipe-at", "12000:1")
     try:
         tables = recipes(1) + recipes(2).replace(str(MODEL), str(broken))
-        run = LinegateRun(tmp_path, sim.port, HANDSHAKE, append=tables)
+        # WIDE_BUDGET: the failing worker starts beside the loop; this test is not about time
+        run = LinegateRun(tmp_path, sim.port, {**HANDSHAKE, **WIDE_BUDGET}, append=tables)
         run.wait_event("reload_failed", timeout_s=60)
 
         def recipe_fault() -> list[dict[str, Any]]:

@@ -93,7 +93,7 @@ def consume_all(consumer: RingConsumer, expected: int, timeout_s: float = 20.0) 
 
 def test_frames_cross_processes_intact_and_in_order(make_ring) -> None:  # type: ignore[no-untyped-def]
     """A producer process's frames arrive in the consumer complete, in sequence, with their headers."""
-    ring = make_ring(slots=4)
+    ring = make_ring(slots=16)  # wraps 18 times; 4 left a consumer 4 ms late dropping frames on a busy machine
     proc = CTX.Process(target=produce, args=(ring.handle, 300, 0.001))
     consumer = RingConsumer(ring.handle)
     proc.start()
