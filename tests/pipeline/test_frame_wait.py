@@ -128,5 +128,7 @@ def test_frames_too_irregular_to_poll_for_get_one_warm_pass_each_before_they_com
     waiter = run.waiter
     assert (waiter.caught, waiter.missed) == (0, 0), "no window: it never polled"
     assert waiter.warm_passes == waiter.warmed_before_sleep == len(run.warm_calls)
-    assert 30 < len(run.warm_calls) <= 60, "about one warm pass per frame once the period is learnt"
+    # a pass is skipped where the sleep overran (WAKE_LATE_NS): a busy machine's late wake-ups
+    assert len(run.warm_calls) > 0 and waiter.warm_skipped < len(run.warm_calls)
+    assert 30 < len(run.warm_calls) + waiter.warm_skipped <= 60, "one warm pass (or skip) per frame once learnt"
     assert max(run.warm_per_wait) == 1, "one warm pass per wait at most"
