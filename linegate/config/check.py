@@ -68,7 +68,7 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
     models = [("model", cfg.model)] + [(f"recipes.{n}.model", r.model) for n, r in sorted(cfg.recipes.items())]
     models += [(f"stages.{i}.model", stage.model) for i, stage in enumerate(cfg.stages)]
     for key, model in models:
-        check_model(report, key, runnable_model(cfg, model), cfg.camera)
+        check_model(report, key, runnable_model(cfg, model, stage=key.startswith("stages.")), cfg.camera)
     if cfg.cameras:
         named = ", ".join(f"{lane.name} ({_device(lane.cfg.camera)})" for lane in lanes_of(cfg))
         report.notes.append(f"cameras: {named}: each its own acquisition and PLC worker, one inference worker for all")

@@ -261,11 +261,13 @@ class ModelSection(_Section):
     spread over every core waits at each operator for its slowest thread, and a thread another
     process preempts stalls them all; sessions of their own have nothing to wait for. "auto": 2 for
     a model whose run takes 2 ms or more (timed at load) on 2 or more threads, else 1; and 1 wherever
-    a number would be refused (``max_batch`` > 1, ``[[stages]]``, tensorrt, fewer than 4 ring
-    slots, a handshake buffer of 2 or less). A number: at most half of ``ring.slots`` and, in
-    handshake mode, below ``plc.handshake.buffer`` (with ``[[cameras]]`` each camera's ring and
-    buffer: the frames running at once may all be one camera's). With ``[[cameras]]`` the sessions
-    take the waiting frames of every camera, oldest first. Each session holds its own copy of the
+    a number would be refused (``max_batch`` > 1, tensorrt, fewer than 4 ring slots, a handshake
+    buffer of 2 or less). A number: at most half of ``ring.slots`` and, in handshake mode, below
+    ``plc.handshake.buffer`` (with ``[[cameras]]`` each camera's ring and buffer: the frames
+    running at once may all be one camera's). With ``[[cameras]]`` the sessions take the waiting
+    frames of every camera, oldest first. With ``[[stages]]`` the first model runs on the sessions
+    and a further stage's model one frame at a time: a frame due for it runs it on the loop's
+    thread as its session's run ends. Each session holds its own copy of the
     model's weights (ResNet-18: 45 MB each, beside the main session's). Measured: ``linegate bench``
     runs the other setting under overload, ``tests/bench/bench_parallel_floor.py`` the engine alone."""
     preprocess_on: Literal["auto", "cpu", "gpu"] = "auto"
@@ -748,8 +750,6 @@ def _parallel_refusal(cfg: Config, key: str, n: int) -> str:
         return (f"{key}.parallel = {n}: that many verdicts may reach the PLC worker at once and must fit "
                 f"plc.handshake.buffer = {cfg.plc.handshake.buffer} beside the result the PLC has not acknowledged "
                 "yet (raise the buffer or lower parallel)")
-    if cfg.stages:
-        return f"{key}.parallel = {n}: not supported with [[stages]] (models in series); set it to 1"
     return ""
 
 
@@ -760,12 +760,14 @@ def _check_parallel(cfg: Config, key: str, model: ModelSection) -> None:
         raise ValueError(refusal)
 
 
-def runnable_model(cfg: Config, model: ModelSection) -> ModelSection:
-    """*model* (``cfg.model`` or a recipe's) as its engine is to load it: ``parallel = "auto"`` set
-    to 1 where 2 sessions could not run (see ``ModelSection.parallel``); otherwise unchanged."""
+def runnable_model(cfg: Config, model: ModelSection, stage: bool = False) -> ModelSection:
+    """*model* (``cfg.model``, a recipe's, or with *stage* a further stage's) as its engine is to
+    load it: ``parallel = "auto"`` set to 1 where 2 sessions could not run (see
+    ``ModelSection.parallel``; a further stage runs one frame at a time); otherwise unchanged."""
     if model.parallel != "auto":
         return model
-    if model.backend == "onnxruntime" and model.max_batch == 1 and not _parallel_refusal(cfg, "model", 2):
+    runnable = model.backend == "onnxruntime" and model.max_batch == 1 and not stage
+    if runnable and not _parallel_refusal(cfg, "model", 2):
         return model
     return model.model_copy(update={"parallel": 1})
 

@@ -534,23 +534,41 @@ class InferenceLoop:
         return _Ended(session, running, t_end, time.monotonic_ns(), decision)
 
     def _conclude_ended(self, ended: _Ended) -> None:
-        """An ended run's frame: its verdict settled against its deadline, handed off, recorded."""
+        """An ended run's frame: the further stages its label is due for (``[[stages]]``, here on
+        the loop's thread, its slot still held), its verdict settled against its deadline, handed
+        off, recorded."""
         running, decision = ended.running, ended.decision
         meta = running.meta
+        self.inflight.take(meta, Count.DECIDED)
         label, score = "", float("nan")
         verdict, basis = self.fail_safe, Basis.ENGINE_ERROR
-        t_post = time.monotonic_ns()
+        t_post = t_final = time.monotonic_ns()
+        extra: dict[str, Any] = {"session": ended.session}
+        class_index: dict[str, int] | None = None
         if decision is not None:
             deadline = Deadline.for_frame(meta.t_acquired_ns, self.budget_ns)
-            verdict, basis = settle(decision.verdict, deadline, t_post, self.fail_safe)
-            label, score = decision.label, decision.score
+            reachable = True
+            if self.stages:
+                try:
+                    pixels = self.consumer.pixels(running.slot)
+                    decision, class_index, cascade, reachable = self._further_stages(pixels, decision, deadline)
+                except Exception as exc:  # one bad frame must not stop the line: fail-safe and go on
+                    self._engine_failed(meta, exc, session=ended.session)
+                    decision = None
+                else:
+                    if cascade:
+                        extra["stages"] = cascade
+                t_final = time.monotonic_ns()
+            if decision is not None:
+                verdict, basis = self.fail_safe, Basis.DEADLINE_UNREACHABLE
+                if reachable:
+                    verdict, basis = settle(decision.verdict, deadline, t_final, self.fail_safe)
+                label, score = decision.label, decision.score
         # postprocess_ms: run end -> classified; the frames started after that are in total_ms only
-        times = _Times(running.picked, running.pre, ended.t_end, ended.t_classified, t_post)
-        self.inflight.take(meta, Count.DECIDED)
-        extra: dict[str, Any] = {"session": ended.session}
+        times = _Times(running.picked, running.pre, ended.t_end, ended.t_classified, t_final)
         if running.staged_ns >= 0:  # its preprocess_ms holds this wait for a session
             extra["staged_ms"] = _ms(running.staged_ns)
-        self._conclude(meta, verdict, basis, times, label, score, extra, running.slot)
+        self._conclude(meta, verdict, basis, times, label, score, extra, running.slot, class_index)
         if decision is not None:  # after the hand-off: off the frame's path; a staged frame's wait is not its path
             self.session_time.observe(t_post - running.picked - max(0, running.staged_ns), t_post)
         self._last_done_ns = time.monotonic_ns()
@@ -983,7 +1001,7 @@ def inference_main(
     consumer: FrameSource = RingConsumer(ring) if len(rings) == 1 else RingSet(rings)
     preprocess = build_preprocessor(cfg.model.preprocess, ring.geometry.shape, ring.geometry.pixel_format)
     engine = create_engine(runnable_model(cfg, cfg.model), preprocess.spec.shape, preprocess.spec.dtype)
-    stages = [model_stage(runnable_model(cfg, stage.model), frozenset(stage.when), ring) for stage in cfg.stages]
+    stages = [model_stage(runnable_model(cfg, st.model, stage=True), frozenset(st.when), ring) for st in cfg.stages]
     for key, pre in (("model", preprocess), *((f"stages.{i}.model", s.preprocess) for i, s in enumerate(stages))):
         if pre.fallback:  # still correct, only slower: the run goes on
             log.warning("preprocess_kernel_fallback", key=f"{key}.preprocess.kernel", reason=pre.fallback)

@@ -135,7 +135,6 @@ def test_check_config_runs_one_batch_and_says_how_batches_run(tmp_path: Path) ->
         ("parallel = 2\nmax_batch = 2", "", "parallel = 2 and max_batch = 2 are two ways to decide a backlog"),
         ('parallel = 2\nbackend = "tensorrt"\npreprocess_on = "cpu"', "",
          "parallel = 2 runs one-frame onnxruntime sessions at once; backend = 'tensorrt'"),
-        ("parallel = 2", STAGE.format(extra=""), r"model.parallel = 2: not supported with \[\[stages\]\]"),
         ("", STAGE.format(extra="parallel = 2"), "stages.0.model.parallel = 2: a further stage runs one frame"),
         ("parallel = 17", "", "model.parallel"),
     ],
@@ -161,16 +160,19 @@ def test_check_config_runs_each_parallel_session(tmp_path: Path) -> None:
 
 
 def test_parallel_auto_is_one_where_a_number_would_be_refused(tmp_path: Path) -> None:
-    """"auto" (the default) is never an error: where two sessions could not run (stages, a batch, a
-    small ring) the engine is loaded with one."""
+    """"auto" (the default) is never an error: where two sessions could not run (a batch, a small
+    ring, a further stage's model) the engine is loaded with one. With [[stages]] the first model
+    keeps "auto" (its sessions' frames run the stages as they end) and takes a number."""
     from linegate.config.schema import runnable_model
 
     plain = load_config(config_with(tmp_path))
     assert plain.model.parallel == "auto" and runnable_model(plain, plain.model).parallel == "auto"
-    for extra, tail in (("", STAGE.format(extra="")), ("max_batch = 2", "")):
-        cfg = load_config(config_with(tmp_path, extra, tail))
-        assert runnable_model(cfg, cfg.model).parallel == 1
-        assert all(runnable_model(cfg, st.model).parallel == 1 for st in cfg.stages)
+    cfg = load_config(config_with(tmp_path, "max_batch = 2"))
+    assert runnable_model(cfg, cfg.model).parallel == 1
+    staged = load_config(config_with(tmp_path, "", STAGE.format(extra="")))
+    assert runnable_model(staged, staged.model).parallel == "auto"
+    assert [runnable_model(staged, st.model, stage=True).parallel for st in staged.stages] == [1]
+    assert load_config(config_with(tmp_path, "parallel = 2", STAGE.format(extra=""))).model.parallel == 2
     small = config_with(tmp_path)
     small.write_text(small.read_text().replace("slots = 8", "slots = 3"))
     cfg = load_config(small)

@@ -18,7 +18,7 @@ from linegate.counters import SharedCounters
 from linegate.demo.ground_truth import BALL_SIZE
 from linegate.engine import create_engine
 from linegate.logs import configure_logging, get_logger, shutdown_logging
-from linegate.pipeline.infer import CameraOut, InferenceLoop
+from linegate.pipeline.infer import CameraOut, InferenceLoop, model_stage
 from linegate.pipeline.inflight import InFlight
 from linegate.plc.reject_pipe import RejectOutbox, reject_channel
 from linegate.ring import FrameRing, RingConsumer, RingGeometry, RingProducer, RingSet
@@ -67,27 +67,32 @@ class LoopRig:
 
 @contextmanager
 def loop_on_a_ring(cfg: Config, log_path: Path, slots: int = 4, inflight: InFlight | None = None) -> Iterator[LoopRig]:
-    """An InferenceLoop for *cfg* (its engine loaded, not warmed up) logging to *log_path*; *inflight*:
-    the shared in-flight entry a predecessor left (default: a fresh one)."""
+    """An InferenceLoop for *cfg* (its engine and its [[stages]]' loaded, not warmed up) logging to
+    *log_path*; *inflight*: the shared in-flight entry a predecessor left (default: a fresh one)."""
     ring = FrameRing.create(CTX, instance=cfg.instance.name, geometry=GEOMETRY, slots=slots, journal_size=16,
                             when_full="drop_newest")  # fmt: skip
     producer, consumer = RingProducer(ring.handle), RingConsumer(ring.handle)
     pre = build_preprocessor(cfg.model.preprocess, GEOMETRY.shape, "Mono8")
     engine = create_engine(cfg.model, pre.spec.shape, pre.spec.dtype)
     engine.load()
+    stages = [model_stage(st.model, frozenset(st.when), ring.handle) for st in cfg.stages]
+    for stage in stages:
+        stage.engine.load()
     reader, writer = reject_channel(CTX)
     counters = SharedCounters.create(CTX)
     sink = configure_logging(file=log_path, stream=None)
     loop: InferenceLoop | None = None
     try:
         loop = InferenceLoop(cfg, consumer, engine, pre, RejectOutbox(writer, 64), counters, get_logger(), sink,
-                             inflight)  # fmt: skip
+                             inflight, stages)  # fmt: skip
         yield LoopRig(loop, producer, consumer, reader, counters, log_path)
     finally:
         if loop is not None:
             loop.close()  # model.parallel's threads, before the engine goes
         shutdown_logging()
         engine.close()
+        for stage in stages:
+            stage.engine.close()
         producer.close()
         consumer.close()
         ring.close()

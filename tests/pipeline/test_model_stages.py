@@ -44,14 +44,17 @@ reject_thresholds = {{ reject = 0.5 }}
 """
 
 
-def test_second_stage_runs_only_on_flagged_frames_and_its_verdict_stands(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_second_stage_runs_only_on_flagged_frames_and_its_verdict_stands(tmp_path: Path, parallel: int) -> None:
     """A second stage that always says pass: the frames the demo model flags go through it (their
     record lists the stage with its timing and score) and end as pass; the others never reach it;
-    no reject reaches the PLC; every frame keeps one verdict and one record."""
+    no reject reaches the PLC; every frame keeps one verdict and one record. Also with the first
+    model on two sessions (model.parallel = 2; the stage runs one frame at a time)."""
     clears = constant_classifier(tmp_path / "clears.onnx", (1, 1, 24, 32), (0.9, 0.1))
     sim = PlcSimProcess(free_port())
+    sessions = {"warmup_runs = 50": f"warmup_runs = 50\nparallel = {parallel}"}
     try:
-        run = LinegateRun(tmp_path, sim.port, append=second_stage(clears, "always-pass"))
+        run = LinegateRun(tmp_path, sim.port, sessions, append=second_stage(clears, "always-pass"))
         run.wait_event("inspection_resumed", timeout_s=60)
         run.wait_frames(300)
         stderr = run.stop()
@@ -70,7 +73,7 @@ def test_second_stage_runs_only_on_flagged_frames_and_its_verdict_stands(tmp_pat
     assert all(r["verdict"] == "pass" for r in frames)
     assert not sim.rising_part_ids(0)
     (ready,) = [r for r in recs if r["event"] == "engine_ready"]
-    assert ready["stage2_p99_ms"] > 0
+    assert ready["stage2_p99_ms"] > 0 and ready.get("parallel", 1) == parallel
 
 
 def run_loop_in_process(

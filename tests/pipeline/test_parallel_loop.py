@@ -356,3 +356,43 @@ def test_warming_the_sessions_up_leaves_the_loop_no_wake_up(tmp_path: Path, demo
         assert not rig.consumer.poll()
         rig.publish(1)
         assert rig.consumer.poll()  # the wake-up itself still works
+
+
+def test_with_stages_each_frame_a_session_decides_runs_the_stage_its_label_is_due_for(
+    tmp_path: Path, demo_config: Config
+) -> None:
+    """[[stages]] with two sessions: a backlog of eight frames, a second stage (always "pass") due for
+    the frames the demo model labels "reject". Each frame the model flags runs the stage as its
+    session's run ends (its record lists the stage, and its session), and ends "pass"; the others
+    never reach it; one record per frame; nothing is handed off as a reject."""
+    pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the second-stage model")
+    from linegate.config.schema import StageSection
+    from tests.engine.onnx_models import constant_classifier
+
+    clears = constant_classifier(tmp_path / "clears.onnx", (1, 1, 24, 32), (0.9, 0.1))
+    stage = StageSection.model_validate({
+        "when": ["reject"],
+        "model": {"id": "always-pass", "path": str(clears), "preprocess": {"resize": [32, 24]},
+                  "postprocess": {"classes": ["pass", "reject"], "scores": "probabilities",
+                                  "reject_thresholds": {"reject": 0.5}}},
+    })  # fmt: skip
+    cfg = with_parallel(demo_config, 2).model_copy(update={"stages": [stage]})
+    frames = [ball_frame(*POSITIONS[i]) for i in (0, 2, 1, 3, 4, 6, 5, 7)]
+    with loop_on_a_ring(cfg, tmp_path / "stages.jsonl", slots=16) as rig:
+        rig.loop.warm_up(10)
+        for part, pixels in enumerate(frames, start=1):
+            rig.publish(part, pixels=pixels)
+        recs = sorted(decide_all(rig, len(frames)), key=lambda r: r["part_id"])
+        assert rig.counters.get(Count.PLC_QUEUED) == 0
+    assert [r["part_id"] for r in recs] == list(range(1, 9))
+    assert {0, 1} <= {r.get("session") for r in recs}
+    flagged = [expected_reject(f) for f in frames]
+    assert any(flagged) and not all(flagged)
+    for r, first_says_reject in zip(recs, flagged, strict=True):
+        assert r["basis"] == "model" and r["verdict"] == "pass"
+        if first_says_reject:
+            (ran,) = r["stages"]
+            assert ran["model"] == "always-pass" and ran["label"] == "pass" and r["label"] == "pass"
+        else:
+            assert "stages" not in r
+    assert any("stages" in r and r.get("session") is not None for r in recs)  # a stage after a session's run
