@@ -236,7 +236,7 @@ class Supervisor:
         previous: Snapshot | None = None
         last_tick = next_tick
         while not self._stop_signals and not self._stop_reason:
-            sentinels: dict[Any, Worker] = {w.proc.sentinel: w for w in self._all_workers() if not w.exited}
+            sentinels: dict[Any, Worker] = {w.proc.sentinel: w for w in self._all_workers()}
             for sentinel in wait(list(sentinels), timeout=POLL_S):
                 self._on_exit(sentinels[sentinel])
             if self._stop_reason:
@@ -332,7 +332,6 @@ class Supervisor:
 
     def _on_exit(self, w: Worker) -> None:
         w.proc.join()
-        w.exited = True
         code, message = self.factory.exit_of(w)
         active = self.workers.get(w.key)
         if self.reloader.successor_exited(w, message):  # the reload is refused
@@ -364,19 +363,10 @@ class Supervisor:
             t_ns=time.monotonic_ns(),
         )
         recover_after(w, self.shared, self.log, self.cfg.deadline.fail_safe)
-        candidate = self.reloader.candidates.get(w.role)
-        if candidate is not None and candidate.lane == w.lane:
-            # A reload's successor is starting for this role: it takes over from the dead worker
-            # as a restart would (its leftovers included), instead of waiting for a hand-over
-            # that cannot come and then giving up beside a restarted one.
-            if self._restart(w, message, successor=candidate):
-                w.baton.released.set()
-            return
         self._restart(w, message)
 
-    def _restart(self, w: Worker, why: str, successor: Worker | None = None) -> bool:
-        """Start a successor for *w* with the same configuration (or let *successor*, a reload's,
-        take its place), if the restart budget allows; False (linegate stopping) if not."""
+    def _restart(self, w: Worker, why: str) -> None:
+        """Start a successor for *w* with the same configuration, if the restart budget allows."""
         now = time.monotonic_ns()
         if not self.budget.allow(now):
             limit = self.cfg.supervisor
@@ -386,17 +376,15 @@ class Supervisor:
                 f"{w.job} worker died ({why}); restart limit reached "
                 f"({limit.restart_limit} in {limit.restart_window_ms:.0f} ms)",
             )
-            return False
+            return
         self.counters.add(Count.WORKER_RESTARTS)
         self._run_state.last_restart = {"role": w.job, "reason": why, "unix": round(time.time(), 1)}
-        reload = successor is not None
-        if successor is None:
-            successor = self.factory.spawn(w.role, w.cfg, lane=w.lane)
-            self.workers[w.key] = successor
+        successor = self.factory.spawn(w.role, w.cfg, lane=w.lane)
         successor.down_since_ns = now
-        self.log.warning("worker_restarting", worker=successor.name, replaces=w.name,
-                         restarts_in_window=self.budget.used(now), **({"by": "reload"} if reload else {}))  # fmt: skip
-        return True
+        self.workers[w.key] = successor
+        self.log.warning(
+            "worker_restarting", worker=successor.name, replaces=w.name, restarts_in_window=self.budget.used(now)
+        )
 
     def _mark_up(self, now: int) -> None:
         """A (re)started worker is up once it says it is ready (engine warm, PLC rejects taken over,
@@ -405,8 +393,7 @@ class Supervisor:
             if w.up or not w.ready.is_set():
                 continue
             w.up_since_ns = now
-            current = (self.workers.get(w.key), self.reloader.candidates.get(w.role))  # not one it replaced
-            if w.down_since_ns is not None and any(w is x for x in current):
+            if w.down_since_ns is not None and self.workers.get(w.key) is w:
                 self.log.warning(
                     "worker_recovered", worker=w.name, down_ms=round((now - w.down_since_ns) / 1e6, 1), t_ns=now
                 )
@@ -416,7 +403,7 @@ class Supervisor:
         workers beat in that camera's counters)."""
         lanes = self.shared.lanes
         beats = {key: lanes[key[1]].counters.get(HEARTBEAT_OF_ROLE[key[0]]) for key in self.workers}
-        started = {key: w.up_since_ns for key, w in self.workers.items() if w.up and not w.exited}
+        started = {key: w.up_since_ns for key, w in self.workers.items() if w.up}
         return stalled(beats, started, now, threshold_ns)
 
     def _kill_stalled(self, now: int) -> None:

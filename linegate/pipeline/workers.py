@@ -45,9 +45,6 @@ class Worker:
     up_since_ns: int = 0  # when it was first seen ready (0: not yet)
     lane: int = 0  # the camera an acquisition or PLC worker serves (inference serves them all)
     camera: str = ""  # that camera's name, with several cameras ([[cameras]])
-    exited: bool = False
-    """Its exit was handled: the supervisor no longer waits on it or judges its heartbeat (it may
-    stay the role's entry until a reload's successor is promoted)."""
 
     @property
     def up(self) -> bool:

@@ -133,12 +133,10 @@ def test_a_reload_while_the_inference_worker_hangs_is_refused_and_the_hung_worke
     successor waits for it to let go, then gives up instead of deciding frames beside it (the
     reload is refused, naming why); the hung worker's heartbeat stops, so it is killed and
     restarted, its frames recovered. One inference worker at a time decides frames, each frame and
-    reject accounted for once. (heartbeat_timeout_ms 5 s: the new worker must be waiting for the hand-over
-    before the hung one is found stalled; killed earlier, the new one takes over from it, as the
-    next test shows.)"""
+    reject accounted for once."""
     import os
 
-    run = LinegateRun(tmp_path, plc_sim.port, WIDE_BUDGET, append="\n[supervisor]\nheartbeat_timeout_ms = 5000.0\n")
+    run = LinegateRun(tmp_path, plc_sim.port, WIDE_BUDGET)
     try:
         run.wait_frames(50)
         (started,) = [r for r in run.records() if r["event"] == "worker_started" and r["role"] == "infer"]
@@ -168,39 +166,3 @@ def test_a_reload_while_the_inference_worker_hangs_is_refused_and_the_hung_worke
     (after,) = [times for pid, times in by_pid.items() if pid != hung]
     assert max(by_pid[hung]) < min(after)  # never two deciding at once
     assert {r["deadline_ms"] for r in recs if r["event"] == "frame"} == {500.0}  # the running configuration
-
-
-def test_a_worker_that_dies_while_its_reload_successor_starts_is_replaced_by_that_successor(
-    tmp_path: Path, plc_sim: PlcSimProcess
-) -> None:
-    """SIGHUP, then the inference worker is killed while the new one loads: the new one takes over
-    from the dead worker as a restart would (its frames recovered), so the reload is applied at
-    once, without a second worker started beside it and without waiting for a hand-over that
-    cannot come."""
-    import os
-
-    run = LinegateRun(tmp_path, plc_sim.port, WIDE_BUDGET)
-    run.wait_frames(50)
-    (started,) = [r for r in run.records() if r["event"] == "worker_started" and r["role"] == "infer"]
-    run.config.write_text(run.config.read_text().replace("budget_ms = 500.0", "budget_ms = 400.0"))
-    t_hup = time.monotonic()
-    hup(run)
-    run.wait_for(lambda: len(run.events("worker_started")) > 3, 30, "the reload's inference worker started")
-    os.kill(int(started["pid"]), signal.SIGKILL)
-    applied = run.wait_event("reload_applied", timeout_s=60)
-    took = time.monotonic() - t_hup
-    run.wait_frames(100)
-    stderr = run.stop()
-    assert run.proc.returncode == 0, stderr
-    assert applied["budget_ms"] == 400.0 and took < 8, took  # not after the 10 s hand-over wait
-    recs = run.records()
-    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
-    assert not run.events("reload_failed")
-    (died,) = run.events("worker_died")
-    (restarting,) = run.events("worker_restarting")
-    assert died["worker"].startswith("infer#") and restarting.get("by") == "reload"
-    assert run.events("worker_recovered")
-    infer_started = [r for r in recs if r["event"] == "worker_started" and r["role"] == "infer"]
-    assert len(infer_started) == 2  # the first and the reload's: no restart beside it
-    summary = run.events("run_summary")[0]
-    assert summary["reloads"] == 1 and summary["worker_restarts"] == 1
