@@ -18,7 +18,7 @@ from linegate.counters import Count, SharedCounters
 from linegate.errors import ConfigError
 from linegate.pipeline.published_state import ReloadState
 from linegate.pipeline.workers import Worker
-from linegate.roles import Role
+from linegate.roles import SECTIONS_OF_ROLE, Role
 from linegate.service.notify import Notifier
 from linegate.service.reload import plan_reload
 
@@ -80,6 +80,8 @@ class Reloader:
         self._queue: list[Role] = []
         self._target: Config | None = None
         self._recipe_applied = 0
+        self._promoted: list[Role] = []
+        """Roles whose successor has taken over in the change under way (with the new configuration)."""
         self._recipe_target: int | None = None
         """The recipe number the change under way applies (None: a reload, or nothing under way)."""
 
@@ -143,6 +145,7 @@ class Reloader:
         if candidate.up:
             del self.candidates[role]
             self.host.promote(candidate)
+            self._promoted.append(role)
             self._queue.pop(0)
             self.log.info("worker_replaced", worker=candidate.name, role=role)
             if not self._queue:
@@ -168,6 +171,7 @@ class Reloader:
             )
             return
         self._target = new
+        self._promoted = []
         self._queue = list(plan.replace)
         if not self._queue:
             self._done()
@@ -198,6 +202,11 @@ class Reloader:
         self.counters.set(Count.RECIPE_SWITCHING, 0)
 
     def _failed(self, why: str) -> None:
+        roles = ", ".join(r.value for r in self._promoted)
+        partly = self._partly_applied()
+        if partly:
+            why += (f"; the {roles} worker had already taken over with the new "
+                    f"[{'], ['.join(partly)}]: those run as the file says, everything else is unchanged")
         if self._recipe_target is not None:
             # The PLC asked for this recipe and it is not running: a fault until the PLC names another.
             self.counters.set(Count.RECIPE_FAILED, self._recipe_target + 1)
@@ -207,8 +216,20 @@ class Reloader:
         self._queue = []
         self._target = None
         infer = self.host.active(Role.INFER)
-        self.log.error("reload_failed", error=why, running_model=infer.cfg.model.id if infer is not None else None)
+        self.log.error("reload_failed", error=why, running_model=infer.cfg.model.id if infer is not None else None,
+                       **({"partly_applied": partly} if partly else {}))  # fmt: skip
         self.notify.ready(self.host.status_text())
+
+    def _partly_applied(self) -> list[str]:
+        """A change refused after some of its workers took over: adopt what those run (their
+        sections of the new configuration), so that status and the state file tell the truth;
+        the sections they run, for the operator."""
+        if not self._promoted or self._target is None:
+            return []
+        sections = [s for role in self._promoted for s in SECTIONS_OF_ROLE[role]]
+        self.host.adopt(self.host.cfg.model_copy(update={s: getattr(self._target, s) for s in sections}))
+        self._promoted = []
+        return sections
 
 
 __all__ = ["ReloadHost", "Reloader"]

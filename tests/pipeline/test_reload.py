@@ -166,3 +166,40 @@ def test_a_reload_while_the_inference_worker_hangs_is_refused_and_the_hung_worke
     (after,) = [times for pid, times in by_pid.items() if pid != hung]
     assert max(by_pid[hung]) < min(after)  # never two deciding at once
     assert {r["deadline_ms"] for r in recs if r["event"] == "frame"} == {500.0}  # the running configuration
+
+
+def test_a_reload_refused_after_one_worker_took_over_says_what_changed(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """A reload of [model] and [plc] while the PLC worker hangs (SIGSTOP; heartbeat_timeout_ms 15 s so
+    it is not replaced meanwhile): the new model takes over first, then the new PLC worker gives up
+    waiting. The refusal names what did change, and status and the state file show the model that
+    runs (not the old one); the old PLC worker, back, goes on with the old [plc]."""
+    import json
+    import os
+
+    from linegate.service.state_file import state_path
+
+    run = LinegateRun(tmp_path, plc_sim.port, WIDE_BUDGET, append="\n[supervisor]\nheartbeat_timeout_ms = 15000.0\n")
+    run.wait_frames(50)
+    plc = run.pid_of("plc")
+    try:
+        new = run.config.read_text().replace('id = "demo-ball-zone-v1"', 'id = "demo-ball-zone-v2"')
+        run.config.write_text(new.replace("pulse_ms = 2.0", "pulse_ms = 3.0"))
+        os.kill(plc, signal.SIGSTOP)  # a PLC call that hangs
+        hup(run)
+        failed = run.wait_event("reload_failed", timeout_s=60)
+        state = json.loads(state_path(run.instance).read_text())
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(plc, signal.SIGCONT)
+    run.wait_frames(50)
+    stderr = run.stop()
+    assert run.proc.returncode in (0, 1), stderr  # 1: a reject held up by the hung PLC worker went undelivered
+    assert failed["partly_applied"] == ["model", "deadline", "stages"], failed
+    assert "the infer worker had already taken over with the new [model], [deadline], [stages]" in failed["error"]
+    assert state["model"] == "demo-ball-zone-v2", state
+    recs = run.records()
+    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
+    assert [r["model"] for r in recs if r["event"] == "frame"][-1] == "demo-ball-zone-v2"
+    assert not [r for r in recs if r["event"] == "worker_replaced" and r["role"] == "plc"]
+    summary = run.events("run_summary")[0]
+    assert summary["reloads"] == 0 and summary["reload_failures"] == 1
