@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -12,6 +11,8 @@ from linegate.errors import LinegateError
 
 HANDOVER_TIMEOUT_S = 10.0
 """How long a successor waits for the holder to let go; then it gives up (:class:`HandoverTimeout`)."""
+LOCK_TIMEOUT_S = 0.5
+"""The baton's lock is held for a few instructions; a holder killed inside them must not block."""
 
 
 class HandoverTimeout(LinegateError):
@@ -23,33 +24,77 @@ class HandoverTimeout(LinegateError):
 
 @dataclass(frozen=True)
 class Baton:
-    """Two events shared by a worker and, later, its successor (picklable at spawn)."""
+    """Shared by a worker and, later, its successor (picklable at spawn). Letting go is a commit:
+    the holder accepts under the lock, so a successor cannot give up on a holder that is already
+    letting go (nobody would hold the role), nor a holder accept a request already withdrawn."""
 
     handover: Any  # set by the successor: finish the current frame or pulse, then let go
     released: Any  # set by the holder once it has let go, or as it exits for any reason
+    accepted: Any  # set by the holder as it starts letting go (it then must hand over)
+    lock: Any  # makes accepting and withdrawing the request exclusive
 
     @classmethod
     def create(cls, ctx: BaseContext) -> Baton:
-        return cls(ctx.Event(), ctx.Event())
+        return cls(ctx.Event(), ctx.Event(), ctx.Event(), ctx.Lock())
 
     def should_hand_over(self) -> bool:
-        return bool(self.handover.is_set())
+        """Holder side: True once a successor asks, and from then the holder has accepted: it
+        must let go (finish its frame or pulse, hand over, exit)."""
+        if not self.handover.is_set():
+            return False
+        if not self.lock.acquire(timeout=LOCK_TIMEOUT_S):
+            return False  # a successor holds it only for a moment: the next call decides
+        try:
+            if self.handover.is_set():  # not withdrawn meanwhile
+                self.accepted.set()
+            return bool(self.accepted.is_set())
+        finally:
+            self.lock.release()
 
-    def take(self, beat: Callable[[], None], timeout_s: float, role: str) -> None:
-        """Successor side: ask the holder to let go and wait for it, calling *beat* meanwhile (the
-        role's heartbeat: a holder finishing its frame is not stalled). Raises HandoverTimeout
-        (the request withdrawn) if it did not let go within *timeout_s*."""
+    def take(self, timeout_s: float, role: str) -> None:
+        """Successor side: ask the holder to let go and wait for it. Raises HandoverTimeout (the
+        request withdrawn) if it has not accepted within *timeout_s*; once it has, waits for it
+        to finish letting go up to *timeout_s* more. Nothing here beats the role's heartbeat: a
+        holder that hangs must show as stalled."""
         self.handover.set()
         end = time.monotonic() + timeout_s
         while not self.released.wait(0.01):
-            beat()
-            if time.monotonic() >= end:
-                self.handover.clear()  # a holder that comes back keeps its role
-                if self.released.is_set():  # it let go just now: taken after all (the supervisor
-                    self.handover.set()  # reads the request to tell a hand-over from a crash)
-                    return
+            if time.monotonic() < end:
+                continue
+            if self.accepted.is_set():  # letting go: wait for it, bounded
+                if time.monotonic() < end + timeout_s:
+                    continue
+                raise HandoverTimeout(
+                    f"the running {role} worker began to let go of its role but did not finish within "
+                    f"{2 * timeout_s:g} s; this successor exits, so the reload is refused; the supervisor "
+                    "restarts that worker once its heartbeat stops or it exits"
+                )
+            if self._withdraw():
                 raise HandoverTimeout(
                     f"the running {role} worker did not let go of its role within {timeout_s:g} s (a model "
                     "run or PLC call that hangs?); it keeps the role and this successor exits, so the "
                     "reload is refused; if it hangs on, its heartbeat stops and it is restarted"
                 )
+
+    def _withdraw(self) -> bool:
+        """Withdraw the request unless the holder has accepted it meanwhile; True if withdrawn."""
+        if not self.lock.acquire(timeout=LOCK_TIMEOUT_S):
+            return False  # try again on the next turn
+        try:
+            if self.accepted.is_set():
+                return False
+            self.handover.clear()
+            return True
+        finally:
+            self.lock.release()
+
+
+class LetGo:
+    """*baton*'s hand-over request as a flag for a loop that polls ``is_set()`` (the PLC worker):
+    set means the holder has accepted it."""
+
+    def __init__(self, baton: Baton) -> None:
+        self._baton = baton
+
+    def is_set(self) -> bool:
+        return self._baton.should_hand_over()

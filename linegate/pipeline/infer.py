@@ -1035,8 +1035,7 @@ def inference_main(
         log.info("engine_ready", model=cfg.model.id, backend=cfg.model.backend, path=str(cfg.model.path),
                  preprocess_on="gpu" if gpu is not None else "cpu", **engine.settings, **warm)  # fmt: skip
         if predecessor is not None:
-            beat = lambda: counters.set(Count.INFER_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
-            predecessor.take(beat, HANDOVER_TIMEOUT_S, "inference")
+            predecessor.take(HANDOVER_TIMEOUT_S, "inference")
         loop.recover()
         keep_warm = loop.warm_pass if cfg.scheduling.infer_keep_warm and loop.warm_worthwhile else None
         waiter = FrameWaiter(consumer, loop.arrivals, keep_warm, loop.path_p50_ns)

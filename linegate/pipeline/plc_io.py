@@ -6,9 +6,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from linegate.counters import Count
 from linegate.logs import Sink, shutdown_logging
-from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
+from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton, LetGo
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.inflight import InFlight
 from linegate.plc.links import create_link
@@ -88,14 +87,13 @@ def plc_main(
     counters = ctx.counters
     try:
         if predecessor is not None:
-            beat = lambda: counters.set(Count.PLC_HEARTBEAT_NS, time.monotonic_ns())  # noqa: E731
-            predecessor.take(beat, HANDOVER_TIMEOUT_S, "PLC")
+            predecessor.take(HANDOVER_TIMEOUT_S, "PLC")
         worker = RejectWorker(ctx.cfg.plc, create_link(ctx.cfg.plc), counters, log, table)
         worker.take_over()
         ready.set()
         poll_ns = ctx.cfg.scheduling.plc_poll_max_us * 1000
         inbox = _ReportingInbox(RejectInbox(rejects), ctx, sink, inflight, poll_ns)
-        handed_over = worker.run(inbox, stop, ctx.cfg.plc.drain_timeout_ms / 1000, own.handover)
+        handed_over = worker.run(inbox, stop, ctx.cfg.plc.drain_timeout_ms / 1000, LetGo(own))
         log.info("plc_handed_over" if handed_over else "plc_stopped")
     finally:
         own.released.set()

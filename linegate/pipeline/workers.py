@@ -25,7 +25,7 @@ from linegate.pipeline.plc_io import plc_main
 from linegate.plc.pending import PendingTable
 from linegate.plc.reject_pipe import reject_channel
 from linegate.ring import FrameRing, RingGeometry, ring_path
-from linegate.ring.sync import PipeQueue, SharedEvent, SharedSemaphore
+from linegate.ring.sync import PipeQueue, SharedEvent, SharedLock, SharedSemaphore
 from linegate.roles import Role
 
 
@@ -188,7 +188,8 @@ class WorkerFactory:
         worker_cfg = lanes_of(cfg)[lane].cfg if role is not Role.INFER else cfg
         log_reader, log_writer = log_pipe(ctx)
         wctx = WorkerContext(worker_cfg, own.counters, log_writer, os.getpid(), camera)
-        stop, ready, baton = SharedEvent(), SharedEvent(), Baton(SharedEvent(), SharedEvent())
+        stop, ready = SharedEvent(), SharedEvent()
+        baton = Baton(SharedEvent(), SharedEvent(), SharedEvent(), SharedLock())
         name = worker_name(role, camera, self._generation)
         if role is Role.PLC:
             args: tuple[Any, ...] = (

@@ -1,12 +1,15 @@
-"""The hand-over of a worker's role at a reload (Baton): the successor asks, the holder lets go at a
-frame boundary. A holder that does not let go in time keeps its role: the successor gives up with
-an error naming the role instead of taking over beside a live holder (two workers in one role
-would decide or pulse the same frames twice). Real processes and multiprocessing events."""
+"""The hand-over of a worker's role at a reload (Baton): the successor asks, the holder accepts and
+lets go at a frame boundary. A holder that does not accept in time keeps its role: the successor
+gives up with an error naming the role instead of taking over beside a live holder (two workers in
+one role would decide or pulse the same frames twice). Accepting is a commit: a holder that
+accepted just before the successor's deadline is waited for, never left without a successor.
+Real processes and multiprocessing events."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from typing import Any
 
 import pytest
 
@@ -15,43 +18,95 @@ from linegate.pipeline.baton import Baton, HandoverTimeout
 CTX = mp.get_context("spawn")
 
 
-def holder(baton: Baton, lets_go: bool) -> None:
-    """A worker holding the role: lets go once asked (or never), then exits."""
-    while not baton.should_hand_over():
-        time.sleep(0.005)
-    if lets_go:
-        baton.released.set()
+def holder(baton: Baton, accept_after_s: float, release_after_s: float | None, up: Any) -> None:
+    """A worker holding the role: once asked, it goes on for *accept_after_s* (a frame under way),
+    accepts, and lets go *release_after_s* later (None: hangs in its drain for ever); or, with a
+    negative *accept_after_s*, never looks at the request (a model run that hangs)."""
+    up.set()
+    while not baton.handover.is_set():
+        time.sleep(0.002)
+    if accept_after_s < 0:
+        time.sleep(30)
         return
-    time.sleep(30)  # a model run that hangs
+    time.sleep(accept_after_s)
+    if not baton.should_hand_over():
+        time.sleep(30)  # the request was withdrawn: it keeps its role
+        return
+    if release_after_s is None:
+        time.sleep(30)
+        return
+    time.sleep(release_after_s)
+    baton.released.set()
+
+
+def start(baton: Baton, accept_after_s: float, release_after_s: float | None) -> mp.process.BaseProcess:
+    """The holder process, running (so that its timings count from the request)."""
+    up = CTX.Event()
+    proc = CTX.Process(target=holder, args=(baton, accept_after_s, release_after_s, up))
+    proc.start()
+    assert up.wait(30)
+    return proc
+
+
+def stop(proc: mp.process.BaseProcess) -> None:
+    proc.kill()
+    proc.join(5)
 
 
 def test_a_holder_that_lets_go_hands_over() -> None:
     baton = Baton.create(CTX)
-    proc = CTX.Process(target=holder, args=(baton, True))
-    proc.start()
+    proc = start(baton, 0.0, 0.0)
     try:
-        beats: list[float] = []
-        baton.take(lambda: beats.append(time.monotonic()), 10.0, "inference")
-        assert baton.released.is_set() and baton.handover.is_set()  # the supervisor reads it as a hand-over
+        baton.take(10.0, "inference")
+        assert baton.released.is_set() and baton.accepted.is_set()
+        assert baton.handover.is_set()  # the supervisor reads a clean exit as a hand-over by it
     finally:
-        proc.join(5)
-    assert proc.exitcode == 0
+        stop(proc)
 
 
 def test_a_holder_that_does_not_let_go_keeps_its_role_and_the_successor_gives_up() -> None:
-    """After the timeout the successor raises HandoverTimeout naming the role, having called its beat
-    while it waited, and withdraws the request (the holder, if it comes back, goes on)."""
+    """After the timeout the successor raises HandoverTimeout naming the role and withdraws the
+    request (the holder, if it comes back, goes on)."""
     baton = Baton.create(CTX)
-    proc = CTX.Process(target=holder, args=(baton, False))
-    proc.start()
+    proc = start(baton, -1.0, None)
     try:
-        beats: list[float] = []
         t0 = time.monotonic()
         with pytest.raises(HandoverTimeout, match=r"the running inference worker did not let go .* within 0.3 s"):
-            baton.take(lambda: beats.append(time.monotonic()), 0.3, "inference")
+            baton.take(0.3, "inference")
         assert time.monotonic() - t0 >= 0.3
-        assert beats and not baton.handover.is_set() and not baton.released.is_set()
+        assert not baton.handover.is_set() and not baton.accepted.is_set() and not baton.released.is_set()
         assert proc.is_alive()  # nothing was done to it: the supervisor judges it by its heartbeat
+        assert not baton.should_hand_over()  # what it finds when it comes back: keep the role
     finally:
-        proc.kill()
-        proc.join(5)
+        stop(proc)
+
+
+def test_a_holder_that_accepts_just_before_the_deadline_is_waited_for() -> None:
+    """The holder accepts 0.2 s into a 1 s wait and takes 1 s more to let go (a drain): the
+    successor takes the role after the deadline instead of giving up on a holder already letting
+    go (which would leave the role to nobody)."""
+    baton = Baton.create(CTX)
+    proc = start(baton, 0.2, 1.0)
+    try:
+        t0 = time.monotonic()
+        baton.take(1.0, "inference")
+        assert time.monotonic() - t0 >= 1.1
+        assert baton.released.is_set() and baton.handover.is_set()
+    finally:
+        stop(proc)
+
+
+def test_a_holder_that_accepts_and_then_hangs_is_given_up_on_after_twice_the_timeout() -> None:
+    """Accepted, never released: the successor waits twice the timeout, then gives up with the
+    request left standing (the holder is committed; the supervisor restarts it when it stops
+    beating or exits)."""
+    baton = Baton.create(CTX)
+    proc = start(baton, 0.0, None)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(HandoverTimeout, match=r"began to let go of its role but did not finish within 0.6 s"):
+            baton.take(0.3, "PLC")
+        assert time.monotonic() - t0 >= 0.6
+        assert baton.accepted.is_set() and baton.handover.is_set() and not baton.released.is_set()
+    finally:
+        stop(proc)
