@@ -335,7 +335,9 @@ class Supervisor:
         code, message = self.factory.exit_of(w)
         active = self.workers.get(w.key)
         if self.reloader.successor_exited(w, message):  # the reload is refused
-            if active is not None and not active.proc.is_alive():  # it had already handed over
+            if active is not None and not active.proc.is_alive():  # it had handed over, or died too
+                if active.proc.exitcode != 0:  # died: its exit will find its successor the role's worker
+                    self._died(active, self.factory.exit_of(active)[1])
                 self._restart(active, "its successor failed after the hand-over")
             return
         if active is not w:
@@ -353,6 +355,11 @@ class Supervisor:
         if code == EX_CONFIG:
             self._fatal(w.job, code, message)
             return
+        self._died(w, message)
+        self._restart(w, message)
+
+    def _died(self, w: Worker, message: str) -> None:
+        """A worker that crashed or was killed: reported, and what it held freed (recovery)."""
         self.log.error(
             "worker_died",
             worker=w.name,
@@ -363,7 +370,6 @@ class Supervisor:
             t_ns=time.monotonic_ns(),
         )
         recover_after(w, self.shared, self.log, self.cfg.deadline.fail_safe)
-        self._restart(w, message)
 
     def _restart(self, w: Worker, why: str) -> None:
         """Start a successor for *w* with the same configuration, if the restart budget allows."""
