@@ -61,20 +61,46 @@ class Baton:
         while not self.released.wait(0.01):
             if time.monotonic() < end:
                 continue
-            if self.accepted.is_set():  # letting go: wait for it, bounded
-                if time.monotonic() < end + timeout_s:
-                    continue
-                raise HandoverTimeout(
-                    f"the running {role} worker began to let go of its role but did not finish within "
-                    f"{2 * timeout_s:g} s; this successor exits, so the reload is refused; the supervisor "
-                    "restarts that worker once its heartbeat stops or it exits"
-                )
+            if time.monotonic() >= end + timeout_s:  # bounded, whatever holds the lock
+                if self.accepted.is_set():  # committed: the request stands (it exits when done)
+                    raise HandoverTimeout(
+                        f"the running {role} worker began to let go of its role but did not finish within "
+                        f"{2 * timeout_s:g} s; this successor exits, so the reload is refused; the "
+                        "supervisor restarts that worker once its heartbeat stops or it exits"
+                    )
+                self.handover.clear()  # its lock left held by a process killed inside it
+                raise HandoverTimeout(f"the running {role} worker did not let go of its role within "
+                                      f"{2 * timeout_s:g} s; this successor exits, so the reload is refused")
+            if self.accepted.is_set():  # letting go: wait for it, bounded (above)
+                continue
             if self._withdraw():
                 raise HandoverTimeout(
                     f"the running {role} worker did not let go of its role within {timeout_s:g} s (a model "
                     "run or PLC call that hangs?); it keeps the role and this successor exits, so the "
                     "reload is refused; if it hangs on, its heartbeat stops and it is restarted"
                 )
+        if not self.accepted.is_set():  # it exited without letting go: a crash, or stopped
+            raise HandoverTimeout(f"the running {role} worker exited without handing over its role; this "
+                                  "successor exits, so the reload is refused (the supervisor restarts the role)")
+
+    def handed_over(self) -> bool:
+        """Whether the holder let go of its role to a successor (accepted, then released): a
+        worker that exits so, with any exit code, left nothing in flight of its own."""
+        return bool(self.accepted.is_set() and self.released.is_set())
+
+    def recover(self) -> None:
+        """After a process using this baton died: free its lock if the dead one held it (it is
+        held for microseconds at a time; any process may release it), and withdraw a request
+        nobody accepted (a dead successor's)."""
+        for _ in range(5):
+            if self.lock.acquire(timeout=0.01):
+                break
+        # held throughout five tries: the dead process held it; as ours now
+        try:
+            if not self.accepted.is_set():
+                self.handover.clear()
+        finally:
+            self.lock.release()
 
     def _withdraw(self) -> bool:
         """Withdraw the request unless the holder has accepted it meanwhile; True if withdrawn."""

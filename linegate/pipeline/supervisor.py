@@ -335,17 +335,24 @@ class Supervisor:
         code, message = self.factory.exit_of(w)
         active = self.workers.get(w.key)
         if self.reloader.successor_exited(w, message):  # the reload is refused
-            if active is not None and not active.proc.is_alive():  # it had handed over, or died too
-                if active.proc.exitcode != 0:  # died: its exit will find its successor the role's worker
-                    self._died(active, self.factory.exit_of(active)[1])
-                self._restart(active, "its successor failed after the hand-over")
+            if active is not None:
+                active.baton.recover()  # a baton lock the successor died holding; its request withdrawn
+                if not active.proc.is_alive():
+                    if active.baton.handed_over():  # the successor had the role: what it held, recovered
+                        self._died(w, message)
+                    else:  # died too: its own exit will find the restart the role's worker
+                        self._died(active, self.factory.exit_of(active)[1])
+                    self._restart(active, "its successor failed after the hand-over")
             return
         if active is not w:
             return  # handed over to a reload's successor, since promoted
-        if w.baton.handover.is_set() and w.proc.exitcode == 0:
+        if w.baton.handed_over():  # let go (then exited, any code): nothing of its own in flight
+            if w.proc.exitcode != 0:
+                self.log.warning("worker_failed_after_hand_over", worker=w.name, exit_code=w.proc.exitcode,
+                                 error=message)  # fmt: skip
             if self.reloader.candidates.get(w.role) is not None:
                 return  # handed over to a reload's successor, which is promoted once ready
-            self._restart(w, "it let go of its role as its successor gave up waiting")  # nothing in flight
+            self._restart(w, "it let go of its role as its successor gave up waiting")
             return
         if w.role is Role.ACQUIRE and w.proc.exitcode == 0 and self.max_frames is not None:
             self._acquisition_done.add(w.lane)  # each camera stops at max_frames: the run ends with the last
@@ -370,6 +377,7 @@ class Supervisor:
             t_ns=time.monotonic_ns(),
         )
         recover_after(w, self.shared, self.log, self.cfg.deadline.fail_safe)
+        w.baton.recover()  # a baton lock it died holding
 
     def _restart(self, w: Worker, why: str) -> None:
         """Start a successor for *w* with the same configuration, if the restart budget allows."""

@@ -110,3 +110,54 @@ def test_a_holder_that_accepts_and_then_hangs_is_given_up_on_after_twice_the_tim
         assert baton.accepted.is_set() and baton.handover.is_set() and not baton.released.is_set()
     finally:
         stop(proc)
+
+
+def crashing_holder(baton: Baton, up: Any) -> None:
+    """A holder that fails while the successor waits: its exit sets released (as a worker's
+    ``finally`` does) without having accepted."""
+    up.set()
+    while not baton.handover.is_set():
+        time.sleep(0.002)
+    baton.released.set()
+    raise SystemExit(1)
+
+
+def test_a_holder_that_exits_without_accepting_is_not_taken_over() -> None:
+    """released without accepted (a crash, or a stop) is no hand-over: the successor raises, so
+    that it never works beside the worker the supervisor restarts in the crashed one's place."""
+    baton = Baton.create(CTX)
+    up = CTX.Event()
+    proc = CTX.Process(target=crashing_holder, args=(baton, up))
+    proc.start()
+    try:
+        assert up.wait(30)
+        with pytest.raises(HandoverTimeout, match="the running inference worker exited without handing over"):
+            baton.take(10.0, "inference")
+        assert not baton.handed_over()
+    finally:
+        proc.join(5)
+    assert proc.exitcode == 1
+
+
+def dies_holding_the_lock(baton: Baton, up: Any) -> None:
+    baton.lock.acquire()
+    up.set()
+    time.sleep(30)
+
+
+def test_a_baton_lock_left_held_by_a_dead_process_is_recovered() -> None:
+    """A process killed inside the baton's lock (microseconds, but an OOM kill can land there):
+    recover() frees it and withdraws a request nobody accepted, so the holder goes on without
+    waiting on the lock at every turn and a successor can give up."""
+    baton = Baton.create(CTX)
+    up = CTX.Event()
+    proc = CTX.Process(target=dies_holding_the_lock, args=(baton, up))
+    proc.start()
+    assert up.wait(30)
+    proc.kill()
+    proc.join(5)
+    baton.handover.set()  # a successor's request, standing
+    baton.recover()
+    assert not baton.handover.is_set() and not baton.accepted.is_set()
+    assert baton.lock.acquire(timeout=0.1)
+    baton.lock.release()
