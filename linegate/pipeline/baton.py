@@ -8,6 +8,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from linegate.errors import LinegateError
+from linegate.ring.sync import free_abandoned
 
 HANDOVER_TIMEOUT_S = 10.0
 """How long a successor waits for the holder to let go; then it gives up (:class:`HandoverTimeout`)."""
@@ -92,10 +93,9 @@ class Baton:
         """After a process using this baton died: free its lock if the dead one held it (it is
         held for microseconds at a time; any process may release it), and withdraw a request
         nobody accepted (a dead successor's)."""
-        for _ in range(5):
-            if self.lock.acquire(timeout=0.01):
-                break
-        # held throughout five tries: the dead process held it; as ours now
+        free_abandoned(self.lock)
+        if not self.lock.acquire(timeout=LOCK_TIMEOUT_S):
+            return
         try:
             if not self.accepted.is_set():
                 self.handover.clear()

@@ -43,7 +43,7 @@ from linegate.ring.layout import (
     SlotState,
     field_offset,
 )
-from linegate.ring.sync import SharedLock, SharedSemaphore
+from linegate.ring.sync import SharedLock, SharedSemaphore, free_abandoned
 
 SHM_DIR = "/dev/shm"
 LOCK_TIMEOUT_S = 0.002
@@ -239,19 +239,9 @@ class FrameRing:
         }
 
     def recover_lock(self, attempts: int = 5, timeout_s: float = 0.01) -> bool:
-        """Free the state lock if a dead worker left it held; True if it had to.
-
-        Call only after a worker died. The lock is held for microseconds at a time, so failing to
-        take it in several tries of *timeout_s* means its holder is gone (a non-recursive
-        multiprocessing lock may be released by any process).
-        """
-        lock = self.handle.lock
-        for _ in range(attempts):
-            if lock.acquire(timeout=timeout_s):
-                lock.release()
-                return False
-        lock.release()
-        return True
+        """Free the state lock if a dead worker left it held (:func:`free_abandoned`); True if it
+        had to. Call only after a worker died."""
+        return free_abandoned(self.handle.lock, attempts, timeout_s)
 
     def journal_unpublished(self) -> list[FrameMeta]:
         """Frames a dead producer left half-written: journal them (the consumer gives them the

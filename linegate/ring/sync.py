@@ -186,6 +186,19 @@ class SharedLock(_Sem):
         self._post()
 
 
+def free_abandoned(lock: Any, attempts: int = 5, timeout_s: float = 0.01) -> bool:
+    """Release *lock* if a dead process left it held; True if it had to. Call only after a process
+    using it died: the lock is held for microseconds at a time, so failing to take it in several
+    tries of *timeout_s* means its holder is gone (a non-recursive lock, as multiprocessing's and
+    :class:`SharedLock`, may be released by any process)."""
+    for _ in range(attempts):
+        if lock.acquire(timeout=timeout_s):
+            lock.release()
+            return False
+    lock.release()
+    return True
+
+
 class SharedSemaphore(_Sem):
     """Counting semaphore."""
 
