@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,11 @@ class LinegateRun:
         watchdog_usec: int | None = None,
         stdout_file: Path | None = None,
         append: str = "",
+        own_group: bool = False,
     ) -> None:
         """Records are read from ``--log-file`` (tmp_path/frames.jsonl), or from *stdout_file* if
-        given (then no ``--log-file`` is passed, so the config's ``logging.file`` applies)."""
+        given (then no ``--log-file`` is passed, so the config's ``logging.file`` applies).
+        *own_group*: linegate leads a process group of its own, for signals sent to the group."""
         import os
 
         self.config, self.instance = demo_config_file(tmp_path, plc_port, replace, append)
@@ -159,6 +162,7 @@ class LinegateRun:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            start_new_session=own_group,
         )
         STARTED.append(self.proc)
         self.stderr = ""
@@ -229,7 +233,12 @@ def assert_every_frame_and_reject_accounted(recs: list[dict[str, Any]], pulses: 
     reported = [r["part_id"] for r in recs if r["event"] == "frame_dropped"]
     reported += [p for r in recs if r["event"] == "frames_lost_in_flight" for p in r["part_ids"]]
     first = summary["part_id_base"] or 1  # plc.part_ids = "plc": the PLC's first id
-    assert sorted([r["part_id"] for r in frames] + reported) == list(range(first, first + summary["acquired"]))
+    accounted = Counter([r["part_id"] for r in frames] + reported)
+    expected = range(first, first + summary["acquired"])
+    missing = [p for p in expected if p not in accounted]
+    twice = sorted(p for p, n in accounted.items() if n > 1)
+    extra = sorted(p for p in accounted if p not in expected)
+    assert not (missing or twice or extra), f"no verdict: {missing[:20]}; twice: {twice[:20]}; extra: {extra[:20]}"
     rejected = sorted(r["part_id"] for r in frames if r["verdict"] == "reject")
     delivered = [r["part_id"] for r in recs if r["event"] == "reject_delivered"]
     undelivered = [r["part_id"] for r in recs if r["event"] == "reject_undelivered"]

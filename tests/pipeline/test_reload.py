@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -124,6 +125,24 @@ def test_invalid_reload_is_logged_and_changes_nothing(tmp_path: Path, plc_sim: P
     assert len(reloading) == 2 and all(any(r < t for t in ready) for r in reloading)
     summary = run.events("run_summary")[0]
     assert summary["reload_failures"] == 2 and summary["reloads"] == 0
+
+
+def test_a_sighup_sent_to_every_process_reloads_once_and_kills_no_worker(
+    tmp_path: Path, plc_sim: PlcSimProcess
+) -> None:
+    """`systemctl kill -s HUP` (or a terminal hang-up) signals every process of the service: the
+    supervisor reloads, the workers ignore it (before, every worker died by SIGHUP and was restarted)."""
+    run = LinegateRun(tmp_path, plc_sim.port, own_group=True)
+    run.wait_frames(30)
+    os.killpg(run.proc.pid, signal.SIGHUP)
+    run.wait_event("reload_applied")
+    run.wait_frames(50)
+    stderr = run.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
+    assert not [r for r in recs if r["event"] in ("worker_died", "worker_restarting")]
+    assert len(run.events("reload_requested")) == 1
 
 
 def test_a_reload_while_the_inference_worker_hangs_is_refused_and_the_hung_worker_replaced(
