@@ -219,6 +219,10 @@ class LinegateRun:
         return self.finish(timeout_s)
 
 
+LOSS_COUNTERS = ("log_dropped", "log_queue_full", "log_write_failed", "unresolved", "ring_lock_timeouts", "acq_lost")
+"""Summary counters that tell where a frame's record went missing, printed when one is."""
+
+
 def assert_every_frame_and_reject_accounted(recs: list[dict[str, Any]], pulses: list[int] | None = None) -> None:
     """The invariants every run must keep, whatever went wrong during it.
 
@@ -238,7 +242,10 @@ def assert_every_frame_and_reject_accounted(recs: list[dict[str, Any]], pulses: 
     missing = [p for p in expected if p not in accounted]
     twice = sorted(p for p, n in accounted.items() if n > 1)
     extra = sorted(p for p in accounted if p not in expected)
-    assert not (missing or twice or extra), f"no verdict: {missing[:20]}; twice: {twice[:20]}; extra: {extra[:20]}"
+    assert not (missing or twice or extra), (
+        f"no verdict: {missing[:20]}; twice: {twice[:20]}; extra: {extra[:20]}; "
+        + ", ".join(f"{k} {summary.get(k)}" for k in LOSS_COUNTERS)
+    )
     rejected = sorted(r["part_id"] for r in frames if r["verdict"] == "reject")
     delivered = [r["part_id"] for r in recs if r["event"] == "reject_delivered"]
     undelivered = [r["part_id"] for r in recs if r["event"] == "reject_undelivered"]
