@@ -38,7 +38,7 @@ from linegate.pipeline.baton import HANDOVER_TIMEOUT_S, Baton
 from linegate.pipeline.context import WorkerContext
 from linegate.pipeline.frame_wait import FrameWaiter
 from linegate.pipeline.gpu_feed import Fed, GpuFeed
-from linegate.pipeline.inflight import InFlight, Outcome, Stage
+from linegate.pipeline.inflight import BACKLOG_DUE, InFlight, Outcome, Stage
 from linegate.plc.reject_pipe import NO_CLASS, PASS, REJECT, RejectOutbox
 from linegate.ring import DropReason, FrameMeta, FrameSource, RingConsumer, RingHandle, RingSet
 from linegate.roles import Role
@@ -411,7 +411,7 @@ class InferenceLoop:
             return self._step_parallel(self.parallel) or handled
         claimed = self._claim_newest() if self.newest_first else self.consumer.claim()
         if claimed is not None:
-            self.inflight.take(claimed[1], Count.DECIDED, time.monotonic_ns() + self._verdict_after_ns)
+            self.inflight.take(claimed[1], Count.DECIDED, self._verdict_due())
             more = self._claim_batch(claimed[1]) if len(self.batch_expected_ns) > 1 else []
             if more:
                 self._decide_batch([claimed, *more])
@@ -420,6 +420,10 @@ class InferenceLoop:
             for _slot, meta in (claimed, *more):  # after the frames' verdicts: off their path
                 self.arrivals.observe(meta.t_written_ns)
         return handled or claimed is not None
+
+    def _verdict_due(self) -> int:
+        """When the verdict of the frame just claimed is expected, or BACKLOG_DUE if others wait."""
+        return BACKLOG_DUE if self.consumer.any_ready() else time.monotonic_ns() + self._verdict_after_ns
 
     def _step_parallel(self, runner: ParallelRuns) -> bool:
         """``model.parallel``: classify the frames whose runs ended, start the staged frame on an

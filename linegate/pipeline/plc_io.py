@@ -28,7 +28,8 @@ class _ReportingInbox:
     the verdict arrives on a busy machine, and that wake-up is on every reject's way to the PLC.
     Polling starts :data:`POLL_LEAD_NS` before the verdict is due (the path's p50 at warm-up):
     for a model of tens of milliseconds it used to spin its whole window at the start of each
-    frame, 13% of a CPU in a ResNet-18 overload on the 2-CPU VM.
+    frame, 13% of a CPU in a ResNet-18 overload on the 2-CPU VM. Nor does it poll for a frame taken
+    while others wait (:data:`~linegate.pipeline.inflight.BACKLOG_DUE`).
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class _ReportingInbox:
         now = time.monotonic_ns()
         self._ctx.report_logs(Role.PLC, self._sink, now)
         inflight, inbox = self._inflight, self._inbox
-        if inflight is not None and timeout_s > 0 and inflight.deciding:
+        if inflight is not None and timeout_s > 0 and inflight.worth_polling:
             lead_ns = inflight.verdict_due_ns - POLL_LEAD_NS - now
             if lead_ns > 0:  # not due yet: sleep until shortly before it is
                 wait_ns = min(lead_ns, int(timeout_s * 1e9))

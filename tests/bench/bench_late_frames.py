@@ -39,11 +39,13 @@ def main() -> int:
             late = [round(r["total_ms"], 1) for r in frames if r["basis"] == "deadline_missed"]
             total = sorted(r["total_ms"] for r in frames if r["basis"] == "model")
             p50, p99 = (total[int(q * (len(total) - 1))] if total else float("nan") for q in (0.5, 0.99))
+            runs = sorted(r["infer_ms"] for r in frames if r["basis"] == "model")
+            run_p50 = runs[len(runs) // 2] if runs else float("nan")
             by_model = [r for r in frames if r["basis"] == "model"]
             span_s = (max(r["t_done_ns"] for r in frames) - min(r["t_acquired_ns"] for r in frames)) / 1e9
             print(f"round {rnd}: {args.model} at {args.fps:g} fps, parallel {args.parallel}, {len(frames)} frames, "
                   f"{len(by_model) / span_s:.1f} decided by the model per second, in hand -> verdict of those "
-                  f"p50 {p50:.2f} / p99 {p99:.2f} ms, "
+                  f"p50 {p50:.2f} / p99 {p99:.2f} ms, engine run p50 {run_p50:.2f} ms, "
                   f"engine {({k: v for k, v in ready.items() if k in ('threads', 'parallel', 'parallel_threads')})}, "
                   f"by basis {dict(collections.Counter(r['basis'] for r in frames))}, "
                   f"warm-up p99 {ready.get('p99_ms', float('nan')):.1f} ms, budget {cfg.deadline.budget_ms:g} ms, "

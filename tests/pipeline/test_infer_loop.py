@@ -197,3 +197,28 @@ def test_an_expected_time_raised_beyond_the_budget_falls_back_after_its_horizon(
         feed(18)
     bases = [r["basis"] for r in rig.frame_records()]
     assert bases[16:] == ["deadline_unreachable", "model"]
+
+
+def test_a_frame_taken_with_others_waiting_tells_the_plc_worker_not_to_poll(
+    tmp_path: Path, demo_config: Config
+) -> None:
+    """Two frames wait: the first is taken with the backlog mark (the PLC worker sleeps until its
+    verdict instead of polling, off the engine's CPU); the second, alone, with the time its verdict
+    is due (polled for shortly before, as at a sustainable rate)."""
+    from linegate.pipeline.inflight import BACKLOG_DUE, InFlight
+
+    inflight = InFlight.local()
+    with loop_on_a_ring(demo_config, tmp_path / "frames.jsonl", inflight=inflight) as rig:
+        rig.publish(1)
+        rig.publish(2)
+        assert rig.consumer.wait(1.0)
+        rig.loop.step()
+        first_due = inflight.verdict_due_ns
+        t_second = time.monotonic_ns()
+        assert rig.consumer.wait(1.0)
+        rig.loop.step()
+        second_due = inflight.verdict_due_ns
+        decided = [r["part_id"] for r in rig.frame_records()]
+    assert decided == [1, 2]
+    assert first_due == BACKLOG_DUE
+    assert second_due >= t_second

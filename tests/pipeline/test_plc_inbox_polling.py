@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from linegate.counters import SharedCounters
-from linegate.pipeline.inflight import InFlight, Outcome
+from linegate.pipeline.inflight import BACKLOG_DUE, InFlight, Outcome
 from linegate.pipeline.plc_io import _ReportingInbox
 from linegate.plc.reject_pipe import RejectInbox, RejectOutbox, reject_channel
 from linegate.ring import FrameMeta
@@ -104,3 +104,20 @@ def test_a_verdict_not_due_yet_is_slept_for_not_polled_and_an_early_one_still_wa
     assert [r.part_id for r in got] == [42]
     assert waited < 0.15, f"returned {waited * 1e3:.0f} ms after a reject handed off at 50 ms"
     assert cpu < 0.02, f"{cpu * 1e3:.0f} ms of CPU for a 50 ms wait: it spun instead of sleeping"
+
+
+def test_a_frame_taken_while_others_wait_is_slept_for_not_polled() -> None:
+    """Frames queue behind the one being decided (an overload): polling would save a wake-up that is
+    nothing beside their wait, and take a CPU the engine needs, so the take sleeps in the kernel;
+    the reject still wakes it at once."""
+    inbox, outbox, inflight = make(poll_max_ns=500_000_000)
+    inflight.take(META, 0, BACKLOG_DUE)
+    assert inflight.deciding and not inflight.worth_polling
+    thread = decide_after(0.05, outbox, inflight)
+    t0, cpu0 = time.monotonic(), time.thread_time()
+    got = inbox.take(1.0)
+    waited, cpu = time.monotonic() - t0, time.thread_time() - cpu0
+    thread.join()
+    assert [r.part_id for r in got] == [42]
+    assert waited < 0.15, f"returned {waited * 1e3:.0f} ms after a reject handed off at 50 ms"
+    assert cpu < 0.02, f"{cpu * 1e3:.0f} ms of CPU for a 50 ms wait: it polled behind a backlog"
