@@ -613,6 +613,7 @@ class SchedulingSection(_Section):
     """While the inference loop decides a frame, the PLC worker polls for its verdict instead of
     sleeping until the kernel wakes it (0.1-0.3 ms on each reject's way to the PLC), from shortly
     before the verdict is due (the model path's p50 at warm-up) for at most this long per wait.
+    Not while frames wait behind it (an overload: the polling would take CPU from the engine).
     0: always sleep until woken."""
     infer_keep_warm: bool = True
     """While it polls, the loop runs its per-frame path on a blank frame every 0.3 ms; where frames
