@@ -60,6 +60,20 @@ def print_summary(summary: RunSummary, out: TextIO) -> None:
     elif summary.failures and not frames:
         lines.append("  NOT INSPECTING: linegate failed before it decided any frame (see FAILED above)")
     else:
-        lines.append("  reconciled: every frame has one verdict and one record; every reject is accounted for")
+        lines.append(_reconciled(summary))
     lines += [f"  NOT WELL {w}" for w in summary.lasting]
     print("\n".join(lines), file=out, flush=True)
+
+
+def _reconciled(summary: RunSummary) -> str:
+    """The all-counted line; it claims one record per frame only where no record was lost on its
+    way to the log (a full log pipe drops a record; a failed output, a disk full, loses lines)."""
+    s = summary.counters
+    lost = []
+    if s[Count.LOG_DROPPED]:
+        lost.append(f"{s[Count.LOG_DROPPED]} frame records were dropped (log pipe full: see log_pipe_small)")
+    if s.log_write_failed:
+        lost.append(f"{s.log_write_failed} records were not written to every output (see log_write_failed)")
+    if not lost:
+        return "  reconciled: every frame has one verdict and one record; every reject is accounted for"
+    return "  reconciled: every frame has one verdict; every reject is accounted for; but " + "; ".join(lost)

@@ -10,7 +10,7 @@ from typing import Any
 from linegate.config.schema import Config
 from linegate.counters import SharedCounters
 from linegate.logs import Sink, configure_logging, get_logger
-from linegate.pipeline.log_pipes import PipeSink
+from linegate.pipeline.log_pipes import PipeSink, warn_if_small
 from linegate.pipeline.process import become_worker
 from linegate.pipeline.scheduling import apply_scheduling
 from linegate.roles import Role
@@ -32,14 +32,16 @@ class WorkerContext:
         *rt_later*: apply the CPU affinity now but leave the real-time priority to
         :meth:`apply_rt_priority` (threads started before it keep the normal scheduler)."""
         become_worker(self.supervisor_pid)
+        pipe = PipeSink(self.log_pipe)
         sink = configure_logging(
             level=self.cfg.logging.level,
-            sink=PipeSink(self.log_pipe),
+            sink=pipe,
             static={"instance": self.cfg.instance.name, "proc": role, "pid": os.getpid()}
             | ({"camera": self.camera} if self.camera else {}),
         )
         log = get_logger()
         log.info("worker_started", role=role)
+        warn_if_small(pipe, log)
         sched = self.cfg.scheduling
         rt_priority = 0 if rt_later else getattr(sched, f"{role}_rt_priority")
         for problem in apply_scheduling(rt_priority, getattr(sched, f"{role}_cpus"), role):

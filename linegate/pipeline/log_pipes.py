@@ -2,9 +2,13 @@
 
 A worker writes each rendered record into its own pipe with one non-blocking ``write``: once that
 returns, the record is in the kernel and survives the worker being killed the next instant (an
-in-process queue would die with it). A full pipe drops the record and counts it; the loop never
-waits. The supervisor's collector thread reads every worker's pipe and writes whole lines to
-stdout (journald) and the log file, counting per worker the lines it could not write.
+in-process queue would die with it). A full pipe is waited for briefly (:data:`FULL_WAIT_NS`): a
+burst, such as the fail-safe records of a backlog a restarted inference worker finds, keeps its
+records where the pipe could not be enlarged. A pipe still full after that wait drops the record
+and counts it, and so does every record after it, without waiting, until one fits at once: a
+stuck collector costs the loop one wait, not one per frame. The supervisor's collector thread
+reads every worker's pipe and writes whole lines to stdout (journald) and the log file, counting
+per worker the lines it could not write.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
+from typing import Any
 
 from linegate.counters import SharedCounters
 from linegate.logs import LogOutputs
@@ -26,22 +31,52 @@ PIPE_BYTES = 1 << 20
 """Pipe buffer asked for per worker (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB by default):
 about 15 s of frame records at 100 fps if the collector falls behind."""
 
+FULL_WAIT_NS = 5_000_000
+"""How long a put waits for room in a full pipe before it drops the record (the collector reads
+a pipe within microseconds of a write on a healthy machine)."""
+
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+
 
 def log_pipe(ctx: BaseContext) -> tuple[Connection, Connection]:
-    """``(reader, writer)``; the writer goes to one worker, the reader to the collector."""
+    """``(reader, writer)``; the writer goes to one worker, the reader to the collector. Linux may
+    refuse the size (a user past /proc/sys/fs/pipe-user-pages-soft without CAP_SYS_RESOURCE gets
+    small pipes): :func:`pipe_bytes` tells, and the worker reports it (``log_pipe_small``)."""
     reader, writer = ctx.Pipe(duplex=False)
     with contextlib.suppress(OSError):
-        fcntl.fcntl(writer.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+        fcntl.fcntl(writer.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
     return reader, writer
 
 
-class PipeSink:
-    """Worker side: ``put`` is one non-blocking write; False (counted) when the pipe is full."""
+def pipe_bytes(conn: Connection) -> int:
+    """What the pipe of *conn* holds, in bytes (0 where the kernel does not say)."""
+    try:
+        return int(fcntl.fcntl(conn.fileno(), _F_GETPIPE_SZ))
+    except OSError:
+        return 0
 
-    def __init__(self, writer: Connection) -> None:
+
+def warn_if_small(sink: PipeSink, log: Any) -> None:
+    """Say so when the kernel gave *sink* a smaller pipe than :data:`PIPE_BYTES` (a burst of records
+    may then be dropped, counted in the summary's ``log_dropped``)."""
+    if 0 < sink.capacity < PIPE_BYTES:
+        log.warning("log_pipe_small", bytes=sink.capacity, asked=PIPE_BYTES,
+                    hint="raise /proc/sys/fs/pipe-max-size, or pipe-user-pages-soft (or give the service "
+                         "CAP_SYS_RESOURCE): the kernel refused the larger pipe")  # fmt: skip
+
+
+class PipeSink:
+    """Worker side: ``put`` writes at once, or waits briefly for room; False (counted) when the
+    pipe stayed full (module docstring)."""
+
+    def __init__(self, writer: Connection, full_wait_ns: int = FULL_WAIT_NS) -> None:
         self._conn = writer
         self._fd = writer.fileno()
         os.set_blocking(self._fd, False)
+        self.capacity = pipe_bytes(writer)
+        self._full_wait_ns = full_wait_ns
+        self._behind = False  # a wait for room timed out: drop without waiting until a write fits
         self._rest = b""  # the tail of a record larger than PIPE_BUF that was written only in part
         self.enqueued = 0
         self.dropped_full = 0
@@ -49,34 +84,54 @@ class PipeSink:
         self.next_report_ns = 0
 
     def put(self, line: str) -> bool:
-        if self._rest and not self._flush_rest():
-            self.dropped_full += 1
-            return False
         data = (line + "\n").encode()
-        try:
-            n = os.write(self._fd, data)
-        except BlockingIOError:
-            self.dropped_full += 1
-            return False
-        except OSError:  # the supervisor is gone (EPIPE): nobody can write the record any more
-            self.write_errors += 1
-            return False
+        end_ns = 0
+        while True:
+            try:
+                if self._rest and not self._flush_rest():
+                    raise BlockingIOError
+                n = os.write(self._fd, data)
+                break
+            except BlockingIOError:
+                if self._behind:
+                    self.dropped_full += 1
+                    return False
+                now = time.monotonic_ns()
+                end_ns = end_ns or now + self._full_wait_ns
+                if now >= end_ns or not self._room(end_ns - now):
+                    self._behind = True
+                    self.dropped_full += 1
+                    return False
+            except OSError:  # the supervisor is gone (EPIPE): nobody can write the record any more
+                self.write_errors += 1
+                return False
+        self._behind = False
         self._rest = data[n:]
         self.enqueued += 1
         return True
 
+    def _room(self, wait_ns: int) -> bool:
+        """Wait up to *wait_ns* for the pipe to take a write."""
+        try:
+            return bool(select.select([], [self._fd], [], wait_ns / 1e9)[1])
+        except OSError:
+            return False
+
     def _flush_rest(self) -> bool:
+        """Write what is left of a record written in part; False while some of it remains (EPIPE
+        and other errors raise)."""
         try:
             n = os.write(self._fd, self._rest)
-        except OSError:
+        except BlockingIOError:
             return False
         self._rest = self._rest[n:]
         return not self._rest
 
     def close(self, timeout_s: float = 5.0) -> None:
         end = time.monotonic() + timeout_s
-        while self._rest and time.monotonic() < end and not self._flush_rest():
-            time.sleep(0.01)
+        with contextlib.suppress(OSError):  # the supervisor gone (EPIPE): nothing to flush to
+            while self._rest and time.monotonic() < end and not self._flush_rest():
+                time.sleep(0.01)
         self._conn.close()
 
 

@@ -31,7 +31,7 @@ from linegate.archive.writer import ArchiveWriter
 from linegate.config.schema import Config
 from linegate.counters import Count, SharedCounters, Snapshot, reconcile
 from linegate.logs import LogOutputs, configure_logging, get_logger, shutdown_logging
-from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
+from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe, warn_if_small
 from linegate.pipeline.published_state import RunState, build_state
 from linegate.pipeline.recovery import final_sweep, recover_after
 from linegate.pipeline.reloader import Reloader
@@ -133,12 +133,14 @@ class Supervisor:
         self.collector = LogCollector(outputs, self.counters)
         reader, writer = log_pipe(self.ctx)
         self.collector.add(reader, Role.SUPERVISOR)
+        pipe = PipeSink(writer)
         self.sink = configure_logging(
             level=cfg.logging.level,
-            sink=PipeSink(writer),
+            sink=pipe,
             static={"instance": cfg.instance.name, "proc": Role.SUPERVISOR, "pid": os.getpid()},
         )
         self.log = get_logger()
+        warn_if_small(pipe, self.log)
         self.shared = Shared.create(self.ctx, cfg, self.counters, self.collector)
         self.archive_writer: ArchiveWriter | None = None
         if self.shared.archive is not None:  # a thread here: writing images is no worker's hot path

@@ -1,19 +1,21 @@
 """Worker log pipes: records written before a worker is killed still reach the log; a full pipe
-drops and counts, never blocks."""
+is waited for briefly, then drops and counts, never blocks."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from linegate.counters import Count, SharedCounters
 from linegate.logs import LogOutputs
-from linegate.pipeline.log_pipes import LogCollector, PipeSink, log_pipe
+from linegate.pipeline.log_pipes import PIPE_BYTES, LogCollector, PipeSink, log_pipe, warn_if_small
 from linegate.roles import Role
 
 CTX = mp.get_context("spawn")
@@ -45,7 +47,8 @@ def test_records_of_a_killed_worker_are_all_written(tmp_path: Path) -> None:
 
 
 def test_full_pipe_drops_and_counts_without_blocking() -> None:
-    """Nobody reading: puts fail fast once the pipe is full, and each one is counted."""
+    """Nobody reading: once the pipe is full, one put waits its few milliseconds for room and every
+    later one fails at once (3000 waits would take 15 s); each drop is counted."""
     reader, writer = log_pipe(CTX)
     sink = PipeSink(writer)
     t0 = time.monotonic()
@@ -70,3 +73,59 @@ def test_unwritable_output_counts_failed_lines_per_worker(tmp_path: Path) -> Non
     sink.close()
     collector.close()
     assert counters.get(Count.LOG_WRITE_FAILED_PLC) == 10
+
+
+def small_pipe() -> tuple[Connection, Connection]:
+    """A log pipe shrunk to one page, as the kernel hands out past a user's pipe quota."""
+    reader, writer = log_pipe(CTX)
+    fcntl.fcntl(writer.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+    return reader, writer
+
+
+def test_a_burst_into_a_small_pipe_keeps_every_record_while_the_reader_keeps_up() -> None:
+    """500 records of 400 bytes (50x the pipe) put at once while a reader drains it: every put waits
+    for room instead of dropping (a restarted inference worker's backlog of fail-safe records)."""
+    reader, writer = small_pipe()
+    sink = PipeSink(writer)
+    assert sink.capacity == 4096
+    got = bytearray()
+
+    def drain() -> None:
+        while True:
+            chunk = os.read(reader.fileno(), 65536)
+            if not chunk:
+                return
+            got.extend(chunk)
+            time.sleep(0.0002)
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    results = [sink.put(json.dumps({"event": "frame", "part_id": i, "pad": "x" * 360})) for i in range(500)]
+    sink.close()
+    thread.join(10)
+    reader.close()
+    assert all(results) and sink.dropped_full == 0
+    assert [json.loads(line)["part_id"] for line in got.decode().splitlines()] == list(range(500))
+
+
+class _Warnings:
+    """A logger that keeps the warnings it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, object]]] = []
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.events.append((event, fields))
+
+
+def test_a_pipe_smaller_than_asked_is_reported_with_its_size() -> None:
+    reader, writer = small_pipe()
+    log = _Warnings()
+    warn_if_small(PipeSink(writer), log)
+    assert [(e, f["bytes"], f["asked"]) for e, f in log.events] == [("log_pipe_small", 4096, PIPE_BYTES)]
+    big_reader, big_writer = log_pipe(CTX)
+    quiet = _Warnings()
+    warn_if_small(PipeSink(big_writer), quiet)
+    assert quiet.events == []
+    for conn in (reader, writer, big_reader, big_writer):
+        conn.close()
