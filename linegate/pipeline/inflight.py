@@ -5,7 +5,10 @@ hand-off, its record goes into the log pipe, and the counters move. The loop wri
 when it takes it, and advances ``stage`` after each effect. If the worker is killed, its successor
 finishes exactly the effects that are missing (a frame taken but not yet recorded gets the
 fail-safe verdict as ``lost_in_flight``), so the frame still ends with one verdict, one record and
-one count. What remains is a window of a few microseconds between an effect and its stage store.
+one count. Between the record and its stage store, the supervisor closes the gap: the record is
+then the last line the dead worker wrote to its log pipe (:func:`linegate.pipeline.recovery.found_record`).
+What remains is the window between the reject's hand-off and its stage store (a write syscall and
+a few microseconds): a worker killed there has its frame's reject sent twice.
 """
 
 from __future__ import annotations

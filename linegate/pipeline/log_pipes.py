@@ -135,13 +135,27 @@ class PipeSink:
         self._conn.close()
 
 
+class PipeEnd:
+    """What the collector knows of one worker's pipe: whether it has ended (the worker closed it
+    or died, and everything it wrote has been read) and the last whole line read from it."""
+
+    def __init__(self) -> None:
+        self.ended = threading.Event()
+        self.last_line = b""
+
+    def last_words(self, timeout_s: float) -> bytes:
+        """Once the pipe has ended (waiting up to *timeout_s*), its last whole line; b"" if it has
+        not ended by then."""
+        return self.last_line if self.ended.wait(timeout_s) else b""
+
+
 class LogCollector:
     """Supervisor side: one thread moving whole lines from every worker's pipe to the outputs."""
 
     def __init__(self, outputs: LogOutputs, counters: SharedCounters) -> None:
         self.outputs = outputs
         self.counters = counters
-        self._pipes: dict[int, tuple[Connection, Role, bytearray]] = {}
+        self._pipes: dict[int, tuple[Connection, Role, bytearray, PipeEnd]] = {}
         self._failed: dict[Role, int] = {}
         self._received: dict[Role, int] = {}
         self._lock = threading.Lock()
@@ -150,11 +164,13 @@ class LogCollector:
         self._thread = threading.Thread(target=self._run, name="log-collector", daemon=True)
         self._thread.start()
 
-    def add(self, reader: Connection, role: Role) -> None:
+    def add(self, reader: Connection, role: Role) -> PipeEnd:
         """Collect from *reader* until its writer (the worker) closes it or dies."""
+        end = PipeEnd()
         with self._lock:
-            self._pipes[reader.fileno()] = (reader, role, bytearray())
+            self._pipes[reader.fileno()] = (reader, role, bytearray(), end)
         os.write(self._wake_w, b"x")
+        return end
 
     def _run(self) -> None:
         while True:
@@ -170,14 +186,15 @@ class LogCollector:
                 self._drain(fd)
 
     def _drain(self, fd: int) -> None:
-        reader, role, rest = self._pipes[fd]
+        reader, role, rest, end = self._pipes[fd]
         try:
             data = os.read(fd, PIPE_BYTES)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if not data:  # writer closed or died: everything it wrote has been read
+        ended = not data
+        if ended:  # writer closed or died: everything it wrote has been read
             with self._lock:
                 del self._pipes[fd]
             reader.close()
@@ -189,6 +206,8 @@ class LogCollector:
             cut = rest.rfind(b"\n") + 1
             data = bytes(rest[:cut])
             del rest[:cut]
+            if cut:
+                end.last_line = data[data.rfind(b"\n", 0, -1) + 1 : -1]
         if data:
             lines = data.count(b"\n")
             # counted here, by the one reader of every pipe: a restarted worker cannot reset it
@@ -197,6 +216,8 @@ class LogCollector:
             if not self.outputs.write(data, lines):
                 self._failed[role] = self._failed.get(role, 0) + lines
                 self.counters.set(ROLES[role].log.write_failed, self._failed[role])
+        if ended:
+            end.ended.set()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is left in every pipe (their writers must be closed), then stop."""

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from linegate.counters import Count, first_part_id
+from linegate.pipeline.inflight import InFlight, Outcome, Stage
 from linegate.pipeline.workers import LaneShared, Shared, Worker
 from linegate.plc.pending import RowState, unpack_result
 from linegate.plc.reject_pipe import REJECT, RejectInbox
+from linegate.ring import FrameMeta
 from linegate.roles import Role
+
+LAST_WORDS_TIMEOUT_S = 0.5
+"""How long the supervisor waits for the collector to read a dead inference worker's pipe to its end."""
 
 
 def recover_after(w: Worker, shared: Shared, log: Any, fail_safe: str) -> None:
     """Free a ring lock it held; for acquisition, settle its part-id count and journal the frames
     it left half-written (inference gives them the fail-safe verdict). Inference and PLC leftovers
-    (in-flight frame, claimed slots, pending rejects) are taken over by their successor."""
+    (in-flight frame, claimed slots, pending rejects) are taken over by their successor, once
+    what the dead loop's log shows it finished is marked so (:func:`found_record`)."""
     if w.role is Role.INFER:
         shared.counters.set(Count.READY, 0)
         for each in shared.lanes:  # it takes from every camera's ring
             if each.ring.recover_lock():
                 log.warning("ring_lock_recovered", worker=w.name, **_camera(shared, each))
+        if w.log_end is not None:
+            names = [each.lane.name for each in shared.lanes] if shared.several else None
+            found = found_record(shared.inflight, w.log_end.last_words(LAST_WORDS_TIMEOUT_S), names)
+            if found is not None:
+                log.warning("frame_record_found", worker=w.name, part_id=found.part_id, seq=found.seq,
+                            action="its successor counts it without writing it again")  # fmt: skip
         return
     if w.role is not Role.ACQUIRE:
         return
@@ -32,6 +45,27 @@ def recover_after(w: Worker, shared: Shared, log: Any, fail_safe: str) -> None:
         lane.counters.add(Count.PRODUCER_LOST, len(lost))
         log.warning("frames_in_flight_recovered", worker=w.name, part_ids=[m.part_id for m in lost], verdict=fail_safe,
                     **_camera(shared, lane))  # fmt: skip
+
+
+def found_record(inflight: InFlight, last_line: bytes, cameras: list[str] | None) -> FrameMeta | None:
+    """The in-flight frame, marked recorded, when a killed loop had written its record but not yet
+    the stage saying so: the record is the last line it wrote (nothing is logged between the two).
+    Without this its successor wrote the record a second time. *cameras*: the names records carry
+    with several cameras (None: one camera, no name). None when there was nothing to mark."""
+    left = inflight.current()
+    if left is None or left.stage is not Stage.HANDED or not last_line:
+        return None
+    try:
+        record = json.loads(last_line)
+    except ValueError:
+        return None
+    meta = left.meta
+    camera = cameras[meta.camera] if cameras is not None else None
+    if not isinstance(record, dict) or (record.get("event"), record.get("seq"), record.get("part_id"),
+                                        record.get("camera")) != ("frame", meta.seq, meta.part_id, camera):  # fmt: skip
+        return None
+    inflight.recorded(Outcome.OK)
+    return meta
 
 
 def _camera(shared: Shared, lane: LaneShared) -> dict[str, str]:

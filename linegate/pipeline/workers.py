@@ -20,7 +20,7 @@ from linegate.pipeline.baton import Baton
 from linegate.pipeline.context import WorkerContext, run_worker
 from linegate.pipeline.infer import inference_main
 from linegate.pipeline.inflight import InFlight
-from linegate.pipeline.log_pipes import LogCollector, log_pipe
+from linegate.pipeline.log_pipes import LogCollector, PipeEnd, log_pipe
 from linegate.pipeline.plc_io import plc_main
 from linegate.plc.pending import PendingTable
 from linegate.plc.reject_pipe import reject_channel
@@ -45,6 +45,7 @@ class Worker:
     up_since_ns: int = 0  # when it was first seen ready (0: not yet)
     lane: int = 0  # the camera an acquisition or PLC worker serves (inference serves them all)
     camera: str = ""  # that camera's name, with several cameras ([[cameras]])
+    log_end: PipeEnd | None = None  # its log pipe, as the collector reads it
 
     @property
     def up(self) -> bool:
@@ -214,9 +215,9 @@ class WorkerFactory:
         proc = ctx.Process(target=run_worker, args=(name, s.errors, *args), name=f"linegate-{name.split('#')[0]}")
         proc.start()
         log_writer.close()  # the worker has its copy: the pipe ends (EOF) when the worker does
-        s.collector.add(log_reader, role)
+        log_end = s.collector.add(log_reader, role)
         return Worker(role, self._generation, proc, cfg, stop, baton, ready, time.monotonic_ns(), lane=lane,
-                      camera=camera)  # fmt: skip
+                      camera=camera, log_end=log_end)  # fmt: skip
 
     def note(self, w: Worker, code: int, message: str) -> None:
         """Record why the supervisor is about to kill *w* (its exit will be explained by this)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -79,14 +80,17 @@ def test_engine_errors_give_fail_safe_rejects_with_records(tmp_path: Path, demo_
 
 @pytest.mark.parametrize(
     ("stage", "expect_handoff", "expect_record"),
-    [("TAKEN", True, True), ("HANDED", False, True), ("RECORDED", False, False)],
+    [("TAKEN", True, True), ("HANDED", False, True), ("RECORDED", False, False), ("HANDED_LOGGED", False, False)],
 )
 def test_successor_finishes_exactly_the_effects_a_killed_loop_left_out(
     tmp_path: Path, demo_config: Config, stage: str, expect_handoff: bool, expect_record: bool
 ) -> None:
     """A predecessor killed at each stage of a frame: its successor's recover() hands off, records
-    and counts only what is missing, so the frame ends with one of each."""
+    and counts only what is missing, so the frame ends with one of each. HANDED_LOGGED: killed
+    between its record and the stage saying so; the supervisor found the record as the dead
+    worker's last line (recovery.found_record), so the successor only counts."""
     from linegate.pipeline.inflight import InFlight, Outcome
+    from linegate.pipeline.recovery import found_record
     from linegate.ring import FrameMeta
     from linegate.timing.deadline import Basis
 
@@ -107,6 +111,9 @@ def test_successor_finishes_exactly_the_effects_a_killed_loop_left_out(
         inflight.handed(Outcome.OK)
     if stage == "RECORDED":
         inflight.recorded(Outcome.OK)
+    if stage == "HANDED_LOGGED":
+        last = {"event": "frame", "seq": 41, "part_id": 42, "verdict": "reject", "basis": "model"}
+        assert found_record(inflight, json.dumps(last).encode(), None) is not None
     log_path = tmp_path / "frames.jsonl"
     sink = configure_logging(file=log_path, stream=None)
     try:
@@ -208,7 +215,8 @@ def test_a_frame_taken_with_others_waiting_tells_the_plc_worker_not_to_poll(
     from linegate.pipeline.inflight import BACKLOG_DUE, InFlight
 
     inflight = InFlight.local()
-    with loop_on_a_ring(demo_config, tmp_path / "frames.jsonl", inflight=inflight) as rig:
+    log_path = tmp_path / "frames.jsonl"
+    with loop_on_a_ring(demo_config, log_path, inflight=inflight) as rig:
         rig.publish(1)
         rig.publish(2)
         assert rig.consumer.wait(1.0)
@@ -218,7 +226,7 @@ def test_a_frame_taken_with_others_waiting_tells_the_plc_worker_not_to_poll(
         assert rig.consumer.wait(1.0)
         rig.loop.step()
         second_due = inflight.verdict_due_ns
-        decided = [r["part_id"] for r in rig.frame_records()]
+    decided = [r["part_id"] for r in records(log_path) if r["event"] == "frame"]  # written out at the rig's end
     assert decided == [1, 2]
     assert first_due == BACKLOG_DUE
     assert second_due >= t_second

@@ -29,7 +29,8 @@ def _write_then_die(writer: Connection, n: int) -> None:
 
 
 def test_records_of_a_killed_worker_are_all_written(tmp_path: Path) -> None:
-    """2000 records put by a process that then SIGKILLs itself all appear in the log file, once each."""
+    """2000 records put by a process that then SIGKILLs itself all appear in the log file, once each;
+    the pipe's end is known, with the last line it carried."""
     out = tmp_path / "log.jsonl"
     counters = SharedCounters.create(CTX)
     collector = LogCollector(LogOutputs(stream=None, file=out), counters)
@@ -37,9 +38,11 @@ def test_records_of_a_killed_worker_are_all_written(tmp_path: Path) -> None:
     proc = CTX.Process(target=_write_then_die, args=(writer, 2000))
     proc.start()
     writer.close()
-    collector.add(reader, Role.INFER)
+    end = collector.add(reader, Role.INFER)
     proc.join(30)
     assert proc.exitcode == -signal.SIGKILL
+    # what the supervisor reads before starting a successor: the dead worker's last whole line
+    assert json.loads(end.last_words(5.0)) == {"event": "frame", "part_id": 2000}
     collector.close()
     ids = [json.loads(line)["part_id"] for line in out.read_text().splitlines()]
     assert ids == list(range(1, 2001))
