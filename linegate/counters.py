@@ -110,11 +110,11 @@ class SharedCounters:
     def snapshot(self) -> Snapshot:
         return Snapshot(tuple(int(v) for v in self.array[:SIZE]))
 
-    def publish_log_drops(self, role: Role, queue_full: int) -> None:
-        """Record a process's records dropped at a full pipe (each role's process owns this one; the
-        supervisor's log collector owns ``LOG_QUEUED_<role>``, the records it received, and
-        ``LOG_WRITE_FAILED_<role>``)."""
-        self.array[ROLES[role].log.queue_full] = queue_full
+    def add_log_drops(self, role: Role, dropped: int) -> None:
+        """Count records a *role* process dropped at a full pipe since its last report (added, so a
+        restarted worker's drops add to its predecessor's; the supervisor's log collector owns
+        ``LOG_QUEUED_<role>``, the records it received, and ``LOG_WRITE_FAILED_<role>``)."""
+        self.array[ROLES[role].log.queue_full] += dropped
 
 
 class Snapshot(Mapping[Count, int]):

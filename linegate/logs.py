@@ -123,6 +123,7 @@ class LineSink:
         self.enqueued = 0
         self.dropped_full = 0
         self.next_report_ns = 0  # when the owner next publishes these totals
+        self._reported = 0  # drops already returned by unreported_drops
         self.outputs = LogOutputs(stream=stream, file=file)
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
@@ -130,6 +131,11 @@ class LineSink:
     @property
     def write_errors(self) -> int:
         return self.outputs.write_errors
+
+    def unreported_drops(self) -> int:
+        total = self.dropped_full + self.write_errors
+        new, self._reported = total - self._reported, total
+        return new
 
     @property
     def last_error(self) -> str | None:
@@ -183,6 +189,10 @@ class Sink(Protocol):
     def write_errors(self) -> int: ...
 
     def put(self, line: str) -> bool: ...
+
+    def unreported_drops(self) -> int:
+        """Records dropped or not written since the last call (for the shared counters)."""
+        ...
 
     def close(self, timeout_s: float = 5.0) -> None: ...
 

@@ -59,7 +59,7 @@ class WorkerContext:
         if now_ns is not None and now_ns < sink.next_report_ns:
             return
         sink.next_report_ns = (now_ns or 0) + 1_000_000_000
-        self.counters.publish_log_drops(role, sink.dropped_full + sink.write_errors)
+        self.counters.add_log_drops(role, sink.unreported_drops())
 
 
 def worker_exit_code(exc: BaseException) -> int:

@@ -82,6 +82,13 @@ class PipeSink:
         self.dropped_full = 0
         self.write_errors = 0
         self.next_report_ns = 0
+        self._reported = 0  # drops already returned by unreported_drops
+
+    def unreported_drops(self) -> int:
+        """Records dropped or not written since the last call (for the shared counters)."""
+        total = self.dropped_full + self.write_errors
+        new, self._reported = total - self._reported, total
+        return new
 
     def put(self, line: str) -> bool:
         data = (line + "\n").encode()

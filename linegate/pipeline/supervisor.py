@@ -260,7 +260,7 @@ class Supervisor:
                 self.notify.status(self._status_text(previous, (now - last_tick) / 1e9, snapshot))
                 if self.on_tick is not None:
                     self.on_tick(snapshot, (now - self.t_start) / 1e9)
-                self.counters.publish_log_drops(Role.SUPERVISOR, self.sink.dropped_full)
+                self.counters.add_log_drops(Role.SUPERVISOR, self.sink.unreported_drops())
                 self._fps = fps_between(snapshot, previous, (now - last_tick) / 1e9)
                 self.publish(snapshot=snapshot)
                 previous, last_tick, next_tick = snapshot, now, now + TICK_NS
@@ -548,7 +548,7 @@ class Supervisor:
 
     # -- the end ------------------------------------------------------------------------------
     def _summarize(self) -> RunSummary:
-        self.counters.publish_log_drops(Role.SUPERVISOR, self.sink.dropped_full)
+        self.counters.add_log_drops(Role.SUPERVISOR, self.sink.unreported_drops())
         snapshot = self.shared.snapshot()
         now = time.monotonic_ns()
         undelivered = snapshot[Count.PLC_UNDELIVERED] + snapshot[Count.PLC_QUEUE_FULL]

@@ -132,3 +132,21 @@ def test_a_pipe_smaller_than_asked_is_reported_with_its_size() -> None:
     assert quiet.events == []
     for conn in (reader, writer, big_reader, big_writer):
         conn.close()
+
+
+def test_a_restarted_workers_drops_add_to_its_predecessors() -> None:
+    """Each worker reports the records its full pipe dropped; a successor's sink starts from zero,
+    and the role's count keeps what the dead one had reported."""
+    counters = SharedCounters.create(CTX)
+    for dropped in (3, 2):  # the first worker, then its successor
+        reader, writer = small_pipe()
+        sink = PipeSink(writer, full_wait_ns=0)
+        while sink.put("x" * 1000):  # nobody reads: fill the pipe (the first drop)
+            pass
+        for _ in range(dropped - 1):
+            sink.put("x" * 1000)
+        counters.add_log_drops(Role.INFER, sink.unreported_drops())
+        assert sink.unreported_drops() == 0  # reported once
+        reader.close()
+        writer.close()
+    assert counters.get(Count.LOG_QUEUE_FULL_INFER) == 5
