@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from multiprocessing.context import BaseContext
-from typing import Any
 
 from linegate.errors import LinegateError
-from linegate.ring.sync import free_abandoned
+from linegate.ring.sync import SharedEvent, SharedLock, free_abandoned
 
 HANDOVER_TIMEOUT_S = 10.0
 """How long a successor waits for the holder to let go; then it gives up (:class:`HandoverTimeout`)."""
@@ -29,14 +27,15 @@ class Baton:
     the holder accepts under the lock, so a successor cannot give up on a holder that is already
     letting go (nobody would hold the role), nor a holder accept a request already withdrawn."""
 
-    handover: Any  # set by the successor: finish the current frame or pulse, then let go
-    released: Any  # set by the holder once it has let go, or as it exits for any reason
-    accepted: Any  # set by the holder as it starts letting go (it then must hand over)
-    lock: Any  # makes accepting and withdrawing the request exclusive
+    handover: SharedEvent  # set by the successor: finish the current frame or pulse, then let go
+    released: SharedEvent  # set by the holder once it has let go, or as it exits for any reason
+    accepted: SharedEvent  # set by the holder as it starts letting go (it then must hand over)
+    lock: SharedLock  # makes accepting and withdrawing the request exclusive
 
     @classmethod
-    def create(cls, ctx: BaseContext) -> Baton:
-        return cls(ctx.Event(), ctx.Event(), ctx.Event(), ctx.Lock())
+    def create(cls) -> Baton:
+        """A new baton (unnamed primitives: a service killed whole leaves nothing behind)."""
+        return cls(SharedEvent(), SharedEvent(), SharedEvent(), SharedLock())
 
     def should_hand_over(self) -> bool:
         """Holder side: True once a successor asks, and from then the holder has accepted: it

@@ -25,7 +25,7 @@ from linegate.pipeline.plc_io import plc_main
 from linegate.plc.pending import PendingTable
 from linegate.plc.reject_pipe import reject_channel
 from linegate.ring import FrameRing, RingGeometry, ring_path
-from linegate.ring.sync import PipeQueue, SharedEvent, SharedLock, SharedSemaphore
+from linegate.ring.sync import PipeQueue, SharedEvent, SharedSemaphore
 from linegate.roles import Role
 
 
@@ -190,7 +190,7 @@ class WorkerFactory:
         log_reader, log_writer = log_pipe(ctx)
         wctx = WorkerContext(worker_cfg, own.counters, log_writer, os.getpid(), camera)
         stop, ready = SharedEvent(), SharedEvent()
-        baton = Baton(SharedEvent(), SharedEvent(), SharedEvent(), SharedLock())
+        baton = Baton.create()
         name = worker_name(role, camera, self._generation)
         if role is Role.PLC:
             args: tuple[Any, ...] = (

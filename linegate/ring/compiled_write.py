@@ -19,6 +19,7 @@ producer's creation), never cached on disk, where another process would jump to 
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Any
 
 import numpy as np
@@ -57,23 +58,27 @@ _COMPILED: list[Any] = []
 
 
 def _reserve_and_copy(
-    lock: int, words: Any, header_words: Any, dims: Any,
+    lock: int, owner: Any, pid: int, words: Any, header_words: Any, dims: Any,
     frame_id: int, part_id: int, t_acquired_ns: int, pixels: Any, slots_address: int, slot_stride: int,
 ) -> int:  # fmt: skip
-    """Compiled body. *words*: the mapping as uint64; *header_words*: each slot header's first word
-    in it (the slot's state in its low half); *dims*: the height|width and channels|format words.
-    Returns the slot, or LOCK_BUSY / NO_FREE_SLOT having written nothing."""
+    """Compiled body. *owner*: the lock's holder word (int64[1]), *pid* written there while held, as
+    :class:`~linegate.ring.sync.SharedLock` does; *words*: the mapping as uint64; *header_words*:
+    each slot header's first word in it (the slot's state in its low half); *dims*: the
+    height|width and channels|format words. Returns the slot, or LOCK_BUSY / NO_FREE_SLOT having
+    written nothing."""
     # Every value as uint64: numba turns arithmetic or comparisons mixing signed and unsigned
     # 64-bit integers into float64, which would round part ids and sequence numbers above 2**53.
     zero, one, low_half = np.uint64(0), np.uint64(1), np.uint64(0xFFFFFFFF)
     if _trywait(lock) != 0:
         return LOCK_BUSY
+    owner[0] = pid
     slot = -1
     for i in range(header_words.size):
         if (words[header_words[i]] & low_half) == np.uint64(_FREE):
             slot = i
             break
     if slot < 0:
+        owner[0] = 0
         _post(lock)
         return NO_FREE_SLOT
     seq = words[_NEXT_SEQ]
@@ -92,6 +97,7 @@ def _reserve_and_copy(
     words[h + _CHANNELS_FORMAT] = dims[1]
     words[h + _DEFECT] = zero  # no defect, and the padding after it
     words[h + _PAYLOAD] = zero
+    owner[0] = 0
     _post(lock)
     _memcpy(slots_address + slot * slot_stride, pixels.ctypes.data, pixels.size)
     return slot
@@ -109,10 +115,14 @@ def compiled() -> Any:
 class CompiledWriter:
     """One producer's view of its ring for :func:`_reserve_and_copy`; ``close`` before the mapping's."""
 
-    def __init__(self, buf: memoryview, lock_address: int, header_offsets: list[int], slots_address: int,
-                 slot_stride: int, dims: tuple[int, int, int], pixel_format: int) -> None:  # fmt: skip
+    def __init__(self, buf: memoryview, lock_address: int, owner_address: int, header_offsets: list[int],
+                 slots_address: int, slot_stride: int, dims: tuple[int, int, int],
+                 pixel_format: int) -> None:  # fmt: skip
         self._fn = compiled()
         self._lock = lock_address
+        owner = (ctypes.c_int64 * 1).from_address(owner_address)
+        self._owner: npt.NDArray[np.int64] | None = np.ctypeslib.as_array(owner)
+        self._pid = os.getpid()
         self._words: npt.NDArray[np.uint64] | None = np.ndarray((len(buf) // _WORD,), np.uint64, buffer=buf)
         self._header_words = np.array([off // _WORD for off in header_offsets], np.int64)
         h, w, c = dims
@@ -124,17 +134,18 @@ class CompiledWriter:
         # slots to scan the call only takes and gives back the lock, and writes nothing.
         # Both a writable frame and a read-only one (a camera's buffer): numba types them apart.
         no_slots, one_pixel = np.zeros(0, np.int64), np.zeros((1,) * len(self.shape), np.uint8)
-        self._fn(lock_address, self._words, no_slots, self._dims, 0, 0, 0, one_pixel, 0, 0)
+        self._fn(lock_address, self._owner, self._pid, self._words, no_slots, self._dims, 0, 0, 0, one_pixel, 0, 0)
         one_pixel.setflags(write=False)
-        self._fn(lock_address, self._words, no_slots, self._dims, 0, 0, 0, one_pixel, 0, 0)
+        self._fn(lock_address, self._owner, self._pid, self._words, no_slots, self._dims, 0, 0, 0, one_pixel, 0, 0)
 
     def write(self, frame_id: int, part_id: int, t_acquired_ns: int, pixels: Any) -> int:
         """Reserve a slot and copy *pixels* (C-contiguous uint8 of :attr:`shape`) into it: the slot,
         or LOCK_BUSY / NO_FREE_SLOT with nothing written."""
         fn, words, headers = self._fn, self._words, self._header_words
-        slot = fn(self._lock, words, headers, self._dims, frame_id, part_id, t_acquired_ns, pixels,
-                  self._slots_address, self._slot_stride)  # fmt: skip
+        slot = fn(self._lock, self._owner, self._pid, words, headers, self._dims, frame_id, part_id, t_acquired_ns,
+                  pixels, self._slots_address, self._slot_stride)  # fmt: skip
         return int(slot)
 
     def close(self) -> None:
         self._words = None
+        self._owner = None

@@ -315,8 +315,9 @@ class RingProducer:
         if compiled:
             m, layout = self._m, handle.layout
             try:
-                self._writer = CompiledWriter(m.buf, self._lock.address, m.header_offsets, m.slot_address(0),
-                                              layout.slot_stride, self._dims, self._pixel_format)  # fmt: skip
+                self._writer = CompiledWriter(m.buf, self._lock.address, self._lock.owner_address, m.header_offsets,
+                                              m.slot_address(0), layout.slot_stride, self._dims,
+                                              self._pixel_format)  # fmt: skip
             except Exception as exc:  # numba missing or failing here: slower, still correct
                 self.compiled_fallback = f"{type(exc).__name__}: {exc}"
 

@@ -173,29 +173,87 @@ class _Sem:
         raise NotImplementedError
 
 
+OWNER_OFFSET = 48
+"""Where a :class:`SharedLock`'s holder's pid is kept in its block (after the ``sem_t``)."""
+
+
 class SharedLock(_Sem):
     """Non-recursive lock; like multiprocessing's, any process may release it (which is how the
-    supervisor frees a lock whose holder was killed)."""
+    supervisor frees a lock whose holder was killed). The holder's pid is kept beside it (0 while
+    free, and for the instants between taking it and writing the pid, or clearing it and letting
+    go), so a lock a dead process left held is told from one a live process holds."""
 
     def __init__(self) -> None:
         super().__init__(_block(), 1)
+        self._owner_word()
+
+    @classmethod
+    def _attach(cls, raw: Any) -> Any:
+        obj = super()._attach(raw)
+        obj._owner_word()
+        return obj
+
+    def _owner_word(self) -> None:
+        self._owner = ctypes.c_int64.from_address(ctypes.addressof(self._raw) + OWNER_OFFSET)
+        self._pid = os.getpid()  # each process attaches its own (spawned children unpickle it)
+
+    @property
+    def owner_address(self) -> int:
+        """Where the holder's pid is (for compiled code that takes the lock)."""
+        return ctypes.addressof(self._owner)
+
+    @property
+    def owner(self) -> int:
+        """The pid holding the lock, as far as the lock knows (0: free, or not yet written)."""
+        return int(self._owner.value)
+
+    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        if not super().acquire(block, timeout):
+            return False
+        self._owner.value = self._pid
+        return True
 
     def release(self) -> None:
         if not self._held():
             raise ValueError("lock released too many times")
+        self._owner.value = 0
+        self._post()
+
+    def force_release(self) -> None:
+        """Let go of it for a holder that died (any process may)."""
+        self._owner.value = 0
         self._post()
 
 
-def free_abandoned(lock: Any, attempts: int = 5, timeout_s: float = 0.01) -> bool:
-    """Release *lock* if a dead process left it held; True if it had to. Call only after a process
-    using it died: the lock is held for microseconds at a time, so failing to take it in several
-    tries of *timeout_s* means its holder is gone (a non-recursive lock, as multiprocessing's and
-    :class:`SharedLock`, may be released by any process)."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def free_abandoned(lock: SharedLock, attempts: int = 5, timeout_s: float = 0.01) -> bool:
+    """Release *lock* if a dead process left it held; True if it had to. Call after a process using
+    it died. The holder's pid says it where it was written: a dead holder's lock is freed at once,
+    a live holder's never. Otherwise (free, or held for the instant before the pid is written) the
+    lock, held for microseconds at a time, is tried several times for *timeout_s*: held throughout
+    means its holder died in that instant."""
+    owner = lock.owner
+    if owner:
+        if _alive(owner):
+            return False
+        lock.force_release()
+        return True
     for _ in range(attempts):
         if lock.acquire(timeout=timeout_s):
             lock.release()
             return False
-    lock.release()
+    if lock.owner:  # written meanwhile: a live holder (a dead one writes nothing)
+        return False
+    lock.force_release()
     return True
 
 

@@ -54,7 +54,7 @@ def stop(proc: mp.process.BaseProcess) -> None:
 
 
 def test_a_holder_that_lets_go_hands_over() -> None:
-    baton = Baton.create(CTX)
+    baton = Baton.create()
     proc = start(baton, 0.0, 0.0)
     try:
         baton.take(10.0, "inference")
@@ -67,7 +67,7 @@ def test_a_holder_that_lets_go_hands_over() -> None:
 def test_a_holder_that_does_not_let_go_keeps_its_role_and_the_successor_gives_up() -> None:
     """After the timeout the successor raises HandoverTimeout naming the role and withdraws the
     request (the holder, if it comes back, goes on)."""
-    baton = Baton.create(CTX)
+    baton = Baton.create()
     proc = start(baton, -1.0, None)
     try:
         t0 = time.monotonic()
@@ -85,7 +85,7 @@ def test_a_holder_that_accepts_just_before_the_deadline_is_waited_for() -> None:
     """The holder accepts 0.2 s into a 1 s wait and takes 1 s more to let go (a drain): the
     successor takes the role after the deadline instead of giving up on a holder already letting
     go (which would leave the role to nobody)."""
-    baton = Baton.create(CTX)
+    baton = Baton.create()
     proc = start(baton, 0.2, 1.0)
     try:
         t0 = time.monotonic()
@@ -100,7 +100,7 @@ def test_a_holder_that_accepts_and_then_hangs_is_given_up_on_after_twice_the_tim
     """Accepted, never released: the successor waits twice the timeout, then gives up with the
     request left standing (the holder is committed; the supervisor restarts it when it stops
     beating or exits)."""
-    baton = Baton.create(CTX)
+    baton = Baton.create()
     proc = start(baton, 0.0, None)
     try:
         t0 = time.monotonic()
@@ -125,7 +125,7 @@ def crashing_holder(baton: Baton, up: Any) -> None:
 def test_a_holder_that_exits_without_accepting_is_not_taken_over() -> None:
     """released without accepted (a crash, or a stop) is no hand-over: the successor raises, so
     that it never works beside the worker the supervisor restarts in the crashed one's place."""
-    baton = Baton.create(CTX)
+    baton = Baton.create()
     up = CTX.Event()
     proc = CTX.Process(target=crashing_holder, args=(baton, up))
     proc.start()
@@ -149,7 +149,7 @@ def test_a_baton_lock_left_held_by_a_dead_process_is_recovered() -> None:
     """A process killed inside the baton's lock (microseconds, but an OOM kill can land there):
     recover() frees it and withdraws a request nobody accepted, so the holder goes on without
     waiting on the lock at every turn and a successor can give up."""
-    baton = Baton.create(CTX)
+    baton = Baton.create()
     up = CTX.Event()
     proc = CTX.Process(target=dies_holding_the_lock, args=(baton, up))
     proc.start()

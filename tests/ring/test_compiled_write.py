@@ -75,16 +75,21 @@ def test_compiled_write_matches_reserve_and_copy_byte_for_byte(pair: tuple[RingP
 
 
 def test_compiled_write_declines_while_the_lock_is_held(pair: tuple[RingProducer, RingProducer]) -> None:
-    """The ring's lock held elsewhere: nothing is written and the caller is told (it waits in reserve)."""
+    """The ring's lock held elsewhere: nothing is written, the holder's pid kept with the lock is
+    left alone, and the caller is told (it waits in reserve). A write leaves the lock free, no
+    holder named."""
     compiled, _ = pair
     before = mapping(compiled)
     assert compiled._lock.acquire(timeout=1.0)
     try:
         assert compiled.reserve_and_copy(1, 1, 1, frame(0)) is None
         assert mapping(compiled) == before
+        assert compiled._lock.owner == os.getpid()
     finally:
         compiled._lock.release()
     assert compiled.reserve_and_copy(1, 1, 1, frame(0)) == 0
+    assert compiled._lock.owner == 0 and compiled._lock.acquire(timeout=0)
+    compiled._lock.release()
 
 
 def test_compiled_write_takes_only_whole_contiguous_frames(pair: tuple[RingProducer, RingProducer]) -> None:

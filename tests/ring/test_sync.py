@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from linegate.ring.sync import PipeQueue, SharedEvent, SharedLock, SharedSemaphore
+from linegate.ring.sync import PipeQueue, SharedEvent, SharedLock, SharedSemaphore, free_abandoned
 
 CTX = mp.get_context("spawn")
 
@@ -80,3 +80,42 @@ def test_pickling_outside_a_spawn_is_refused() -> None:
     for primitive in (SharedEvent(), SharedLock(), SharedSemaphore()):
         with pytest.raises(RuntimeError, match="inheritance"):
             ForkingPickler.dumps(primitive)
+
+
+def _hold(lock: SharedLock, holding: SharedEvent, done: SharedEvent) -> None:
+    lock.acquire()
+    holding.set()
+    done.wait(60)
+    lock.release()
+
+
+def test_a_lock_a_live_process_holds_is_never_freed_by_recovery() -> None:
+    """The holder's pid is kept with the lock: recovery after some other process died leaves a live
+    holder's lock alone, however long it is held (the old guess freed any lock held for 50 ms,
+    and two processes then held it)."""
+    lock, holding, done = SharedLock(), SharedEvent(), SharedEvent()
+    proc = CTX.Process(target=_hold, args=(lock, holding, done))
+    proc.start()
+    assert holding.wait(20)
+    assert lock.owner == proc.pid
+    assert free_abandoned(lock) is False
+    assert not lock.acquire(timeout=0.01)  # still held by the live process
+    done.set()
+    proc.join(20)
+    assert proc.exitcode == 0 and lock.owner == 0
+    assert free_abandoned(lock) is False  # free: nothing to recover
+    with lock:
+        assert lock.owner == os.getpid()
+
+
+def test_a_lock_a_killed_process_held_is_freed_at_once() -> None:
+    lock, sem, holding = SharedLock(), SharedSemaphore(1), SharedEvent()
+    proc = CTX.Process(target=_take_and_hang, args=(lock, sem, holding))
+    proc.start()
+    assert holding.wait(20) and proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert lock.owner == proc.pid
+    assert free_abandoned(lock, attempts=1, timeout_s=60) is True  # by the pid: no timed tries
+    assert lock.owner == 0 and lock.acquire(timeout=1)
+    lock.release()
