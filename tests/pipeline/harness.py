@@ -139,10 +139,12 @@ class LinegateRun:
         stdout_file: Path | None = None,
         append: str = "",
         own_group: bool = False,
+        prefix: tuple[str, ...] = (),
     ) -> None:
         """Records are read from ``--log-file`` (tmp_path/frames.jsonl), or from *stdout_file* if
         given (then no ``--log-file`` is passed, so the config's ``logging.file`` applies).
-        *own_group*: linegate leads a process group of its own, for signals sent to the group."""
+        *own_group*: linegate leads a process group of its own, for signals sent to the group.
+        *prefix*: a command linegate runs under (e.g. ``setpriv`` dropping capabilities)."""
         import os
 
         self.config, self.instance = demo_config_file(tmp_path, plc_port, replace, append)
@@ -157,7 +159,7 @@ class LinegateRun:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         self._stdout = open(stdout_file, "w") if stdout_file is not None else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "linegate", "run", "--config", str(self.config), *log_args],
+            [*prefix, sys.executable, "-m", "linegate", "run", "--config", str(self.config), *log_args],
             stdout=self._stdout,
             stderr=subprocess.PIPE,
             text=True,
