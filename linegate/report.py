@@ -71,7 +71,7 @@ def _reconciled(summary: RunSummary) -> str:
     s = summary.counters
     lost = []
     if s[Count.LOG_DROPPED]:
-        lost.append(f"{s[Count.LOG_DROPPED]} frame records were dropped (log pipe full: see log_pipe_small)")
+        lost.append(f"{s[Count.LOG_DROPPED]} frame records were dropped (log pipe full)")
     if s.log_write_failed:
         lost.append(f"{s.log_write_failed} records were not written to every output (see log_write_failed)")
     if not lost:

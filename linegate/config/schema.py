@@ -643,7 +643,9 @@ class SupervisorSection(_Section):
 class LoggingSection(_Section):
     """Per-frame JSON records to stdout and optionally a file."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info"] = "info"
+    """Every frame's record and every reject's outcome are ``info`` records: a higher level would
+    drop them (the one record per frame the final summary reconciles), so none is offered."""
     file: Path | None = None
     queue_size: Annotated[int, Field(ge=16, le=10_000_000)] = 65_536
 

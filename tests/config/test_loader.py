@@ -125,6 +125,8 @@ def test_not_utf8_is_reported(tmp_path: Path) -> None:
         ('color = "gray"', 'color = "gray"\nstd = [0.2, 0.2, 0.2]', "model.preprocess: std needs 1 value for"),
         ('color = "gray"', 'color = "grey3"', "model.preprocess.color: Input should be 'gray', 'gray3', 'rgb' or"),
         ("[logging]", "[logging]\nsurprise = 1", "logging.surprise: unknown key"),
+        # frame and reject records are info records: a higher level would drop them
+        ('level = "info"', 'level = "warning"', "logging.level: Input should be 'debug' or 'info'"),
         ("[instance]", "[instanse]", "instanse: unknown key"),
         ('name = "demo"', 'name = "Demo Line!"', "instance.name: String should match pattern"),
         ("port = 5020", "port = 70000", "plc.modbus.port: Input should be less than or equal to 65535"),
