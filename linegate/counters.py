@@ -114,7 +114,8 @@ class SharedCounters:
         """Count records a *role* process dropped at a full pipe since its last report (added, so a
         restarted worker's drops add to its predecessor's; the supervisor's log collector owns
         ``LOG_QUEUED_<role>``, the records it received, and ``LOG_WRITE_FAILED_<role>``)."""
-        self.array[ROLES[role].log.queue_full] += dropped
+        if dropped:  # a read-modify-write: skipped when there is nothing to add (reload overlaps)
+            self.array[ROLES[role].log.queue_full] += dropped
 
 
 class Snapshot(Mapping[Count, int]):

@@ -121,12 +121,13 @@ class InFlight:
         """When the frame being decided should have its verdict (``time.monotonic_ns()``; 0: at once)."""
         return self._q[_DUE]
 
-    @property
-    def worth_polling(self) -> bool:
-        """A frame is taken, its verdict not yet handed off, and no backlog waits behind it (the PLC
-        worker may poll for the verdict)."""
+    def poll_due_ns(self) -> int | None:
+        """When the verdict of the frame being decided is due, if the PLC worker may poll for it: a
+        frame is taken, its verdict not yet handed off, and no backlog waits behind it. None
+        otherwise. (The due time is read once: a frame taken meanwhile may carry BACKLOG_DUE.)"""
         q = self._q
-        return q[0] == Stage.TAKEN and q[_DUE] != BACKLOG_DUE
+        due = q[_DUE]
+        return due if q[0] == Stage.TAKEN and due != BACKLOG_DUE else None
 
     @property
     def deciding(self) -> bool:

@@ -45,8 +45,9 @@ class _ReportingInbox:
         now = time.monotonic_ns()
         self._ctx.report_logs(Role.PLC, self._sink, now)
         inflight, inbox = self._inflight, self._inbox
-        if inflight is not None and timeout_s > 0 and inflight.worth_polling:
-            lead_ns = inflight.verdict_due_ns - POLL_LEAD_NS - now
+        due_ns = inflight.poll_due_ns() if inflight is not None and timeout_s > 0 else None
+        if inflight is not None and due_ns is not None:
+            lead_ns = due_ns - POLL_LEAD_NS - now
             if lead_ns > 0:  # not due yet: sleep until shortly before it is
                 wait_ns = min(lead_ns, int(timeout_s * 1e9))
                 arrived = inbox.take(wait_ns / 1e9)

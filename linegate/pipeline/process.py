@@ -6,8 +6,24 @@ import ctypes
 import os
 import signal
 import sys
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+
+
+SUPERVISOR_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
+"""Signals meant for the supervisor alone (reload, stop)."""
+
+
+def start_shielded(proc: Any) -> None:
+    """Start a worker process with :data:`SUPERVISOR_SIGNALS` blocked: the child inherits the mask,
+    so one sent to the whole group while it imports and loads (seconds, for inference) stays
+    pending until :func:`become_worker` ignores it, instead of killing it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def become_worker(supervisor_pid: int) -> None:
@@ -20,9 +36,9 @@ def become_worker(supervisor_pid: int) -> None:
     worker. If the supervisor dies (even by SIGKILL), the kernel kills
     the worker, so no orphan keeps the camera or the PLC connection.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for signum in SUPERVISOR_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)  # pending ones are now ignored
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

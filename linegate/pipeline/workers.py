@@ -22,6 +22,7 @@ from linegate.pipeline.infer import inference_main
 from linegate.pipeline.inflight import InFlight
 from linegate.pipeline.log_pipes import LogCollector, PipeEnd, log_pipe
 from linegate.pipeline.plc_io import plc_main
+from linegate.pipeline.process import start_shielded
 from linegate.plc.pending import PendingTable
 from linegate.plc.reject_pipe import reject_channel
 from linegate.ring import FrameRing, RingGeometry, ring_path
@@ -213,7 +214,7 @@ class WorkerFactory:
         else:
             args = (acquisition_main, wctx, own.ring.handle, stop, ready, self.max_frames)
         proc = ctx.Process(target=run_worker, args=(name, s.errors, *args), name=f"linegate-{name.split('#')[0]}")
-        proc.start()
+        start_shielded(proc)
         log_writer.close()  # the worker has its copy: the pipe ends (EOF) when the worker does
         log_end = s.collector.add(log_reader, role)
         return Worker(role, self._generation, proc, cfg, stop, baton, ready, time.monotonic_ns(), lane=lane,

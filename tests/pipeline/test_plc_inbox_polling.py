@@ -118,5 +118,5 @@ def test_a_frame_taken_while_others_wait_is_slept_for_not_polled() -> None:
     still wakes it at once."""
     inflight = InFlight.local()
     inflight.take(META, 0, BACKLOG_DUE)
-    assert inflight.deciding and not inflight.worth_polling
+    assert inflight.deciding and inflight.poll_due_ns() is None
     assert_slept_until_a_reject_at_50_ms(BACKLOG_DUE)

@@ -145,6 +145,22 @@ def test_a_sighup_sent_to_every_process_reloads_once_and_kills_no_worker(
     assert len(run.events("reload_requested")) == 1
 
 
+def test_sighups_to_every_process_while_workers_start_kill_none(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """HUPs sent to the whole group while the workers import and load (before they can ignore it):
+    the signal waits, blocked, until each worker ignores it; no worker dies, the run reconciles."""
+    run = LinegateRun(tmp_path, plc_sim.port, own_group=True)
+    run.wait_event("worker_started")  # the first worker is up; the others are starting
+    for _ in range(4):
+        os.killpg(run.proc.pid, signal.SIGHUP)
+        time.sleep(0.2)
+    run.wait_frames(50)
+    stderr = run.stop()
+    assert run.proc.returncode == 0, stderr
+    recs = run.records()
+    assert not [r for r in recs if r["event"] in ("worker_died", "worker_restarting")]
+    assert_every_frame_and_reject_accounted(recs, plc_sim.rising_part_ids(0))
+
+
 def test_a_reload_while_the_inference_worker_hangs_is_refused_and_the_hung_worker_replaced(
     tmp_path: Path, plc_sim: PlcSimProcess
 ) -> None:
