@@ -2,13 +2,14 @@
 
 A worker writes each rendered record into its own pipe with one non-blocking ``write``: once that
 returns, the record is in the kernel and survives the worker being killed the next instant (an
-in-process queue would die with it). A full pipe is waited for briefly (:data:`FULL_WAIT_NS`): a
-burst, such as the fail-safe records of a backlog a restarted inference worker finds, keeps its
-records where the pipe could not be enlarged. A pipe still full after that wait drops the record
-and counts it, and so does every record after it, without waiting, until one fits at once: a
-stuck collector costs the loop one wait, not one per frame. The supervisor's collector thread
-reads every worker's pipe and writes whole lines to stdout (journald) and the log file, counting
-per worker the lines it could not write.
+in-process queue would die with it). A full pipe is waited for while the collector makes room: a
+burst, such as the fail-safe records of the backlog a restarted inference worker finds, keeps its
+records where the kernel would not enlarge the pipe. The waiting is bounded (:class:`WaitBudget`):
+at most :data:`STALL_NS` for room for one record (longer: the collector is stuck, and records are
+dropped and counted, without waiting, until it has emptied half the pipe), and at most
+:data:`WAIT_BUDGET_NS` in any second, so a slow collector costs the loop a bounded share of its
+time. The supervisor's collector thread reads every worker's pipe and writes whole lines to
+stdout (journald) and the log file, counting per worker the lines it could not write.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import contextlib
 import fcntl
 import os
 import select
+import sys
+import termios
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -31,9 +34,12 @@ PIPE_BYTES = 1 << 20
 """Pipe buffer asked for per worker (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB by default):
 about 15 s of frame records at 100 fps if the collector falls behind."""
 
-FULL_WAIT_NS = 5_000_000
-"""How long a put waits for room in a full pipe before it drops the record (the collector reads
-a pipe within microseconds of a write on a healthy machine)."""
+STALL_NS = 20_000_000
+"""No room for one record after this long: the collector is stuck (it reads a pipe within
+microseconds of a write on a healthy machine, milliseconds on a busy one)."""
+WAIT_BUDGET_NS = 100_000_000
+"""At most this much waiting for room in any second (a tenth of the loop's time)."""
+WAIT_WINDOW_NS = 1_000_000_000
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
@@ -66,21 +72,41 @@ def warn_if_small(sink: PipeSink, log: Any) -> None:
                          "CAP_SYS_RESOURCE): the kernel refused the larger pipe")  # fmt: skip
 
 
-class PipeSink:
-    """Worker side: ``put`` writes at once, or waits briefly for room; False (counted) when the
-    pipe stayed full (module docstring)."""
+class WaitBudget:
+    """How long a sink may still wait for room now: :data:`WAIT_BUDGET_NS` per window of
+    :data:`WAIT_WINDOW_NS`, at most :data:`STALL_NS` at a time."""
 
-    def __init__(self, writer: Connection, full_wait_ns: int = FULL_WAIT_NS) -> None:
+    def __init__(self, budget_ns: int = WAIT_BUDGET_NS, stall_ns: int = STALL_NS) -> None:
+        self.budget_ns = budget_ns
+        self.stall_ns = stall_ns
+        self._window_start = 0
+        self._used = 0
+
+    def left(self, now_ns: int) -> int:
+        if now_ns - self._window_start >= WAIT_WINDOW_NS:
+            self._window_start, self._used = now_ns, 0
+        return max(0, min(self.stall_ns, self.budget_ns - self._used))
+
+    def spend(self, ns: int) -> None:
+        self._used += ns
+
+
+class PipeSink:
+    """Worker side: ``put`` writes at once, or waits a bounded time for room; False (counted) when
+    the record was dropped (module docstring)."""
+
+    def __init__(self, writer: Connection, budget: WaitBudget | None = None) -> None:
         self._conn = writer
         self._fd = writer.fileno()
         os.set_blocking(self._fd, False)
         self.capacity = pipe_bytes(writer)
-        self._full_wait_ns = full_wait_ns
-        self._behind = False  # a wait for room timed out: drop without waiting until a write fits
+        self._budget = budget or WaitBudget()
+        self._stuck = False  # no room came within STALL_NS: drop without waiting until half empty
         self._rest = b""  # the tail of a record larger than PIPE_BUF that was written only in part
         self.enqueued = 0
         self.dropped_full = 0
         self.write_errors = 0
+        self.waits = 0
         self.next_report_ns = 0
         self._reported = 0  # drops already returned by unreported_drops
 
@@ -92,7 +118,10 @@ class PipeSink:
 
     def put(self, line: str) -> bool:
         data = (line + "\n").encode()
-        end_ns = 0
+        if self._stuck and not self._half_empty():
+            self.dropped_full += 1
+            return False
+        self._stuck = False
         while True:
             try:
                 if self._rest and not self._flush_rest():
@@ -100,29 +129,40 @@ class PipeSink:
                 n = os.write(self._fd, data)
                 break
             except BlockingIOError:
-                if self._behind:
-                    self.dropped_full += 1
-                    return False
-                now = time.monotonic_ns()
-                end_ns = end_ns or now + self._full_wait_ns
-                if now >= end_ns or not self._room(end_ns - now):
-                    self._behind = True
+                if not self._wait_for_room():
                     self.dropped_full += 1
                     return False
             except OSError:  # the supervisor is gone (EPIPE): nobody can write the record any more
                 self.write_errors += 1
                 return False
-        self._behind = False
         self._rest = data[n:]
         self.enqueued += 1
         return True
 
-    def _room(self, wait_ns: int) -> bool:
-        """Wait up to *wait_ns* for the pipe to take a write."""
-        try:
-            return bool(select.select([], [self._fd], [], wait_ns / 1e9)[1])
-        except OSError:
+    def _wait_for_room(self) -> bool:
+        """Wait, within the budget, until the pipe takes a write; False if it did not."""
+        t0 = time.monotonic_ns()
+        left = self._budget.left(t0)
+        if left <= 0:
             return False
+        self.waits += 1
+        try:
+            room = bool(select.select([], [self._fd], [], left / 1e9)[1])
+        except OSError:
+            room = False
+        waited = time.monotonic_ns() - t0
+        self._budget.spend(waited)
+        if not room and waited >= self._budget.stall_ns:
+            self._stuck = True
+        return room
+
+    def _half_empty(self) -> bool:
+        """Whether the collector has read at least half of what the pipe holds."""
+        try:
+            pending = int.from_bytes(fcntl.ioctl(self._fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+        except OSError:
+            return True
+        return pending <= self.capacity // 2
 
     def _flush_rest(self) -> bool:
         """Write what is left of a record written in part; False while some of it remains (EPIPE

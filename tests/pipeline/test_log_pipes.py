@@ -15,7 +15,7 @@ from pathlib import Path
 
 from linegate.counters import Count, SharedCounters
 from linegate.logs import LogOutputs
-from linegate.pipeline.log_pipes import PIPE_BYTES, LogCollector, PipeSink, log_pipe, warn_if_small
+from linegate.pipeline.log_pipes import PIPE_BYTES, LogCollector, PipeSink, WaitBudget, log_pipe, warn_if_small
 from linegate.roles import Role
 
 CTX = mp.get_context("spawn")
@@ -50,8 +50,9 @@ def test_records_of_a_killed_worker_are_all_written(tmp_path: Path) -> None:
 
 
 def test_full_pipe_drops_and_counts_without_blocking() -> None:
-    """Nobody reading: once the pipe is full, one put waits its few milliseconds for room and every
-    later one fails at once (3000 waits would take 15 s); each drop is counted."""
+    """Nobody reading: once the pipe is full, one put waits for room until the collector is judged
+    stuck, and every later one fails at once (3000 waits of 20 ms would take a minute); each drop
+    is counted."""
     reader, writer = log_pipe(CTX)
     sink = PipeSink(writer)
     t0 = time.monotonic()
@@ -59,7 +60,23 @@ def test_full_pipe_drops_and_counts_without_blocking() -> None:
     elapsed = time.monotonic() - t0
     assert results.count(False) == sink.dropped_full > 0
     assert sink.enqueued + sink.dropped_full == 3000
-    assert elapsed < 5  # generous: it must return at all
+    assert sink.waits == 1
+    assert elapsed < 20  # generous: it must return at all
+    sink.close()
+    reader.close()
+
+
+def test_a_stuck_collector_is_waited_for_again_once_it_has_emptied_half_the_pipe() -> None:
+    reader, writer = small_pipe()
+    sink = PipeSink(writer, WaitBudget(stall_ns=10_000_000))
+    while sink.put("x" * 1000):  # fill it; the put that finds it full waits, then judges it stuck
+        pass
+    assert sink.waits == 1
+    assert not sink.put("x" * 1000) and sink.waits == 1  # stuck: dropped without waiting
+    os.read(reader.fileno(), 1000)  # a quarter read: still more than half full
+    assert not sink.put("x" * 10) and sink.waits == 1
+    os.read(reader.fileno(), 65536)  # emptied
+    assert sink.put("x" * 1000) and sink.dropped_full == 3
     sink.close()
     reader.close()
 
@@ -89,7 +106,7 @@ def test_a_burst_into_a_small_pipe_keeps_every_record_while_the_reader_keeps_up(
     """500 records of 400 bytes (50x the pipe) put at once while a reader drains it: every put waits
     for room instead of dropping (a restarted inference worker's backlog of fail-safe records)."""
     reader, writer = small_pipe()
-    sink = PipeSink(writer)
+    sink = PipeSink(writer, WaitBudget(budget_ns=60 * 10**9, stall_ns=10 * 10**9))  # the mechanism, not the budget
     assert sink.capacity == 4096
     got = bytearray()
 
@@ -140,7 +157,7 @@ def test_a_restarted_workers_drops_add_to_its_predecessors() -> None:
     counters = SharedCounters.create(CTX)
     for dropped in (3, 2):  # the first worker, then its successor
         reader, writer = small_pipe()
-        sink = PipeSink(writer, full_wait_ns=0)
+        sink = PipeSink(writer, WaitBudget(budget_ns=0))
         while sink.put("x" * 1000):  # nobody reads: fill the pipe (the first drop)
             pass
         for _ in range(dropped - 1):
