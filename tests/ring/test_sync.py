@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from linegate.ring.sync import PipeQueue, SharedEvent, SharedLock, SharedSemaphore, free_abandoned
+from linegate.ring.sync import PipeQueue, SharedEvent, SharedLock, SharedSemaphore, _Sem, free_abandoned
 
 CTX = mp.get_context("spawn")
 
@@ -118,4 +118,25 @@ def test_a_lock_a_killed_process_held_is_freed_at_once() -> None:
     assert lock.owner == proc.pid
     assert free_abandoned(lock, attempts=1, timeout_s=60) is True  # by the pid: no timed tries
     assert lock.owner == 0 and lock.acquire(timeout=1)
+    lock.release()
+
+
+def _take_without_naming_itself(lock: SharedLock, holding: SharedEvent) -> None:
+    _Sem.acquire(lock)  # the semaphore only: as a holder killed before it wrote its pid
+    holding.set()
+    time.sleep(60)
+
+
+def test_a_lock_held_without_a_holder_named_is_freed_after_the_timed_tries() -> None:
+    """A holder killed between taking the lock and writing its pid: no pid to go by, so the lock is
+    tried for the timed attempts and, held throughout, freed."""
+    lock, holding = SharedLock(), SharedEvent()
+    proc = CTX.Process(target=_take_without_naming_itself, args=(lock, holding))
+    proc.start()
+    assert holding.wait(20) and proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert lock.owner == 0
+    assert free_abandoned(lock, attempts=3, timeout_s=0.01) is True
+    assert lock.acquire(timeout=1)
     lock.release()
