@@ -7,6 +7,7 @@ import os
 import queue
 import signal
 import time
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,17 @@ def _take_and_hang(lock: SharedLock, sem: SharedSemaphore, holding: SharedEvent)
     sem.acquire()
     holding.set()
     time.sleep(60)
+
+
+def kill_holder(target: Any, *args: Any) -> int:
+    """Run *target(*args, holding)* in a child, SIGKILL it once it holds what it takes; its pid."""
+    holding = SharedEvent()
+    proc = CTX.Process(target=target, args=(*args, holding))
+    proc.start()
+    assert holding.wait(20) and proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    return proc.pid
 
 
 def shm() -> set[str]:
@@ -58,12 +70,8 @@ def test_event_semaphore_and_queue_work_across_spawned_processes() -> None:
 def test_lock_and_semaphore_of_a_killed_holder_are_recoverable_and_leave_nothing() -> None:
     """A child SIGKILLed holding the lock: any process may release it, like multiprocessing's; /dev/shm unchanged."""
     before = shm()
-    lock, sem, holding = SharedLock(), SharedSemaphore(1), SharedEvent()
-    proc = CTX.Process(target=_take_and_hang, args=(lock, sem, holding))
-    proc.start()
-    assert holding.wait(20) and proc.pid is not None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
+    lock, sem = SharedLock(), SharedSemaphore(1)
+    kill_holder(_take_and_hang, lock, sem)
     assert not lock.acquire(timeout=0.01) and not sem.acquire(block=False)
     lock.release()  # what FrameRing.recover_lock does
     with lock:
@@ -109,13 +117,9 @@ def test_a_lock_a_live_process_holds_is_never_freed_by_recovery() -> None:
 
 
 def test_a_lock_a_killed_process_held_is_freed_at_once() -> None:
-    lock, sem, holding = SharedLock(), SharedSemaphore(1), SharedEvent()
-    proc = CTX.Process(target=_take_and_hang, args=(lock, sem, holding))
-    proc.start()
-    assert holding.wait(20) and proc.pid is not None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
-    assert lock.owner == proc.pid
+    lock = SharedLock()
+    pid = kill_holder(_take_and_hang, lock, SharedSemaphore(1))
+    assert lock.owner == pid
     assert free_abandoned(lock, attempts=1, timeout_s=60) is True  # by the pid: no timed tries
     assert lock.owner == 0 and lock.acquire(timeout=1)
     lock.release()
@@ -130,12 +134,8 @@ def _take_without_naming_itself(lock: SharedLock, holding: SharedEvent) -> None:
 def test_a_lock_held_without_a_holder_named_is_freed_after_the_timed_tries() -> None:
     """A holder killed between taking the lock and writing its pid: no pid to go by, so the lock is
     tried for the timed attempts and, held throughout, freed."""
-    lock, holding = SharedLock(), SharedEvent()
-    proc = CTX.Process(target=_take_without_naming_itself, args=(lock, holding))
-    proc.start()
-    assert holding.wait(20) and proc.pid is not None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
+    lock = SharedLock()
+    kill_holder(_take_without_naming_itself, lock)
     assert lock.owner == 0
     assert free_abandoned(lock, attempts=3, timeout_s=0.01) is True
     assert lock.acquire(timeout=1)
