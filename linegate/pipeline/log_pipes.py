@@ -7,7 +7,8 @@ burst, such as the fail-safe records of the backlog a restarted inference worker
 records where the kernel would not enlarge the pipe. The waiting is bounded (:class:`WaitBudget`):
 at most :data:`STALL_NS` for room for one record (longer: the collector is stuck, and records are
 dropped and counted, without waiting, until it has emptied half the pipe), and at most
-:data:`WAIT_BUDGET_NS` in any second, so a slow collector costs the loop a bounded share of its
+:data:`WAIT_BUDGET_NS` a second on average (a token bucket: never more than twice that in any
+second), so a slow collector costs the loop a bounded share of its
 time. The supervisor's collector thread reads every worker's pipe and writes whole lines to
 stdout (journald) and the log file, counting per worker the lines it could not write.
 """
@@ -38,7 +39,7 @@ STALL_NS = 20_000_000
 """No room for one record after this long: the collector is stuck (it reads a pipe within
 microseconds of a write on a healthy machine, milliseconds on a busy one)."""
 WAIT_BUDGET_NS = 100_000_000
-"""At most this much waiting for room in any second (a tenth of the loop's time)."""
+"""At most this much waiting for room per second, on average (a tenth of the loop's time)."""
 WAIT_WINDOW_NS = 1_000_000_000
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -73,22 +74,24 @@ def warn_if_small(sink: PipeSink, log: Any) -> None:
 
 
 class WaitBudget:
-    """How long a sink may still wait for room now: :data:`WAIT_BUDGET_NS` per window of
-    :data:`WAIT_WINDOW_NS`, at most :data:`STALL_NS` at a time."""
+    """How long a sink may still wait for room: a token bucket holding at most
+    :data:`WAIT_BUDGET_NS`, refilled at that much per :data:`WAIT_WINDOW_NS` (so never more than
+    twice that in any such span); a record waits at most :data:`STALL_NS` besides."""
 
     def __init__(self, budget_ns: int = WAIT_BUDGET_NS, stall_ns: int = STALL_NS) -> None:
         self.budget_ns = budget_ns
         self.stall_ns = stall_ns
-        self._window_start = 0
-        self._used = 0
+        self._tokens = budget_ns
+        self._last = time.monotonic_ns()
 
     def left(self, now_ns: int) -> int:
-        if now_ns - self._window_start >= WAIT_WINDOW_NS:
-            self._window_start, self._used = now_ns, 0
-        return max(0, min(self.stall_ns, self.budget_ns - self._used))
+        """The waiting allowed now (the bucket refilled up to *now_ns*)."""
+        refill = (now_ns - self._last) * self.budget_ns // WAIT_WINDOW_NS
+        self._tokens, self._last = min(self.budget_ns, self._tokens + max(0, refill)), now_ns
+        return max(0, self._tokens)
 
     def spend(self, ns: int) -> None:
-        self._used += ns
+        self._tokens -= ns
 
 
 class PipeSink:
@@ -101,6 +104,9 @@ class PipeSink:
         os.set_blocking(self._fd, False)
         self.capacity = pipe_bytes(writer)
         self._budget = budget or WaitBudget()
+        self._lock = threading.Lock()
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLOUT)
         self._stuck = False  # no room came within STALL_NS: drop without waiting until half empty
         self._rest = b""  # the tail of a record larger than PIPE_BUF that was written only in part
         self.enqueued = 0
@@ -117,11 +123,15 @@ class PipeSink:
         return new
 
     def put(self, line: str) -> bool:
-        data = (line + "\n").encode()
+        with self._lock:  # the supervisor logs from more than one thread
+            return self._put((line + "\n").encode())
+
+    def _put(self, data: bytes) -> bool:
         if self._stuck and not self._half_empty():
             self.dropped_full += 1
             return False
         self._stuck = False
+        stall_end = 0
         while True:
             try:
                 if self._rest and not self._flush_rest():
@@ -129,7 +139,9 @@ class PipeSink:
                 n = os.write(self._fd, data)
                 break
             except BlockingIOError:
-                if not self._wait_for_room():
+                now = time.monotonic_ns()
+                stall_end = stall_end or now + self._budget.stall_ns
+                if not self._wait_for_room(now, stall_end):
                     self.dropped_full += 1
                     return False
             except OSError:  # the supervisor is gone (EPIPE): nobody can write the record any more
@@ -139,20 +151,22 @@ class PipeSink:
         self.enqueued += 1
         return True
 
-    def _wait_for_room(self) -> bool:
-        """Wait, within the budget, until the pipe takes a write; False if it did not."""
-        t0 = time.monotonic_ns()
-        left = self._budget.left(t0)
+    def _wait_for_room(self, now: int, stall_end: int) -> bool:
+        """Wait, within the budget and until *stall_end* (this record's limit), until the pipe takes
+        a write; False if it did not (at *stall_end*: the collector is stuck)."""
+        if now >= stall_end:
+            self._stuck = True
+            return False
+        left = min(self._budget.left(now), stall_end - now)
         if left <= 0:
             return False
         self.waits += 1
         try:
-            room = bool(select.select([], [self._fd], [], left / 1e9)[1])
+            room = bool(self._poll.poll(max(1, left // 1_000_000)))
         except OSError:
             room = False
-        waited = time.monotonic_ns() - t0
-        self._budget.spend(waited)
-        if not room and waited >= self._budget.stall_ns:
+        self._budget.spend(time.monotonic_ns() - now)
+        if not room and time.monotonic_ns() >= stall_end:
             self._stuck = True
         return room
 
@@ -176,7 +190,7 @@ class PipeSink:
 
     def close(self, timeout_s: float = 5.0) -> None:
         end = time.monotonic() + timeout_s
-        with contextlib.suppress(OSError):  # the supervisor gone (EPIPE): nothing to flush to
+        with self._lock, contextlib.suppress(OSError):  # the supervisor gone (EPIPE): nothing to flush to
             while self._rest and time.monotonic() < end and not self._flush_rest():
                 time.sleep(0.01)
         self._conn.close()

@@ -75,10 +75,23 @@ def test_a_stuck_collector_is_waited_for_again_once_it_has_emptied_half_the_pipe
     assert not sink.put("x" * 1000) and sink.waits == 1  # stuck: dropped without waiting
     os.read(reader.fileno(), 1000)  # a quarter read: still more than half full
     assert not sink.put("x" * 10) and sink.waits == 1
-    os.read(reader.fileno(), 65536)  # emptied
-    assert sink.put("x" * 1000) and sink.dropped_full == 3
+    os.read(reader.fileno(), 1002)  # half of it read: waited for again
+    while sink.put("x" * 1000):
+        pass
+    assert sink.waits == 2 and sink.dropped_full == 4
     sink.close()
     reader.close()
+
+
+def test_the_wait_budget_refills_at_its_rate_and_caps_each_wait() -> None:
+    """Pure arithmetic of the token bucket: 100 ms a second, 20 ms per record at most."""
+    budget = WaitBudget(budget_ns=100_000_000, stall_ns=20_000_000)
+    t = budget._last
+    assert budget.left(t) == 100_000_000  # full
+    budget.spend(100_000_000)
+    assert budget.left(t) == 0
+    assert budget.left(t + 250_000_000) == 25_000_000  # a quarter second: a quarter refilled
+    assert budget.left(t + 10_000_000_000) == 100_000_000  # never more than full
 
 
 def test_unwritable_output_counts_failed_lines_per_worker(tmp_path: Path) -> None:
@@ -124,8 +137,38 @@ def test_a_burst_into_a_small_pipe_keeps_every_record_while_the_reader_keeps_up(
     sink.close()
     thread.join(10)
     reader.close()
-    assert all(results) and sink.dropped_full == 0
+    assert all(results) and sink.dropped_full == 0 and sink.waits > 0  # it had to wait, and did
     assert [json.loads(line)["part_id"] for line in got.decode().splitlines()] == list(range(500))
+
+
+def test_records_larger_than_the_pipe_and_from_two_threads_arrive_whole() -> None:
+    """Records of 10 KB into a 4 KiB pipe (written in parts) from one thread, small ones from
+    another (the supervisor logs from its main and archive threads): every line that arrives is
+    one whole record."""
+    reader, writer = small_pipe()
+    sink = PipeSink(writer, WaitBudget(budget_ns=60 * 10**9, stall_ns=10 * 10**9))
+    got = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(reader.fileno(), 65536):
+            got.extend(chunk)
+
+    def put(kind: str, pad: int) -> None:
+        for i in range(200):
+            assert sink.put(json.dumps({"kind": kind, "i": i, "pad": "x" * pad}))
+
+    threads = [threading.Thread(target=drain), threading.Thread(target=put, args=("big", 10_000)),
+               threading.Thread(target=put, args=("small", 10))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads[1:]:
+        thread.join(30)
+    sink.close()
+    threads[0].join(30)
+    reader.close()
+    records = [json.loads(line) for line in got.decode().splitlines()]
+    for kind in ("big", "small"):
+        assert [r["i"] for r in records if r["kind"] == kind] == list(range(200))
 
 
 class _Warnings:
