@@ -7,8 +7,9 @@ finishes exactly the effects that are missing (a frame taken but not yet recorde
 fail-safe verdict as ``lost_in_flight``), so the frame still ends with one verdict, one record and
 one count. Between the record and its stage store, the supervisor closes the gap: the record is
 then the last line the dead worker wrote to its log pipe (:func:`linegate.pipeline.recovery.found_record`).
-What remains is the window between the reject's hand-off and its stage store (a write syscall and
-a few microseconds): a worker killed there has its frame's reject sent twice.
+Between the reject's hand-off and its stage store (a write syscall and a few microseconds), a
+worker killed there leaves its successor to hand off a second, fail-safe reject for the frame: the
+PLC worker recognises it and fires only the first (:mod:`linegate.plc.recent_rejects`).
 """
 
 from __future__ import annotations

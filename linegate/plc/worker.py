@@ -23,6 +23,7 @@ from linegate.plc.ledger import Ledger
 from linegate.plc.link import PlcLink
 from linegate.plc.pending import PendingTable, RowState, pack_result, unpack_result
 from linegate.plc.pulse import EncoderWindow, FireWindow, PulseMode
+from linegate.plc.recent_rejects import RecentRejects
 from linegate.plc.reject_pipe import REJECT, Reject
 from linegate.plc.schedule import PendingReject, RejectSchedule
 from linegate.plc.tracking import EncoderTracker, tracker_for
@@ -86,6 +87,7 @@ class RejectWorker:
         self.log = log
         self.table = table if table is not None else PendingTable.local(cfg.queue_size)
         self.ledger = Ledger(self.table, counters, log)
+        self.recent = RecentRejects()
         max_late_ns, delay_ns = int(cfg.max_late_ms * 1e6), int(cfg.fire_delay_ms * 1e6)
         backoff = Backoff(int(cfg.reconnect_min_ms * 1e6), int(cfg.reconnect_max_ms * 1e6))
         section = cfg.link
@@ -154,6 +156,11 @@ class RejectWorker:
     def accept(self, item: Reject) -> None:
         i = item
         if i.verdict == REJECT:
+            if not self.recent.first_time(i.seq, i.part_id):
+                self.log.warning("reject_duplicate_ignored", part_id=i.part_id, seq=i.seq,
+                                 reason="this frame's reject was already received (sent again by the "
+                                        "successor of an inference worker killed as it handed it off)")  # fmt: skip
+                return
             self.counters.add(Count.PLC_RECEIVED)
         row = self.table.put(i.part_id, i.seq, i.t_acquired_ns, pack_result(i.verdict, i.basis, i.class_index, i.score))
         if row is None:

@@ -131,6 +131,24 @@ def test_each_reject_is_one_pulse_carrying_its_part_id(sim: PlcSimProcess) -> No
     assert [r["part_id"] for r in log.events("reject_delivered")] == [7, 70_000, 2**32 - 1]
 
 
+def test_a_second_reject_for_the_same_frame_is_not_fired_again(sim: PlcSimProcess) -> None:
+    """An inference worker killed as it handed off part 7's reject leaves its successor to hand off
+    a fail-safe reject for the same frame: the PLC sees one pulse, and the second is reported."""
+    worker, log, counters = make_worker(plc_section(sim.port))
+    reader, writer = reject_channel(CTX)
+    outbox = RejectOutbox(writer, capacity=64)
+    now = time.monotonic_ns()
+    for part, seq in ((7, 0), (7, 0), (8, 1)):  # the dead worker's, its successor's, the next frame's
+        assert outbox.offer(part, seq, now)
+    outbox.close()
+    step_for(worker, 0.3, RejectInbox(reader))
+    worker.shutdown()
+    edges = wait_for_edges(sim, 4)
+    assert [(e["value"], e["part_id"]) for e in edges] == [(1, 7), (0, 7), (1, 8), (0, 8)]
+    assert [r["part_id"] for r in log.events("reject_duplicate_ignored")] == [7]
+    assert counters.get(Count.PLC_RECEIVED) == counters.get(Count.PLC_DELIVERED) == 2
+
+
 def test_outputs_go_to_safe_state_first_after_connecting(sim: PlcSimProcess) -> None:
     """A reject coil left on (e.g. by a crash mid-pulse) is switched off before any new pulse."""
     from pymodbus.client import ModbusTcpClient
