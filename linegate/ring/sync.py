@@ -226,13 +226,19 @@ class SharedLock(_Sem):
 
 
 def _alive(pid: int) -> bool:
+    """Whether *pid* runs: a zombie (dead, not yet reaped by its parent) does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's process: alive
+            return True
         return True
-    return True
+    return state not in (b"Z", b"X")
 
 
 def free_abandoned(lock: SharedLock, attempts: int = 5, timeout_s: float = 0.01) -> bool:

@@ -140,3 +140,22 @@ def test_a_lock_held_without_a_holder_named_is_freed_after_the_timed_tries() -> 
     assert free_abandoned(lock, attempts=3, timeout_s=0.01) is True
     assert lock.acquire(timeout=1)
     lock.release()
+
+
+def test_a_lock_whose_holder_died_unreaped_is_freed_too() -> None:
+    """A holder killed but not yet reaped by its parent (a zombie) still has a process entry: it
+    counts as dead, so its lock is freed."""
+    lock, sem, holding = SharedLock(), SharedSemaphore(1), SharedEvent()
+    proc = CTX.Process(target=_take_and_hang, args=(lock, sem, holding))
+    proc.start()
+    assert holding.wait(20) and proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    for _ in range(200):  # dead, not reaped: /proc says Z
+        with open(f"/proc/{proc.pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the killed child never showed as a zombie")
+    assert free_abandoned(lock, attempts=1, timeout_s=60) is True
+    proc.join()
