@@ -4,6 +4,11 @@ One long-lived image acquirer per camera: re-creating acquirers leaks memory in 
 restart is ``stop()``/``start()``, not ``close()``/``open()``. ``fetch`` uses short timeouts because
 Harvesters holds the GIL while it waits.
 
+Harvesters' fetch waits for a buffer in slices (one GenTL event wait each, 1 ms by default), and
+wakes after each to look at its timeout: ~9 wake-ups per frame at 100 fps, each one preempting
+whatever runs on that CPU (the engine, on a small budget). A buffer ends the wait at once whatever
+the slice, so the slice here is half the fetch timeout (:func:`event_wait_ms`).
+
 Every frame the camera delivers reaches the callback as a :class:`CameraFrame`, also one that cannot
 be inspected (``defect`` set, see :mod:`linegate.camera.defects`). Harvesters 1.4.3's ``fetch()``
 re-queues a buffer the producer flagged incomplete and waits on for the next one, with its timeout
@@ -74,6 +79,12 @@ _TYPED_NODES: tuple[tuple[str, str], ...] = (
 _GEOMETRY_NODES = ("pixel_format", "width", "height")
 
 
+def event_wait_ms(fetch_timeout_ms: int) -> int:
+    """The longest single GenTL event wait inside one fetch: half its timeout, so a fetch with no
+    frame ends between 1 and 1.5 timeouts, with one or two wake-ups instead of one per millisecond."""
+    return max(1, fetch_timeout_ms // 2)
+
+
 def producer_path(cti: str) -> str:
     """Resolve ``builtin:viky`` to the simulated producer inside the genicam package."""
     if cti == BUILTIN_VIKY:
@@ -103,6 +114,8 @@ class GenICamCamera:
         self.cfg = cfg
         self._harvester: Harvester | None = None
         self._acquirer: ImageAcquirer | None = None
+        self._fetch_timeout_ms = 0
+        """The fetch timeout Harvesters is set for (0: not set)."""
         self.timeouts = 0
         self.defective = 0
         channels = cfg.channels
@@ -134,6 +147,8 @@ class GenICamCamera:
             # Harvester.create() installs its own SIGINT handler (upstream issue 463).
             signal.signal(signal.SIGINT, previous)
         self._acquirer = ia
+        self._fetch_timeout_ms = 0  # Harvesters' own defaults until set
+        self._wait_in_slices_for(self.cfg.fetch_timeout_ms)
         ia.add_callback(ImageAcquirer.Events.INCOMPLETE_BUFFER, _RaiseOnIncomplete())
         info = ia.device.module
         camera = CameraInfo(
@@ -203,6 +218,7 @@ class GenICamCamera:
         """
         ia = self._require()
         timeout = self.cfg.fetch_timeout_ms / 1000 if timeout_s is None else timeout_s
+        self._wait_in_slices_for(math.ceil(timeout * 1000))
         try:
             try:
                 buffer = ia.fetch(timeout=timeout)
@@ -222,6 +238,22 @@ class GenICamCamera:
         except gentl.GenericException as exc:
             raise CameraError(f"camera: fetch failed: {type(exc).__name__}: {exc}") from exc
         return True
+
+    def _wait_in_slices_for(self, timeout_ms: int) -> None:
+        """Harvesters' fetch timeout and its event-wait slice for fetches of *timeout_ms*.
+
+        Set in the order that keeps the slice below the timeout, of which Harvesters' setters warn.
+        """
+        if timeout_ms == self._fetch_timeout_ms:
+            return
+        ia = self._require()
+        grows = timeout_ms > self._fetch_timeout_ms
+        if grows:
+            ia.timeout_period_on_client_fetch_call = timeout_ms / 1000
+        ia.timeout_period_on_update_event_data_call = event_wait_ms(timeout_ms)
+        if not grows:
+            ia.timeout_period_on_client_fetch_call = timeout_ms / 1000
+        self._fetch_timeout_ms = timeout_ms
 
     def _frame(self, buffer: Any, t_receipt: int) -> CameraFrame:
         """The thin Harvesters-facing part: read the buffer, let :func:`check_payload` decide."""
