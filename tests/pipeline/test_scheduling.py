@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from linegate.config.schema import SchedulingSection
 from linegate.demo.runner import PlcSimProcess
-from linegate.pipeline.scheduling import apply_scheduling
+from linegate.pipeline.scheduling import apply_scheduling, loop_would_starve
 from tests.pipeline.harness import LinegateRun
 
 
@@ -101,3 +102,52 @@ def test_only_the_loop_thread_runs_real_time_not_the_engines_threads(tmp_path: P
     assert run.proc.returncode == 0, run.stderr
     assert ready["threads"] == 2 and len(policies) > 1
     assert [tid for tid, policy in policies.items() if policy == os.SCHED_FIFO] == [int(ready["pid"])], policies
+
+
+def sched(**values: object) -> SchedulingSection:
+    return SchedulingSection.model_validate({"infer_rt_priority": 10, **values})
+
+
+def test_a_real_time_loop_sharing_a_workers_only_cpu_is_refused_naming_the_worker() -> None:
+    """Under overload a SCHED_FIFO loop keeps a worker at its priority or below off their one shared
+    CPU: the loop's priority is refused, naming the worker, its CPU and the fix."""
+    problems = loop_would_starve(sched(infer_cpus=[1], acquire_cpus=[1], plc_cpus=[0]), {0, 1})
+    assert problems == [
+        "scheduling.infer_rt_priority=10: not applied: the acquisition worker (scheduling.acquire_cpus: CPU 1, "
+        "priority 0) has only a CPU the inference loop runs on, and under overload a real-time loop keeps it off "
+        "that CPU; give it another CPU or a priority above 10"
+    ]
+    # equal priority starves too (FIFO does not preempt its equal); above it does not
+    assert len(loop_would_starve(sched(infer_cpus=[1], acquire_cpus=[1], acquire_rt_priority=10), {0, 1})) == 1
+    assert loop_would_starve(sched(infer_cpus=[1], acquire_cpus=[1], acquire_rt_priority=11), {0, 1}) == []
+
+
+def test_a_one_cpu_service_refuses_the_real_time_loop_for_every_lower_worker() -> None:
+    """On one CPU every worker below the loop and the supervisor's log collector share it with the loop."""
+    problems = loop_would_starve(sched(plc_rt_priority=20), {3})
+    assert [p.split(" (")[0].rsplit("the ", 1)[1] for p in problems] == ["acquisition worker", "supervisor"]
+
+
+def test_a_worker_with_a_second_cpu_or_a_loop_elsewhere_leaves_the_priority_applied() -> None:
+    """The loop is one thread: a worker with two CPUs runs on the other; a loop pinned elsewhere never meets it."""
+    assert loop_would_starve(sched(), {0, 1}) == []
+    assert loop_would_starve(sched(infer_cpus=[0, 1], acquire_cpus=[0, 1], plc_cpus=[0, 1]), {0, 1}) == []
+    assert loop_would_starve(sched(infer_cpus=[1], acquire_cpus=[0], plc_cpus=[0]), {0, 1}) == []
+    assert loop_would_starve(sched(infer_rt_priority=0, infer_cpus=[0], acquire_cpus=[0]), {0}) == []
+
+
+def test_the_loop_stays_normal_beside_an_acquisition_on_its_cpu(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
+    """linegate run with the loop (priority 10) and the acquisition worker pinned to one CPU: the loop
+    thread keeps the normal scheduler and says why; frames flow."""
+    run = LinegateRun(tmp_path, plc_sim.port, {"infer_rt_priority = 10": "infer_rt_priority = 10\ninfer_cpus = [0]\n"
+                                                                         "acquire_cpus = [0]"})  # fmt: skip
+    try:
+        ready = run.wait_event("engine_ready")
+        run.wait_frames(20)
+        policies = _thread_policies(int(ready["pid"]))
+        problems = [r["problem"] for r in run.events("scheduling_not_applied")]
+    finally:
+        run.stop()
+    assert run.proc.returncode == 0, run.stderr
+    assert any("infer_rt_priority=10: not applied: the acquisition worker" in p for p in problems), problems
+    assert os.SCHED_FIFO not in policies.values(), policies
