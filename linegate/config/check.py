@@ -27,6 +27,7 @@ from linegate.config.lanes import lanes_of
 from linegate.config.loader import load_config
 from linegate.config.schema import CameraSection, Config, ModelSection, PreprocessSection, runnable_model
 from linegate.errors import ConfigError, EngineError
+from linegate.pipeline.scheduling import loop_would_starve
 from linegate.vision.preprocess import Preprocessor, build_preprocessor, plan_preprocess
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
         report.notes.append(f"cameras: {named}: each its own acquisition and PLC worker, one inference worker for all")
     if cfg.archive.enabled:
         archive_directory(report, cfg.archive.directory)
+    report.notes.extend(f"on this machine's CPUs ({len(os.sched_getaffinity(0))}): {why}"
+                        for why in loop_would_starve(cfg.scheduling, os.sched_getaffinity(0)))  # fmt: skip
     if probe:
         for lane in lanes_of(cfg):  # each camera's device and PLC addresses ([[cameras]]), or the one
             probe_camera(report, lane.cfg.camera)

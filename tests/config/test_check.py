@@ -139,6 +139,17 @@ def test_valid_config_says_ok_and_what_was_checked(tmp_path: Path) -> None:
     assert "camera and PLC not contacted" in done.stdout
 
 
+def test_a_real_time_loop_on_the_acquisitions_only_cpu_is_noted(tmp_path: Path) -> None:
+    """The loop's priority that run would refuse (it would keep the acquisition worker off its only
+    CPU) is named in the notes, with the worker and its CPU."""
+    pinned = ("infer_rt_priority = 10", "infer_rt_priority = 10\ninfer_cpus = [0]\nacquire_cpus = [0]")
+    done = check_config_cli(str(demo_copy(tmp_path, pinned)))
+    assert done.returncode == 0, done.stderr
+    assert "scheduling.infer_rt_priority=10: not applied: the acquisition worker (scheduling.acquire_cpus: CPU 0" in (
+        done.stdout
+    )
+
+
 def test_nhwc_model_with_nchw_preprocessing_gets_a_layout_hint(tmp_path: Path) -> None:
     """A model taking NHWC input while preprocess.layout is NCHW: refused, and the fix is named."""
     report = check_config(demo_copy(tmp_path, model_path(onnx_model(tmp_path / "nhwc.onnx", (1, 120, 160, 1)))))
