@@ -4,10 +4,8 @@ One long-lived image acquirer per camera: re-creating acquirers leaks memory in 
 restart is ``stop()``/``start()``, not ``close()``/``open()``. ``fetch`` uses short timeouts because
 Harvesters holds the GIL while it waits.
 
-Harvesters' fetch waits for a buffer in slices (one GenTL event wait each, 1 ms by default), and
-wakes after each to look at its timeout: ~9 wake-ups per frame at 100 fps, each one preempting
-whatever runs on that CPU (the engine, on a small budget). A buffer ends the wait at once whatever
-the slice, so the slice here is half the fetch timeout (:func:`event_wait_ms`).
+Harvesters' fetch waits for a buffer in slices of half its timeout, not 1 ms (see
+:mod:`linegate.camera.event_wait`).
 
 Every frame the camera delivers reaches the callback as a :class:`CameraFrame`, also one that cannot
 be inspected (``defect`` set, see :mod:`linegate.camera.defects`). Harvesters 1.4.3's ``fetch()``
@@ -34,6 +32,7 @@ from genicam import gentl
 from harvesters.core import Callback, Harvester, ImageAcquirer
 
 from linegate.camera.defects import UNKNOWN_BYTES, DefectKind, FrameDefect, check_payload
+from linegate.camera.event_wait import event_wait_ms
 from linegate.config.schema import BUILTIN_VIKY, CameraSection, NodeValue
 from linegate.errors import CameraError, CameraSettingError
 
@@ -79,10 +78,6 @@ _TYPED_NODES: tuple[tuple[str, str], ...] = (
 _GEOMETRY_NODES = ("pixel_format", "width", "height")
 
 
-def event_wait_ms(fetch_timeout_ms: int) -> int:
-    """The longest single GenTL event wait inside one fetch: half its timeout, so a fetch with no
-    frame ends between 1 and 1.5 timeouts, with one or two wake-ups instead of one per millisecond."""
-    return max(1, fetch_timeout_ms // 2)
 
 
 def producer_path(cti: str) -> str:
@@ -210,7 +205,9 @@ class GenICamCamera:
             self._acquirer.stop()
 
     def fetch(self, on_frame: FrameCallback, timeout_s: float | None = None) -> bool:
-        """Wait up to *timeout_s* for one frame and pass it to *on_frame* while the buffer is held.
+        """Wait *timeout_s* (and up to one event wait more:
+        :func:`linegate.camera.event_wait.longest_fetch_ms`) for one frame
+        and pass it to *on_frame* while the buffer is held.
 
         Returns False on timeout (counted in ``timeouts``). The buffer is re-queued when the
         callback returns, so the callback must copy what it keeps. A frame that cannot be inspected
@@ -218,7 +215,7 @@ class GenICamCamera:
         """
         ia = self._require()
         timeout = self.cfg.fetch_timeout_ms / 1000 if timeout_s is None else timeout_s
-        self._wait_in_slices_for(math.ceil(timeout * 1000))
+        self._wait_in_slices_for(self.cfg.fetch_timeout_ms if timeout_s is None else math.ceil(timeout * 1000))
         try:
             try:
                 buffer = ia.fetch(timeout=timeout)

@@ -89,6 +89,9 @@ class CameraSection(_Section):
     nodes: dict[str, NodeValue] = {}
     """Further nodes set verbatim, after the typed ones; each must exist on the camera."""
     fetch_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """A fetch with no frame gives up after this plus up to half of it, at most 100 ms more
+    (:mod:`linegate.camera.event_wait`); the sum must stay within half of
+    ``supervisor.heartbeat_timeout_ms``, whose heartbeat the acquisition loop sets between fetches."""
     buffers: Annotated[int, Field(ge=2, le=256)] = 8
     reconnect_min_ms: Milliseconds = 200.0
     """After the camera is lost, the first reopen is tried this soon, then the delay doubles."""
@@ -775,6 +778,20 @@ def runnable_model(cfg: Config, model: ModelSection, stage: bool = False) -> Mod
     return model.model_copy(update={"parallel": 1})
 
 
+def _check_fetch_timeout(camera: CameraSection, supervisor: SupervisorSection) -> None:
+    """A fetch with no frame must end well within the heartbeat timeout, or a stopped line gets the
+    acquisition worker killed as stalled (and, repeated, linegate stopped)."""
+    from linegate.camera.event_wait import longest_fetch_ms
+
+    longest, limit = longest_fetch_ms(camera.fetch_timeout_ms), supervisor.heartbeat_timeout_ms
+    if longest > limit / 2:
+        raise ValueError(
+            f"camera.fetch_timeout_ms = {camera.fetch_timeout_ms}: a fetch with no frame lasts up to {longest} ms, "
+            f"more than half of supervisor.heartbeat_timeout_ms = {limit:g}: whenever the line stops, the "
+            "acquisition worker would be killed as stalled; lower the one or raise the other"
+        )
+
+
 class Config(_Section):
     """The whole linegate configuration."""
 
@@ -814,6 +831,7 @@ class Config(_Section):
                 )
             previous = stage.model
         _check_batching(self)
+        _check_fetch_timeout(self.camera, self.supervisor)
         if self.recipes and self.plc.mode != "handshake":
             raise ValueError("recipes are selected by the PLC's recipe word: they need plc.mode = 'handshake'")
         from linegate.config.lanes import check_cameras  # it builds on this module

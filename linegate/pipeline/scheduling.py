@@ -10,11 +10,13 @@ with normal priority instead of refusing to inspect.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence, Set
+import resource
+from collections.abc import Callable, Sequence, Set
 
 from linegate.config.schema import SchedulingSection
 
 _NEIGHBOURS = (("acquire", "acquisition worker"), ("plc", "PLC worker"))
+_CAP_SYS_NICE = 23
 
 
 def apply_scheduling(rt_priority: int, cpus: Sequence[int], key: str) -> list[str]:
@@ -41,9 +43,37 @@ def apply_scheduling(rt_priority: int, cpus: Sequence[int], key: str) -> list[st
     return problems
 
 
-def loop_would_starve(sched: SchedulingSection, available: Set[int]) -> list[str]:
+def granted_priority(asked: int, rtprio_limit: int, cap_sys_nice: bool) -> int:
+    """The SCHED_FIFO priority a worker asking *asked* gets: above the RLIMIT_RTPRIO soft limit
+    (systemd: LimitRTPRIO=) only with CAP_SYS_NICE; refused, it runs normal (0). *rtprio_limit* -1:
+    unlimited."""
+    return asked if cap_sys_nice or rtprio_limit < 0 or asked <= rtprio_limit else 0
+
+
+def this_process_may_get(asked: int) -> int:
+    """:func:`granted_priority` for this process's limit and capabilities (its workers' are the same)."""
+    limit = resource.getrlimit(resource.RLIMIT_RTPRIO)[0]
+    return granted_priority(asked, -1 if limit == resource.RLIM_INFINITY else limit, _has_cap_sys_nice())
+
+
+def _has_cap_sys_nice() -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(line.split()[1] for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(eff, 16) >> _CAP_SYS_NICE & 1)
+
+
+def loop_would_starve(
+    sched: SchedulingSection, available: Set[int], granted: Callable[[int], int] = this_process_may_get
+) -> list[str]:
     """Why the inference loop must not run real-time: a worker at its priority or below whose only
-    CPU the loop can take (empty when none; *available*: the CPUs the service may use).
+    CPU the loop can take (empty when none).
+
+    *available*: the CPUs the service may use (its supervisor's); a worker's configured CPUs count
+    as far as they are among them (the kernel drops the others from its affinity). *granted*: the
+    priority a worker asking for one gets (a refused one runs normal).
 
     Under overload the loop never sleeps, and with one engine thread the engine runs on it: a
     SCHED_FIFO loop then keeps a normal worker off that CPU except for the kernel's 5% real-time
@@ -51,19 +81,30 @@ def loop_would_starve(sched: SchedulingSection, available: Set[int]) -> list[str
     772 rejects undelivered; with the normal scheduler 97 taken and none. A worker with a second
     CPU runs there (the loop is one thread).
     """
-    prio = sched.infer_rt_priority
+    prio = granted(sched.infer_rt_priority)
     if not prio:
         return []
-    loop_cpus = set(sched.infer_cpus) or set(available)
-    workers = [(f"scheduling.{role}_cpus", name, getattr(sched, f"{role}_rt_priority"),
-                set(getattr(sched, f"{role}_cpus")) or set(available)) for role, name in _NEIGHBOURS]  # fmt: skip
-    workers.append(("the CPUs it may use", "supervisor (log collector)", 0, set(available)))
+    usable = set(available)
+
+    def cpus_of(configured: Sequence[int]) -> set[int]:
+        return (set(configured) & usable or set(configured)) if configured else usable
+
+    loop_cpus = cpus_of(sched.infer_cpus)
     problems = []
-    for key, name, worker_prio, cpus in workers:
+    for role, name in _NEIGHBOURS:
+        cpus, asked = cpus_of(getattr(sched, f"{role}_cpus")), getattr(sched, f"{role}_rt_priority")
+        worker_prio = granted(asked)
         if worker_prio <= prio and len(cpus) == 1 and cpus <= loop_cpus:
+            got = f"priority {asked}" if worker_prio == asked else f"priority {asked} refused here, so 0"
             problems.append(
-                f"scheduling.infer_rt_priority={prio}: not applied: the {name} ({key}: CPU {min(cpus)}, "
-                f"priority {worker_prio}) has only a CPU the inference loop runs on, and under overload a "
-                f"real-time loop keeps it off that CPU; give it another CPU or a priority above {prio}"
+                f"scheduling.infer_rt_priority={prio}: not applied: the {name} (CPU {min(cpus)}, {got}) has only "
+                f"a CPU the inference loop runs on, and under overload a real-time loop keeps it off that CPU; "
+                f"give it another CPU (scheduling.{role}_cpus) or a priority above {prio}"
             )
+    if len(usable) == 1 and usable <= loop_cpus:
+        problems.append(
+            f"scheduling.infer_rt_priority={prio}: not applied: the service has one CPU ({min(usable)}), and under "
+            "overload a real-time loop keeps the supervisor (its log collector) off it; on one CPU set "
+            "scheduling.infer_rt_priority = 0"
+        )
     return problems

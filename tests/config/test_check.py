@@ -145,7 +145,7 @@ def test_a_real_time_loop_on_the_acquisitions_only_cpu_is_noted(tmp_path: Path) 
     pinned = ("infer_rt_priority = 10", "infer_rt_priority = 10\ninfer_cpus = [0]\nacquire_cpus = [0]")
     done = check_config_cli(str(demo_copy(tmp_path, pinned)))
     assert done.returncode == 0, done.stderr
-    assert "scheduling.infer_rt_priority=10: not applied: the acquisition worker (scheduling.acquire_cpus: CPU 0" in (
+    assert "scheduling.infer_rt_priority=10: not applied: the acquisition worker (CPU 0, priority 0)" in (
         done.stdout
     )
 

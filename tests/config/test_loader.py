@@ -137,6 +137,13 @@ def test_not_utf8_is_reported(tmp_path: Path) -> None:
             "infer_rt_priority = 100",
             "scheduling.infer_rt_priority: Input should be less than",
         ),
+        # a fetch with no frame (a stopped line) must end well within the heartbeat timeout
+        (
+            "fetch_timeout_ms = 100",
+            "fetch_timeout_ms = 1001",
+            "camera.fetch_timeout_ms = 1001: a fetch with no frame lasts up to 1101 ms, more than half of "
+            "supervisor.heartbeat_timeout_ms = 2000",
+        ),
     ],
 )
 def test_bad_value_names_key_and_expectation(tmp_path: Path, old: str, new: str, expected: str) -> None:

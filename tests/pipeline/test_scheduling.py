@@ -13,7 +13,7 @@ import pytest
 
 from linegate.config.schema import SchedulingSection
 from linegate.demo.runner import PlcSimProcess
-from linegate.pipeline.scheduling import apply_scheduling, loop_would_starve
+from linegate.pipeline.scheduling import apply_scheduling, granted_priority, loop_would_starve
 from tests.pipeline.harness import LinegateRun
 
 
@@ -108,32 +108,68 @@ def sched(**values: object) -> SchedulingSection:
     return SchedulingSection.model_validate({"infer_rt_priority": 10, **values})
 
 
+def all_granted(asked: int) -> int:
+    return asked
+
+
+def starving(cfg: SchedulingSection, available: set[int], granted=all_granted) -> list[str]:  # type: ignore[no-untyped-def]
+    return loop_would_starve(cfg, available, granted)
+
+
 def test_a_real_time_loop_sharing_a_workers_only_cpu_is_refused_naming_the_worker() -> None:
     """Under overload a SCHED_FIFO loop keeps a worker at its priority or below off their one shared
     CPU: the loop's priority is refused, naming the worker, its CPU and the fix."""
-    problems = loop_would_starve(sched(infer_cpus=[1], acquire_cpus=[1], plc_cpus=[0]), {0, 1})
+    problems = starving(sched(infer_cpus=[1], acquire_cpus=[1], plc_cpus=[0]), {0, 1})
     assert problems == [
-        "scheduling.infer_rt_priority=10: not applied: the acquisition worker (scheduling.acquire_cpus: CPU 1, "
-        "priority 0) has only a CPU the inference loop runs on, and under overload a real-time loop keeps it off "
-        "that CPU; give it another CPU or a priority above 10"
+        "scheduling.infer_rt_priority=10: not applied: the acquisition worker (CPU 1, priority 0) has only a CPU "
+        "the inference loop runs on, and under overload a real-time loop keeps it off that CPU; give it another "
+        "CPU (scheduling.acquire_cpus) or a priority above 10"
     ]
     # equal priority starves too (FIFO does not preempt its equal); above it does not
-    assert len(loop_would_starve(sched(infer_cpus=[1], acquire_cpus=[1], acquire_rt_priority=10), {0, 1})) == 1
-    assert loop_would_starve(sched(infer_cpus=[1], acquire_cpus=[1], acquire_rt_priority=11), {0, 1}) == []
+    assert len(starving(sched(infer_cpus=[1], acquire_cpus=[1], acquire_rt_priority=10), {0, 1})) == 1
+    assert starving(sched(infer_cpus=[1], acquire_cpus=[1], acquire_rt_priority=11), {0, 1}) == []
 
 
-def test_a_one_cpu_service_refuses_the_real_time_loop_for_every_lower_worker() -> None:
-    """On one CPU every worker below the loop and the supervisor's log collector share it with the loop."""
-    problems = loop_would_starve(sched(plc_rt_priority=20), {3})
-    assert [p.split(" (")[0].rsplit("the ", 1)[1] for p in problems] == ["acquisition worker", "supervisor"]
+def test_a_one_cpu_service_refuses_the_real_time_loop_for_every_lower_worker_and_says_how() -> None:
+    """On one CPU every worker below the loop and the supervisor's log collector share it with the
+    loop; the fix named for the supervisor is the loop's priority 0."""
+    problems = starving(sched(plc_rt_priority=20), {3})
+    assert len(problems) == 2 and "the acquisition worker (CPU 3, priority 0)" in problems[0]
+    assert problems[1].endswith(
+        "the service has one CPU (3), and under overload a real-time loop keeps the supervisor (its log "
+        "collector) off it; on one CPU set scheduling.infer_rt_priority = 0"
+    )
 
 
 def test_a_worker_with_a_second_cpu_or_a_loop_elsewhere_leaves_the_priority_applied() -> None:
     """The loop is one thread: a worker with two CPUs runs on the other; a loop pinned elsewhere never meets it."""
-    assert loop_would_starve(sched(), {0, 1}) == []
-    assert loop_would_starve(sched(infer_cpus=[0, 1], acquire_cpus=[0, 1], plc_cpus=[0, 1]), {0, 1}) == []
-    assert loop_would_starve(sched(infer_cpus=[1], acquire_cpus=[0], plc_cpus=[0]), {0, 1}) == []
-    assert loop_would_starve(sched(infer_rt_priority=0, infer_cpus=[0], acquire_cpus=[0]), {0}) == []
+    assert starving(sched(), {0, 1}) == []
+    assert starving(sched(infer_cpus=[0, 1], acquire_cpus=[0, 1], plc_cpus=[0, 1]), {0, 1}) == []
+    assert starving(sched(infer_cpus=[1], acquire_cpus=[0], plc_cpus=[0]), {0, 1}) == []
+    assert starving(sched(infer_rt_priority=0, infer_cpus=[0], acquire_cpus=[0]), {0}) == []
+
+
+def test_configured_cpus_the_service_cannot_use_do_not_count() -> None:
+    """acquire_cpus = [0, 5] on CPUs {0, 1}: the kernel pins the worker to CPU 0 alone, the loop's."""
+    problems = starving(sched(infer_cpus=[0], acquire_cpus=[0, 5], plc_cpus=[1]), {0, 1})
+    assert len(problems) == 1 and "the acquisition worker (CPU 0, priority 0)" in problems[0]
+
+
+def test_a_priority_above_the_loops_that_the_limit_refuses_counts_as_normal() -> None:
+    """acquire_rt_priority = 30 beyond LimitRTPRIO=20 without CAP_SYS_NICE runs normal: still starved.
+    A loop whose own priority is refused runs normal and starves nobody."""
+    limited = lambda asked: granted_priority(asked, 20, cap_sys_nice=False)  # noqa: E731
+    cfg = sched(infer_cpus=[0], acquire_cpus=[0], acquire_rt_priority=30, plc_cpus=[1])
+    problems = starving(cfg, {0, 1}, limited)
+    assert len(problems) == 1 and "(CPU 0, priority 30 refused here, so 0)" in problems[0]
+    assert starving(cfg, {0, 1}, lambda asked: granted_priority(asked, 20, cap_sys_nice=True)) == []
+    assert starving(sched(infer_rt_priority=25, infer_cpus=[0], acquire_cpus=[0]), {0, 1}, limited) == []
+
+
+def test_granted_priority_follows_the_rtprio_limit_unless_cap_sys_nice() -> None:
+    """sched(7): without CAP_SYS_NICE a thread may take SCHED_FIFO up to RLIMIT_RTPRIO; -1 is unlimited."""
+    assert [granted_priority(p, 20, False) for p in (0, 20, 21)] == [0, 20, 0]
+    assert granted_priority(90, 0, True) == 90 and granted_priority(90, -1, False) == 90
 
 
 def test_the_loop_stays_normal_beside_an_acquisition_on_its_cpu(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
