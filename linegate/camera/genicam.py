@@ -78,8 +78,6 @@ _TYPED_NODES: tuple[tuple[str, str], ...] = (
 _GEOMETRY_NODES = ("pixel_format", "width", "height")
 
 
-
-
 def producer_path(cti: str) -> str:
     """Resolve ``builtin:viky`` to the simulated producer inside the genicam package."""
     if cti == BUILTIN_VIKY:

@@ -27,7 +27,7 @@ from linegate.config.lanes import lanes_of
 from linegate.config.loader import load_config
 from linegate.config.schema import CameraSection, Config, ModelSection, PreprocessSection, runnable_model
 from linegate.errors import ConfigError, EngineError
-from linegate.pipeline.scheduling import loop_would_starve
+from linegate.pipeline.scheduling import ServiceCpus, loop_would_starve, usable_cpus
 from linegate.vision.preprocess import Preprocessor, build_preprocessor, plan_preprocess
 
 if TYPE_CHECKING:
@@ -75,8 +75,7 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
         report.notes.append(f"cameras: {named}: each its own acquisition and PLC worker, one inference worker for all")
     if cfg.archive.enabled:
         archive_directory(report, cfg.archive.directory)
-    report.notes.extend(f"on this machine's CPUs ({len(os.sched_getaffinity(0))}): {why}"
-                        for why in loop_would_starve(cfg.scheduling, os.sched_getaffinity(0)))  # fmt: skip
+    report.notes.extend(scheduling_notes(cfg))
     if probe:
         for lane in lanes_of(cfg):  # each camera's device and PLC addresses ([[cameras]]), or the one
             probe_camera(report, lane.cfg.camera)
@@ -84,6 +83,16 @@ def check_config(path: Path, *, probe: bool = False) -> CheckReport:
     else:
         report.notes.append("camera and PLC not contacted (--probe opens the camera and connects to the PLC)")
     return report
+
+
+def scheduling_notes(cfg: Config) -> list[str]:
+    """The loop's real-time priority that run would refuse on this machine's CPUs, judged with the
+    configured priorities granted (as the shipped unit's LimitRTPRIO=20 grants them; this shell's
+    own limits are not the service's)."""
+    service, usable = frozenset(os.sched_getaffinity(0)), usable_cpus()
+    cpus = ServiceCpus(ServiceCpus(service, service, usable).of_worker(cfg.scheduling.infer_cpus), service, usable)
+    why = loop_would_starve(cfg.scheduling, cpus, granted=lambda asked: asked)
+    return [f"on this machine's CPUs ({', '.join(map(str, sorted(service)))}): {w}" for w in why]
 
 
 def _device(camera: CameraSection) -> str:

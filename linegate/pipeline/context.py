@@ -12,7 +12,7 @@ from linegate.counters import SharedCounters
 from linegate.logs import Sink, configure_logging, get_logger
 from linegate.pipeline.log_pipes import PipeSink, warn_if_small
 from linegate.pipeline.process import become_worker
-from linegate.pipeline.scheduling import apply_scheduling, loop_would_starve
+from linegate.pipeline.scheduling import ServiceCpus, apply_scheduling, loop_would_starve, usable_cpus
 from linegate.roles import Role
 
 
@@ -52,11 +52,18 @@ class WorkerContext:
         """The *role* worker's real-time priority, for the calling thread and the threads it starts
         from now on (after ``enter(role, rt_later=True)``). Not for the inference loop where it
         would keep another worker off its only CPU (:func:`loop_would_starve`)."""
-        sched = self.cfg.scheduling
-        priority = getattr(sched, f"{role}_rt_priority")
-        starving = loop_would_starve(sched, _service_cpus(self.supervisor_pid)) if role == Role.INFER else []
+        priority = getattr(self.cfg.scheduling, f"{role}_rt_priority")
+        starving = loop_would_starve(self.cfg.scheduling, self._cpus()) if role == Role.INFER else []
         for problem in starving or apply_scheduling(priority, (), role):
             log.warning("scheduling_not_applied", problem=problem)
+
+    def _cpus(self) -> ServiceCpus:
+        """This (pinned) worker's CPUs as the loop's, the supervisor's as the service's."""
+        try:
+            service = os.sched_getaffinity(self.supervisor_pid)
+        except OSError:  # the supervisor is gone: this worker is about to stop anyway
+            service = os.sched_getaffinity(0)
+        return ServiceCpus(frozenset(os.sched_getaffinity(0)), frozenset(service), usable_cpus())
 
     def report_logs(self, role: Role, sink: Sink, now_ns: int | None) -> None:
         """Publish this process's log-sink totals, at most once per second (*now_ns* None: now)."""
@@ -64,14 +71,6 @@ class WorkerContext:
             return
         sink.next_report_ns = (now_ns or 0) + 1_000_000_000
         self.counters.add_log_drops(role, sink.unreported_drops())
-
-
-def _service_cpus(supervisor_pid: int) -> set[int]:
-    """The CPUs the service may use: its supervisor's (a worker may have pinned itself since)."""
-    try:
-        return os.sched_getaffinity(supervisor_pid)
-    except OSError:  # the supervisor is gone: this worker is about to stop anyway
-        return set(range(os.cpu_count() or 1))
 
 
 def worker_exit_code(exc: BaseException) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from linegate.config.schema import SchedulingSection
 
@@ -65,15 +66,55 @@ def _has_cap_sys_nice() -> bool:
     return bool(int(eff, 16) >> _CAP_SYS_NICE & 1)
 
 
+@dataclass(frozen=True)
+class ServiceCpus:
+    """Where the service's processes can run: what the starvation rule needs to know of the machine."""
+
+    loop: frozenset[int]
+    """The CPUs the inference loop runs on."""
+    service: frozenset[int]
+    """The service's own (its supervisor's) affinity, which a worker without ``*_cpus`` keeps."""
+    usable: frozenset[int]
+    """The CPUs a worker's configured affinity can hold: online and in the service's cpuset (the
+    kernel drops the others; an affinity alone, e.g. taskset or CPUAffinity=, does not limit it)."""
+
+    def of_worker(self, configured: Sequence[int]) -> frozenset[int]:
+        """The CPUs a worker configured with *configured* runs on (a pin that fails keeps the service's)."""
+        return (frozenset(configured) & self.usable or self.service) if configured else self.service
+
+
+def usable_cpus() -> frozenset[int]:
+    """Online CPUs, within this process's cgroup cpuset where one is readable (cgroup v2)."""
+    cpus = _cpu_list("/sys/devices/system/cpu/online") or frozenset(range(os.cpu_count() or 1))
+    try:
+        with open("/proc/self/cgroup") as f:
+            path = next((line.strip().split(":", 2)[2] for line in f if line.startswith("0::")), None)
+    except OSError:
+        path = None
+    cpuset = _cpu_list(f"/sys/fs/cgroup{path}/cpuset.cpus.effective") if path is not None else frozenset()
+    return cpus & cpuset or cpus
+
+
+def _cpu_list(path: str) -> frozenset[int]:
+    """A kernel CPU list file ("0-3,8") as a set; empty when unreadable."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return frozenset()
+    cpus: set[int] = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return frozenset(cpus)
+
+
 def loop_would_starve(
-    sched: SchedulingSection, available: Set[int], granted: Callable[[int], int] = this_process_may_get
+    sched: SchedulingSection, cpus: ServiceCpus, granted: Callable[[int], int] = this_process_may_get
 ) -> list[str]:
     """Why the inference loop must not run real-time: a worker at its priority or below whose only
-    CPU the loop can take (empty when none).
-
-    *available*: the CPUs the service may use (its supervisor's); a worker's configured CPUs count
-    as far as they are among them (the kernel drops the others from its affinity). *granted*: the
-    priority a worker asking for one gets (a refused one runs normal).
+    CPU the loop can take (empty when none). *granted*: the priority a worker asking for one gets
+    (a refused one runs normal).
 
     Under overload the loop never sleeps, and with one engine thread the engine runs on it: a
     SCHED_FIFO loop then keeps a normal worker off that CPU except for the kernel's 5% real-time
@@ -84,27 +125,22 @@ def loop_would_starve(
     prio = granted(sched.infer_rt_priority)
     if not prio:
         return []
-    usable = set(available)
-
-    def cpus_of(configured: Sequence[int]) -> set[int]:
-        return (set(configured) & usable or set(configured)) if configured else usable
-
-    loop_cpus = cpus_of(sched.infer_cpus)
-    problems = []
+    starved = []
     for role, name in _NEIGHBOURS:
-        cpus, asked = cpus_of(getattr(sched, f"{role}_cpus")), getattr(sched, f"{role}_rt_priority")
-        worker_prio = granted(asked)
-        if worker_prio <= prio and len(cpus) == 1 and cpus <= loop_cpus:
-            got = f"priority {asked}" if worker_prio == asked else f"priority {asked} refused here, so 0"
-            problems.append(
-                f"scheduling.infer_rt_priority={prio}: not applied: the {name} (CPU {min(cpus)}, {got}) has only "
-                f"a CPU the inference loop runs on, and under overload a real-time loop keeps it off that CPU; "
-                f"give it another CPU (scheduling.{role}_cpus) or a priority above {prio}"
-            )
-    if len(usable) == 1 and usable <= loop_cpus:
-        problems.append(
-            f"scheduling.infer_rt_priority={prio}: not applied: the service has one CPU ({min(usable)}), and under "
-            "overload a real-time loop keeps the supervisor (its log collector) off it; on one CPU set "
+        on, asked = cpus.of_worker(getattr(sched, f"{role}_cpus")), getattr(sched, f"{role}_rt_priority")
+        if granted(asked) <= prio and len(on) == 1 and on <= cpus.loop:
+            starved.append((role, name, min(on), asked, granted(asked) == asked))
+    head = f"scheduling.infer_rt_priority={prio}: not applied: "
+    if len(cpus.service) == 1 and cpus.service <= cpus.loop:  # no other CPU to give anyone: the loop's is the fix
+        names = ", ".join(name for _, name, _, _, _ in starved)
+        return [
+            f"{head}the service has one CPU ({min(cpus.service)}), and under overload a real-time loop keeps the "
+            f"{names + ' and the ' if names else ''}supervisor (its log collector) off it; on one CPU set "
             "scheduling.infer_rt_priority = 0"
-        )
-    return problems
+        ]
+    return [
+        f"{head}the {name} (CPU {cpu}, priority {asked}{'' if ok else ', refused here, so normal'}) has only a "
+        f"CPU the inference loop runs on, and under overload a real-time loop keeps it off that CPU; give it "
+        f"another CPU (scheduling.{role}_cpus) or a priority above {prio} that the service may set"
+        for role, name, cpu, asked, ok in starved
+    ]

@@ -2,7 +2,7 @@
 linegate's acquisition worker reports): a bare fetch loop on viky.cti, 640x480 Mono8, nothing done
 with the frames, at each rate and each wait slice of Harvesters (``--slice-ms``: how long one GenTL
 event wait lasts before Harvesters' fetch loop wakes to look at its timeout; Harvesters' default 1,
-linegate's :func:`linegate.camera.genicam.event_wait_ms`); process CPU time and voluntary context
+linegate's :func:`linegate.camera.event_wait.event_wait_ms`); process CPU time and voluntary context
 switches (wake-ups) over --seconds.
 
     python tests/bench/bench_camera_fetch_cpu.py [--fps 50,100,200] [--slice-ms 1,50] [--seconds 4]

@@ -13,7 +13,13 @@ import pytest
 
 from linegate.config.schema import SchedulingSection
 from linegate.demo.runner import PlcSimProcess
-from linegate.pipeline.scheduling import apply_scheduling, granted_priority, loop_would_starve
+from linegate.pipeline.scheduling import (
+    ServiceCpus,
+    apply_scheduling,
+    granted_priority,
+    loop_would_starve,
+    usable_cpus,
+)
 from tests.pipeline.harness import LinegateRun
 
 
@@ -112,64 +118,78 @@ def all_granted(asked: int) -> int:
     return asked
 
 
-def starving(cfg: SchedulingSection, available: set[int], granted=all_granted) -> list[str]:  # type: ignore[no-untyped-def]
-    return loop_would_starve(cfg, available, granted)
+def on(service: set[int], loop: set[int] | None = None, usable: set[int] | None = None) -> ServiceCpus:
+    """A service on CPUs *service*, its loop on *loop* (default: the same), *usable* (default: the same)."""
+    return ServiceCpus(frozenset(loop or service), frozenset(service), frozenset(usable or service))
+
+
+def starving(cfg: SchedulingSection, cpus: ServiceCpus, granted=all_granted) -> list[str]:  # type: ignore[no-untyped-def]
+    return loop_would_starve(cfg, cpus, granted)
 
 
 def test_a_real_time_loop_sharing_a_workers_only_cpu_is_refused_naming_the_worker() -> None:
     """Under overload a SCHED_FIFO loop keeps a worker at its priority or below off their one shared
     CPU: the loop's priority is refused, naming the worker, its CPU and the fix."""
-    problems = starving(sched(infer_cpus=[1], acquire_cpus=[1], plc_cpus=[0]), {0, 1})
+    problems = starving(sched(acquire_cpus=[1], plc_cpus=[0]), on({0, 1}, loop={1}))
     assert problems == [
         "scheduling.infer_rt_priority=10: not applied: the acquisition worker (CPU 1, priority 0) has only a CPU "
         "the inference loop runs on, and under overload a real-time loop keeps it off that CPU; give it another "
-        "CPU (scheduling.acquire_cpus) or a priority above 10"
+        "CPU (scheduling.acquire_cpus) or a priority above 10 that the service may set"
     ]
     # equal priority starves too (FIFO does not preempt its equal); above it does not
-    assert len(starving(sched(infer_cpus=[1], acquire_cpus=[1], acquire_rt_priority=10), {0, 1})) == 1
-    assert starving(sched(infer_cpus=[1], acquire_cpus=[1], acquire_rt_priority=11), {0, 1}) == []
+    assert len(starving(sched(acquire_cpus=[1], acquire_rt_priority=10), on({0, 1}, loop={1}))) == 1
+    assert starving(sched(acquire_cpus=[1], acquire_rt_priority=11), on({0, 1}, loop={1})) == []
 
 
-def test_a_one_cpu_service_refuses_the_real_time_loop_for_every_lower_worker_and_says_how() -> None:
+def test_a_one_cpu_service_refuses_the_real_time_loop_once_naming_who_it_starves_and_the_fix() -> None:
     """On one CPU every worker below the loop and the supervisor's log collector share it with the
-    loop; the fix named for the supervisor is the loop's priority 0."""
-    problems = starving(sched(plc_rt_priority=20), {3})
-    assert len(problems) == 2 and "the acquisition worker (CPU 3, priority 0)" in problems[0]
-    assert problems[1].endswith(
-        "the service has one CPU (3), and under overload a real-time loop keeps the supervisor (its log "
-        "collector) off it; on one CPU set scheduling.infer_rt_priority = 0"
-    )
+    loop, and there is no other CPU to give them: one problem, naming them and the loop's priority 0."""
+    assert starving(sched(plc_rt_priority=20), on({3})) == [
+        "scheduling.infer_rt_priority=10: not applied: the service has one CPU (3), and under overload a real-time "
+        "loop keeps the acquisition worker and the supervisor (its log collector) off it; on one CPU set "
+        "scheduling.infer_rt_priority = 0"
+    ]
+    assert "the acquisition worker, PLC worker and the supervisor" in starving(sched(), on({3}))[0]
 
 
 def test_a_worker_with_a_second_cpu_or_a_loop_elsewhere_leaves_the_priority_applied() -> None:
     """The loop is one thread: a worker with two CPUs runs on the other; a loop pinned elsewhere never meets it."""
-    assert starving(sched(), {0, 1}) == []
-    assert starving(sched(infer_cpus=[0, 1], acquire_cpus=[0, 1], plc_cpus=[0, 1]), {0, 1}) == []
-    assert starving(sched(infer_cpus=[1], acquire_cpus=[0], plc_cpus=[0]), {0, 1}) == []
-    assert starving(sched(infer_rt_priority=0, infer_cpus=[0], acquire_cpus=[0]), {0}) == []
+    assert starving(sched(), on({0, 1})) == []
+    assert starving(sched(acquire_cpus=[0, 1], plc_cpus=[0, 1]), on({0, 1})) == []
+    assert starving(sched(acquire_cpus=[0], plc_cpus=[0]), on({0, 1}, loop={1})) == []
+    assert starving(sched(infer_rt_priority=0, acquire_cpus=[0]), on({0})) == []
 
 
-def test_configured_cpus_the_service_cannot_use_do_not_count() -> None:
-    """acquire_cpus = [0, 5] on CPUs {0, 1}: the kernel pins the worker to CPU 0 alone, the loop's."""
-    problems = starving(sched(infer_cpus=[0], acquire_cpus=[0, 5], plc_cpus=[1]), {0, 1})
+def test_a_workers_cpus_are_those_the_kernel_gives_it() -> None:
+    """acquire_cpus = [0, 5] where CPU 5 does not exist: the worker gets CPU 0 alone, the loop's.
+    acquire_cpus = [0, 2] on a service limited to {0, 1} by affinity only: it gets {0, 2}, not starved.
+    acquire_cpus = [7] (none usable): the pin fails and it keeps the service's CPUs."""
+    problems = starving(sched(acquire_cpus=[0, 5], plc_cpus=[1]), on({0, 1}, loop={0}))
     assert len(problems) == 1 and "the acquisition worker (CPU 0, priority 0)" in problems[0]
+    assert starving(sched(acquire_cpus=[0, 2], plc_cpus=[1]), on({0, 1}, loop={0}, usable={0, 1, 2, 3})) == []
+    assert starving(sched(acquire_cpus=[7], plc_cpus=[1]), on({0, 1}, loop={0})) == []
 
 
 def test_a_priority_above_the_loops_that_the_limit_refuses_counts_as_normal() -> None:
     """acquire_rt_priority = 30 beyond LimitRTPRIO=20 without CAP_SYS_NICE runs normal: still starved.
     A loop whose own priority is refused runs normal and starves nobody."""
     limited = lambda asked: granted_priority(asked, 20, cap_sys_nice=False)  # noqa: E731
-    cfg = sched(infer_cpus=[0], acquire_cpus=[0], acquire_rt_priority=30, plc_cpus=[1])
-    problems = starving(cfg, {0, 1}, limited)
-    assert len(problems) == 1 and "(CPU 0, priority 30 refused here, so 0)" in problems[0]
-    assert starving(cfg, {0, 1}, lambda asked: granted_priority(asked, 20, cap_sys_nice=True)) == []
-    assert starving(sched(infer_rt_priority=25, infer_cpus=[0], acquire_cpus=[0]), {0, 1}, limited) == []
+    cfg = sched(acquire_cpus=[0], acquire_rt_priority=30, plc_cpus=[1])
+    problems = starving(cfg, on({0, 1}, loop={0}), limited)
+    assert len(problems) == 1 and "(CPU 0, priority 30, refused here, so normal)" in problems[0]
+    assert starving(cfg, on({0, 1}, loop={0}), lambda asked: granted_priority(asked, 20, cap_sys_nice=True)) == []
+    assert starving(sched(infer_rt_priority=25, acquire_cpus=[0]), on({0, 1}, loop={0}), limited) == []
 
 
 def test_granted_priority_follows_the_rtprio_limit_unless_cap_sys_nice() -> None:
     """sched(7): without CAP_SYS_NICE a thread may take SCHED_FIFO up to RLIMIT_RTPRIO; -1 is unlimited."""
     assert [granted_priority(p, 20, False) for p in (0, 20, 21)] == [0, 20, 0]
     assert granted_priority(90, 0, True) == 90 and granted_priority(90, -1, False) == 90
+
+
+def test_usable_cpus_are_online_ones() -> None:
+    """The CPUs a configured affinity can hold include every CPU this process may run on."""
+    assert os.sched_getaffinity(0) <= usable_cpus()
 
 
 def test_the_loop_stays_normal_beside_an_acquisition_on_its_cpu(tmp_path: Path, plc_sim: PlcSimProcess) -> None:
@@ -185,5 +205,7 @@ def test_the_loop_stays_normal_beside_an_acquisition_on_its_cpu(tmp_path: Path, 
     finally:
         run.stop()
     assert run.proc.returncode == 0, run.stderr
+    if any("not permitted" in p for p in problems):
+        pytest.skip(f"real-time priority not permitted here: {problems}")
     assert any("infer_rt_priority=10: not applied: the acquisition worker" in p for p in problems), problems
     assert os.SCHED_FIFO not in policies.values(), policies
