@@ -290,7 +290,11 @@ def test_a_frame_failed_safe_at_claim_keeps_its_in_flight_entry_until_its_slot_i
         loop = rig.loop
         loop.warm_up(10)
         budget_ms = demo_config.deadline.budget_ms
-        rig.publish(1, acquired_ns=time.monotonic_ns() - int((budget_ms - 0.5) * MS))  # 0.5 ms left
+        # A session run is expected to take half the budget (not the warm-up's fraction of a
+        # millisecond, which a slow host may beat or miss): a frame with 5 ms left is out of reach
+        # however late the loop claims it, and a fresh one is not.
+        loop.session_time = PathTime(int(budget_ms / 2 * MS))
+        rig.publish(1, acquired_ns=time.monotonic_ns() - int((budget_ms - 5) * MS))  # 5 ms left
         rig.publish(2)  # waiting too: part 1 goes to a session's start, which refuses it
         seen: list[int | None] = []
         real_release = rig.consumer.release
