@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version as _version
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -89,8 +89,9 @@ def scheduling_notes(cfg: Config) -> list[str]:
     """The loop's real-time priority that run would refuse on this machine's CPUs, judged with the
     configured priorities granted (as the shipped unit's LimitRTPRIO=20 grants them; this shell's
     own limits are not the service's)."""
-    service, usable = frozenset(os.sched_getaffinity(0)), usable_cpus()
-    cpus = ServiceCpus(ServiceCpus(service, service, usable).of_worker(cfg.scheduling.infer_cpus), service, usable)
+    service = frozenset(os.sched_getaffinity(0))
+    unpinned = ServiceCpus(loop=service, service=service, usable=usable_cpus())
+    cpus = replace(unpinned, loop=unpinned.of_worker(cfg.scheduling.infer_cpus))  # where run pins the loop
     why = loop_would_starve(cfg.scheduling, cpus, granted=lambda asked: asked)
     return [f"on this machine's CPUs ({', '.join(map(str, sorted(service)))}): {w}" for w in why]
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from linegate.archive.settings import ArchiveSection as _ArchiveSettings
+from linegate.camera.event_wait import longest_fetch_ms
 
 BUILTIN_VIKY = "builtin:viky"
 """The simulated GenTL producer shipped inside the ``genicam`` package."""
@@ -781,8 +782,6 @@ def runnable_model(cfg: Config, model: ModelSection, stage: bool = False) -> Mod
 def _check_fetch_timeout(camera: CameraSection, supervisor: SupervisorSection) -> None:
     """A fetch with no frame must end well within the heartbeat timeout, or a stopped line gets the
     acquisition worker killed as stalled (and, repeated, linegate stopped)."""
-    from linegate.camera.event_wait import longest_fetch_ms
-
     longest, limit = longest_fetch_ms(camera.fetch_timeout_ms), supervisor.heartbeat_timeout_ms
     if longest > limit / 2:
         raise ValueError(

@@ -128,8 +128,9 @@ def loop_would_starve(
     starved = []
     for role, name in _NEIGHBOURS:
         on, asked = cpus.of_worker(getattr(sched, f"{role}_cpus")), getattr(sched, f"{role}_rt_priority")
-        if granted(asked) <= prio and len(on) == 1 and on <= cpus.loop:
-            starved.append((role, name, min(on), asked, granted(asked) == asked))
+        gets = granted(asked)
+        if gets <= prio and len(on) == 1 and on <= cpus.loop:
+            starved.append((role, name, min(on), asked, gets == asked))
     head = f"scheduling.infer_rt_priority={prio}: not applied: "
     if len(cpus.service) == 1 and cpus.service <= cpus.loop:  # no other CPU to give anyone: the loop's is the fix
         names = ", ".join(name for _, name, _, _, _ in starved)
